@@ -1,0 +1,35 @@
+# Everything a new user or CI needs: `make demo`, `make test`. Only Python 3.10+ is assumed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of PyTorch. Installing it before lic keeps pip from resolving `torch>=2.2`
+# to the default CUDA build (several GB). Elsewhere, e.g.:
+#   make TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
+DEMO := build/demo
+
+.PHONY: install demo test bench-kodak clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: install
+	@mkdir -p $(DEMO)
+	$(BIN)/lic encode assets/kodim23.png -o $(DEMO)/kodim23.lic --force --verbose
+	$(BIN)/lic decode $(DEMO)/kodim23.lic -o $(DEMO)/kodim23.png --force --verbose
+	$(BIN)/lic info $(DEMO)/kodim23.lic
+	$(BIN)/lic compare assets/kodim23.png $(DEMO)/kodim23.png
+
+test: install
+	$(BIN)/python -m pytest
+
+bench-kodak: install
+	$(BIN)/python benchmarks/kodak_hyper.py --kodak ../shared/data/kodak --out docs/results-hyper.json
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .hypothesis

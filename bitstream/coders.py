@@ -1,0 +1,98 @@
+"""Thin typed wrappers over constriction's ANS stack, driven by integer tables."""
+from __future__ import annotations
+
+import numpy as np
+import constriction
+
+from .container import FormatError
+from .tables import IntegerTables
+
+_BIT_LENGTH_MODEL = constriction.stream.model.Uniform(65)
+_CHUNK_BITS = 16
+_CHUNK_MODEL = constriction.stream.model.Uniform(1 << _CHUNK_BITS)
+
+
+class TableCoder:
+    """Codes integer arrays where element i uses table table_ids[i].
+
+    Symbols are grouped by table (increasing id, original order inside a group) so that one
+    vectorised constriction call codes each group. Values outside a table's support are coded as
+    its escape symbol followed by the value itself, so every int64 round-trips.
+    """
+
+    def __init__(self, tables: IntegerTables):
+        self.tables = tables
+        self._models = [
+            constriction.stream.model.Categorical(tables.probabilities(t), perfect=False) for t in range(len(tables))
+        ]
+
+    def encode(self, values: np.ndarray, table_ids: np.ndarray) -> bytes:
+        values = np.asarray(values, dtype=np.int64).ravel()
+        table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
+        if values.shape != table_ids.shape:
+            raise ValueError("values and table_ids must have the same number of elements")
+        coder = constriction.stream.stack.AnsCoder()
+        # A stack is last-in first-out: push everything in the reverse of the decoding order.
+        for table, positions in reversed(self._groups(table_ids)):
+            group = values[positions]
+            local = group - self.tables.offsets[table]
+            escaped = (local < 0) | (local >= self.tables.lengths[table])
+            for value in group[escaped][::-1]:
+                _push_escaped_value(coder, int(value))
+            symbols = np.where(escaped, self.tables.lengths[table], local).astype(np.int32)
+            coder.encode_reverse(symbols, self._models[table])
+        return coder.get_compressed().astype("<u4").tobytes()
+
+    def decode(self, data: bytes, table_ids: np.ndarray) -> np.ndarray:
+        table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
+        if len(data) % 4:
+            raise FormatError("entropy-coded stream length is not a multiple of 4 bytes")
+        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        try:
+            coder = constriction.stream.stack.AnsCoder(words)
+        except Exception as error:  # constriction rejects e.g. a stream ending in a zero word
+            raise FormatError(f"invalid entropy-coded stream ({error})") from None
+        values = np.empty(len(table_ids), dtype=np.int64)
+        for table, positions in self._groups(table_ids):
+            symbols = np.asarray(coder.decode(self._models[table], len(positions)), dtype=np.int64)
+            group = symbols + self.tables.offsets[table]
+            for i in np.nonzero(symbols == self.tables.lengths[table])[0]:
+                group[i] = _pop_escaped_value(coder)
+            values[positions] = group
+        if not coder.is_empty():
+            raise FormatError("entropy-coded stream has data left over (corrupted file?)")
+        return values
+
+    def _groups(self, table_ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        if table_ids.size and (table_ids.min() < 0 or table_ids.max() >= len(self.tables)):
+            raise ValueError("table id out of range")
+        order = np.argsort(table_ids, kind="stable")
+        ids, starts = np.unique(table_ids[order], return_index=True)
+        bounds = list(starts[1:]) + [len(order)]
+        return [(int(t), order[s:e]) for t, s, e in zip(ids, starts, bounds)]
+
+
+def _zigzag(value: int) -> int:
+    return 2 * value if value >= 0 else -2 * value - 1
+
+
+def _unzigzag(code: int) -> int:
+    return code // 2 if code % 2 == 0 else -(code + 1) // 2
+
+
+def _push_escaped_value(coder, value: int) -> None:
+    code = _zigzag(value)
+    bit_length = code.bit_length()
+    chunks = [(code >> shift) & ((1 << _CHUNK_BITS) - 1) for shift in range(0, bit_length, _CHUNK_BITS)]
+    # Decoder pops the bit length first, then the chunks from least significant upwards.
+    for chunk in reversed(chunks):
+        coder.encode_reverse(np.array([chunk], dtype=np.int32), _CHUNK_MODEL)
+    coder.encode_reverse(np.array([bit_length], dtype=np.int32), _BIT_LENGTH_MODEL)
+
+
+def _pop_escaped_value(coder) -> int:
+    bit_length = int(coder.decode(_BIT_LENGTH_MODEL, 1)[0])
+    code = 0
+    for shift in range(0, bit_length, _CHUNK_BITS):
+        code |= int(coder.decode(_CHUNK_MODEL, 1)[0]) << shift
+    return _unzigzag(code)

@@ -1,0 +1,163 @@
+"""The versioned .lic container (specified in docs/format.md)."""
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+MAGIC = b"\x89LIC\r\n\x1a\n"
+FORMAT_VERSION = 1
+MAX_FILE_BYTES = 1 << 30
+MAX_DIMENSION = 65535
+MAX_PIXELS = 1 << 25
+MAX_SECTIONS = 16
+MAX_MODEL_ID = 32
+WEIGHTS_HASH_BYTES = 8
+FLAG_ALPHA = 0x01
+KNOWN_FLAGS = FLAG_ALPHA
+MODEL_ID_PATTERN = re.compile(rb"[a-z0-9.\-]{1,32}")
+_GEOMETRY = struct.Struct("<BIIBBB")  # quality, width, height, channels, bit depth, section count
+_SECTION_HEADER = struct.Struct("<BI")
+MIN_FILE_BYTES = len(MAGIC) + 3 + 1 + WEIGHTS_HASH_BYTES + _GEOMETRY.size + 4
+
+
+class FormatError(ValueError):
+    """The bytes are not a valid .lic file this reader can decode; the message is one line."""
+
+
+class SectionType(IntEnum):
+    HYPERLATENT = 1
+    LATENT = 2
+    ICC = 3
+    EXIF = 4
+    ALPHA = 5
+
+
+@dataclass
+class Container:
+    model_id: str
+    weights_hash: bytes
+    quality: int
+    width: int
+    height: int
+    channels: int
+    sections: dict[SectionType, bytes] = field(default_factory=dict)
+    bit_depth: int = 8
+
+    @property
+    def flags(self) -> int:
+        return FLAG_ALPHA if SectionType.ALPHA in self.sections else 0
+
+    def validate(self) -> None:
+        if not MODEL_ID_PATTERN.fullmatch(self.model_id.encode("ascii", "replace")):
+            raise FormatError(f"invalid model id {self.model_id!r}")
+        if len(self.weights_hash) != WEIGHTS_HASH_BYTES:
+            raise FormatError("weights hash must be 8 bytes")
+        if not 0 <= self.quality <= 255:
+            raise FormatError(f"quality index {self.quality} out of range")
+        check_geometry(self.width, self.height)
+        if self.channels not in (1, 3, 4):
+            raise FormatError(f"unsupported channel count {self.channels}")
+        if (self.channels == 4) != (SectionType.ALPHA in self.sections):
+            raise FormatError("an RGBA image needs exactly one alpha section")
+        if self.bit_depth != 8:
+            raise FormatError(f"unsupported bit depth {self.bit_depth}")
+        if len(self.sections) > MAX_SECTIONS:
+            raise FormatError("too many sections")
+
+
+def check_geometry(width: int, height: int) -> None:
+    if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
+        raise FormatError(f"image size {width}x{height} outside 1..{MAX_DIMENSION}")
+    if width * height > MAX_PIXELS:
+        raise FormatError(f"image of {width}x{height} pixels exceeds the {MAX_PIXELS}-pixel limit")
+
+
+def pack(container: Container) -> bytes:
+    container.validate()
+    model_id = container.model_id.encode("ascii")
+    parts = [MAGIC, bytes([FORMAT_VERSION, container.flags, len(model_id)]), model_id, container.weights_hash,
+             _GEOMETRY.pack(container.quality, container.width, container.height, container.channels,
+                            container.bit_depth, len(container.sections))]
+    for kind in sorted(container.sections):
+        payload = container.sections[kind]
+        parts.append(_SECTION_HEADER.pack(int(kind), len(payload)))
+        parts.append(payload)
+    body = b"".join(parts)
+    if len(body) + 4 > MAX_FILE_BYTES:
+        raise FormatError("coded image exceeds the 1 GiB file limit")
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def unpack(data: bytes) -> Container:
+    """Parse and validate a whole file; raises FormatError with a one-line reason."""
+    if len(data) > MAX_FILE_BYTES:
+        raise FormatError("file exceeds the 1 GiB limit")
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise FormatError("not a lic file (bad magic)")
+    if len(data) < len(MAGIC) + 1:
+        raise FormatError("file truncated in header")
+    version = data[len(MAGIC)]
+    if version != FORMAT_VERSION:
+        raise FormatError(f"unsupported format version {version} (this lic reads version {FORMAT_VERSION})")
+    if len(data) < MIN_FILE_BYTES:
+        raise FormatError("file truncated in header")
+    body, stored_crc = data[:-4], struct.unpack("<I", data[-4:])[0]
+    if zlib.crc32(body) != stored_crc:
+        raise FormatError("checksum mismatch (file corrupted or truncated)")
+    return _parse_body(body)
+
+
+def _parse_body(body: bytes) -> Container:
+    reader = _Reader(body, len(MAGIC) + 1)
+    flags = reader.byte()
+    if flags & ~KNOWN_FLAGS:
+        raise FormatError(f"unknown flags 0x{flags:02x}")
+    id_length = reader.byte()
+    if not 1 <= id_length <= MAX_MODEL_ID:
+        raise FormatError("invalid model id length")
+    model_id = reader.take(id_length)
+    if not MODEL_ID_PATTERN.fullmatch(model_id):
+        raise FormatError("invalid model id")
+    weights_hash = reader.take(WEIGHTS_HASH_BYTES)
+    quality, width, height, channels, bit_depth, count = _GEOMETRY.unpack(reader.take(_GEOMETRY.size))
+    if count > MAX_SECTIONS:
+        raise FormatError(f"too many sections ({count})")
+    sections: dict[SectionType, bytes] = {}
+    for _ in range(count):
+        kind, length = _SECTION_HEADER.unpack(reader.take(_SECTION_HEADER.size))
+        try:
+            kind = SectionType(kind)
+        except ValueError:
+            raise FormatError(f"unknown section type {kind}") from None
+        if kind in sections:
+            raise FormatError(f"duplicate {kind.name.lower()} section")
+        sections[kind] = reader.take(length)
+    if reader.remaining():
+        raise FormatError("trailing bytes after the last section")
+    container = Container(model_id.decode("ascii"), weights_hash, quality, width, height, channels,
+                          sections, bit_depth)
+    if bool(flags & FLAG_ALPHA) != (SectionType.ALPHA in sections):
+        raise FormatError("alpha flag and alpha section disagree")
+    container.validate()
+    return container
+
+
+class _Reader:
+    def __init__(self, data: bytes, position: int):
+        self.data, self.position = data, position
+
+    def take(self, count: int) -> bytes:
+        if count > len(self.data) - self.position:
+            raise FormatError("file truncated (a field runs past the end)")
+        chunk = self.data[self.position : self.position + count]
+        self.position += count
+        return chunk
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def remaining(self) -> int:
+        return len(self.data) - self.position

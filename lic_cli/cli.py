@@ -1,0 +1,266 @@
+"""The `lic` command line."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import click
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from bitstream.container import FormatError, SectionType, unpack
+from models import zoo
+
+from . import codec, files
+from .imageio import ImageReadError, encode_image_file, read_image
+
+EXIT_FAILURE = 2
+USER_ERRORS = (FormatError, ImageReadError, files.PlanError, zoo.WeightsError, KeyError, ValueError, OSError)
+stderr = Console(stderr=True, highlight=False)
+
+
+def say(message: str) -> None:
+    """One unwrapped line on stderr (rich would fold long lines)."""
+    click.echo(message, err=True)
+
+
+def fail(message: str) -> None:
+    """One line on stderr, non-zero exit; used for errors that stop the whole command."""
+    say(f"lic: error: {message}")
+    sys.exit(EXIT_FAILURE)
+
+
+def describe(error: BaseException) -> str:
+    if isinstance(error, KeyError):
+        return str(error.args[0]) if error.args else "unknown key"
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def parse_weights(values: tuple[str, ...]) -> dict[str, Path]:
+    """--weights FILE (for --model) or --weights NAME=FILE, repeatable."""
+    mapping = {}
+    for value in values:
+        name, _, path = value.rpartition("=") if "=" in value else ("", "", value)
+        mapping[name or ""] = Path(path)
+    return mapping
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="lic", prog_name="lic")
+def main() -> None:
+    """lic: learned image compression.
+
+    \b
+    Compress:    lic encode photo.png -o photo.lic -q 4
+    Decompress:  lic decode photo.lic -o photo.png
+    Pipelines:   cat a.png | lic encode - -o - | lic decode - -o - > b.png
+    Inspect:     lic info photo.lic      Compare: lic compare a.png b.png
+    """
+
+
+def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: bool = False) -> None:
+    """Run work(job) for each job; report each failure in one line and exit non-zero if any failed."""
+    show_progress = len(jobs) > 1 and not quiet and stderr.is_terminal
+    failures = 0
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=stderr, transient=True) if show_progress else nullcontext()
+    with progress:
+        task = progress.add_task(label, total=len(jobs)) if show_progress else None
+        for job in jobs:
+            try:
+                summary = work(job)
+                if verbose or (not quiet and (stderr.is_terminal or len(jobs) > 1)):
+                    say(summary)
+            except KeyboardInterrupt:
+                fail("interrupted (no partial output was left behind)")
+            except USER_ERRORS as error:
+                failures += 1
+                name = "<stdin>" if job.source == files.STDIO else job.source
+                say(f"lic: error: {name}: {describe(error)}")
+            if show_progress:
+                progress.advance(task)
+    if failures:
+        sys.exit(EXIT_FAILURE)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output file (one input), directory (several), or '-' for stdout. "
+              "Default: next to each input with the suffix .lic.")
+@click.option("-m", "--model", default=zoo.DEFAULT_MODEL, show_default=True, help="Zoo model (see `lic models`).")
+@click.option("-q", "--quality", type=int, default=3, show_default=True,
+              help="Operating point, 1 (smallest files) .. 6 (best quality).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=int, help="CPU threads for the networks (default: PyTorch's choice).")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Always print a summary line per file (also when piped).")
+def encode(inputs, output, model, quality, force, weights, device, threads, quiet, verbose):
+    """Compress images (PNG, JPEG, WebP, TIFF, PPM, BMP) into .lic files.
+
+    \b
+    Examples:
+      lic encode photo.png                      # writes photo.lic
+      lic encode *.png -o out/ -q 5             # a batch into a directory
+      lic encode - -o - < in.png > out.lic      # standard input/output
+
+    Grey and RGBA images are kept as such (alpha is stored losslessly); ICC profiles and EXIF
+    are carried through. 16-bit images are converted to 8 bits with a warning.
+    """
+    set_threads(threads)
+    try:
+        jobs = files.plan_jobs(inputs, output, ".lic", force)
+        session = codec.CodecSession(_weights_for(weights, model), _device(device))
+        loaded = session.get(model)
+    except USER_ERRORS as error:
+        fail(describe(error))
+    qualities = loaded.codec.num_qualities
+    if not 1 <= quality <= qualities:
+        fail(f"--quality must be between 1 and {qualities} for model {model}")
+
+    def work(job: files.Job) -> str:
+        started = time.perf_counter()
+        image = read_image(files.read_input(job.source))
+        for warning in image.warnings:
+            say(f"lic: warning: {job.source}: {warning}")
+        data = codec.encode_image(image, loaded, quality - 1)
+        files.write_output(job.target, data)
+        seconds = time.perf_counter() - started
+        bpp = 8 * len(data) / (image.width * image.height)
+        return f"{job.source} -> {job.target}: {len(data):,} bytes, {bpp:.4f} bpp, {seconds:.2f} s"
+
+    run_batch(jobs, work, quiet, "encoding", verbose)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output file (one input), directory (several), or '-' for stdout. "
+              "Default: next to each input with the suffix of --format.")
+@click.option("--format", "fmt", type=click.Choice(["png", "tiff", "ppm", "bmp", "webp"]), default="png",
+              show_default=True, help="Image format when the output name does not say (stdout, directories).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--weights", multiple=True, help="NAME=FILE: decode model NAME with this weight file.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=int, help="CPU threads for the networks (the pixels do not depend on it).")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Always print a summary line per file (also when piped).")
+def decode(inputs, output, fmt, force, weights, device, threads, quiet, verbose):
+    """Decompress .lic files to lossless images (PNG by default), restoring ICC/EXIF and alpha.
+
+    \b
+    Examples:
+      lic decode photo.lic                      # writes photo.png
+      lic decode *.lic -o decoded/ --format tiff
+      lic decode - -o - < photo.lic > photo.png
+    """
+    set_threads(threads)
+    try:
+        jobs = files.plan_jobs(inputs, output, "." + fmt, force)
+    except USER_ERRORS as error:
+        fail(describe(error))
+    session = codec.CodecSession(parse_weights(weights), _device(device))
+
+    def work(job: files.Job) -> str:
+        started = time.perf_counter()
+        decoded = codec.decode_file(files.read_input(job.source), session)
+        suffix = "." + fmt if job.target == files.STDIO else Path(job.target).suffix or "." + fmt
+        files.write_output(job.target, encode_image_file(decoded.image, suffix))
+        seconds = time.perf_counter() - started
+        c = decoded.container
+        return f"{job.source} -> {job.target}: {c.width}x{c.height}, {c.model_id} q{c.quality + 1}, {seconds:.2f} s"
+
+    run_batch(jobs, work, quiet, "decoding", verbose)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output, one JSON object per line.")
+def info(inputs, as_json):
+    """Print the header of .lic files (model, weights, geometry, sections, bit rate)."""
+    failures = 0
+    for source in inputs:
+        try:
+            data = files.read_input(source)
+            container = unpack(data)
+        except USER_ERRORS as error:
+            failures += 1
+            say(f"lic: error: {source}: {describe(error)}")
+            continue
+        record = {
+            "file": source, "bytes": len(data), "model": container.model_id,
+            "weights": container.weights_hash.hex(), "quality": container.quality + 1,
+            "width": container.width, "height": container.height, "channels": container.channels,
+            "bit_depth": container.bit_depth, "bpp": 8 * len(data) / (container.width * container.height),
+            "sections": {kind.name.lower(): len(payload) for kind, payload in sorted(container.sections.items())},
+        }
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            click.echo(f"{source}: lic v1, {record['model']} q{record['quality']} (weights {record['weights']}), "
+                       f"{record['width']}x{record['height']}x{record['channels']}, {record['bytes']:,} bytes, "
+                       f"{record['bpp']:.4f} bpp")
+            click.echo("  sections: " + ", ".join(f"{k} {v:,} B" for k, v in record["sections"].items()))
+    if failures:
+        sys.exit(EXIT_FAILURE)
+
+
+@main.command()
+@click.argument("reference", type=click.Path(exists=True, dir_okay=False))
+@click.argument("distorted", type=click.Path(exists=True, dir_okay=False))
+def compare(reference, distorted):
+    """PSNR (RGB, 8-bit) and MS-SSIM between two images of the same size."""
+    from .metrics import ms_ssim, psnr
+    try:
+        a = read_image(Path(reference).read_bytes())
+        b = read_image(Path(distorted).read_bytes())
+    except USER_ERRORS as error:
+        fail(describe(error))
+    if a.pixels.shape != b.pixels.shape:
+        fail(f"images differ in size or channels: {a.pixels.shape} vs {b.pixels.shape}")
+    value = ms_ssim(a.pixels, b.pixels)
+    click.echo(f"PSNR {psnr(a.pixels, b.pixels):.3f} dB  MS-SSIM " + ("n/a (image under 161 px)" if value is None else f"{value:.5f}"))
+
+
+@main.command("models")
+def list_models():
+    """List the model zoo, its weight files and their recorded Kodak numbers."""
+    table = Table("model", "qualities", "weights", "description")
+    for name, item in zoo.ZOO.items():
+        path = zoo.default_weights_path(name)
+        table.add_row(name, str(len(item.config.get("lambdas", ()))) or "-",
+                      str(path.name) if path.exists() else "missing", item.description)
+    Console().print(table)
+
+
+def _weights_for(values: tuple[str, ...], model: str) -> dict[str, Path]:
+    mapping = parse_weights(values)
+    if "" in mapping:
+        mapping[model] = mapping.pop("")
+    return mapping
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda: no CUDA device available")
+    return name
+
+
+from .train_cli import export, train  # noqa: E402  (registers the training commands)
+
+main.add_command(train)
+main.add_command(export)

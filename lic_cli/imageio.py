@@ -1,0 +1,135 @@
+"""Reading and writing image files: pixels plus the metadata that must survive a round trip."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".bmp"}
+LOSSLESS_OUTPUT = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM",
+                   ".pnm": "PPM", ".bmp": "BMP", ".webp": "WEBP"}
+Image.MAX_IMAGE_PIXELS = 1 << 25  # same limit as the container; Pillow raises beyond 2x this
+
+
+class ImageReadError(ValueError):
+    """The input is not an image lic can encode; the message is one line."""
+
+
+@dataclass
+class ImageData:
+    pixels: np.ndarray  # (H, W, C) uint8 with C in {1, 3, 4}
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def channels(self) -> int:
+        return self.pixels.shape[2]
+
+
+def list_images(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a directory")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_rgb_array(path: Path) -> np.ndarray:
+    """An image as (H, W, 3) uint8 RGB (training and evaluation, where metadata does not matter)."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def read_image(data: bytes) -> ImageData:
+    """Decode image bytes (PNG, JPEG, WebP, TIFF, PPM/PGM, BMP) into 8-bit grey, RGB or RGBA."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageReadError(f"cannot read image ({_first_line(error)})") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError("image is larger than lic's 33.5-megapixel limit") from None
+    warnings: list[str] = []
+    pixels = _to_8bit_pixels(image, warnings)
+    return ImageData(pixels, image.info.get("icc_profile") or None, _exif_bytes(image), warnings)
+
+
+def _to_8bit_pixels(image: Image.Image, warnings: list[str]) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        if mode == "I" and (values.min() < 0 or values.max() > 65535):
+            raise ImageReadError("32-bit integer images are not supported")
+        warnings.append("16-bit image converted to 8 bits")
+        return np.round(values / 257.0).astype(np.uint8)[:, :, None]
+    if mode == "F":
+        raise ImageReadError("floating-point images are not supported")
+    if _has_16bit_samples(image):
+        warnings.append("16-bit image converted to 8 bits")
+    if mode in ("1", "L"):
+        return np.asarray(image.convert("L"), dtype=np.uint8)[:, :, None].copy()
+    if mode == "P":
+        has_alpha = "transparency" in image.info or image.palette.mode == "RGBA"
+        return np.asarray(image.convert("RGBA" if has_alpha else "RGB"), dtype=np.uint8).copy()
+    if mode in ("LA", "PA", "RGBa", "La"):
+        warnings.append(f"{mode} image coded as RGBA")
+        return np.asarray(image.convert("RGBA"), dtype=np.uint8).copy()
+    if mode in ("RGB", "RGBA"):
+        return np.asarray(image, dtype=np.uint8).copy()
+    warnings.append(f"{mode} image converted to RGB")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _has_16bit_samples(image: Image.Image) -> bool:
+    """Pillow silently reduces 48/64-bit PNGs to 8 bits; its tile raw mode still tells."""
+    return any("16" in str(getattr(tile, "args", tile[3] if len(tile) > 3 else "")) for tile in (image.tile or []))
+
+
+def _exif_bytes(image: Image.Image) -> bytes | None:
+    exif = image.info.get("exif")
+    if isinstance(exif, bytes) and exif:
+        return exif
+    return None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def encode_image_file(image: ImageData, suffix: str) -> bytes:
+    """Serialise decoded pixels in a lossless format chosen by suffix, with ICC/EXIF where it fits."""
+    suffix = suffix.lower() or ".png"
+    if suffix not in LOSSLESS_OUTPUT:
+        raise ImageReadError(f"cannot write {suffix!r}: lic writes lossless formats "
+                             f"({', '.join(sorted(LOSSLESS_OUTPUT))})")
+    fmt = LOSSLESS_OUTPUT[suffix]
+    pixels = image.pixels
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[image.channels]
+    if fmt == "PPM" and mode == "RGBA":
+        raise ImageReadError("PPM cannot hold an alpha channel; write .png or .tiff")
+    picture = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
+    options: dict = {}
+    if fmt in ("PNG", "TIFF", "WEBP"):
+        if image.icc_profile:
+            options["icc_profile"] = image.icc_profile
+        if image.exif:
+            options["exif"] = image.exif
+    if fmt == "WEBP":
+        options.update(lossless=True, quality=100, exact=True)
+    if fmt == "PNG":
+        options["compress_level"] = 6
+    buffer = io.BytesIO()
+    picture.save(buffer, fmt, **options)
+    return buffer.getvalue()

@@ -1,0 +1,216 @@
+"""Training driver: random crops, R-D loss, wall-clock budget, checkpoints and --resume."""
+from __future__ import annotations
+
+import math
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import zoo
+from models.hyper import rate_distortion_loss
+
+from .imageio import list_images, load_rgb_array
+
+
+@dataclass
+class TrainOptions:
+    model: str
+    data: Path
+    out: Path
+    val: Path | None = None
+    minutes: float = 60.0
+    max_steps: int | None = None
+    batch_size: int = 16
+    crop: int = 128
+    lr: float = 2e-4
+    device: str = "auto"
+    resume: bool = False
+    seed: int = 0
+    threads: int | None = None
+    eval_every: int = 500
+    checkpoint_every: int = 200
+    val_holdout: int = 8
+    config_overrides: dict | None = None
+
+
+def hardware_description(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+class CropSampler:
+    """All training images decoded once into memory; random crops with flips, batched on device."""
+
+    def __init__(self, paths: list[Path], crop: int, device: torch.device, log):
+        self.crop = crop
+        self.device = device
+        self.images = []
+        for i, path in enumerate(paths):
+            array = load_rgb_array(path)
+            if min(array.shape[:2]) >= crop:
+                self.images.append(torch.from_numpy(array))
+            if (i + 1) % 200 == 0:
+                log(f"loaded {i + 1}/{len(paths)} training images")
+        if not self.images:
+            raise ValueError(f"no training image is at least {crop}x{crop} pixels")
+
+    def batch(self, size: int, rng: random.Random) -> torch.Tensor:
+        crops = []
+        for _ in range(size):
+            image = self.images[rng.randrange(len(self.images))]
+            top = rng.randrange(image.shape[0] - self.crop + 1)
+            left = rng.randrange(image.shape[1] - self.crop + 1)
+            patch = image[top : top + self.crop, left : left + self.crop]
+            if rng.random() < 0.5:
+                patch = patch.flip(1)
+            crops.append(patch)
+        batch = torch.stack(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255)
+        return batch.contiguous(memory_format=torch.channels_last)
+
+
+def learning_rate(base: float, progress: float) -> float:
+    """Short linear warm-up, then cosine decay to 5% of the base over the wall-clock budget."""
+    warmup = 0.02
+    if progress < warmup:
+        return base * (0.1 + 0.9 * progress / warmup)
+    t = min(1.0, (progress - warmup) / (1 - warmup))
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+@torch.no_grad()
+def evaluate(model, images: list[torch.Tensor], device: torch.device) -> list[tuple[float, float]]:
+    """(estimated bpp, PSNR) per quality on centre crops, with hard rounding."""
+    model.eval()
+    results = []
+    for q in range(model.num_qualities):
+        bpps, psnrs = [], []
+        for image in images:
+            x = image.to(device)[None]
+            quality = torch.tensor([q], device=device)
+            stats = rate_distortion_loss(model, x, quality, model(x, quality))
+            bpps.append(float(stats["bpp"]))
+            psnrs.append(float(stats["psnr"]))
+        results.append((float(np.mean(bpps)), float(np.mean(psnrs))))
+    model.train()
+    return results
+
+
+def centre_crop_multiple(array: np.ndarray, multiple: int, limit: int = 512) -> torch.Tensor:
+    h = min(limit, array.shape[0] // multiple * multiple)
+    w = min(limit, array.shape[1] // multiple * multiple)
+    top, left = (array.shape[0] - h) // 2, (array.shape[1] - w) // 2
+    crop = array[top : top + h, left : left + w]
+    return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255
+
+
+def save_checkpoint(path: Path, model, optimizer, step: int, elapsed: float, options: TrainOptions,
+                    hardware: str) -> None:
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "elapsed_seconds": elapsed,
+        "zoo_name": options.model,
+        "config": zoo.config_as_dict(model.config),
+        "hardware": hardware,
+        "batch_size": options.batch_size,
+        "crop": options.crop,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def train(options: TrainOptions, reporter) -> Path:
+    log = reporter.log
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    device = pick_device(options.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    options.out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = options.out / "last.pt"
+
+    paths = list_images(options.data)
+    if options.val is not None:
+        val_paths = list_images(options.val)
+    else:
+        val_paths, paths = paths[-options.val_holdout :], paths[: -options.val_holdout]
+    if not paths:
+        raise ValueError(f"no training images found in {options.data}")
+    hardware = hardware_description(str(device))
+    log(f"{len(paths)} training images, {len(val_paths)} validation images, device {device}")
+
+    model = zoo.build_trainable(options.model, options.config_overrides).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
+    step, elapsed = 0, 0.0
+    if options.resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = int(state["step"]), float(state["elapsed_seconds"])
+        log(f"resumed from {checkpoint_path} at step {step} ({elapsed / 60:.1f} min trained)")
+    elif checkpoint_path.exists():
+        raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --out")
+
+    sampler = CropSampler(paths, options.crop, device, log)
+    val_images = [centre_crop_multiple(load_rgb_array(p), 64) for p in val_paths]
+    rng = random.Random(options.seed * 1_000_003 + step)
+    torch.manual_seed(options.seed * 1_000_003 + step)
+    budget = options.minutes * 60
+    started = time.monotonic() - elapsed
+    running = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0}
+    last_line = time.monotonic()
+    model.train()
+    while True:
+        elapsed = time.monotonic() - started
+        if elapsed >= budget or (options.max_steps is not None and step >= options.max_steps):
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(options.lr, elapsed / budget)
+        x = sampler.batch(options.batch_size, rng)
+        quality = torch.tensor([rng.randrange(model.num_qualities) for _ in range(options.batch_size)], device=device)
+        stats = rate_distortion_loss(model, x, quality, model(x, quality))
+        optimizer.zero_grad(set_to_none=True)
+        stats["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        for key in running:
+            running[key] = 0.98 * running[key] + 0.02 * float(stats[key].detach()) if step > 1 else float(stats[key].detach())
+        reporter.step(step, elapsed, running)
+        if time.monotonic() - last_line > 30:
+            last_line = time.monotonic()
+            log(f"step {step} | {elapsed / 60:.1f}/{options.minutes:.1f} min | loss {running['loss']:.3f} "
+                f"| bpp {running['bpp']:.3f} | psnr {running['psnr']:.2f} dB | lr {optimizer.param_groups[0]['lr']:.2e}")
+        if step % options.checkpoint_every == 0:
+            save_checkpoint(checkpoint_path, model, optimizer, step, time.monotonic() - started, options, hardware)
+        if step % options.eval_every == 0 and val_images:
+            report_validation(evaluate(model, val_images, device), step, log)
+    save_checkpoint(checkpoint_path, model, optimizer, step, time.monotonic() - started, options, hardware)
+    if val_images:
+        report_validation(evaluate(model, val_images, device), step, log)
+    log(f"finished at step {step}; checkpoint {checkpoint_path}")
+    return checkpoint_path
+
+
+def report_validation(results: list[tuple[float, float]], step: int, log) -> None:
+    points = "  ".join(f"q{q + 1}: {bpp:.3f} bpp {psnr:.2f} dB" for q, (bpp, psnr) in enumerate(results))
+    log(f"validation @ step {step}: {points}")

@@ -1,0 +1,116 @@
+"""`lic train` and `lic export`: reproduce and package the zoo's weights."""
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from models import zoo
+
+console = Console(stderr=True, highlight=False)
+
+
+class Reporter:
+    """Log lines always; a live progress bar as well when stderr is a terminal."""
+
+    def __init__(self, budget_seconds: float):
+        self.progress = None
+        if console.is_terminal:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(),
+                                     console=console)
+            self.task = self.progress.add_task("training", total=budget_seconds)
+            self.progress.start()
+
+    def log(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(message, markup=False, soft_wrap=True)
+        else:
+            click.echo(message, err=True)
+
+    def step(self, step: int, elapsed: float, stats: dict[str, float]) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=elapsed,
+                                 description=f"step {step} bpp {stats['bpp']:.3f} PSNR {stats['psnr']:.2f} dB")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@click.command()
+@click.option("-m", "--model", default=zoo.DEFAULT_MODEL, show_default=True, help="Zoo model to train.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of training images (PNG/JPEG/WebP/...).")
+@click.option("--val", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Validation folder (default: the last 8 images of --data are held out).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/train"),
+              show_default=True, help="Run folder: last.pt checkpoint and the exported weight file.")
+@click.option("--minutes", type=float, default=60.0, show_default=True,
+              help="Wall-clock budget; the learning-rate schedule spans it (resumed runs included).")
+@click.option("--steps", type=int, help="Stop after this many steps even if time is left.")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--crop", type=int, default=128, show_default=True, help="Random crop size (multiple of 64).")
+@click.option("--lr", type=float, default=3e-4, show_default=True, help="Peak Adam learning rate.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, help="CPU threads (default: PyTorch's choice).")
+@click.option("--eval-every", type=int, default=500, show_default=True, help="Validation interval in steps.")
+@click.option("--channels", type=int, help="Override N (transform width), e.g. for a tiny test run.")
+@click.option("--latent-channels", type=int, help="Override M (latent channels).")
+def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, resume, seed, threads,
+          eval_every, channels, latent_channels):
+    """Train a zoo model and export its weight file (OUT/<model>.pt).
+
+    \b
+    CPU budget run:  lic train --model hyper --data ../shared/data/train --minutes 135 --out runs/hyper
+    Continue it:     lic train --model hyper --data ../shared/data/train --minutes 200 --out runs/hyper --resume
+    Then:            lic encode img.png --weights runs/hyper/hyper.pt
+    """
+    from .train import TrainOptions, train as run_training
+
+    if crop % 64:
+        raise click.BadParameter("must be a multiple of 64", param_hint="--crop")
+    overrides = {k: v for k, v in {"channels": channels, "latent_channels": latent_channels}.items() if v}
+    options = TrainOptions(model=model, data=data, out=out, val=val, minutes=minutes, max_steps=steps,
+                           batch_size=batch_size, crop=crop, lr=lr, device=device, resume=resume, seed=seed,
+                           threads=threads, eval_every=eval_every, config_overrides=overrides)
+    reporter = Reporter(minutes * 60)
+    try:
+        result = run_training(options, reporter)
+    except (ValueError, FileExistsError, NotADirectoryError, KeyError) as error:
+        reporter.close()
+        click.echo(f"lic: error: {error}", err=True)
+        sys.exit(2)
+    reporter.close()
+    path = export_checkpoint(result, out / f"{model}.pt", data)
+    click.echo(f"exported {path}", err=True)
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--data-note", default="", help="Training data description for the model card.")
+def export(checkpoint, output, data_note):
+    """Turn a training checkpoint (last.pt) into a weight file for encode/decode."""
+    path = export_checkpoint(checkpoint, output, data_note)
+    click.echo(f"exported {path}", err=True)
+
+
+def export_checkpoint(checkpoint: Path, output: Path, data_note) -> Path:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    name = state["zoo_name"]
+    model = zoo.build_trainable(name, state["config"])
+    model.load_state_dict(state["model"])
+    card = {
+        "steps": int(state["step"]), "train_minutes": round(float(state["elapsed_seconds"]) / 60, 1),
+        "hardware": state.get("hardware", "unknown"), "data": str(data_note),
+        "exported": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "batch_size": state.get("batch_size"), "crop": state.get("crop"),
+    }
+    return zoo.export_weights(model, name, output, card)

@@ -1,0 +1,1 @@
+"""Networks and entropy models of the lic zoo (no file or CLI knowledge here)."""

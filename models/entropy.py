@@ -1,0 +1,130 @@
+"""Entropy models: the factorized density for hyperlatents and the Gaussian conditional for latents.
+
+Training uses differentiable likelihoods. Coding uses integer probability tables that are frozen
+into the weight file (``freeze_tables``) so that encoder and decoder never recompute a float CDF.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+LIKELIHOOD_FLOOR = 1e-9
+SCALE_MIN = 0.11
+SCALE_MAX = 256.0
+NUM_SCALES = 64
+TAIL_MASS = 1e-6  # beyond this, values are coded through the escape symbol
+
+
+class FactorizedDensity(nn.Module):
+    """Per-channel univariate density with a learned monotone CDF (Balle et al. 2018, appendix 6.1)."""
+
+    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
+        super().__init__()
+        widths = (1, *filters, 1)
+        scale = init_scale ** (1 / (len(widths) - 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i in range(len(widths) - 1):
+            init = math.log(math.expm1(1 / scale / widths[i + 1]))
+            self.matrices.append(nn.Parameter(torch.full((channels, widths[i + 1], widths[i]), init)))
+            self.biases.append(nn.Parameter(torch.rand(channels, widths[i + 1], 1) - 0.5))
+            if i < len(widths) - 2:
+                self.factors.append(nn.Parameter(torch.zeros(channels, widths[i + 1], 1)))
+
+    def cdf_logits(self, values: torch.Tensor) -> torch.Tensor:
+        """values: (C, 1, N) -> logits of the CDF at those points, same shape."""
+        x = values
+        for i, matrix in enumerate(self.matrices):
+            x = torch.matmul(F.softplus(matrix), x) + self.biases[i]
+            if i < len(self.factors):
+                x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
+        return x
+
+    def interval_mass(self, centres: torch.Tensor) -> torch.Tensor:
+        """Probability of [c - 1/2, c + 1/2] for centres of shape (C, 1, N)."""
+        lower = self.cdf_logits(centres - 0.5)
+        upper = self.cdf_logits(centres + 0.5)
+        # Evaluate in the tail where the sigmoid is not saturated, for accuracy.
+        sign = -torch.sign(lower + upper).detach()
+        return torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+
+    def likelihood(self, z: torch.Tensor) -> torch.Tensor:
+        channels = z.shape[1]
+        flat = z.transpose(0, 1).reshape(channels, 1, -1)
+        mass = self.interval_mass(flat).reshape(channels, z.shape[0], *z.shape[2:]).transpose(0, 1)
+        return torch.clamp(mass, min=LIKELIHOOD_FLOOR)
+
+    @torch.no_grad()
+    def tabulate(self, search_radius: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """Integer support [lo, hi] per channel and the probabilities on it (float64, padded with 0).
+
+        Returns (offsets, pmfs) where offsets[c] = lo and pmfs[c, k] = P(lo + k).
+        """
+        channels = self.matrices[0].shape[0]
+        grid = torch.arange(-search_radius, search_radius + 1, dtype=torch.float64)
+        density = self.double()
+        try:
+            mass = density.interval_mass(grid.expand(channels, 1, -1).contiguous())[:, 0, :]
+        finally:
+            self.float()
+        mass = mass.numpy()
+        offsets, rows = [], []
+        for c in range(channels):
+            cdf = np.cumsum(mass[c])
+            inside = np.nonzero((cdf > TAIL_MASS) & (cdf - mass[c] < 1 - TAIL_MASS))[0]
+            lo, hi = (inside[0], inside[-1]) if inside.size else (search_radius, search_radius)
+            offsets.append(int(grid[lo]))
+            rows.append(mass[c, lo : hi + 1])
+        width = max(len(r) for r in rows)
+        pmfs = np.zeros((channels, width))
+        for c, row in enumerate(rows):
+            pmfs[c, : len(row)] = row
+        return np.asarray(offsets, dtype=np.int64), pmfs
+
+
+def gaussian_likelihood(values: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Mass of N(mean, scale) on [v - 1/2, v + 1/2]."""
+    scales = torch.clamp(scales, min=SCALE_MIN)
+    centred = torch.abs(values - means)
+    upper = _std_normal_cdf((0.5 - centred) / scales)
+    lower = _std_normal_cdf((-0.5 - centred) / scales)
+    return torch.clamp(upper - lower, min=LIKELIHOOD_FLOOR)
+
+
+def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * torch.erfc(-x * (2**-0.5))
+
+
+def gaussian_scale_table() -> np.ndarray:
+    """The scales whose CDFs are tabulated; a predicted scale uses the smallest entry >= it."""
+    return np.exp(np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), NUM_SCALES))
+
+
+def gaussian_pmfs(scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-mean discretised Gaussians, one row per scale: (offsets, pmfs) as in ``tabulate``."""
+    radii = [max(1, math.ceil(-_normal_ppf(TAIL_MASS / 2) * s)) for s in scales]
+    width = 2 * max(radii) + 1
+    pmfs = np.zeros((len(scales), width))
+    for i, (scale, radius) in enumerate(zip(scales, radii)):
+        k = np.arange(-radius, radius + 1, dtype=np.float64)
+        upper = np.array([0.5 * math.erfc(-(v + 0.5) / (scale * math.sqrt(2))) for v in k])
+        lower = np.array([0.5 * math.erfc(-(v - 0.5) / (scale * math.sqrt(2))) for v in k])
+        pmfs[i, : len(k)] = upper - lower
+    return -np.asarray(radii, dtype=np.int64), pmfs
+
+
+def _normal_ppf(p: float) -> float:
+    """Inverse standard normal CDF by bisection (only used to size tables)."""
+    lo, hi = -40.0, 0.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 0.5 * math.erfc(-mid / math.sqrt(2)) < p:
+            lo = mid
+        else:
+            hi = mid
+    return hi

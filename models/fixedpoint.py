@@ -1,0 +1,105 @@
+"""Bit-exact evaluation of small conv stacks, for the parts of a model that select CDFs.
+
+Weights live on a 2^-14 grid (stored as integers), biases on the 2^-22 product grid, and every
+activation is rounded to a 2^-8 grid and clamped to +-2^12. Convolutions run in float64, where
+all products and partial sums of such numbers are exact integers times 2^-22 below 2^53, so the
+result does not depend on summation order, threads, BLAS or CPU: encoder and decoder agree bit
+for bit. ``freeze`` proves that bound for each layer instead of assuming it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WEIGHT_FRAC_BITS = 14
+ACT_FRAC_BITS = 8
+PRODUCT_FRAC_BITS = WEIGHT_FRAC_BITS + ACT_FRAC_BITS
+ACT_LIMIT = 2.0**12
+EXACT_LIMIT = 2.0**53
+
+
+def snap_activation(x: torch.Tensor) -> torch.Tensor:
+    scale = 2.0**ACT_FRAC_BITS
+    return torch.round(torch.clamp(x, -ACT_LIMIT, ACT_LIMIT) * scale) / scale
+
+
+@dataclass
+class FixedLayer:
+    weight: torch.Tensor  # int32, same layout as the float layer's weight
+    bias: torch.Tensor  # int64 on the product grid
+    transposed: bool
+    stride: int
+    padding: int
+    output_padding: int
+    relu: bool
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.to(torch.float64) * 2.0**-WEIGHT_FRAC_BITS
+        bias = self.bias.to(torch.float64) * 2.0**-PRODUCT_FRAC_BITS
+        if self.transposed:
+            y = F.conv_transpose2d(x, weight, bias, self.stride, self.padding, self.output_padding)
+        else:
+            y = F.conv2d(x, weight, bias, self.stride, self.padding)
+        return snap_activation(torch.relu(y) if self.relu else y)
+
+
+def freeze(stack: nn.Sequential) -> list[FixedLayer]:
+    """Quantise a Sequential of Conv2d / ConvTranspose2d / ReLU to fixed-point layers."""
+    layers: list[FixedLayer] = []
+    for module in stack:
+        if isinstance(module, nn.ReLU):
+            layers[-1].relu = True
+            continue
+        if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            raise TypeError(f"cannot freeze {type(module).__name__} to fixed point")
+        weight = torch.round(module.weight.detach().double() * 2.0**WEIGHT_FRAC_BITS).to(torch.int32)
+        bias = torch.round(module.bias.detach().double() * 2.0**PRODUCT_FRAC_BITS).to(torch.int64)
+        transposed = isinstance(module, nn.ConvTranspose2d)
+        layers.append(FixedLayer(weight, bias, transposed, module.stride[0], module.padding[0],
+                                 module.output_padding[0] if transposed else 0, relu=False))
+        _check_exactness(layers[-1])
+    return layers
+
+
+def _check_exactness(layer: FixedLayer) -> None:
+    # Worst case |sum| per output channel: every input at the activation limit.
+    per_output = layer.weight.abs().to(torch.float64)
+    per_output = per_output.sum(dim=(0, 2, 3)) if layer.transposed else per_output.sum(dim=(1, 2, 3))
+    worst = per_output * ACT_LIMIT * 2.0**ACT_FRAC_BITS + layer.bias.abs().to(torch.float64)
+    if float(worst.max()) >= EXACT_LIMIT:
+        raise ValueError("fixed-point layer could overflow the exact float64 range")
+
+
+def run(layers: list[FixedLayer], x: torch.Tensor) -> torch.Tensor:
+    x = snap_activation(x.to(torch.float64).cpu())
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def layers_to_tensors(layers: list[FixedLayer], prefix: str) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for i, layer in enumerate(layers):
+        tensors[f"{prefix}.{i}.weight"] = layer.weight
+        tensors[f"{prefix}.{i}.bias"] = layer.bias
+        tensors[f"{prefix}.{i}.shape"] = torch.tensor(
+            [int(layer.transposed), layer.stride, layer.padding, layer.output_padding, int(layer.relu)])
+    return tensors
+
+
+def layers_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> list[FixedLayer]:
+    layers = []
+    i = 0
+    while f"{prefix}.{i}.weight" in tensors:
+        transposed, stride, padding, output_padding, relu = tensors[f"{prefix}.{i}.shape"].tolist()
+        layers.append(FixedLayer(tensors[f"{prefix}.{i}.weight"].to(torch.int32),
+                                 tensors[f"{prefix}.{i}.bias"].to(torch.int64),
+                                 bool(transposed), stride, padding, output_padding, bool(relu)))
+        _check_exactness(layers[-1])
+        i += 1
+    if not layers:
+        raise ValueError(f"no fixed-point layers under {prefix!r}")
+    return layers

@@ -1,0 +1,232 @@
+"""Mean-scale hyperprior (Minnen et al. 2018, without the autoregressive context), variable rate.
+
+One network serves every quality: per-quality gain vectors (Cui et al. 2021) scale the latent y
+and the hyperlatent z before quantization, so a larger gain means a finer effective step. The
+hyper-synthesis transform that selects the Gaussian CDFs runs in fixed point at coding time
+(see ``FixedPointHyperSynthesis``) so that encoder and decoder agree bit for bit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bitstream.coders import TableCoder
+from bitstream.tables import IntegerTables, quantize_pmfs
+
+from . import fixedpoint
+from .entropy import FactorizedDensity, gaussian_likelihood, gaussian_pmfs, gaussian_scale_table
+from .layers import GDN, conv, deconv
+
+# Distortion weights per quality, for MSE on images scaled to [0, 1]: loss = bpp + lambda * 255^2 * MSE.
+LAMBDAS = (0.0018, 0.0040, 0.0088, 0.0194, 0.0430, 0.0940)
+DOWNSAMPLING = 64  # total stride of g_a followed by h_a
+
+
+@dataclass(frozen=True)
+class HyperConfig:
+    channels: int = 128  # N: width of the transforms and of z
+    latent_channels: int = 192  # M: channels of y
+    lambdas: tuple[float, ...] = LAMBDAS
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Round in the forward pass, identity gradient in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+class MeanScaleHyperprior(nn.Module):
+    def __init__(self, config: HyperConfig = HyperConfig()):
+        super().__init__()
+        self.config = config
+        n, m, q = config.channels, config.latent_channels, len(config.lambdas)
+        self.g_a = nn.Sequential(
+            conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
+        self.g_s = nn.Sequential(
+            deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
+            deconv(n, n), GDN(n, inverse=True), deconv(n, 3))
+        self.h_a = nn.Sequential(conv(m, n, 3, 1), nn.ReLU(), conv(n, n), nn.ReLU(), conv(n, n))
+        self.h_s = nn.Sequential(
+            deconv(n, m), nn.ReLU(), deconv(m, m * 3 // 2), nn.ReLU(), conv(m * 3 // 2, 2 * m, 3, 1))
+        self.density = FactorizedDensity(n)
+        # Higher quality -> larger gain -> finer quantization of y. Spread so that neighbouring
+        # qualities start roughly a factor sqrt(lambda ratio) apart; training refines them.
+        spread = math.log(1.45) * (torch.arange(q, dtype=torch.float32) - (q - 1) / 2)
+        self.log_gain_y = nn.Parameter(spread[:, None].repeat(1, m))
+        self.log_inv_gain_y = nn.Parameter(-spread[:, None].repeat(1, m))
+        self.log_gain_z = nn.Parameter(torch.zeros(q, n))
+        self.log_inv_gain_z = nn.Parameter(torch.zeros(q, n))
+        self.register_buffer("lambdas", torch.tensor(config.lambdas, dtype=torch.float32))
+
+    @property
+    def num_qualities(self) -> int:
+        return len(self.config.lambdas)
+
+    @staticmethod
+    def _gain(log_gain: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        return torch.exp(log_gain[quality])[:, :, None, None]
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training/evaluation pass with the noise relaxation.
+
+        x: (B, 3, H, W) in [0, 1], H and W multiples of 64; quality: (B,) long indices.
+        Rates use additive uniform noise; the decoder sees rounded values with straight-through
+        gradients ("mixed" quantization), which keeps training and coding consistent.
+        """
+        y = self.g_a(x) * self._gain(self.log_gain_y, quality)
+        z = self.h_a(y) * self._gain(self.log_gain_z, quality)
+        noisy_z = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
+        z_lik = self.density.likelihood(noisy_z)
+        z_hat = ste_round(z)
+        means, scales = self.h_s(z_hat * self._gain(self.log_inv_gain_z, quality)).chunk(2, dim=1)
+        if self.training:
+            y_lik = gaussian_likelihood(y + torch.empty_like(y).uniform_(-0.5, 0.5), means, scales)
+        else:
+            y_lik = gaussian_likelihood(torch.round(y - means) + means, means, scales)
+        y_hat = ste_round(y - means) + means
+        x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain_y, quality))
+        return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
+
+
+def rate_distortion_loss(
+    model: MeanScaleHyperprior, x: torch.Tensor, quality: torch.Tensor, out: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Per-sample bpp + lambda_q * 255^2 * MSE, averaged over the batch."""
+    pixels = x.shape[2] * x.shape[3]
+    bits = -(torch.log2(out["y_likelihoods"]).sum(dim=(1, 2, 3)) + torch.log2(out["z_likelihoods"]).sum(dim=(1, 2, 3)))
+    bpp = bits / pixels
+    mse = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3))
+    loss = bpp + model.lambdas[quality] * 255**2 * mse
+    return {"loss": loss.mean(), "bpp": bpp.mean(), "mse": mse.mean(),
+            "psnr": (10 * torch.log10(1 / mse.clamp(min=1e-10))).mean()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Coding: frozen integer tables + fixed-point hyper-synthesis, driving the bitstream coders.
+# ---------------------------------------------------------------------------------------------
+GAIN_FRAC_BITS = 12
+
+
+def freeze_coding_tensors(model: MeanScaleHyperprior) -> dict[str, torch.Tensor]:
+    """Everything the entropy coders depend on, as exact tensors for the weight file."""
+    z_offsets, z_pmfs = model.density.tabulate()
+    z_tables = quantize_pmfs(z_offsets, [_trim(row) for row in z_pmfs])
+    scales = gaussian_scale_table()
+    y_offsets, y_pmfs = gaussian_pmfs(scales)
+    y_tables = quantize_pmfs(y_offsets, [y_pmfs[i, : 1 - 2 * y_offsets[i]] for i in range(len(scales))])
+    inv_gain_z = torch.round(torch.exp(model.log_inv_gain_z.detach().double()) * 2.0**GAIN_FRAC_BITS)
+    tensors = {
+        "y_table_scales": torch.from_numpy(scales),
+        "inv_gain_z": inv_gain_z.to(torch.int32),
+        **_tables_to_tensors(z_tables, "z_tables"),
+        **_tables_to_tensors(y_tables, "y_tables"),
+        **fixedpoint.layers_to_tensors(fixedpoint.freeze(model.h_s), "h_s"),
+    }
+    return tensors
+
+
+def _trim(row: np.ndarray) -> np.ndarray:
+    """A tabulated pmf row without its zero padding (supports are contiguous)."""
+    nonzero = np.nonzero(row)[0]
+    return row[: nonzero[-1] + 1] if nonzero.size else row[:1]
+
+
+def _tables_to_tensors(tables: IntegerTables, prefix: str) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.offsets": torch.from_numpy(tables.offsets.astype(np.int32)),
+            f"{prefix}.lengths": torch.from_numpy(tables.lengths.astype(np.int32)),
+            f"{prefix}.counts": torch.from_numpy(tables.counts.astype(np.int32))}
+
+
+def _tables_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> IntegerTables:
+    return IntegerTables(*(tensors[f"{prefix}.{name}"].numpy().astype(np.int32)
+                           for name in ("offsets", "lengths", "counts")))
+
+
+class HyperCodec:
+    """Encodes images to named byte sections and back with a trained MeanScaleHyperprior."""
+
+    section_names = ("hyperlatent", "latent")
+
+    def __init__(self, model: MeanScaleHyperprior, coding: dict[str, torch.Tensor], device: torch.device | str = "cpu"):
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.y_table_scales = coding["y_table_scales"].numpy().astype(np.float64)
+        self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
+        self.hyper_synthesis = fixedpoint.layers_from_tensors(coding, "h_s")
+        self.z_coder = TableCoder(_tables_from_tensors(coding, "z_tables"))
+        self.y_coder = TableCoder(_tables_from_tensors(coding, "y_tables"))
+        if len(self.z_coder.tables) != model.config.channels or len(self.y_coder.tables) != len(self.y_table_scales):
+            raise ValueError("coding tables do not match the network")
+
+    @property
+    def num_qualities(self) -> int:
+        return self.model.num_qualities
+
+    @torch.inference_mode()
+    def encode(self, image: torch.Tensor, quality: int) -> dict[str, bytes]:
+        """image: (3, H, W) float in [0, 1]. Returns the coded sections."""
+        self._check_quality(quality)
+        x = _pad(image.to(self.device)[None])
+        q = torch.tensor([quality], device=self.device)
+        model = self.model
+        y = model.g_a(x) * model._gain(model.log_gain_y, q)
+        z = model.h_a(y) * model._gain(model.log_gain_z, q)
+        z_hat = torch.round(z).to(torch.float64).cpu()
+        means, table_ids = self._latent_distribution(z_hat, quality)
+        y_symbols = torch.round(y.to(torch.float64).cpu() - means).to(torch.int64)
+        return {
+            "hyperlatent": self.z_coder.encode(z_hat.to(torch.int64).numpy(), self._z_table_ids(z_hat.shape)),
+            "latent": self.y_coder.encode(y_symbols.numpy(), table_ids),
+        }
+
+    @torch.inference_mode()
+    def decode(self, sections: dict[str, bytes], height: int, width: int, quality: int) -> torch.Tensor:
+        """Returns the (3, height, width) reconstruction, clamped to [0, 1]."""
+        self._check_quality(quality)
+        z_shape = (1, self.model.config.channels, _ceil_div(height, DOWNSAMPLING), _ceil_div(width, DOWNSAMPLING))
+        z_values = self.z_coder.decode(sections["hyperlatent"], self._z_table_ids(z_shape))
+        z_hat = torch.from_numpy(z_values.reshape(z_shape)).to(torch.float64)
+        means, table_ids = self._latent_distribution(z_hat, quality)
+        y_symbols = self.y_coder.decode(sections["latent"], table_ids)
+        y_hat = torch.from_numpy(y_symbols.reshape(means.shape)).to(torch.float64) + means
+        gain = torch.exp(self.model.log_inv_gain_y[quality].detach().double())[None, :, None, None]
+        y_hat = (y_hat * gain).to(torch.float32).to(self.device)
+        x_hat = self.model.g_s(y_hat)[0, :, :height, :width]
+        return x_hat.clamp(0, 1).cpu()
+
+    def _latent_distribution(self, z_hat: torch.Tensor, quality: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Bit-exact means and table indices of y given z_hat (float64, CPU)."""
+        scaled = z_hat * self.inv_gain_z[quality][None, :, None, None]
+        params = fixedpoint.run(self.hyper_synthesis, scaled)
+        means, scales = params.chunk(2, dim=1)
+        table_ids = np.searchsorted(self.y_table_scales, scales.numpy().ravel(), side="left")
+        return means, np.minimum(table_ids, len(self.y_table_scales) - 1)
+
+    def _z_table_ids(self, shape) -> np.ndarray:
+        channels = np.arange(shape[1], dtype=np.int64)[None, :, None, None]
+        return np.broadcast_to(channels, shape).ravel()
+
+    def _check_quality(self, quality: int) -> None:
+        if not 0 <= quality < self.num_qualities:
+            raise ValueError(f"quality index {quality} outside 0..{self.num_qualities - 1}")
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pad(x: torch.Tensor) -> torch.Tensor:
+    """Replicate-pad the bottom and right edges up to a multiple of the total downsampling."""
+    height, width = x.shape[2:]
+    pad_h = _ceil_div(height, DOWNSAMPLING) * DOWNSAMPLING - height
+    pad_w = _ceil_div(width, DOWNSAMPLING) * DOWNSAMPLING - width
+    if pad_h == 0 and pad_w == 0:
+        return x
+    if pad_h >= height or pad_w >= width:  # replicate padding is limited; repeat edges explicitly
+        x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pad_h, -1)], dim=2)
+        return torch.cat([x, x[:, :, :, -1:].expand(-1, -1, -1, pad_w)], dim=3)
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")

@@ -1,0 +1,118 @@
+"""Registry: zoo names -> builders, shipped weight files, and the weight-file format.
+
+A weight file is a ``torch.save``d dict of plain types and tensors, loaded with
+``weights_only=True`` (no unpickling of arbitrary objects):
+``{"format": "lic-weights", "version": 1, "model": name, "config": {...},
+"network": {param: fp16 tensor}, "coding": {name: exact tensor}, "card": {...}}``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .hyper import HyperCodec, HyperConfig, MeanScaleHyperprior, freeze_coding_tensors
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_FORMAT = "lic-weights"
+WEIGHTS_VERSION = 1
+HASH_BYTES = 8
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    description: str
+    build: Callable[[dict], nn.Module]
+    codec: Callable
+    weight_file: str
+    config: dict
+
+
+def _hyper(config: dict) -> MeanScaleHyperprior:
+    return MeanScaleHyperprior(HyperConfig(**{**config, "lambdas": tuple(config.get("lambdas", HyperConfig().lambdas))}))
+
+
+ZOO: dict[str, ZooEntry] = {
+    "hyper": ZooEntry("hyper", "mean-scale hyperprior (Minnen et al. 2018), MSE, 6 qualities in one network",
+                      _hyper, HyperCodec, "hyper.pt", dataclasses.asdict(HyperConfig())),
+}
+DEFAULT_MODEL = "hyper"
+
+
+class WeightsError(ValueError):
+    """A weight file is missing, foreign or does not match the model."""
+
+
+@dataclass
+class LoadedCodec:
+    name: str
+    codec: HyperCodec
+    weights_hash: bytes  # first HASH_BYTES of SHA-256 of the file
+    path: Path
+    card: dict
+
+
+def entry(name: str) -> ZooEntry:
+    if name not in ZOO:
+        raise KeyError(f"unknown model {name!r} (known: {', '.join(sorted(ZOO))})")
+    return ZOO[name]
+
+
+def build_trainable(name: str, config: dict | None = None) -> nn.Module:
+    zoo_entry = entry(name)
+    return zoo_entry.build({**zoo_entry.config, **(config or {})})
+
+
+def config_as_dict(config) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
+
+
+def default_weights_path(name: str) -> Path:
+    return WEIGHTS_DIR / entry(name).weight_file
+
+
+def export_weights(model: nn.Module, name: str, path: Path, card: dict | None = None) -> Path:
+    """Write a weight file: fp16 network parameters plus the frozen coding tables derived from them."""
+    half = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+            for k, v in model.state_dict().items()}
+    rounded = build_trainable(name, config_as_dict(model.config))
+    rounded.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
+    payload = {
+        "format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "model": name,
+        "config": config_as_dict(model.config), "network": half,
+        "coding": freeze_coding_tensors(rounded.eval()), "card": dict(card or {}),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_codec(name: str, weights: Path | None = None, device: str = "cpu") -> LoadedCodec:
+    zoo_entry = entry(name)
+    path = Path(weights) if weights is not None else default_weights_path(name)
+    if not path.is_file():
+        raise WeightsError(f"weights for model {name!r} not found at {path}")
+    raw = path.read_bytes()
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsError(f"{path} is not a loadable lic weight file ({type(error).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{path} is not a lic weight file")
+    if payload.get("version") != WEIGHTS_VERSION:
+        raise WeightsError(f"{path} has weight-file version {payload.get('version')}, expected {WEIGHTS_VERSION}")
+    if payload.get("model") != name:
+        raise WeightsError(f"{path} holds weights for model {payload.get('model')!r}, not {name!r}")
+    model = zoo_entry.build(payload["config"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["network"].items()})
+    codec = zoo_entry.codec(model, payload["coding"], device)
+    return LoadedCodec(name, codec, hashlib.sha256(raw).digest()[:HASH_BYTES], path, payload.get("card", {}))

@@ -1,0 +1,118 @@
+"""Round trips through the real container and coders with a tiny random model."""
+import io
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bitstream.container import FormatError, SectionType, unpack
+from lic_cli.codec import CodecSession, decode_file, encode_image
+from lic_cli.imageio import read_image
+from models import fixedpoint
+
+from .conftest import SAMPLE, png_bytes, smooth_image
+
+
+@pytest.fixture
+def session(tiny_weights):
+    return CodecSession({"hyper": tiny_weights})
+
+
+def round_trip(pixels: np.ndarray, session, quality: int = 2, **png_options):
+    image = read_image(png_bytes(pixels, **png_options))
+    data = encode_image(image, session.get("hyper"), quality)
+    return data, decode_file(data, session)
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (1, 7), (5, 1), (37, 53), (64, 64), (65, 129)])
+def test_any_size_round_trips_to_the_same_geometry(session, height, width):
+    pixels = smooth_image(height, width)
+    data, decoded = round_trip(pixels, session)
+    assert decoded.image.pixels.shape == (height, width, 3)
+    assert decoded.container.width == width and decoded.container.height == height
+
+
+def test_grey_stays_grey(session):
+    pixels = smooth_image(33, 40, channels=1)
+    _, decoded = round_trip(pixels, session)
+    assert decoded.image.pixels.shape == (33, 40, 1)
+
+
+def test_alpha_is_lossless(session):
+    pixels = smooth_image(30, 45, channels=4)
+    pixels[:, :, 3] = np.arange(30 * 45).reshape(30, 45) % 256
+    data, decoded = round_trip(pixels, session)
+    assert np.array_equal(decoded.image.pixels[:, :, 3], pixels[:, :, 3])
+    assert SectionType.ALPHA in unpack(data).sections
+
+
+def test_icc_and_exif_are_carried_through(session):
+    exif = Image.Exif()
+    exif[0x010E] = "a lic test"  # ImageDescription
+    icc = b"fake-icc-profile-bytes" * 3
+    data, decoded = round_trip(smooth_image(20, 20), session, exif=exif.tobytes(), icc_profile=icc)
+    assert decoded.image.icc_profile == icc
+    assert Image.Exif().load(decoded.image.exif) or decoded.image.exif  # parseable and present
+    assert b"a lic test" in decoded.image.exif
+
+
+def test_sixteen_bit_input_is_converted_with_a_warning():
+    buffer = io.BytesIO()
+    Image.fromarray((np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)).save(buffer, "PNG")
+    image = read_image(buffer.getvalue())
+    assert image.pixels.dtype == np.uint8 and any("16-bit" in w for w in image.warnings)
+
+
+def test_file_size_is_coded_streams_plus_fixed_overhead(session):
+    image = read_image(png_bytes(smooth_image(70, 90)))
+    loaded = session.get("hyper")
+    streams = loaded.codec.encode(torch.from_numpy(image.pixels).permute(2, 0, 1).float() / 255, 1)
+    data = encode_image(image, loaded, 1)
+    header = 8 + 3 + len("hyper") + 8 + 12
+    assert len(data) == header + sum(5 + len(s) for s in streams.values()) + 4
+
+
+def test_decoding_is_repeatable_and_independent_of_thread_count(session):
+    pixels = np.asarray(Image.open(SAMPLE).convert("RGB"))[:128, :192]
+    data, first = round_trip(pixels, session)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = decode_file(data, session)
+        torch.set_num_threads(2)
+        two = decode_file(data, session)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(first.image.pixels, one.image.pixels)
+    assert np.array_equal(one.image.pixels, two.image.pixels)
+
+
+def test_fixed_point_hyper_synthesis_is_exact(tiny_codec):
+    """The table-selecting network gives the same bits whatever the summation order."""
+    layers = tiny_codec.codec.hyper_synthesis
+    z = torch.randint(-20, 21, (1, layers[0].weight.shape[0], 3, 5)).double()
+    reference = fixedpoint.run(layers, z)
+    # Same arithmetic with the batch split and the channels permuted differently:
+    permuted = fixedpoint.run(layers, torch.cat([z, z.flip(3)]))[0:1]
+    assert torch.equal(reference, permuted)
+    assert torch.equal(reference * 256, torch.round(reference * 256))  # on the 2^-8 grid
+
+
+def test_wrong_weights_are_reported_not_decoded(session, tmp_path):
+    from models import zoo
+    other = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12})
+    other_path = zoo.export_weights(other, "hyper", tmp_path / "other.pt")
+    data, _ = round_trip(smooth_image(16, 16), session)
+    with pytest.raises(FormatError, match="weights"):
+        decode_file(data, CodecSession({"hyper": other_path}))
+
+
+def test_corrupt_alpha_section_is_a_format_error(session):
+    data, _ = round_trip(smooth_image(10, 10, channels=4), session)
+    container = unpack(data)
+    container.sections[SectionType.ALPHA] = zlib.compress(b"\0" * 99)
+    from bitstream.container import pack
+    with pytest.raises(FormatError, match="alpha"):
+        decode_file(pack(container), session)

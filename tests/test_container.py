@@ -1,0 +1,108 @@
+import struct
+import zlib
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from bitstream.container import (MAGIC, MAX_PIXELS, Container, FormatError, SectionType, pack, unpack)
+
+
+def sample_container(**changes) -> Container:
+    fields = dict(model_id="hyper", weights_hash=bytes(range(8)), quality=2, width=37, height=21, channels=3,
+                  sections={SectionType.HYPERLATENT: b"\x01\x02\x03\x04", SectionType.LATENT: b"abcdefgh"})
+    fields.update(changes)
+    return Container(**fields)
+
+
+def with_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_round_trip_preserves_every_field():
+    original = sample_container(sections={SectionType.HYPERLATENT: b"z" * 4, SectionType.LATENT: b"y" * 8,
+                                          SectionType.ICC: b"icc", SectionType.EXIF: b"Exif\0\0",
+                                          SectionType.ALPHA: zlib.compress(b"\xff" * 37 * 21)}, channels=4)
+    parsed = unpack(pack(original))
+    assert parsed == original
+
+
+def test_size_is_header_plus_sections_plus_crc():
+    container = sample_container()
+    header = len(MAGIC) + 3 + len("hyper") + 8 + 12
+    sections = sum(5 + len(p) for p in container.sections.values())
+    assert len(pack(container)) == header + sections + 4
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "bad magic"),
+    (b"GIF89a" + b"\0" * 40, "bad magic"),
+    (MAGIC + b"\x02" + b"\0" * 40, "unsupported format version 2"),
+    (MAGIC + b"\x01", "truncated"),
+])
+def test_foreign_and_future_files_are_rejected(data, message):
+    with pytest.raises(FormatError, match=message):
+        unpack(data)
+
+
+def test_every_truncation_is_rejected():
+    data = pack(sample_container())
+    for length in range(len(data)):
+        with pytest.raises(FormatError):
+            unpack(data[:length])
+
+
+def test_trailing_garbage_is_rejected():
+    with pytest.raises(FormatError):
+        unpack(pack(sample_container()) + b"\0")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_random_byte_mutations_never_pass_silently(data):
+    original = pack(sample_container())
+    mutated = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 4))):
+        position = data.draw(st.integers(0, len(mutated) - 1))
+        mutated[position] = data.draw(st.integers(0, 255))
+    if bytes(mutated) == original:
+        assert unpack(bytes(mutated)) == sample_container()
+    else:
+        with pytest.raises(FormatError):
+            unpack(bytes(mutated))
+
+
+def header_body(width: int, height: int, sections: bytes = b"", count: int = 0, flags: int = 0) -> bytes:
+    return (MAGIC + bytes([1, flags, 5]) + b"hyper" + bytes(8)
+            + struct.pack("<BIIBBB", 0, width, height, 3, 8, count) + sections)
+
+
+@pytest.mark.parametrize("width, height", [(0, 10), (10, 0), (70000, 10), (65535, 65535), (MAX_PIXELS, 2)])
+def test_absurd_geometry_with_valid_checksum_is_rejected(width, height):
+    with pytest.raises(FormatError, match="size|pixel"):
+        unpack(with_crc(header_body(width, height)))
+
+
+def test_section_longer_than_file_is_rejected_without_allocating():
+    body = header_body(8, 8, struct.pack("<BI", 1, 0xFFFFFFFF) + b"abc", count=1)
+    with pytest.raises(FormatError, match="truncated"):
+        unpack(with_crc(body))
+
+
+def test_unknown_and_duplicate_sections_are_rejected():
+    with pytest.raises(FormatError, match="unknown section type 99"):
+        unpack(with_crc(header_body(8, 8, struct.pack("<BI", 99, 1) + b"x", count=1)))
+    twice = struct.pack("<BI", 1, 1) + b"x"
+    with pytest.raises(FormatError, match="duplicate"):
+        unpack(with_crc(header_body(8, 8, twice + twice, count=2)))
+
+
+def test_unknown_flags_are_rejected():
+    with pytest.raises(FormatError, match="flags"):
+        unpack(with_crc(header_body(8, 8, flags=0x80)))
+
+
+def test_invalid_containers_cannot_be_written():
+    with pytest.raises(FormatError):
+        pack(sample_container(model_id="Bad Name"))
+    with pytest.raises(FormatError):
+        pack(sample_container(channels=4))  # RGBA without an alpha section
