@@ -260,7 +260,9 @@ def _device(name: str) -> str:
     return name
 
 
-from .train_cli import export, train  # noqa: E402  (registers the training commands)
+from .bench.command import bench  # noqa: E402  (commands defined in their own modules)
+from .train_cli import export, train  # noqa: E402
 
 main.add_command(train)
 main.add_command(export)
+main.add_command(bench)

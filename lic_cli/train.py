@@ -37,6 +37,7 @@ class TrainOptions:
     checkpoint_every: int = 200
     val_holdout: int = 8
     config_overrides: dict | None = None
+    init_weights: Path | None = None
 
 
 def hardware_description(device: str) -> str:
@@ -169,6 +170,9 @@ def train(options: TrainOptions, reporter) -> Path:
         log(f"resumed from {checkpoint_path} at step {step} ({elapsed / 60:.1f} min trained)")
     elif checkpoint_path.exists():
         raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --out")
+    elif options.init_weights is not None:
+        model.load_state_dict(zoo.load_network_state(options.init_weights, options.model))
+        log(f"initialised from {options.init_weights}")
 
     sampler = CropSampler(paths, options.crop, device, log)
     val_images = [centre_crop_multiple(load_rgb_array(p), 64) for p in val_paths]

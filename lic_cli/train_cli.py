@@ -63,8 +63,10 @@ class Reporter:
 @click.option("--eval-every", type=int, default=500, show_default=True, help="Validation interval in steps.")
 @click.option("--channels", type=int, help="Override N (transform width), e.g. for a tiny test run.")
 @click.option("--latent-channels", type=int, help="Override M (latent channels).")
+@click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start from the network of this weight file (e.g. a shipped one) instead of random init.")
 def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, resume, seed, threads,
-          eval_every, channels, latent_channels):
+          eval_every, channels, latent_channels, init_weights):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
@@ -79,11 +81,12 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
     overrides = {k: v for k, v in {"channels": channels, "latent_channels": latent_channels}.items() if v}
     options = TrainOptions(model=model, data=data, out=out, val=val, minutes=minutes, max_steps=steps,
                            batch_size=batch_size, crop=crop, lr=lr, device=device, resume=resume, seed=seed,
-                           threads=threads, eval_every=eval_every, config_overrides=overrides)
+                           threads=threads, eval_every=eval_every, config_overrides=overrides,
+                           init_weights=init_weights)
     reporter = Reporter(minutes * 60)
     try:
         result = run_training(options, reporter)
-    except (ValueError, FileExistsError, NotADirectoryError, KeyError) as error:
+    except (ValueError, FileExistsError, NotADirectoryError, KeyError, zoo.WeightsError) as error:
         reporter.close()
         click.echo(f"lic: error: {error}", err=True)
         sys.exit(2)

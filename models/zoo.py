@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -96,14 +97,13 @@ def export_weights(model: nn.Module, name: str, path: Path, card: dict | None = 
     return path
 
 
-def load_codec(name: str, weights: Path | None = None, device: str = "cpu") -> LoadedCodec:
-    zoo_entry = entry(name)
-    path = Path(weights) if weights is not None else default_weights_path(name)
+def _read_weight_file(name: str, path: Path) -> tuple[dict, bytes]:
+    """(payload, raw bytes): the hash is taken from exactly the bytes that were loaded."""
     if not path.is_file():
         raise WeightsError(f"weights for model {name!r} not found at {path}")
     raw = path.read_bytes()
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as error:
         raise WeightsError(f"{path} is not a loadable lic weight file ({type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
@@ -112,6 +112,19 @@ def load_codec(name: str, weights: Path | None = None, device: str = "cpu") -> L
         raise WeightsError(f"{path} has weight-file version {payload.get('version')}, expected {WEIGHTS_VERSION}")
     if payload.get("model") != name:
         raise WeightsError(f"{path} holds weights for model {payload.get('model')!r}, not {name!r}")
+    return payload, raw
+
+
+def load_network_state(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """The float32 network parameters of a weight file (to fine-tune or continue training)."""
+    payload, _ = _read_weight_file(name, Path(path))
+    return {k: v.float() if v.is_floating_point() else v for k, v in payload["network"].items()}
+
+
+def load_codec(name: str, weights: Path | None = None, device: str = "cpu") -> LoadedCodec:
+    zoo_entry = entry(name)
+    path = Path(weights) if weights is not None else default_weights_path(name)
+    payload, raw = _read_weight_file(name, path)
     model = zoo_entry.build(payload["config"])
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["network"].items()})
     codec = zoo_entry.codec(model, payload["coding"], device)

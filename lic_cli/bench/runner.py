@@ -1,0 +1,162 @@
+"""Runs (codec, setting, image) jobs with a per-job cache, in parallel if asked, and aggregates."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..imageio import load_rgb_array
+from ..metrics import haarpsi, ms_ssim, psnr
+from .codecs import Codec, classical_codec
+
+LIC_PREFIX = "lic-"
+METRICS = ("bpp", "psnr", "ms_ssim", "haarpsi", "encode_s", "decode_s")
+
+
+@dataclass(frozen=True)
+class Job:
+    codec: str  # classical name, or "lic-<model>"
+    setting: str
+    image: str  # path
+
+    def cache_path(self, root: Path) -> Path:
+        setting = re.sub(r"[^A-Za-z0-9_.=-]", "_", self.setting)
+        return root / "cache" / self.codec / setting / (Path(self.image).stem + ".json")
+
+
+def lic_codec(model: str, weights: Path | None, threads: int) -> Codec:
+    """A zoo model as a benchmark codec; bytes are real containers (header included)."""
+    from ..codec import CodecSession, decode_file, encode_image
+    from ..imageio import ImageData
+    import torch
+
+    torch.set_num_threads(threads)
+    session = CodecSession({model: weights} if weights else {})
+    loaded = session.get(model)
+
+    def encode(pixels: np.ndarray, setting: str) -> bytes:
+        return encode_image(ImageData(pixels), loaded, int(setting.partition("=")[2]) - 1)
+
+    def decode(data: bytes) -> np.ndarray:
+        return decode_file(data, session).image.pixels
+
+    qualities = tuple(f"q={q + 1}" for q in range(loaded.codec.num_qualities))
+    options = f"lic {model}, weights {loaded.weights_hash.hex()}, {threads} torch thread(s)"
+    return Codec(LIC_PREFIX + model, options, qualities, encode, decode, threads=str(threads))
+
+
+_WORKER_CODECS: dict[str, Codec] = {}
+_WORKER_CONFIG: dict = {}
+
+
+def _init_worker(config: dict) -> None:
+    _WORKER_CONFIG.update(config)
+
+
+def _codec_in_worker(name: str) -> Codec:
+    if name not in _WORKER_CODECS:
+        if name.startswith(LIC_PREFIX):
+            model = name[len(LIC_PREFIX):]
+            weights = _WORKER_CONFIG.get("weights", {}).get(model)
+            _WORKER_CODECS[name] = lic_codec(model, Path(weights) if weights else None, _WORKER_CONFIG["threads"])
+        else:
+            codec, reason = classical_codec(name)
+            if codec is None:
+                raise RuntimeError(reason)
+            _WORKER_CODECS[name] = codec
+    return _WORKER_CODECS[name]
+
+
+def run_job(job: Job) -> dict:
+    codec = _codec_in_worker(job.codec)
+    pixels = load_rgb_array(Path(job.image))
+    started = time.perf_counter()
+    data = codec.encode(pixels, job.setting)
+    encoded = time.perf_counter()
+    decoded = codec.decode(data)
+    finished = time.perf_counter()
+    if decoded.shape != pixels.shape:
+        raise RuntimeError(f"{job.codec} decoded {decoded.shape}, expected {pixels.shape}")
+    return {
+        "codec": job.codec, "setting": job.setting, "image": Path(job.image).name, "bytes": len(data),
+        "bpp": 8 * len(data) / (pixels.shape[0] * pixels.shape[1]), "psnr": psnr(pixels, decoded),
+        "ms_ssim": ms_ssim(pixels, decoded), "haarpsi": haarpsi(pixels, decoded),
+        "encode_s": encoded - started, "decode_s": finished - encoded, "threads": codec.threads,
+        "options": codec.options,
+    }
+
+
+def signature(options: str, setting: str) -> str:
+    return hashlib.sha256(f"{options}|{setting}".encode()).hexdigest()[:16]
+
+
+def load_cached(job: Job, root: Path, options: str) -> dict | None:
+    path = job.cache_path(root)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return record if record.get("signature") == signature(options, job.setting) else None
+
+
+def store(job: Job, root: Path, record: dict) -> None:
+    path = job.cache_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {**record, "signature": signature(record["options"], job.setting)}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+
+
+def execute(jobs: list[Job], root: Path, options: dict[str, str], jobs_in_parallel: int, config: dict,
+            on_done) -> list[dict]:
+    """Run what is not cached; on_done(record) after each job (cached ones first)."""
+    records, pending = [], []
+    for job in jobs:
+        cached = load_cached(job, root, options[job.codec])
+        if cached is not None:
+            records.append(cached)
+            on_done(cached)
+        else:
+            pending.append(job)
+    if jobs_in_parallel <= 1:
+        _init_worker(config)
+        for job in pending:
+            record = run_job(job)
+            store(job, root, record)
+            records.append(record)
+            on_done(record)
+        return records
+    with ProcessPoolExecutor(jobs_in_parallel, initializer=_init_worker, initargs=(config,)) as pool:
+        futures = {pool.submit(run_job, job): job for job in pending}
+        for future in as_completed(futures):
+            record = future.result()
+            store(futures[future], root, record)
+            records.append(record)
+            on_done(record)
+    return records
+
+
+def aggregate(records: list[dict]) -> dict[str, list[dict]]:
+    """Per codec, the mean of every metric per setting, sorted by rate."""
+    curves: dict[str, list[dict]] = {}
+    keys = sorted({(r["codec"], r["setting"]) for r in records})
+    for codec, setting in keys:
+        rows = [r for r in records if r["codec"] == codec and r["setting"] == setting]
+        point = {"setting": setting, "images": len(rows)}
+        for metric in METRICS:
+            values = [r[metric] for r in rows if r[metric] is not None]
+            point[metric] = float(np.mean(values)) if values else None
+        curves.setdefault(codec, []).append(point)
+    for points in curves.values():
+        points.sort(key=lambda p: p["bpp"])
+    return curves
