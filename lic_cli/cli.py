@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import click
@@ -15,6 +15,7 @@ from rich.table import Table
 
 from bitstream.container import FormatError, SectionType, unpack
 from models import zoo
+from models.sga import SgaOptions
 
 from . import codec, files
 from .imageio import ImageReadError, encode_image_file, read_image
@@ -103,12 +104,19 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.option("-q", "--quality", type=int, default=3, show_default=True,
               help="Operating point, 1 (smallest files) .. 6 (best quality).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--refine", type=click.Choice(["none", "sga"]), default="none", show_default=True,
+              help="sga: optimise the latents of each image for its own R-D objective before coding "
+              "(Stochastic Gumbel Annealing; same decoder, smaller files, much slower encoding).")
+@click.option("--steps", type=int, default=300, show_default=True, help="SGA iterations per image.")
+@click.option("--lr", type=float, default=5e-3, show_default=True, help="SGA Adam learning rate.")
+@click.option("--refine-seconds", type=float, help="Stop SGA after this many seconds per image.")
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threads", type=int, help="CPU threads for the networks (default: PyTorch's choice).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Always print a summary line per file (also when piped).")
-def encode(inputs, output, model, quality, force, weights, device, threads, quiet, verbose):
+def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seconds, weights, device, threads,
+           quiet, verbose):
     """Compress images (PNG, JPEG, WebP, TIFF, PPM, BMP) into .lic files.
 
     \b
@@ -116,6 +124,7 @@ def encode(inputs, output, model, quality, force, weights, device, threads, quie
       lic encode photo.png                      # writes photo.lic
       lic encode *.png -o out/ -q 5             # a batch into a directory
       lic encode - -o - < in.png > out.lic      # standard input/output
+      lic encode photo.png --refine sga --steps 300   # slower encode, smaller file
 
     Grey and RGBA images are kept as such (alpha is stored losslessly); ICC profiles and EXIF
     are carried through. 16-bit images are converted to 8 bits with a warning.
@@ -130,13 +139,20 @@ def encode(inputs, output, model, quality, force, weights, device, threads, quie
     qualities = loaded.codec.num_qualities
     if not 1 <= quality <= qualities:
         fail(f"--quality must be between 1 and {qualities} for model {model}")
+    if steps < 1 or lr <= 0 or (refine_seconds is not None and refine_seconds <= 0):
+        fail("--steps, --lr and --refine-seconds must be positive")
+    sga_options = SgaOptions(steps=steps, lr=lr, seconds=refine_seconds)
 
     def work(job: files.Job) -> str:
         started = time.perf_counter()
         image = read_image(files.read_input(job.source))
         for warning in image.warnings:
             say(f"lic: warning: {job.source}: {warning}")
-        data = codec.encode_image(image, loaded, quality - 1)
+        if refine == "sga":
+            with _refine_progress(job.source, steps, quiet) as on_progress:
+                data = codec.encode_image(image, loaded, quality - 1, sga_options, on_progress)
+        else:
+            data = codec.encode_image(image, loaded, quality - 1)
         files.write_output(job.target, data)
         seconds = time.perf_counter() - started
         bpp = 8 * len(data) / (image.width * image.height)
@@ -243,6 +259,18 @@ def list_models():
         table.add_row(name, str(len(item.config.get("lambdas", ()))) or "-",
                       str(path.name) if path.exists() else "missing", item.description)
     Console().print(table)
+
+
+@contextmanager
+def _refine_progress(source: str, steps: int, quiet: bool):
+    """A progress bar with the current true R-D loss while SGA runs (terminal only)."""
+    if quiet or not stderr.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn(f"SGA {source}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.description}"), console=stderr, transient=True) as progress:
+        task = progress.add_task("", total=steps)
+        yield lambda step, loss: progress.update(task, completed=step, description=f"R-D loss {loss:.4f}")
 
 
 def _weights_for(values: tuple[str, ...], model: str) -> dict[str, Path]:

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from bitstream.container import Container, FormatError, SectionType, check_geometry, pack, unpack
-from models import zoo
+from models import sga, zoo
+from models.sga import SgaOptions
 
 from .imageio import ImageData
 
@@ -36,12 +37,19 @@ class DecodedFile:
     container: Container
 
 
-def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: int) -> bytes:
-    """quality is the 0-based operating point."""
+def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: int,
+                 refine: SgaOptions | None = None, on_progress=None) -> bytes:
+    """quality is the 0-based operating point; refine runs SGA before coding (hyperprior models)."""
     check_geometry(image.width, image.height)
     rgb = image.pixels[:, :, :3] if image.channels != 1 else np.repeat(image.pixels, 3, axis=2)
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
-    coded = loaded.codec.encode(tensor, quality)
+    if refine is None:
+        coded = loaded.codec.encode(tensor, quality)
+    else:
+        if not hasattr(loaded.codec, "encode_latents"):
+            raise ValueError(f"--refine sga needs a hyperprior model; {loaded.name} is not one")
+        result = sga.refine(loaded.codec, tensor, quality, refine, on_progress)
+        coded = loaded.codec.encode_latents(result.z_hat, result.residuals, quality)
     sections = {MODEL_SECTIONS[name]: payload for name, payload in coded.items()}
     if image.icc_profile:
         sections[SectionType.ICC] = image.icc_profile

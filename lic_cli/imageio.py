@@ -55,6 +55,7 @@ def read_image(data: bytes) -> ImageData:
     """Decode image bytes (PNG, JPEG, WebP, TIFF, PPM/PGM, BMP) into 8-bit grey, RGB or RGBA."""
     try:
         image = Image.open(io.BytesIO(data))
+        sixteen_bit = _has_16bit_samples(image)  # must be asked before load() clears image.tile
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"cannot read image ({_first_line(error)})") from None
@@ -62,6 +63,8 @@ def read_image(data: bytes) -> ImageData:
         raise ImageReadError("image is larger than lic's 33.5-megapixel limit") from None
     warnings: list[str] = []
     pixels = _to_8bit_pixels(image, warnings)
+    if sixteen_bit and not warnings:
+        warnings.append("16-bit image converted to 8 bits")
     return ImageData(pixels, image.info.get("icc_profile") or None, _exif_bytes(image), warnings)
 
 
@@ -75,8 +78,6 @@ def _to_8bit_pixels(image: Image.Image, warnings: list[str]) -> np.ndarray:
         return np.round(values / 257.0).astype(np.uint8)[:, :, None]
     if mode == "F":
         raise ImageReadError("floating-point images are not supported")
-    if _has_16bit_samples(image):
-        warnings.append("16-bit image converted to 8 bits")
     if mode in ("1", "L"):
         return np.asarray(image.convert("L"), dtype=np.uint8)[:, :, None].copy()
     if mode == "P":
@@ -92,8 +93,8 @@ def _to_8bit_pixels(image: Image.Image, warnings: list[str]) -> np.ndarray:
 
 
 def _has_16bit_samples(image: Image.Image) -> bool:
-    """Pillow silently reduces 48/64-bit PNGs to 8 bits; its tile raw mode still tells."""
-    return any("16" in str(getattr(tile, "args", tile[3] if len(tile) > 3 else "")) for tile in (image.tile or []))
+    """Pillow silently reduces 48/64-bit PNGs to 8 bits (keeping the high byte); the tile raw mode tells."""
+    return any(";16" in str(getattr(tile, "args", "")) for tile in (image.tile or []))
 
 
 def _exif_bytes(image: Image.Image) -> bytes | None:

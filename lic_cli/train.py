@@ -181,6 +181,7 @@ def train(options: TrainOptions, reporter) -> Path:
     budget = options.minutes * 60
     started = time.monotonic() - elapsed
     running = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0}
+    first_step = True
     last_line = time.monotonic()
     model.train()
     while True:
@@ -198,7 +199,9 @@ def train(options: TrainOptions, reporter) -> Path:
         optimizer.step()
         step += 1
         for key in running:
-            running[key] = 0.98 * running[key] + 0.02 * float(stats[key].detach()) if step > 1 else float(stats[key].detach())
+            value = float(stats[key].detach())
+            running[key] = value if first_step else 0.98 * running[key] + 0.02 * value
+        first_step = False
         reporter.step(step, elapsed, running)
         if time.monotonic() - last_line > 30:
             last_line = time.monotonic()

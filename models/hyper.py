@@ -152,7 +152,7 @@ class HyperCodec:
     section_names = ("hyperlatent", "latent")
 
     def __init__(self, model: MeanScaleHyperprior, coding: dict[str, torch.Tensor], device: torch.device | str = "cpu"):
-        self.model = model.eval().to(device)
+        self.model = model.eval().to(device).to(memory_format=torch.channels_last)
         self.device = torch.device(device)
         self.y_table_scales = coding["y_table_scales"].numpy().astype(np.float64)
         self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
@@ -167,21 +167,35 @@ class HyperCodec:
         return self.model.num_qualities
 
     @torch.inference_mode()
+    def analyse(self, image: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The amortized (encoder-network) latents of a (3, H, W) image in [0, 1]: continuous y and z
+        in the gain-scaled domain, shapes (1, M, H'/16, W'/16) and (1, N, H'/64, W'/64), H' padded."""
+        self._check_quality(quality)
+        x = _pad(image.to(self.device)[None]).contiguous(memory_format=torch.channels_last)
+        q = torch.tensor([quality], device=self.device)
+        y = self.model.g_a(x) * self.model._gain(self.model.log_gain_y, q)
+        z = self.model.h_a(y) * self.model._gain(self.model.log_gain_z, q)
+        return y.float().cpu(), z.float().cpu()
+
     def encode(self, image: torch.Tensor, quality: int) -> dict[str, bytes]:
         """image: (3, H, W) float in [0, 1]. Returns the coded sections."""
-        self._check_quality(quality)
-        x = _pad(image.to(self.device)[None])
-        q = torch.tensor([quality], device=self.device)
-        model = self.model
-        y = model.g_a(x) * model._gain(model.log_gain_y, q)
-        z = model.h_a(y) * model._gain(model.log_gain_z, q)
-        z_hat = torch.round(z).to(torch.float64).cpu()
-        means, table_ids = self._latent_distribution(z_hat, quality)
-        y_symbols = torch.round(y.to(torch.float64).cpu() - means).to(torch.int64)
+        y, z = self.analyse(image, quality)
+        z_hat = torch.round(z).to(torch.int64)
+        means, _ = self._latent_distribution(z_hat.to(torch.float64), quality)
+        residuals = torch.round(y.to(torch.float64) - means).to(torch.int64)
+        return self.encode_latents(z_hat, residuals, quality)
+
+    def encode_latents(self, z_hat: torch.Tensor, residuals: torch.Tensor, quality: int) -> dict[str, bytes]:
+        """Entropy-code integer hyperlatents and latent residuals round(y - mean(z_hat))."""
+        _, table_ids = self._latent_distribution(z_hat.to(torch.float64), quality)
         return {
-            "hyperlatent": self.z_coder.encode(z_hat.to(torch.int64).numpy(), self._z_table_ids(z_hat.shape)),
-            "latent": self.y_coder.encode(y_symbols.numpy(), table_ids),
+            "hyperlatent": self.z_coder.encode(z_hat.numpy(), self._z_table_ids(z_hat.shape)),
+            "latent": self.y_coder.encode(residuals.numpy(), table_ids),
         }
+
+    def latent_means(self, z_hat: torch.Tensor, quality: int) -> torch.Tensor:
+        """The bit-exact means of y given integer z_hat (what the decoder will add back)."""
+        return self._latent_distribution(z_hat.to(torch.float64), quality)[0]
 
     @torch.inference_mode()
     def decode(self, sections: dict[str, bytes], height: int, width: int, quality: int) -> torch.Tensor:
@@ -194,7 +208,7 @@ class HyperCodec:
         y_symbols = self.y_coder.decode(sections["latent"], table_ids)
         y_hat = torch.from_numpy(y_symbols.reshape(means.shape)).to(torch.float64) + means
         gain = torch.exp(self.model.log_inv_gain_y[quality].detach().double())[None, :, None, None]
-        y_hat = (y_hat * gain).to(torch.float32).to(self.device)
+        y_hat = (y_hat * gain).to(torch.float32).to(self.device).contiguous(memory_format=torch.channels_last)
         x_hat = self.model.g_s(y_hat)[0, :, :height, :width]
         return x_hat.clamp(0, 1).cpu()
 

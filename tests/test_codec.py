@@ -65,6 +65,21 @@ def test_sixteen_bit_input_is_converted_with_a_warning():
     assert image.pixels.dtype == np.uint8 and any("16-bit" in w for w in image.warnings)
 
 
+def test_48_bit_rgb_png_is_converted_with_a_warning():
+    import struct
+    values = (np.arange(4 * 5 * 3).reshape(4, 5, 3) * 1000).astype(">u2")
+    raw = b"".join(b"\0" + row.tobytes() for row in values)
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 5, 4, 16, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    image = read_image(png)
+    assert image.pixels.shape == (4, 5, 3) and any("16-bit" in w for w in image.warnings)
+    assert np.abs(image.pixels.astype(int) - values.astype(int) / 257).max() <= 1
+
+
 def test_file_size_is_coded_streams_plus_fixed_overhead(session):
     image = read_image(png_bytes(smooth_image(70, 90)))
     loaded = session.get("hyper")

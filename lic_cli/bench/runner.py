@@ -57,7 +57,12 @@ _WORKER_CONFIG: dict = {}
 
 
 def _init_worker(config: dict) -> None:
+    """Every job of a worker (codec and metrics) uses the configured torch thread count, so that
+    parallel jobs do not oversubscribe the cores."""
+    import torch
+
     _WORKER_CONFIG.update(config)
+    torch.set_num_threads(config["threads"])
 
 
 def _codec_in_worker(name: str) -> Codec:

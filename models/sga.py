@@ -1,0 +1,155 @@
+"""Encode-time inference: Stochastic Gumbel Annealing (Yang, Bamler, Mandt 2020, section 3.2).
+
+Starting from the encoder's latents, optimise this image's rate-distortion objective over the
+discrete latents with tempered stochastic rounding. The decoder is unchanged: the result is coded
+with the same tables and fixed-point means as plain encoding. Candidates are scored with the real
+coding objective (integer-table code lengths, exact means, the actual decoder) and the best one
+seen is returned, so refinement never does worse than the amortized encoding under that score.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .entropy import gaussian_likelihood
+from .hyper import HyperCodec, _pad
+
+TAU_MAX = 0.5
+EDGE = 1e-6
+
+
+@dataclass(frozen=True)
+class SgaOptions:
+    steps: int = 300
+    lr: float = 5e-3
+    seconds: float | None = None  # stop early when this wall-clock budget is spent
+    evaluate_every: int = 10
+    seed: int = 0
+
+
+@dataclass
+class SgaResult:
+    z_hat: torch.Tensor  # int64 hyperlatents
+    residuals: torch.Tensor  # int64 round(y - mean(z_hat))
+    initial_loss: float  # true R-D loss of the amortized encoding
+    best_loss: float
+    steps: int
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+
+def temperature(step: int, total: int) -> float:
+    """tau(t) = min(0.5, 0.5 exp(-c (t - t0))): the paper's schedule (t0 = 700, c = 0.002 at
+    2000 steps) stretched to `total` steps, so a short run still anneals to tau ~ 0.04."""
+    t0 = 0.35 * total
+    c = 2.6 / max(1.0, total - t0)
+    return min(TAU_MAX, TAU_MAX * math.exp(-c * (step - t0)))
+
+
+def sga_round(proxy: torch.Tensor, tau: float, generator: torch.Generator) -> torch.Tensor:
+    """A relaxed sample of rounding each entry down or up (Gumbel-softmax, psi = atanh)."""
+    down = torch.floor(proxy).detach()
+    fraction = proxy - down
+    logits = torch.stack([-torch.atanh(fraction.clamp(0, 1 - EDGE)) / tau,
+                          -torch.atanh((1 - fraction).clamp(0, 1 - EDGE)) / tau], dim=-1)
+    uniform = torch.rand(logits.shape, generator=generator, dtype=logits.dtype).clamp(EDGE, 1 - EDGE)
+    gumbel = -torch.log(-torch.log(uniform))
+    weights = torch.softmax((logits + gumbel) / tau, dim=-1)
+    return down + weights[..., 1]
+
+
+class RateDistortion:
+    """The R-D objective of one image under one quality of a HyperCodec (bpp + lambda 255^2 MSE)."""
+
+    def __init__(self, codec: HyperCodec, image: torch.Tensor, quality: int):
+        self.codec = codec
+        self.model = codec.model
+        self.quality = quality
+        self.image = image.float().cpu()
+        self.height, self.width = image.shape[1:]
+        self.lam = float(self.model.lambdas[quality])
+        q = torch.tensor([quality])
+        self.inv_gain_y = self.model._gain(self.model.log_inv_gain_y, q).detach().float()
+        self.inv_gain_z = self.model._gain(self.model.log_inv_gain_z, q).detach().float()
+
+    def relaxed(self, z_soft: torch.Tensor, residual_soft: torch.Tensor) -> torch.Tensor:
+        means, scales = self.model.h_s(z_soft * self.inv_gain_z).chunk(2, dim=1)
+        rate_bits = -(torch.log2(gaussian_likelihood(residual_soft, torch.zeros_like(scales), scales)).sum()
+                      + torch.log2(self.model.density.likelihood(z_soft)).sum())
+        x_hat = self.model.g_s(((means + residual_soft) * self.inv_gain_y).contiguous(memory_format=torch.channels_last))
+        return self._loss(rate_bits, x_hat)
+
+    @torch.no_grad()
+    def exact(self, z_hat: torch.Tensor, residuals: torch.Tensor) -> float:
+        """What coding (z_hat, residuals) really costs: integer-table bits and the decoder's pixels."""
+        codec = self.codec
+        means, table_ids = codec._latent_distribution(z_hat.to(torch.float64), self.quality)
+        bits = codec.z_coder.tables.bits(z_hat.numpy().ravel(), codec._z_table_ids(z_hat.shape))
+        bits += codec.y_coder.tables.bits(residuals.numpy().ravel(), table_ids)
+        y_hat = ((residuals.to(torch.float64) + means) * self.inv_gain_y.double()).float()
+        x_hat = torch.round(self.model.g_s(y_hat.contiguous(memory_format=torch.channels_last)).clamp(0, 1) * 255) / 255
+        return float(self._loss(torch.tensor(bits), x_hat))
+
+    def _loss(self, rate_bits: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        mse = torch.mean((x_hat[0, :, : self.height, : self.width] - self.image) ** 2)
+        return rate_bits / (self.height * self.width) + self.lam * 255**2 * mse
+
+
+def refine(codec: HyperCodec, image: torch.Tensor, quality: int, options: SgaOptions = SgaOptions(),
+           on_progress: Callable[[int, float], None] | None = None) -> SgaResult:
+    """Run SGA for one image; returns the best integer latents found (never worse than the start)."""
+    objective = RateDistortion(codec, image, quality)
+    y, z = codec.analyse(image, quality)
+    z_start = torch.round(z).to(torch.int64)
+    residual_start = torch.round(y.double() - codec.latent_means(z_start, quality)).to(torch.int64)
+    best = (objective.exact(z_start, residual_start), z_start, residual_start)
+    result = SgaResult(z_start, residual_start, best[0], best[0], 0, [(0, best[0])])
+
+    generator = torch.Generator().manual_seed(options.seed)
+    model = codec.model
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    with torch.no_grad():
+        float_means = model.h_s(torch.round(z) * objective.inv_gain_z).chunk(2, dim=1)[0]
+    z_proxy = z.clone().requires_grad_(True)
+    residual_proxy = (y - float_means).clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([z_proxy, residual_proxy], lr=options.lr)
+    started = time.monotonic()
+    step = 0
+    try:
+        while step < options.steps:
+            if options.seconds is not None and time.monotonic() - started > options.seconds:
+                break
+            tau = temperature(step, options.steps)
+            loss = objective.relaxed(sga_round(z_proxy, tau, generator), sga_round(residual_proxy, tau, generator))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step % options.evaluate_every == 0 or step == options.steps:
+                best = _keep_best(objective, codec, quality, z_proxy, residual_proxy, best, result, step)
+                if on_progress is not None:
+                    on_progress(step, best[0])
+    finally:
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+    if step % options.evaluate_every:
+        best = _keep_best(objective, codec, quality, z_proxy, residual_proxy, best, result, step)
+    result.best_loss, result.z_hat, result.residuals, result.steps = best[0], best[1], best[2], step
+    return result
+
+
+def _keep_best(objective, codec, quality, z_proxy, residual_proxy, best, result, step):
+    with torch.no_grad():
+        z_hat = torch.round(z_proxy).to(torch.int64)
+        # The proxy residual is relative to the float means of the relaxed z; re-anchor it on the
+        # exact means the decoder will use for this z_hat.
+        float_means = objective.model.h_s(z_hat.float() * objective.inv_gain_z).chunk(2, dim=1)[0]
+        target = float_means.double() + residual_proxy.double()
+        residuals = torch.round(target - codec.latent_means(z_hat, quality)).to(torch.int64)
+    loss = objective.exact(z_hat, residuals)
+    result.history.append((step, loss))
+    return (loss, z_hat, residuals) if loss < best[0] else best
