@@ -8,7 +8,10 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 DEMO := build/demo
 
-.PHONY: install demo test bench-kodak clean
+KODAK ?= ../shared/data/kodak
+JOBS ?= 2
+
+.PHONY: install install-bench demo test bench bench-hyper clean
 
 install: $(VENV)/.installed
 
@@ -28,8 +31,18 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
-bench-kodak: install
-	$(BIN)/python benchmarks/kodak_hyper.py --kodak ../shared/data/kodak --out docs/results-hyper.json
+install-bench: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+
+# The Kodak comparison in docs/results.md: every shipped model vs every installed classical codec.
+bench: install-bench
+	$(BIN)/lic bench $(KODAK) --out bench-out/kodak --jobs $(JOBS)
+	$(BIN)/python benchmarks/render_results.py --bench bench-out/kodak
+
+# hyper alone, sequential with 2 torch threads (the speed numbers in docs/results.md).
+bench-hyper: install
+	$(BIN)/python benchmarks/kodak_hyper.py --kodak $(KODAK) --threads 2 --out docs/results-hyper.json
+	$(BIN)/python benchmarks/render_results.py --hyper docs/results-hyper.json
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -38,12 +38,27 @@ class TrainOptions:
     val_holdout: int = 8
     config_overrides: dict | None = None
     init_weights: Path | None = None
+    precision: str = "auto"  # auto | bf16 | fp32 (for the transforms; entropy models are always fp32)
+    straight_through_after: float = 0.6  # fraction of the budget after which the decoder sees rounded latents
 
 
 def hardware_description(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA)"
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast where the hardware does it natively (AMX / AVX512-BF16 CPUs, recent GPUs)."""
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
 def pick_device(name: str) -> torch.device:
@@ -156,7 +171,8 @@ def train(options: TrainOptions, reporter) -> Path:
         val_paths, paths = paths[-options.val_holdout :], paths[: -options.val_holdout]
     if not paths:
         raise ValueError(f"no training images found in {options.data}")
-    hardware = hardware_description(str(device))
+    bf16 = use_bf16(options.precision, device)
+    hardware = hardware_description(str(device)) + (", bf16 autocast" if bf16 else ", fp32")
     log(f"{len(paths)} training images, {len(val_paths)} validation images, device {device}")
 
     model = zoo.build_trainable(options.model, options.config_overrides).to(device).to(memory_format=torch.channels_last)
@@ -190,9 +206,13 @@ def train(options: TrainOptions, reporter) -> Path:
             break
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(options.lr, elapsed / budget)
+        if hasattr(model, "straight_through"):
+            model.straight_through = elapsed / budget >= options.straight_through_after
         x = sampler.batch(options.batch_size, rng)
         quality = torch.tensor([rng.randrange(model.num_qualities) for _ in range(options.batch_size)], device=device)
-        stats = rate_distortion_loss(model, x, quality, model(x, quality))
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = model(x, quality)
+        stats = rate_distortion_loss(model, x, quality, out)
         optimizer.zero_grad(set_to_none=True)
         stats["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -58,6 +58,9 @@ class Reporter:
 @click.option("--lr", type=float, default=3e-4, show_default=True, help="Peak Adam learning rate.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+              help="Arithmetic of the transforms (entropy models stay fp32). auto: bf16 on AMX/AVX512-BF16 "
+              "CPUs and bf16-capable GPUs, where it is 2-3x faster.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, help="CPU threads (default: PyTorch's choice).")
 @click.option("--eval-every", type=int, default=500, show_default=True, help="Validation interval in steps.")
@@ -65,7 +68,7 @@ class Reporter:
 @click.option("--latent-channels", type=int, help="Override M (latent channels).")
 @click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from the network of this weight file (e.g. a shipped one) instead of random init.")
-def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, resume, seed, threads,
+def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed, threads,
           eval_every, channels, latent_channels, init_weights):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
@@ -82,7 +85,7 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
     options = TrainOptions(model=model, data=data, out=out, val=val, minutes=minutes, max_steps=steps,
                            batch_size=batch_size, crop=crop, lr=lr, device=device, resume=resume, seed=seed,
                            threads=threads, eval_every=eval_every, config_overrides=overrides,
-                           init_weights=init_weights)
+                           init_weights=init_weights, precision=precision)
     reporter = Reporter(minutes * 60)
     try:
         result = run_training(options, reporter)

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .layers import LowerBound
+
 LIKELIHOOD_FLOOR = 1e-9
 SCALE_MIN = 0.11
 SCALE_MAX = 256.0
@@ -57,7 +59,7 @@ class FactorizedDensity(nn.Module):
         channels = z.shape[1]
         flat = z.transpose(0, 1).reshape(channels, 1, -1)
         mass = self.interval_mass(flat).reshape(channels, z.shape[0], *z.shape[2:]).transpose(0, 1)
-        return torch.clamp(mass, min=LIKELIHOOD_FLOOR)
+        return LowerBound.apply(mass, LIKELIHOOD_FLOOR)
 
     @torch.no_grad()
     def tabulate(self, search_radius: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -88,12 +90,17 @@ class FactorizedDensity(nn.Module):
 
 
 def gaussian_likelihood(values: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """Mass of N(mean, scale) on [v - 1/2, v + 1/2]."""
-    scales = torch.clamp(scales, min=SCALE_MIN)
+    """Mass of N(mean, scale) on [v - 1/2, v + 1/2].
+
+    Both bounds let gradients through when they point back into the valid range: a plain clamp
+    would freeze every scale predicted below SCALE_MIN (and every latent whose likelihood is
+    below the floor) for good, which collapses the latents of low-rate qualities.
+    """
+    scales = LowerBound.apply(scales, SCALE_MIN)
     centred = torch.abs(values - means)
     upper = _std_normal_cdf((0.5 - centred) / scales)
     lower = _std_normal_cdf((-0.5 - centred) / scales)
-    return torch.clamp(upper - lower, min=LIKELIHOOD_FLOOR)
+    return LowerBound.apply(upper - lower, LIKELIHOOD_FLOOR)
 
 
 def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:

@@ -61,6 +61,7 @@ class MeanScaleHyperprior(nn.Module):
         self.log_gain_z = nn.Parameter(torch.zeros(q, n))
         self.log_inv_gain_z = nn.Parameter(torch.zeros(q, n))
         self.register_buffer("lambdas", torch.tensor(config.lambdas, dtype=torch.float32))
+        self.straight_through = False
 
     @property
     def num_qualities(self) -> int:
@@ -74,21 +75,24 @@ class MeanScaleHyperprior(nn.Module):
         """Training/evaluation pass with the noise relaxation.
 
         x: (B, 3, H, W) in [0, 1], H and W multiples of 64; quality: (B,) long indices.
-        Rates use additive uniform noise; the decoder sees rounded values with straight-through
-        gradients ("mixed" quantization), which keeps training and coding consistent.
+        Rates use additive uniform noise. The synthesis sees the noisy latents too, unless
+        ``straight_through`` is set: then it sees rounded latents with identity gradients ("mixed"
+        quantization, Minnen & Singh 2020), which matches coding better but starves a fresh
+        network of information, so the trainer switches it on only late in a run.
         """
-        y = self.g_a(x) * self._gain(self.log_gain_y, quality)
-        z = self.h_a(y) * self._gain(self.log_gain_z, quality)
+        # Transforms may run under autocast (bf16); latents, rounding and likelihoods stay float32.
+        y = self.g_a(x).float() * self._gain(self.log_gain_y, quality)
+        z = self.h_a(y).float() * self._gain(self.log_gain_z, quality)
+        hard = self.straight_through or not self.training
         noisy_z = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
-        z_lik = self.density.likelihood(noisy_z)
-        z_hat = ste_round(z)
-        means, scales = self.h_s(z_hat * self._gain(self.log_inv_gain_z, quality)).chunk(2, dim=1)
-        if self.training:
-            y_lik = gaussian_likelihood(y + torch.empty_like(y).uniform_(-0.5, 0.5), means, scales)
-        else:
-            y_lik = gaussian_likelihood(torch.round(y - means) + means, means, scales)
-        y_hat = ste_round(y - means) + means
-        x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain_y, quality))
+        z_hat = ste_round(z) if hard else noisy_z
+        means, scales = self.h_s(z_hat * self._gain(self.log_inv_gain_z, quality)).float().chunk(2, dim=1)
+        noisy_y = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y - means) + means
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            z_lik = self.density.likelihood(noisy_z)
+            y_lik = gaussian_likelihood(noisy_y, means, scales)
+        y_hat = ste_round(y - means) + means if hard else noisy_y
+        x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain_y, quality)).float()
         return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
 
 

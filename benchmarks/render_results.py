@@ -1,0 +1,85 @@
+"""Write measured numbers into docs/results.md between marker comments, so the document always
+shows exactly what the benchmark commands produced.
+
+    python benchmarks/render_results.py --bench bench-out/kodak      # after `lic bench`
+    python benchmarks/render_results.py --hyper docs/results-hyper.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"docs/results.md lacks the <!-- {name}:start/end --> markers")
+    return pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
+
+
+def bench_block(folder: Path) -> str:
+    summary = json.loads((folder / "summary.json").read_text())
+    anchor = summary["anchor"]
+    lines = [f"Command: `{summary['command']}` — {summary['images']} images, {summary['date']}, "
+             f"{summary['machine']} ({summary['cpu_count']} cores), {summary['jobs']} parallel job(s), "
+             f"lic with {summary['lic_threads']} torch thread(s), torch {summary['torch']}.", "",
+             f"BD-rate against **{anchor}** over the overlapping quality range (negative = fewer bytes):", "",
+             "| codec | BD-rate PSNR | BD-rate MS-SSIM | encoder settings |", "|---|---|---|---|"]
+    for codec in summary["curves"]:
+        rates = summary["bd_rate"].get(codec, {})
+        lines.append(f"| {codec} | {_pct(rates.get('psnr'))} | {_pct(rates.get('ms_ssim'))} | {summary['options'][codec]} |")
+    lines += ["", "![rate-distortion on Kodak](rd-kodak.png)", "",
+              "<details><summary>Every point (means over the images)</summary>", "",
+              "| codec | setting | bpp | PSNR (dB) | MS-SSIM | HaarPSI | encode (s) | decode (s) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for codec, points in summary["curves"].items():
+        for p in points:
+            lines.append(f"| {codec} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | {_num(p['ms_ssim'])} "
+                         f"| {_num(p['haarpsi'])} | {p['encode_s']:.3f} | {p['decode_s']:.3f} |")
+    lines += ["", "</details>"]
+    return "\n".join(lines)
+
+
+def hyper_block(path: Path) -> str:
+    result = json.loads(path.read_text())
+    lines = [f"Command: `python benchmarks/kodak_hyper.py --out {path.relative_to(DOC.parents[1])}` — weights "
+             f"`{Path(result['weights']).name}` ({result['weights_hash']}), {result['threads']} torch threads, "
+             f"torch {result['torch']}, {result['date']}.", "",
+             "| quality | bpp (real files) | PSNR RGB (dB) | MS-SSIM | encode (s/img) | decode (s/img) |",
+             "|---|---|---|---|---|---|"]
+    for quality, s in result["summary"].items():
+        lines.append(f"| {quality} | {s['bpp']:.4f} | {s['psnr']:.2f} | {s['ms_ssim']:.4f} "
+                     f"| {s['encode_s']:.3f} | {s['decode_s']:.3f} |")
+    return "\n".join(lines)
+
+
+def _pct(value) -> str:
+    return "n/a (no overlap)" if value is None else f"{value:+.1f}%"
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bench", type=Path, help="output folder of `lic bench`")
+    parser.add_argument("--hyper", type=Path, help="JSON written by benchmarks/kodak_hyper.py")
+    args = parser.parse_args()
+    text = DOC.read_text()
+    if args.bench:
+        text = replace_block(text, "bench", bench_block(args.bench))
+        if (args.bench / "rd.png").exists():
+            shutil.copyfile(args.bench / "rd.png", DOC.parent / "rd-kodak.png")
+    if args.hyper:
+        text = replace_block(text, "hyper", hyper_block(args.hyper.resolve()))
+    DOC.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
