@@ -62,19 +62,18 @@ class FactorizedDensity(nn.Module):
         return LowerBound.apply(mass, LIKELIHOOD_FLOOR)
 
     @torch.no_grad()
-    def tabulate(self, search_radius: int = 512) -> tuple[np.ndarray, np.ndarray]:
-        """Integer support [lo, hi] per channel and the probabilities on it (float64, padded with 0).
+    def tabulate(self, search_radius: int = 512) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Per channel, the integer support [lo, hi] holding all but TAIL_MASS of the mass.
 
-        Returns (offsets, pmfs) where offsets[c] = lo and pmfs[c, k] = P(lo + k).
+        Returns (offsets, rows): offsets[c] = lo and rows[c][k] = P(lo + k), float64.
         """
         channels = self.matrices[0].shape[0]
         grid = torch.arange(-search_radius, search_radius + 1, dtype=torch.float64)
         density = self.double()
         try:
-            mass = density.interval_mass(grid.expand(channels, 1, -1).contiguous())[:, 0, :]
+            mass = density.interval_mass(grid.expand(channels, 1, -1).contiguous())[:, 0, :].numpy()
         finally:
             self.float()
-        mass = mass.numpy()
         offsets, rows = [], []
         for c in range(channels):
             cdf = np.cumsum(mass[c])
@@ -82,11 +81,7 @@ class FactorizedDensity(nn.Module):
             lo, hi = (inside[0], inside[-1]) if inside.size else (search_radius, search_radius)
             offsets.append(int(grid[lo]))
             rows.append(mass[c, lo : hi + 1])
-        width = max(len(r) for r in rows)
-        pmfs = np.zeros((channels, width))
-        for c, row in enumerate(rows):
-            pmfs[c, : len(row)] = row
-        return np.asarray(offsets, dtype=np.int64), pmfs
+        return np.asarray(offsets, dtype=np.int64), rows
 
 
 def gaussian_likelihood(values: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -112,17 +107,17 @@ def gaussian_scale_table() -> np.ndarray:
     return np.exp(np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), NUM_SCALES))
 
 
-def gaussian_pmfs(scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-mean discretised Gaussians, one row per scale: (offsets, pmfs) as in ``tabulate``."""
-    radii = [max(1, math.ceil(-_normal_ppf(TAIL_MASS / 2) * s)) for s in scales]
-    width = 2 * max(radii) + 1
-    pmfs = np.zeros((len(scales), width))
-    for i, (scale, radius) in enumerate(zip(scales, radii)):
+def gaussian_pmfs(scales: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Zero-mean discretised Gaussians, one row per scale, as (offsets, rows) like ``tabulate``."""
+    offsets, rows = [], []
+    for scale in scales:
+        radius = max(1, math.ceil(-_normal_ppf(TAIL_MASS / 2) * scale))
         k = np.arange(-radius, radius + 1, dtype=np.float64)
         upper = np.array([0.5 * math.erfc(-(v + 0.5) / (scale * math.sqrt(2))) for v in k])
         lower = np.array([0.5 * math.erfc(-(v - 0.5) / (scale * math.sqrt(2))) for v in k])
-        pmfs[i, : len(k)] = upper - lower
-    return -np.asarray(radii, dtype=np.int64), pmfs
+        offsets.append(-radius)
+        rows.append(upper - lower)
+    return np.asarray(offsets, dtype=np.int64), rows
 
 
 def _normal_ppf(p: float) -> float:

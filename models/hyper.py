@@ -3,7 +3,7 @@
 One network serves every quality: per-quality gain vectors (Cui et al. 2021) scale the latent y
 and the hyperlatent z before quantization, so a larger gain means a finer effective step. The
 hyper-synthesis transform that selects the Gaussian CDFs runs in fixed point at coding time
-(see ``FixedPointHyperSynthesis``) so that encoder and decoder agree bit for bit.
+(``models/fixedpoint.py``) so that encoder and decoder agree bit for bit.
 """
 from __future__ import annotations
 
@@ -117,11 +117,9 @@ GAIN_FRAC_BITS = 12
 
 def freeze_coding_tensors(model: MeanScaleHyperprior) -> dict[str, torch.Tensor]:
     """Everything the entropy coders depend on, as exact tensors for the weight file."""
-    z_offsets, z_pmfs = model.density.tabulate()
-    z_tables = quantize_pmfs(z_offsets, [_trim(row) for row in z_pmfs])
+    z_tables = quantize_pmfs(*model.density.tabulate())
     scales = gaussian_scale_table()
-    y_offsets, y_pmfs = gaussian_pmfs(scales)
-    y_tables = quantize_pmfs(y_offsets, [y_pmfs[i, : 1 - 2 * y_offsets[i]] for i in range(len(scales))])
+    y_tables = quantize_pmfs(*gaussian_pmfs(scales))
     inv_gain_z = torch.round(torch.exp(model.log_inv_gain_z.detach().double()) * 2.0**GAIN_FRAC_BITS)
     tensors = {
         "y_table_scales": torch.from_numpy(scales),
@@ -131,12 +129,6 @@ def freeze_coding_tensors(model: MeanScaleHyperprior) -> dict[str, torch.Tensor]
         **fixedpoint.layers_to_tensors(fixedpoint.freeze(model.h_s), "h_s"),
     }
     return tensors
-
-
-def _trim(row: np.ndarray) -> np.ndarray:
-    """A tabulated pmf row without its zero padding (supports are contiguous)."""
-    nonzero = np.nonzero(row)[0]
-    return row[: nonzero[-1] + 1] if nonzero.size else row[:1]
 
 
 def _tables_to_tensors(tables: IntegerTables, prefix: str) -> dict[str, torch.Tensor]:
@@ -185,13 +177,17 @@ class HyperCodec:
         """image: (3, H, W) float in [0, 1]. Returns the coded sections."""
         y, z = self.analyse(image, quality)
         z_hat = torch.round(z).to(torch.int64)
-        means, _ = self._latent_distribution(z_hat.to(torch.float64), quality)
+        means, table_ids = self._latent_distribution(z_hat.to(torch.float64), quality)
         residuals = torch.round(y.to(torch.float64) - means).to(torch.int64)
-        return self.encode_latents(z_hat, residuals, quality)
+        return self.encode_latents(z_hat, residuals, quality, table_ids)
 
-    def encode_latents(self, z_hat: torch.Tensor, residuals: torch.Tensor, quality: int) -> dict[str, bytes]:
-        """Entropy-code integer hyperlatents and latent residuals round(y - mean(z_hat))."""
-        _, table_ids = self._latent_distribution(z_hat.to(torch.float64), quality)
+    def encode_latents(self, z_hat: torch.Tensor, residuals: torch.Tensor, quality: int,
+                       table_ids: np.ndarray | None = None) -> dict[str, bytes]:
+        """Entropy-code integer hyperlatents and latent residuals round(y - mean(z_hat)).
+
+        table_ids may be passed when the caller already ran the hyper-synthesis for z_hat."""
+        if table_ids is None:
+            _, table_ids = self._latent_distribution(z_hat.to(torch.float64), quality)
         return {
             "hyperlatent": self.z_coder.encode(z_hat.numpy(), self._z_table_ids(z_hat.shape)),
             "latent": self.y_coder.encode(residuals.numpy(), table_ids),

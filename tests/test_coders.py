@@ -23,9 +23,9 @@ def test_quantized_tables_sum_to_total_and_keep_every_symbol():
 @pytest.mark.parametrize("scale", [0.11, 0.5, 3.0, 40.0, 256.0])
 def test_quantization_costs_little_over_the_float_pmf(scale):
     """Supports sized like the shipped Gaussian tables (about 5 sigma, tails via escape)."""
-    offsets, pmfs = gaussian_pmfs(np.array([scale]))
-    pmf = pmfs[0, : 1 - 2 * offsets[0]]
-    tables = quantize_pmfs(offsets, [pmf])
+    offsets, rows = gaussian_pmfs(np.array([scale]))
+    pmf = rows[0]
+    tables = quantize_pmfs(offsets, rows)
     quantized = tables.counts[0, : len(pmf)] / TOTAL
     overhead_bits = float(np.sum(pmf * np.log2(pmf.clip(1e-300) / quantized)))
     entropy = float(-np.sum(pmf * np.log2(pmf.clip(1e-300))))
