@@ -112,11 +112,14 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.option("--refine-seconds", type=float, help="Stop SGA after this many seconds per image.")
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+              help="Arithmetic of the neural transforms. auto: bf16 on CPUs/GPUs that do it natively "
+              "(about 2.5x faster), else fp32. Never affects what can be decoded.")
 @click.option("--threads", type=int, help="CPU threads for the networks (default: PyTorch's choice).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Always print a summary line per file (also when piped).")
-def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seconds, weights, device, threads,
-           quiet, verbose):
+def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seconds, weights, device, precision,
+           threads, quiet, verbose):
     """Compress images (PNG, JPEG, WebP, TIFF, PPM, BMP) into .lic files.
 
     \b
@@ -132,7 +135,7 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
     set_threads(threads)
     try:
         jobs = files.plan_jobs(inputs, output, ".lic", force)
-        session = codec.CodecSession(_weights_for(weights, model), _device(device))
+        session = codec.CodecSession(_weights_for(weights, model), _device(device), precision)
         loaded = session.get(model)
     except USER_ERRORS as error:
         fail(describe(error))
@@ -170,10 +173,13 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--weights", multiple=True, help="NAME=FILE: decode model NAME with this weight file.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+              help="Arithmetic of the neural transforms. auto: bf16 on CPUs/GPUs that do it natively "
+              "(about 2.5x faster), else fp32. Never affects what can be decoded.")
 @click.option("--threads", type=int, help="CPU threads for the networks (the pixels do not depend on it).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Always print a summary line per file (also when piped).")
-def decode(inputs, output, fmt, force, weights, device, threads, quiet, verbose):
+def decode(inputs, output, fmt, force, weights, device, precision, threads, quiet, verbose):
     """Decompress .lic files to lossless images (PNG by default), restoring ICC/EXIF and alpha.
 
     \b
@@ -187,7 +193,7 @@ def decode(inputs, output, fmt, force, weights, device, threads, quiet, verbose)
         jobs = files.plan_jobs(inputs, output, "." + fmt, force)
     except USER_ERRORS as error:
         fail(describe(error))
-    session = codec.CodecSession(parse_weights(weights), _device(device))
+    session = codec.CodecSession(parse_weights(weights), _device(device), precision)
 
     def work(job: files.Job) -> str:
         started = time.perf_counter()

@@ -20,14 +20,15 @@ MODEL_SECTIONS = {"hyperlatent": SectionType.HYPERLATENT, "latent": SectionType.
 class CodecSession:
     """Loads each model's weights once per process and hands out codecs by zoo name."""
 
-    def __init__(self, weights: dict[str, Path] | None = None, device: str = "cpu"):
+    def __init__(self, weights: dict[str, Path] | None = None, device: str = "cpu", compute: str = "auto"):
         self.weights = weights or {}
         self.device = device
+        self.compute = compute
         self._loaded: dict[str, zoo.LoadedCodec] = {}
 
     def get(self, name: str) -> zoo.LoadedCodec:
         if name not in self._loaded:
-            self._loaded[name] = zoo.load_codec(name, self.weights.get(name), self.device)
+            self._loaded[name] = zoo.load_codec(name, self.weights.get(name), self.device, self.compute)
         return self._loaded[name]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import zoo
+from models import precision, zoo
 from models.hyper import rate_distortion_loss
 
 from .imageio import list_images, load_rgb_array
@@ -46,19 +46,6 @@ def hardware_description(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA)"
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast where the hardware does it natively (AMX / AVX512-BF16 CPUs, recent GPUs)."""
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
 def pick_device(name: str) -> torch.device:
@@ -171,7 +158,7 @@ def train(options: TrainOptions, reporter) -> Path:
         val_paths, paths = paths[-options.val_holdout :], paths[: -options.val_holdout]
     if not paths:
         raise ValueError(f"no training images found in {options.data}")
-    bf16 = use_bf16(options.precision, device)
+    bf16 = precision.resolve(options.precision, device) == "bf16"
     hardware = hardware_description(str(device)) + (", bf16 autocast" if bf16 else ", fp32")
     log(f"{len(paths)} training images, {len(val_paths)} validation images, device {device}")
 

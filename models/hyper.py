@@ -18,7 +18,7 @@ from torch import nn
 from bitstream.coders import TableCoder
 from bitstream.tables import IntegerTables, quantize_pmfs
 
-from . import fixedpoint
+from . import fixedpoint, precision
 from .entropy import FactorizedDensity, gaussian_likelihood, gaussian_pmfs, gaussian_scale_table
 from .layers import GDN, conv, deconv
 
@@ -147,9 +147,11 @@ class HyperCodec:
 
     section_names = ("hyperlatent", "latent")
 
-    def __init__(self, model: MeanScaleHyperprior, coding: dict[str, torch.Tensor], device: torch.device | str = "cpu"):
+    def __init__(self, model: MeanScaleHyperprior, coding: dict[str, torch.Tensor], device: torch.device | str = "cpu",
+                 compute: str = "auto"):
         self.model = model.eval().to(device).to(memory_format=torch.channels_last)
         self.device = torch.device(device)
+        self.compute = precision.resolve(compute, self.device)
         self.y_table_scales = coding["y_table_scales"].numpy().astype(np.float64)
         self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
         self.hyper_synthesis = fixedpoint.layers_from_tensors(coding, "h_s")
@@ -169,8 +171,9 @@ class HyperCodec:
         self._check_quality(quality)
         x = _pad(image.to(self.device)[None]).contiguous(memory_format=torch.channels_last)
         q = torch.tensor([quality], device=self.device)
-        y = self.model.g_a(x) * self.model._gain(self.model.log_gain_y, q)
-        z = self.model.h_a(y) * self.model._gain(self.model.log_gain_z, q)
+        with precision.autocast(self.compute, self.device):
+            y = self.model.g_a(x).float() * self.model._gain(self.model.log_gain_y, q)
+            z = self.model.h_a(y).float() * self.model._gain(self.model.log_gain_z, q)
         return y.float().cpu(), z.float().cpu()
 
     def encode(self, image: torch.Tensor, quality: int) -> dict[str, bytes]:
@@ -209,7 +212,8 @@ class HyperCodec:
         y_hat = torch.from_numpy(y_symbols.reshape(means.shape)).to(torch.float64) + means
         gain = torch.exp(self.model.log_inv_gain_y[quality].detach().double())[None, :, None, None]
         y_hat = (y_hat * gain).to(torch.float32).to(self.device).contiguous(memory_format=torch.channels_last)
-        x_hat = self.model.g_s(y_hat)[0, :, :height, :width]
+        with precision.autocast(self.compute, self.device):
+            x_hat = self.model.g_s(y_hat)[0, :, :height, :width].float()
         return x_hat.clamp(0, 1).cpu()
 
     def _latent_distribution(self, z_hat: torch.Tensor, quality: int) -> tuple[torch.Tensor, np.ndarray]:

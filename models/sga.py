@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from . import precision
 from .entropy import gaussian_likelihood
 from .hyper import HyperCodec, _pad
 
@@ -90,7 +91,9 @@ class RateDistortion:
         bits = codec.z_coder.tables.bits(z_hat.numpy().ravel(), codec._z_table_ids(z_hat.shape))
         bits += codec.y_coder.tables.bits(residuals.numpy().ravel(), table_ids)
         y_hat = ((residuals.to(torch.float64) + means) * self.inv_gain_y.double()).float()
-        x_hat = torch.round(self.model.g_s(y_hat.contiguous(memory_format=torch.channels_last)).clamp(0, 1) * 255) / 255
+        with precision.autocast(codec.compute, codec.device):  # exactly as the decoder computes it
+            x_hat = self.model.g_s(y_hat.to(codec.device).contiguous(memory_format=torch.channels_last)).float().cpu()
+        x_hat = torch.round(x_hat.clamp(0, 1) * 255) / 255
         return float(self._loss(torch.tensor(bits), x_hat))
 
     def _loss(self, rate_bits: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:

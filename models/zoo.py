@@ -121,11 +121,12 @@ def load_network_state(path: Path, name: str) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in payload["network"].items()}
 
 
-def load_codec(name: str, weights: Path | None = None, device: str = "cpu") -> LoadedCodec:
+def load_codec(name: str, weights: Path | None = None, device: str = "cpu", compute: str = "auto") -> LoadedCodec:
+    """compute: arithmetic of the transforms ('auto' = bf16 where native, else fp32)."""
     zoo_entry = entry(name)
     path = Path(weights) if weights is not None else default_weights_path(name)
     payload, raw = _read_weight_file(name, path)
     model = zoo_entry.build(payload["config"])
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["network"].items()})
-    codec = zoo_entry.codec(model, payload["coding"], device)
+    codec = zoo_entry.codec(model, payload["coding"], device, compute)
     return LoadedCodec(name, codec, hashlib.sha256(raw).digest()[:HASH_BYTES], path, payload.get("card", {}))
