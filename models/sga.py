@@ -77,10 +77,15 @@ class RateDistortion:
         self.inv_gain_z = self.model._gain(self.model.log_inv_gain_z, q).detach().float()
 
     def relaxed(self, z_soft: torch.Tensor, residual_soft: torch.Tensor) -> torch.Tensor:
-        means, scales = self.model.h_s(z_soft * self.inv_gain_z).chunk(2, dim=1)
+        codec = self.codec
+        with precision.autocast(codec.compute, codec.device):
+            means, scales = self.model.h_s(z_soft.to(codec.device) * self.inv_gain_z.to(codec.device)).float().chunk(2, dim=1)
+        means, scales = means.cpu(), scales.cpu()
         rate_bits = -(torch.log2(gaussian_likelihood(residual_soft, torch.zeros_like(scales), scales)).sum()
                       + torch.log2(self.model.density.likelihood(z_soft)).sum())
-        x_hat = self.model.g_s(((means + residual_soft) * self.inv_gain_y).contiguous(memory_format=torch.channels_last))
+        y_hat = ((means + residual_soft) * self.inv_gain_y).to(codec.device).contiguous(memory_format=torch.channels_last)
+        with precision.autocast(codec.compute, codec.device):
+            x_hat = self.model.g_s(y_hat).float().cpu()
         return self._loss(rate_bits, x_hat)
 
     @torch.no_grad()

@@ -1,0 +1,68 @@
+"""Real round trips with the committed weights (the few tests that use them)."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lic_cli.codec import CodecSession, decode_file, encode_image
+from lic_cli.imageio import ImageData
+from lic_cli.metrics import psnr
+from models import zoo
+
+from .conftest import SAMPLE
+
+MAX_WEIGHT_BYTES = 16 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def session():
+    return CodecSession()
+
+
+@pytest.fixture(scope="module")
+def crop():
+    return np.ascontiguousarray(np.asarray(Image.open(SAMPLE).convert("RGB"))[96:288, 160:416])
+
+
+def test_every_zoo_model_ships_small_weights_with_a_card():
+    for name in zoo.ZOO:
+        path = zoo.default_weights_path(name)
+        assert path.stat().st_size < MAX_WEIGHT_BYTES
+        card = zoo.load_codec(name).card
+        for field in ("steps", "train_minutes", "hardware", "data"):
+            assert card.get(field), f"{name} card lacks {field}"
+
+
+def test_quality_scale_trades_bytes_for_fidelity(session, crop):
+    loaded = session.get("hyper")
+    results = []
+    for quality in (0, loaded.codec.num_qualities - 1):
+        data = encode_image(ImageData(crop), loaded, quality)
+        decoded = decode_file(data, session).image.pixels
+        results.append((8 * len(data) / (crop.shape[0] * crop.shape[1]), psnr(crop, decoded)))
+    (low_bpp, low_psnr), (high_bpp, high_psnr) = results
+    assert high_bpp > 2 * low_bpp
+    assert high_psnr > low_psnr + 3
+    assert low_psnr > LOWEST_PSNR and high_psnr > HIGHEST_PSNR
+
+
+def test_real_weights_decode_identically_across_runs_and_threads(session, crop):
+    data = encode_image(ImageData(crop), session.get("hyper"), 2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = decode_file(data, session).image.pixels
+        torch.set_num_threads(2)
+        two = decode_file(data, session).image.pixels
+        again = decode_file(data, session).image.pixels
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(one, two) and np.array_equal(two, again)
+
+
+def test_fp32_and_bf16_decode_the_same_symbols(crop):
+    """Precision changes pixels by rounding-level amounts only, never the entropy decoding."""
+    data = encode_image(ImageData(crop), CodecSession(compute="fp32").get("hyper"), 3)
+    fp32 = decode_file(data, CodecSession(compute="fp32")).image.pixels
+    bf16 = decode_file(data, CodecSession(compute="bf16")).image.pixels
+    assert psnr(fp32, bf16) > 35
