@@ -58,17 +58,21 @@ def _target_for(source: str, output: str | None, suffix: str, several: bool) -> 
 
 
 def read_input(source: str) -> bytes:
+    """All bytes of a file, a pipe or standard input, refusing more than MAX_INPUT_BYTES."""
     if source == STDIO:
         data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
     else:
         path = Path(source)
-        if not path.is_file():
-            raise PlanError(f"{source}: no such file")
-        if path.stat().st_size > MAX_INPUT_BYTES:
-            raise PlanError(f"{source}: larger than the 1 GiB input limit")
-        data = path.read_bytes()
+        if path.is_dir():
+            raise PlanError("is a directory")
+        if not path.exists():
+            raise PlanError("no such file")
+        if path.is_file() and path.stat().st_size > MAX_INPUT_BYTES:
+            raise PlanError("larger than the 1 GiB input limit")
+        with path.open("rb") as handle:  # also pipes and devices, whose size is unknown up front
+            data = handle.read(MAX_INPUT_BYTES + 1)
     if len(data) > MAX_INPUT_BYTES:
-        raise PlanError(f"{source}: larger than the 1 GiB input limit")
+        raise PlanError("larger than the 1 GiB input limit")
     return data
 
 

@@ -53,11 +53,15 @@ def load_rgb_array(path: Path) -> np.ndarray:
 
 def read_image(data: bytes) -> ImageData:
     """Decode image bytes (PNG, JPEG, WebP, TIFF, PPM/PGM, BMP) into 8-bit grey, RGB or RGBA."""
+    if not data:
+        raise ImageReadError("empty input")
     try:
         image = Image.open(io.BytesIO(data))
         sixteen_bit = _has_16bit_samples(image)  # must be asked before load() clears image.tile
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except UnidentifiedImageError:
+        raise ImageReadError("cannot read image (not a format lic reads: PNG, JPEG, WebP, TIFF, PPM/PGM, BMP)") from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"cannot read image ({_first_line(error)})") from None
     except Image.DecompressionBombError:
         raise ImageReadError("image is larger than lic's 33.5-megapixel limit") from None
