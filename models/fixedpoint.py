@@ -55,8 +55,8 @@ def freeze(stack: nn.Sequential) -> list[FixedLayer]:
             continue
         if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             raise TypeError(f"cannot freeze {type(module).__name__} to fixed point")
-        weight = torch.round(module.weight.detach().double() * 2.0**WEIGHT_FRAC_BITS).to(torch.int32)
-        bias = torch.round(module.bias.detach().double() * 2.0**PRODUCT_FRAC_BITS).to(torch.int64)
+        weight = torch.round(module.weight.detach().double().cpu() * 2.0**WEIGHT_FRAC_BITS).to(torch.int32)
+        bias = torch.round(module.bias.detach().double().cpu() * 2.0**PRODUCT_FRAC_BITS).to(torch.int64)
         transposed = isinstance(module, nn.ConvTranspose2d)
         layers.append(FixedLayer(weight, bias, transposed, module.stride[0], module.padding[0],
                                  module.output_padding[0] if transposed else 0, relu=False))
@@ -78,28 +78,3 @@ def run(layers: list[FixedLayer], x: torch.Tensor) -> torch.Tensor:
     for layer in layers:
         x = layer(x)
     return x
-
-
-def layers_to_tensors(layers: list[FixedLayer], prefix: str) -> dict[str, torch.Tensor]:
-    tensors = {}
-    for i, layer in enumerate(layers):
-        tensors[f"{prefix}.{i}.weight"] = layer.weight
-        tensors[f"{prefix}.{i}.bias"] = layer.bias
-        tensors[f"{prefix}.{i}.shape"] = torch.tensor(
-            [int(layer.transposed), layer.stride, layer.padding, layer.output_padding, int(layer.relu)])
-    return tensors
-
-
-def layers_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> list[FixedLayer]:
-    layers = []
-    i = 0
-    while f"{prefix}.{i}.weight" in tensors:
-        transposed, stride, padding, output_padding, relu = tensors[f"{prefix}.{i}.shape"].tolist()
-        layers.append(FixedLayer(tensors[f"{prefix}.{i}.weight"].to(torch.int32),
-                                 tensors[f"{prefix}.{i}.bias"].to(torch.int64),
-                                 bool(transposed), stride, padding, output_padding, bool(relu)))
-        _check_exactness(layers[-1])
-        i += 1
-    if not layers:
-        raise ValueError(f"no fixed-point layers under {prefix!r}")
-    return layers

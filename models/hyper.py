@@ -116,7 +116,11 @@ GAIN_FRAC_BITS = 12
 
 
 def freeze_coding_tensors(model: MeanScaleHyperprior) -> dict[str, torch.Tensor]:
-    """Everything the entropy coders depend on, as exact tensors for the weight file."""
+    """What the entropy coders depend on and cannot be re-derived exactly, for the weight file.
+
+    The fixed-point hyper-synthesis is not stored: rounding the fp16 parameters to its grid is exact
+    arithmetic, so ``HyperCodec`` derives the same integers on any machine at load time.
+    """
     z_tables = quantize_pmfs(*model.density.tabulate())
     scales = gaussian_scale_table()
     y_tables = quantize_pmfs(*gaussian_pmfs(scales))
@@ -126,7 +130,6 @@ def freeze_coding_tensors(model: MeanScaleHyperprior) -> dict[str, torch.Tensor]
         "inv_gain_z": inv_gain_z.to(torch.int32),
         **_tables_to_tensors(z_tables, "z_tables"),
         **_tables_to_tensors(y_tables, "y_tables"),
-        **fixedpoint.layers_to_tensors(fixedpoint.freeze(model.h_s), "h_s"),
     }
     return tensors
 
@@ -154,7 +157,7 @@ class HyperCodec:
         self.compute = precision.resolve(compute, self.device)
         self.y_table_scales = coding["y_table_scales"].numpy().astype(np.float64)
         self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
-        self.hyper_synthesis = fixedpoint.layers_from_tensors(coding, "h_s")
+        self.hyper_synthesis = fixedpoint.freeze(model.h_s)
         self.z_coder = TableCoder(_tables_from_tensors(coding, "z_tables"))
         self.y_coder = TableCoder(_tables_from_tensors(coding, "y_tables"))
         if len(self.z_coder.tables) != model.config.channels or len(self.y_coder.tables) != len(self.y_table_scales):

@@ -147,7 +147,7 @@ CLASSICAL: dict[str, tuple[Callable[[], Codec], Callable[[], str | None]]] = {
                            _avif_encode, _avif_decode),
              _available("pillow_avif")),
     "heic": (lambda: Codec("heic", "pillow-heif/x265 (BPG-class): 4:4:4, fixed QP, psy-rd=0, psy-rdoq=0, 1 thread",
-                           tuple(f"qp={q}" for q in (18, 22, 26, 30, 34, 38, 42, 46)),
+                           tuple(f"qp={q}" for q in (18, 22, 26, 30, 34, 38, 42, 46, 50)),
                            _heic_encode, _heic_decode),
              _heic_probe),
     "jxl": (lambda: Codec("jxl", "imagecodecs/libjxl, VarDCT by distance, effort 7, 1 thread",
