@@ -58,6 +58,23 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def runtime_options(command):
+    """Options shared by encode and decode: where and how the networks run, and how chatty we are."""
+    options = [
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True),
+        click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+                     help="Arithmetic of the neural transforms. auto: bf16 on CPUs/GPUs that do it natively "
+                     "(about 2.5x faster), else fp32. Never affects what can be decoded."),
+        click.option("--threads", type=int, help="CPU threads for the networks (default: PyTorch's choice; "
+                     "decoded pixels do not depend on it)."),
+        click.option("--quiet", is_flag=True, help="Print nothing but errors."),
+        click.option("-v", "--verbose", is_flag=True, help="Always print a summary line per file (also when piped)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="lic", prog_name="lic")
 def main() -> None:
@@ -111,13 +128,7 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.option("--lr", type=float, default=5e-3, show_default=True, help="SGA Adam learning rate.")
 @click.option("--refine-seconds", type=float, help="Stop SGA after this many seconds per image.")
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
-              help="Arithmetic of the neural transforms. auto: bf16 on CPUs/GPUs that do it natively "
-              "(about 2.5x faster), else fp32. Never affects what can be decoded.")
-@click.option("--threads", type=int, help="CPU threads for the networks (default: PyTorch's choice).")
-@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-@click.option("-v", "--verbose", is_flag=True, help="Always print a summary line per file (also when piped).")
+@runtime_options
 def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seconds, weights, device, precision,
            threads, quiet, verbose):
     """Compress images (PNG, JPEG, WebP, TIFF, PPM, BMP) into .lic files.
@@ -172,13 +183,7 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
               show_default=True, help="Image format when the output name does not say (stdout, directories).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--weights", multiple=True, help="NAME=FILE: decode model NAME with this weight file.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
-              help="Arithmetic of the neural transforms. auto: bf16 on CPUs/GPUs that do it natively "
-              "(about 2.5x faster), else fp32. Never affects what can be decoded.")
-@click.option("--threads", type=int, help="CPU threads for the networks (the pixels do not depend on it).")
-@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
-@click.option("-v", "--verbose", is_flag=True, help="Always print a summary line per file (also when piped).")
+@runtime_options
 def decode(inputs, output, fmt, force, weights, device, precision, threads, quiet, verbose):
     """Decompress .lic files to lossless images (PNG by default), restoring ICC/EXIF and alpha.
 

@@ -1,6 +1,7 @@
 """Bit-exact evaluation of small conv stacks, for the parts of a model that select CDFs.
 
-Weights live on a 2^-14 grid (stored as integers), biases on the 2^-22 product grid, and every
+Weights are rounded to a 2^-14 grid, biases to the 2^-22 product grid (exact operations on the
+stored fp16 values, so every machine derives the same integers), and every
 activation is rounded to a 2^-8 grid and clamped to +-2^12. Convolutions run in float64, where
 all products and partial sums of such numbers are exact integers times 2^-22 below 2^53, so the
 result does not depend on summation order, threads, BLAS or CPU: encoder and decoder agree bit
