@@ -212,7 +212,15 @@ class HyperCodec:
         z_hat = torch.from_numpy(z_values.reshape(z_shape)).to(torch.float64)
         means, table_ids = self._latent_distribution(z_hat, quality)
         y_symbols = self.y_coder.decode(sections["latent"], table_ids)
-        y_hat = torch.from_numpy(y_symbols.reshape(means.shape)).to(torch.float64) + means
+        residuals = torch.from_numpy(y_symbols.reshape(means.shape))
+        return self.synthesise(residuals, means, quality, height, width)
+
+    @torch.inference_mode()
+    def synthesise(self, residuals: torch.Tensor, means: torch.Tensor, quality: int, height: int,
+                   width: int) -> torch.Tensor:
+        """The decoder's reconstruction (3, height, width) in [0, 1] from integer residuals and the
+        exact means; the one place that turns latents into pixels, for decoding and for SGA's score."""
+        y_hat = residuals.to(torch.float64) + means
         gain = torch.exp(self.model.log_inv_gain_y[quality].detach().double())[None, :, None, None]
         y_hat = (y_hat * gain).to(torch.float32).to(self.device).contiguous(memory_format=torch.channels_last)
         with precision.autocast(self.compute, self.device):

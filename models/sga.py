@@ -17,7 +17,7 @@ import torch
 
 from . import precision
 from .entropy import gaussian_likelihood
-from .hyper import HyperCodec, _pad
+from .hyper import HyperCodec
 
 TAU_MAX = 0.5
 EDGE = 1e-6
@@ -95,11 +95,9 @@ class RateDistortion:
         means, table_ids = codec._latent_distribution(z_hat.to(torch.float64), self.quality)
         bits = codec.z_coder.tables.bits(z_hat.numpy().ravel(), codec._z_table_ids(z_hat.shape))
         bits += codec.y_coder.tables.bits(residuals.numpy().ravel(), table_ids)
-        y_hat = ((residuals.to(torch.float64) + means) * self.inv_gain_y.double()).float()
-        with precision.autocast(codec.compute, codec.device):  # exactly as the decoder computes it
-            x_hat = self.model.g_s(y_hat.to(codec.device).contiguous(memory_format=torch.channels_last)).float().cpu()
-        x_hat = torch.round(x_hat.clamp(0, 1) * 255) / 255
-        return float(self._loss(torch.tensor(bits), x_hat))
+        x_hat = codec.synthesise(residuals, means, self.quality, self.height, self.width)
+        x_hat = torch.round(x_hat * 255) / 255  # the 8-bit pixels the decoder writes
+        return float(self._loss(torch.tensor(bits), x_hat[None]))
 
     def _loss(self, rate_bits: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         mse = torch.mean((x_hat[0, :, : self.height, : self.width] - self.image) ** 2)
@@ -144,7 +142,7 @@ def refine(codec: HyperCodec, image: torch.Tensor, quality: int, options: SgaOpt
     finally:
         for parameter in model.parameters():
             parameter.requires_grad_(True)
-    if step % options.evaluate_every:
+    if result.history[-1][0] != step:  # the last step was not scored inside the loop
         best = _keep_best(objective, codec, quality, z_proxy, residual_proxy, best, result, step)
     result.best_loss, result.z_hat, result.residuals, result.steps = best[0], best[1], best[2], step
     return result
