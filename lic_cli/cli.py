@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bitstream.container import FormatError, SectionType, unpack
+from bitstream.container import FormatError, unpack
 from models import zoo
 from models.sga import SgaOptions
 

@@ -35,7 +35,6 @@ def haarpsi(a: np.ndarray, b: np.ndarray) -> float:
     coarsest, chroma similarity of 2x2-averaged I/Q, logistic pooling with C=30, alpha=4.2.
     """
     both = _haarpsi_subsample(_yiq(torch.from_numpy(np.stack([a[:, :, :3], b[:, :, :3]]).astype(np.float32))))
-    ref, dist = both[0:1], both[1:2]
     coeffs = _haar_decompose(both[:, 0:1])
     coeffs_ref, coeffs_dist = coeffs[0:1], coeffs[1:2]
     n = HAARPSI_SCALES

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 import platform
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
