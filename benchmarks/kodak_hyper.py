@@ -22,9 +22,10 @@ from lic_cli.imageio import list_images, read_image
 from lic_cli.metrics import ms_ssim, psnr
 
 
-def measure(kodak: Path, model: str, weights: Path | None, qualities: list[int], threads: int) -> dict:
+def measure(kodak: Path, model: str, weights: Path | None, qualities: list[int], threads: int,
+            compute: str = "auto") -> dict:
     torch.set_num_threads(threads)
-    session = CodecSession({model: weights} if weights else {})
+    session = CodecSession({model: weights} if weights else {}, compute=compute)
     loaded = session.get(model)
     images = [(p.name, read_image(p.read_bytes())) for p in list_images(kodak)]
     decode_file(encode_image(images[0][1], loaded, 0), session)  # warm-up: allocator, oneDNN kernels
@@ -47,7 +48,7 @@ def measure(kodak: Path, model: str, weights: Path | None, qualities: list[int],
               f"enc {summary['encode_s']:.3f} s, dec {summary['decode_s']:.3f} s", flush=True)
     return {
         "model": model, "weights": str(loaded.path), "weights_hash": loaded.weights_hash.hex(),
-        "threads": threads, "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "threads": threads, "precision": loaded.codec.compute, "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "summary": {q: summarise([r for r in rows if r["quality"] == q]) for q in qualities},
         "images": rows,
@@ -74,9 +75,11 @@ def main() -> None:
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--qualities", default="1,2,3,4,5,6")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    result = measure(args.kodak, args.model, args.weights, [int(q) for q in args.qualities.split(",")], args.threads)
+    result = measure(args.kodak, args.model, args.weights, [int(q) for q in args.qualities.split(",")], args.threads,
+                     args.precision)
     print(markdown(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
