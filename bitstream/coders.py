@@ -27,11 +27,23 @@ class TableCoder:
         ]
 
     def encode(self, values: np.ndarray, table_ids: np.ndarray) -> bytes:
+        coder = constriction.stream.stack.AnsCoder()
+        self.push(coder, values, table_ids)
+        return words_to_bytes(coder.get_compressed())
+
+    def decode(self, data: bytes, table_ids: np.ndarray) -> np.ndarray:
+        coder = stack_from_bytes(data)
+        values = self.pop(coder, table_ids)
+        if not coder.is_empty():
+            raise FormatError("entropy-coded stream has data left over (corrupted file?)")
+        return values
+
+    def push(self, coder, values: np.ndarray, table_ids: np.ndarray) -> None:
+        """Encode onto an existing ANS stack so that ``pop`` with the same table ids returns values."""
         values = np.asarray(values, dtype=np.int64).ravel()
         table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
         if values.shape != table_ids.shape:
             raise ValueError("values and table_ids must have the same number of elements")
-        coder = constriction.stream.stack.AnsCoder()
         # A stack is last-in first-out: push everything in the reverse of the decoding order.
         for table, positions in reversed(self._groups(table_ids)):
             group = values[positions]
@@ -41,17 +53,9 @@ class TableCoder:
                 _push_escaped_value(coder, int(value))
             symbols = np.where(escaped, self.tables.lengths[table], local).astype(np.int32)
             coder.encode_reverse(symbols, self._models[table])
-        return coder.get_compressed().astype("<u4").tobytes()
 
-    def decode(self, data: bytes, table_ids: np.ndarray) -> np.ndarray:
+    def pop(self, coder, table_ids: np.ndarray) -> np.ndarray:
         table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
-        if len(data) % 4:
-            raise FormatError("entropy-coded stream length is not a multiple of 4 bytes")
-        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-        try:
-            coder = constriction.stream.stack.AnsCoder(words)
-        except Exception as error:  # constriction rejects e.g. a stream ending in a zero word
-            raise FormatError(f"invalid entropy-coded stream ({error})") from None
         values = np.empty(len(table_ids), dtype=np.int64)
         for table, positions in self._groups(table_ids):
             symbols = np.asarray(coder.decode(self._models[table], len(positions)), dtype=np.int64)
@@ -59,8 +63,6 @@ class TableCoder:
             for i in np.nonzero(symbols == self.tables.lengths[table])[0]:
                 group[i] = _pop_escaped_value(coder)
             values[positions] = group
-        if not coder.is_empty():
-            raise FormatError("entropy-coded stream has data left over (corrupted file?)")
         return values
 
     def _groups(self, table_ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -70,6 +72,62 @@ class TableCoder:
         ids, starts = np.unique(table_ids[order], return_index=True)
         bounds = list(starts[1:]) + [len(order)]
         return [(int(t), order[s:e]) for t, s, e in zip(ids, starts, bounds)]
+
+
+class ClosedTableCoder(TableCoder):
+    """A TableCoder without escapes, for decoding *arbitrary* bits into symbols (bits-back).
+
+    Popping from data that was not pushed by this coder must be a bijection that a later push
+    undoes exactly; an escape symbol would break that (its payload has no canonical form), so the
+    escape probability is folded into each table's most probable symbol and values outside a
+    support cannot be pushed at all.
+    """
+
+    def __init__(self, tables: IntegerTables):
+        self.tables = tables
+        self._models = []
+        for t in range(len(tables)):
+            counts = tables.counts[t, : tables.lengths[t] + 1].astype(np.int64)
+            closed = counts[:-1].copy()
+            closed[int(np.argmax(closed))] += counts[-1]
+            self._models.append(constriction.stream.model.Categorical(closed / closed.sum(), perfect=False))
+
+    def push(self, coder, values: np.ndarray, table_ids: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.int64).ravel()
+        table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
+        if values.shape != table_ids.shape:
+            raise ValueError("values and table_ids must have the same number of elements")
+        for table, positions in reversed(self._groups(table_ids)):
+            local = values[positions] - self.tables.offsets[table]
+            if np.any((local < 0) | (local >= self.tables.lengths[table])):
+                raise FormatError("bits-back symbol outside its distribution's support (corrupted file?)")
+            coder.encode_reverse(local.astype(np.int32), self._models[table])
+
+    def pop(self, coder, table_ids: np.ndarray) -> np.ndarray:
+        table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
+        values = np.empty(len(table_ids), dtype=np.int64)
+        for table, positions in self._groups(table_ids):
+            symbols = np.asarray(coder.decode(self._models[table], len(positions)), dtype=np.int64)
+            values[positions] = symbols + self.tables.offsets[table]
+        return values
+
+
+def words_to_bytes(words: np.ndarray) -> bytes:
+    return np.asarray(words, dtype=np.uint32).astype("<u4").tobytes()
+
+
+def bytes_to_words(data: bytes) -> np.ndarray:
+    if len(data) % 4:
+        raise FormatError("entropy-coded stream length is not a multiple of 4 bytes")
+    return np.frombuffer(data, dtype="<u4").astype(np.uint32)
+
+
+def stack_from_bytes(data: bytes):
+    """An ANS stack holding a coded stream (as written by ``words_to_bytes``)."""
+    try:
+        return constriction.stream.stack.AnsCoder(bytes_to_words(data))
+    except Exception as error:  # constriction rejects e.g. a stream ending in a zero word
+        raise FormatError(f"invalid entropy-coded stream ({error})") from None
 
 
 def _zigzag(value: int) -> int:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 MAGIC = b"\x89LIC\r\n\x1a\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written only when a file needs it; plain files stay version 1
+READABLE_VERSIONS = (1, 2)
 MAX_FILE_BYTES = 1 << 30
 MAX_DIMENSION = 65535
 MAX_PIXELS = 1 << 25
@@ -33,6 +34,12 @@ class SectionType(IntEnum):
     ICC = 3
     EXIF = 4
     ALPHA = 5
+    BITSBACK = 6  # version 2: one ANS stack holding every image of the file and the carried data
+    ALBUM = 7  # version 2: the image table of a bits-back stream
+
+
+BITS_BACK_SECTIONS = {SectionType.BITSBACK, SectionType.ALBUM}
+RAW_SECTIONS = {SectionType.HYPERLATENT, SectionType.LATENT, SectionType.ICC, SectionType.EXIF, SectionType.ALPHA}
 
 
 @dataclass
@@ -50,6 +57,14 @@ class Container:
     def flags(self) -> int:
         return FLAG_ALPHA if SectionType.ALPHA in self.sections else 0
 
+    @property
+    def bits_back(self) -> bool:
+        return bool(BITS_BACK_SECTIONS & self.sections.keys())
+
+    @property
+    def version(self) -> int:
+        return 2 if self.bits_back else 1
+
     def validate(self) -> None:
         if not MODEL_ID_PATTERN.fullmatch(self.model_id.encode("ascii", "replace")):
             raise FormatError(f"invalid model id {self.model_id!r}")
@@ -60,7 +75,12 @@ class Container:
         check_geometry(self.width, self.height)
         if self.channels not in (1, 3, 4):
             raise FormatError(f"unsupported channel count {self.channels}")
-        if (self.channels == 4) != (SectionType.ALPHA in self.sections):
+        if self.bits_back:
+            if not BITS_BACK_SECTIONS <= self.sections.keys():
+                raise FormatError("a bits-back file needs both its bitsback and album sections")
+            if RAW_SECTIONS & self.sections.keys():
+                raise FormatError("a bits-back file carries its metadata and alpha inside the stream")
+        elif (self.channels == 4) != (SectionType.ALPHA in self.sections):
             raise FormatError("an RGBA image needs exactly one alpha section")
         if self.bit_depth != 8:
             raise FormatError(f"unsupported bit depth {self.bit_depth}")
@@ -78,7 +98,7 @@ def check_geometry(width: int, height: int) -> None:
 def pack(container: Container) -> bytes:
     container.validate()
     model_id = container.model_id.encode("ascii")
-    parts = [MAGIC, bytes([FORMAT_VERSION, container.flags, len(model_id)]), model_id, container.weights_hash,
+    parts = [MAGIC, bytes([container.version, container.flags, len(model_id)]), model_id, container.weights_hash,
              _GEOMETRY.pack(container.quality, container.width, container.height, container.channels,
                             container.bit_depth, len(container.sections))]
     for kind in sorted(container.sections):
@@ -100,17 +120,18 @@ def unpack(data: bytes) -> Container:
     if len(data) < len(MAGIC) + 1:
         raise FormatError("file truncated in header")
     version = data[len(MAGIC)]
-    if version != FORMAT_VERSION:
-        raise FormatError(f"unsupported format version {version} (this lic reads version {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError(f"unsupported format version {version} (this lic reads versions "
+                          f"{READABLE_VERSIONS[0]}-{READABLE_VERSIONS[-1]})")
     if len(data) < MIN_FILE_BYTES:
         raise FormatError("file truncated in header")
     body, stored_crc = data[:-4], struct.unpack("<I", data[-4:])[0]
     if zlib.crc32(body) != stored_crc:
         raise FormatError("checksum mismatch (file corrupted or truncated)")
-    return _parse_body(body)
+    return _parse_body(body, version)
 
 
-def _parse_body(body: bytes) -> Container:
+def _parse_body(body: bytes, version: int) -> Container:
     reader = _Reader(body, len(MAGIC) + 1)
     flags = reader.byte()
     if flags & ~KNOWN_FLAGS:
@@ -134,6 +155,8 @@ def _parse_body(body: bytes) -> Container:
             raise FormatError(f"unknown section type {kind}") from None
         if kind in sections:
             raise FormatError(f"duplicate {kind.name.lower()} section")
+        if kind in BITS_BACK_SECTIONS and version < 2:
+            raise FormatError(f"{kind.name.lower()} section in a version {version} file")
         sections[kind] = reader.take(length)
     if reader.remaining():
         raise FormatError("trailing bytes after the last section")
@@ -142,6 +165,8 @@ def _parse_body(body: bytes) -> Container:
     if bool(flags & FLAG_ALPHA) != (SectionType.ALPHA in sections):
         raise FormatError("alpha flag and alpha section disagree")
     container.validate()
+    if container.version != version:
+        raise FormatError(f"version {version} file whose sections are those of version {container.version}")
     return container
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager, nullcontext
@@ -13,8 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bitstream.container import FormatError, unpack
+from bitstream.album import unpack_table
+from bitstream.container import FormatError, SectionType, unpack
 from models import zoo
+from models.hyper_bb import DEFAULT_BBVI_STEPS, BitsBackCodec
 from models.sga import SgaOptions
 
 from . import codec, files
@@ -127,10 +130,17 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.option("--steps", type=int, default=300, show_default=True, help="SGA iterations per image.")
 @click.option("--lr", type=float, default=5e-3, show_default=True, help="SGA Adam learning rate.")
 @click.option("--refine-seconds", type=float, help="Stop SGA after this many seconds per image.")
+@click.option("--comment", help="Text to carry inside the hyperlatents (bits-back models; restored into the "
+              "decoded PNG).")
+@click.option("--side-info", "side_info", type=click.Path(exists=True, dir_okay=False),
+              help="A file whose bytes are carried inside the hyperlatents (bits-back models; "
+              "`lic decode --side-info-out` writes it back).")
+@click.option("--bbvi-steps", type=click.IntRange(0, 2000), default=DEFAULT_BBVI_STEPS, show_default=True,
+              help="Bits-back models: iterations of reproducible_bbvi (the decoder repeats them).")
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one.")
 @runtime_options
-def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seconds, weights, device, precision,
-           threads, quiet, verbose):
+def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seconds, comment, side_info, bbvi_steps,
+           weights, device, precision, threads, quiet, verbose):
     """Compress images (PNG, JPEG, WebP, TIFF, PPM, BMP) into .lic files.
 
     \b
@@ -142,12 +152,23 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
 
     Grey and RGBA images are kept as such (alpha is stored losslessly); ICC profiles and EXIF
     are carried through. 16-bit images are converted to 8 bits with a warning.
+
+    \b
+    Bits-back (--model hyper-bb): metadata, --comment and --side-info ride inside the choice of
+    the hyperlatents instead of costing bytes, and several inputs with -o FILE make one album:
+      lic encode photo.png -o photo.lic --model hyper-bb --comment "Lake, 2026"
+      lic encode a.png b.png c.png -o album.lic --model hyper-bb
     """
     set_threads(threads)
     try:
-        jobs = files.plan_jobs(inputs, output, ".lic", force)
         session = codec.CodecSession(_weights_for(weights, model), _device(device), precision)
         loaded = session.get(model)
+        bits_back = isinstance(loaded.codec, BitsBackCodec)
+        if (comment or side_info) and not bits_back:
+            raise ValueError("--comment and --side-info are carried by bits-back models (--model hyper-bb)")
+        album_target = output if bits_back and len(inputs) > 1 and _is_file_target(output) else None
+        jobs = [] if album_target else files.plan_jobs(inputs, output, ".lic", force)
+        extra = Path(side_info).read_bytes() if side_info else None
     except USER_ERRORS as error:
         fail(describe(error))
     qualities = loaded.codec.num_qualities
@@ -156,17 +177,23 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
     if steps < 1 or lr <= 0 or (refine_seconds is not None and refine_seconds <= 0):
         fail("--steps, --lr and --refine-seconds must be positive")
     sga_options = SgaOptions(steps=steps, lr=lr, seconds=refine_seconds)
+    if album_target:
+        _encode_album(inputs, album_target, force, loaded, quality - 1, comment, extra, bbvi_steps,
+                      sga_options if refine == "sga" else None, quiet, verbose)
+        return
 
     def work(job: files.Job) -> str:
         started = time.perf_counter()
         image = read_image(files.read_input(job.source))
         for warning in image.warnings:
             say(f"lic: warning: {job.source}: {warning}")
-        if refine == "sga":
-            with _refine_progress(job.source, steps, quiet) as on_progress:
-                data = codec.encode_image(image, loaded, quality - 1, sga_options, on_progress)
-        else:
-            data = codec.encode_image(image, loaded, quality - 1)
+        with _refine_progress(job.source, steps, quiet or refine != "sga") as on_progress:
+            options = sga_options if refine == "sga" else None
+            if bits_back:
+                data = codec.encode_bits_back([(None, image)], loaded, quality - 1, comment, extra, bbvi_steps,
+                                              options, on_progress)[0]
+            else:
+                data = codec.encode_image(image, loaded, quality - 1, options, on_progress)
         files.write_output(job.target, data)
         seconds = time.perf_counter() - started
         bpp = 8 * len(data) / (image.width * image.height)
@@ -175,16 +202,49 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
     run_batch(jobs, work, quiet, "encoding", verbose)
 
 
+def _is_file_target(output: str | None) -> bool:
+    return output not in (None, files.STDIO) and not os.path.isdir(output) and not output.endswith(os.sep)
+
+
+def _encode_album(inputs, target, force, loaded, quality, comment, extra, bbvi_steps, refine, quiet, verbose):
+    """Several images into one bits-back file: each image's stream is what the next one borrows."""
+    started = time.perf_counter()
+    if files.STDIO in inputs:
+        fail("an album cannot read standard input")
+    if not force and os.path.exists(target):
+        fail(f"{target} exists (use --force to overwrite)")
+    items = []
+    try:
+        for source in inputs:
+            image = read_image(files.read_input(source))
+            for warning in image.warnings:
+                say(f"lic: warning: {source}: {warning}")
+            items.append((Path(source).stem, image))
+        data, stream = codec.encode_bits_back(items, loaded, quality, comment, extra, bbvi_steps, refine)
+        files.write_output(target, data)
+    except KeyboardInterrupt:
+        fail("interrupted (no partial output was left behind)")
+    except USER_ERRORS as error:
+        fail(describe(error))
+    pixels = sum(image.width * image.height for _, image in items)
+    if verbose or not quiet:
+        say(f"{len(items)} images -> {target}: {len(data):,} bytes, {8 * len(data) / pixels:.4f} bpp, "
+            f"{stream.carried_bytes:,} bytes carried, {sum(stream.borrowed_bits[1:]) / 8:,.0f} bytes borrowed "
+            f"between images, {time.perf_counter() - started:.2f} s")
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", help="Output file (one input), directory (several), or '-' for stdout. "
-              "Default: next to each input with the suffix of --format.")
+@click.option("-o", "--output", help="Output file (one input), directory (several, or an album), or '-' for "
+              "stdout. Default: next to each input with the suffix of --format.")
 @click.option("--format", "fmt", type=click.Choice(["png", "tiff", "ppm", "bmp", "webp"]), default="png",
               show_default=True, help="Image format when the output name does not say (stdout, directories).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--side-info-out", type=click.Path(dir_okay=False, writable=True),
+              help="Write the side information carried by a bits-back file (lic encode --side-info) here.")
 @click.option("--weights", multiple=True, help="NAME=FILE: decode model NAME with this weight file.")
 @runtime_options
-def decode(inputs, output, fmt, force, weights, device, precision, threads, quiet, verbose):
+def decode(inputs, output, fmt, force, side_info_out, weights, device, precision, threads, quiet, verbose):
     """Decompress .lic files to lossless images (PNG by default), restoring ICC/EXIF and alpha.
 
     \b
@@ -192,10 +252,14 @@ def decode(inputs, output, fmt, force, weights, device, precision, threads, quie
       lic decode photo.lic                      # writes photo.png
       lic decode *.lic -o decoded/ --format tiff
       lic decode - -o - < photo.lic > photo.png
+      lic decode album.lic -o photos/           # every image of a bits-back album
+      lic decode photo.lic --side-info-out notes.txt
     """
     set_threads(threads)
     try:
         jobs = files.plan_jobs(inputs, output, "." + fmt, force)
+        if side_info_out and len(jobs) > 1:
+            raise ValueError("--side-info-out takes a single input")
     except USER_ERRORS as error:
         fail(describe(error))
     session = codec.CodecSession(parse_weights(weights), _device(device), precision)
@@ -203,11 +267,23 @@ def decode(inputs, output, fmt, force, weights, device, precision, threads, quie
     def work(job: files.Job) -> str:
         started = time.perf_counter()
         decoded = codec.decode_file(files.read_input(job.source), session)
-        suffix = "." + fmt if job.target == files.STDIO else Path(job.target).suffix or "." + fmt
-        files.write_output(job.target, encode_image_file(decoded.image, suffix))
+        if len(decoded.images) > 1:
+            targets = _album_targets(job, output, decoded.names, fmt, force)
+        else:
+            targets = [job.target]
+        for target, image in zip(targets, decoded.images, strict=True):
+            suffix = "." + fmt if target == files.STDIO else Path(target).suffix or "." + fmt
+            files.write_output(target, encode_image_file(image, suffix))
+        if side_info_out:
+            if decoded.side_info is None:
+                say(f"lic: warning: {job.source}: carries no side information; {side_info_out} not written")
+            else:
+                files.write_output(side_info_out, decoded.side_info)
         seconds = time.perf_counter() - started
         c = decoded.container
-        return f"{job.source} -> {job.target}: {c.width}x{c.height}, {c.model_id} q{c.quality + 1}, {seconds:.2f} s"
+        where = job.target if len(targets) == 1 else f"{len(targets)} images in {Path(targets[0]).parent}"
+        note = f", comment: {decoded.comment!r}" if decoded.comment else ""
+        return f"{job.source} -> {where}: {c.width}x{c.height}, {c.model_id} q{c.quality + 1}, {seconds:.2f} s{note}"
 
     run_batch(jobs, work, quiet, "decoding", verbose)
 
@@ -232,14 +308,30 @@ def info(inputs, as_json):
             "width": container.width, "height": container.height, "channels": container.channels,
             "bit_depth": container.bit_depth, "bpp": 8 * len(data) / (container.width * container.height),
             "sections": {kind.name.lower(): len(payload) for kind, payload in sorted(container.sections.items())},
+            "format_version": container.version,
         }
+        if container.bits_back:
+            try:
+                table = unpack_table(container.sections[SectionType.ALBUM], len(container.sections[SectionType.BITSBACK]))
+            except USER_ERRORS as error:
+                failures += 1
+                say(f"lic: error: {source}: {describe(error)}")
+                continue
+            record["images"] = [{"width": e.width, "height": e.height, "channels": e.channels,
+                                 "quality": e.quality + 1, "bbvi_steps": e.bbvi_steps} for e in table.entries]
+            record["bpp"] = 8 * len(data) / sum(e.width * e.height for e in table.entries)
+            record["carried_bytes"] = table.carried_bytes
+            record["padding_bytes"] = 4 * table.padding_words
         if as_json:
             click.echo(json.dumps(record))
         else:
-            click.echo(f"{source}: lic v1, {record['model']} q{record['quality']} (weights {record['weights']}), "
+            click.echo(f"{source}: lic v{container.version}, {record['model']} q{record['quality']} (weights {record['weights']}), "
                        f"{record['width']}x{record['height']}x{record['channels']}, {record['bytes']:,} bytes, "
                        f"{record['bpp']:.4f} bpp")
             click.echo("  sections: " + ", ".join(f"{k} {v:,} B" for k, v in record["sections"].items()))
+            if container.bits_back:
+                click.echo(f"  bits-back: {len(record['images'])} image(s), {record['carried_bytes']:,} bytes carried "
+                           f"inside the hyperlatents, {record['padding_bytes']:,} bytes of padding")
     if failures:
         sys.exit(EXIT_FAILURE)
 
@@ -282,6 +374,27 @@ def _refine_progress(source: str, steps: int, quiet: bool):
                   TextColumn("{task.description}"), console=stderr, transient=True) as progress:
         task = progress.add_task("", total=steps)
         yield lambda step, loss: progress.update(task, completed=step, description=f"R-D loss {loss:.4f}")
+
+
+def _album_targets(job: files.Job, output: str | None, names: list, fmt: str, force: bool) -> list[str]:
+    """Where the images of an album go: the -o directory, or next to the album without -o."""
+    if output is not None and _is_file_target(output):
+        raise files.PlanError(f"holds {len(names)} images: -o must name a directory")
+    folder = Path(job.target).parent if job.target != files.STDIO else None
+    if folder is None:
+        raise files.PlanError(f"holds {len(names)} images: they cannot go to standard output")
+    album_stem = Path(job.source).stem
+    targets, seen = [], set()
+    for index, name in enumerate(names):
+        stem = Path(name).name if name and Path(name).name not in ("", ".", "..") else f"{album_stem}-{index + 1}"
+        while stem in seen:
+            stem = f"{stem}-{index + 1}"
+        seen.add(stem)
+        target = folder / f"{stem}.{fmt}"
+        if not force and target.exists():
+            raise files.PlanError(f"{target} exists (use --force to overwrite)")
+        targets.append(str(target))
+    return targets
 
 
 def _weights_for(values: tuple[str, ...], model: str) -> dict[str, Path]:

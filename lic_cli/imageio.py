@@ -24,6 +24,7 @@ class ImageData:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     warnings: list[str] = field(default_factory=list)
+    comment: str | None = None  # written as a text chunk where the output format has one (PNG)
 
     @property
     def height(self) -> int:
@@ -135,6 +136,11 @@ def encode_image_file(image: ImageData, suffix: str) -> bytes:
         options.update(lossless=True, quality=100, exact=True)
     if fmt == "PNG":
         options["compress_level"] = 6
+        if image.comment:
+            from PIL.PngImagePlugin import PngInfo
+            text = PngInfo()
+            text.add_itxt("Comment", image.comment)
+            options["pnginfo"] = text
     buffer = io.BytesIO()
     picture.save(buffer, fmt, **options)
     return buffer.getvalue()

@@ -47,31 +47,33 @@ class FactorizedDensity(nn.Module):
                 x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
         return x
 
-    def interval_mass(self, centres: torch.Tensor) -> torch.Tensor:
-        """Probability of [c - 1/2, c + 1/2] for centres of shape (C, 1, N)."""
-        lower = self.cdf_logits(centres - 0.5)
-        upper = self.cdf_logits(centres + 0.5)
+    def interval_mass(self, centres: torch.Tensor, width: float = 1.0) -> torch.Tensor:
+        """Probability of [c - width/2, c + width/2] for centres of shape (C, 1, N)."""
+        lower = self.cdf_logits(centres - width / 2)
+        upper = self.cdf_logits(centres + width / 2)
         # Evaluate in the tail where the sigmoid is not saturated, for accuracy.
         sign = -torch.sign(lower + upper).detach()
         return torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
 
-    def likelihood(self, z: torch.Tensor) -> torch.Tensor:
+    def likelihood(self, z: torch.Tensor, width: float = 1.0) -> torch.Tensor:
+        """Mass of the bin of the given width centred on each element of z (B, C, H, W)."""
         channels = z.shape[1]
         flat = z.transpose(0, 1).reshape(channels, 1, -1)
-        mass = self.interval_mass(flat).reshape(channels, z.shape[0], *z.shape[2:]).transpose(0, 1)
+        mass = self.interval_mass(flat, width).reshape(channels, z.shape[0], *z.shape[2:]).transpose(0, 1)
         return LowerBound.apply(mass, LIKELIHOOD_FLOOR)
 
     @torch.no_grad()
-    def tabulate(self, search_radius: int = 512) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Per channel, the integer support [lo, hi] holding all but TAIL_MASS of the mass.
+    def tabulate(self, search_radius: int = 512, step: float = 1.0) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Per channel, the support [lo, hi] (in units of `step`) holding all but TAIL_MASS of the mass.
 
-        Returns (offsets, rows): offsets[c] = lo and rows[c][k] = P(lo + k), float64.
+        Returns (offsets, rows): offsets[c] = lo and rows[c][k] = P(bin (lo + k) * step), float64.
         """
         channels = self.matrices[0].shape[0]
-        grid = torch.arange(-search_radius, search_radius + 1, dtype=torch.float64)
+        grid = torch.arange(-round(search_radius / step), round(search_radius / step) + 1, dtype=torch.float64)
         density = self.double()
         try:
-            mass = density.interval_mass(grid.expand(channels, 1, -1).contiguous())[:, 0, :].numpy()
+            centres = (grid * step).expand(channels, 1, -1).contiguous()
+            mass = density.interval_mass(centres, step)[:, 0, :].numpy()
         finally:
             self.float()
         offsets, rows = [], []
@@ -117,6 +119,25 @@ def gaussian_pmfs(scales: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         lower = np.array([0.5 * math.erfc(-(v - 0.5) / (scale * math.sqrt(2))) for v in k])
         offsets.append(-radius)
         rows.append(upper - lower)
+    return np.asarray(offsets, dtype=np.int64), rows
+
+
+def shifted_gaussian_pmfs(scales: np.ndarray, fractions: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Discretised Gaussians on the integers with a mean f / fractions above an integer.
+
+    Table ``scale_index * fractions + f`` holds P(n + r) for N(n + f/fractions, scale), as a row over
+    r in [offset, offset + len); n is any integer (the coder codes r = value - n).
+    """
+    offsets, rows = [], []
+    for scale in scales:
+        radius = max(1, math.ceil(-_normal_ppf(TAIL_MASS / 2) * scale))
+        k = np.arange(-radius, radius + 2, dtype=np.float64)
+        for f in range(fractions):
+            shift = f / fractions
+            upper = np.array([0.5 * math.erfc(-(v + 0.5 - shift) / (scale * math.sqrt(2))) for v in k])
+            lower = np.array([0.5 * math.erfc(-(v - 0.5 - shift) / (scale * math.sqrt(2))) for v in k])
+            offsets.append(-radius)
+            rows.append(upper - lower)
     return np.asarray(offsets, dtype=np.int64), rows
 
 

@@ -101,7 +101,11 @@ def rate_distortion_loss(
 ) -> dict[str, torch.Tensor]:
     """Per-sample bpp + lambda_q * 255^2 * MSE, averaged over the batch."""
     pixels = x.shape[2] * x.shape[3]
-    bits = -(torch.log2(out["y_likelihoods"]).sum(dim=(1, 2, 3)) + torch.log2(out["z_likelihoods"]).sum(dim=(1, 2, 3)))
+    bits = -torch.log2(out["y_likelihoods"]).sum(dim=(1, 2, 3))
+    if "z_bits" in out:  # bits-back models report the net hyperlatent cost directly
+        bits = bits + out["z_bits"].sum(dim=(1, 2, 3))
+    else:
+        bits = bits - torch.log2(out["z_likelihoods"]).sum(dim=(1, 2, 3))
     bpp = bits / pixels
     mse = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3))
     loss = bpp + model.lambdas[quality] * 255**2 * mse
@@ -145,7 +149,39 @@ def _tables_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> Integ
                            for name in ("offsets", "lengths", "counts")))
 
 
-class HyperCodec:
+class LatentSynthesis:
+    """What every codec of this family shares: quality checks and latents-to-pixels."""
+
+    model: MeanScaleHyperprior
+    device: torch.device
+    compute: str
+
+    @property
+    def num_qualities(self) -> int:
+        return self.model.num_qualities
+
+    @torch.inference_mode()
+    def synthesise(self, residuals: torch.Tensor, means: torch.Tensor, quality: int, height: int,
+                   width: int) -> torch.Tensor:
+        """The decoder's reconstruction (3, height, width) in [0, 1] from integer residuals and the
+        exact means; the one place that turns latents into pixels, for decoding and for SGA's score."""
+        y_hat = residuals.to(torch.float64) + means
+        gain = torch.exp(self.model.log_inv_gain_y[quality].detach().double())[None, :, None, None]
+        y_hat = (y_hat * gain).to(torch.float32).to(self.device).contiguous(memory_format=torch.channels_last)
+        with precision.autocast(self.compute, self.device):
+            x_hat = self.model.g_s(y_hat)[0, :, :height, :width].float()
+        return x_hat.clamp(0, 1).cpu()
+
+    def _z_table_ids(self, shape) -> np.ndarray:
+        channels = np.arange(shape[1], dtype=np.int64)[None, :, None, None]
+        return np.broadcast_to(channels, shape).ravel()
+
+    def _check_quality(self, quality: int) -> None:
+        if not 0 <= quality < self.num_qualities:
+            raise ValueError(f"quality index {quality} outside 0..{self.num_qualities - 1}")
+
+
+class HyperCodec(LatentSynthesis):
     """Encodes images to named byte sections and back with a trained MeanScaleHyperprior."""
 
     section_names = ("hyperlatent", "latent")
@@ -162,10 +198,6 @@ class HyperCodec:
         self.y_coder = TableCoder(_tables_from_tensors(coding, "y_tables"))
         if len(self.z_coder.tables) != model.config.channels or len(self.y_coder.tables) != len(self.y_table_scales):
             raise ValueError("coding tables do not match the network")
-
-    @property
-    def num_qualities(self) -> int:
-        return self.model.num_qualities
 
     @torch.inference_mode()
     def analyse(self, image: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,18 +247,6 @@ class HyperCodec:
         residuals = torch.from_numpy(y_symbols.reshape(means.shape))
         return self.synthesise(residuals, means, quality, height, width)
 
-    @torch.inference_mode()
-    def synthesise(self, residuals: torch.Tensor, means: torch.Tensor, quality: int, height: int,
-                   width: int) -> torch.Tensor:
-        """The decoder's reconstruction (3, height, width) in [0, 1] from integer residuals and the
-        exact means; the one place that turns latents into pixels, for decoding and for SGA's score."""
-        y_hat = residuals.to(torch.float64) + means
-        gain = torch.exp(self.model.log_inv_gain_y[quality].detach().double())[None, :, None, None]
-        y_hat = (y_hat * gain).to(torch.float32).to(self.device).contiguous(memory_format=torch.channels_last)
-        with precision.autocast(self.compute, self.device):
-            x_hat = self.model.g_s(y_hat)[0, :, :height, :width].float()
-        return x_hat.clamp(0, 1).cpu()
-
     def _latent_distribution(self, z_hat: torch.Tensor, quality: int) -> tuple[torch.Tensor, np.ndarray]:
         """Bit-exact means and table indices of y given z_hat (float64, CPU)."""
         scaled = z_hat * self.inv_gain_z[quality][None, :, None, None]
@@ -234,14 +254,6 @@ class HyperCodec:
         means, scales = params.chunk(2, dim=1)
         table_ids = np.searchsorted(self.y_table_scales, scales.numpy().ravel(), side="left")
         return means, np.minimum(table_ids, len(self.y_table_scales) - 1)
-
-    def _z_table_ids(self, shape) -> np.ndarray:
-        channels = np.arange(shape[1], dtype=np.int64)[None, :, None, None]
-        return np.broadcast_to(channels, shape).ravel()
-
-    def _check_quality(self, quality: int) -> None:
-        if not 0 <= quality < self.num_qualities:
-            raise ValueError(f"quality index {quality} outside 0..{self.num_qualities - 1}")
 
 
 def _ceil_div(a: int, b: int) -> int:

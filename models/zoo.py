@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import hyper_bb
 from .hyper import HyperCodec, HyperConfig, MeanScaleHyperprior, freeze_coding_tensors
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -33,15 +34,26 @@ class ZooEntry:
     codec: Callable
     weight_file: str
     config: dict
+    freeze: Callable[[nn.Module], dict]  # the exact coding tensors derived from a trained network
+    init_from: dict[str, Callable] = dataclasses.field(default_factory=dict)  # other zoo model -> adapter
 
 
 def _hyper(config: dict) -> MeanScaleHyperprior:
     return MeanScaleHyperprior(HyperConfig(**{**config, "lambdas": tuple(config.get("lambdas", HyperConfig().lambdas))}))
 
 
+def _hyper_bb(config: dict) -> hyper_bb.BitsBackHyperprior:
+    return hyper_bb.BitsBackHyperprior(
+        HyperConfig(**{**config, "lambdas": tuple(config.get("lambdas", HyperConfig().lambdas))}))
+
+
 ZOO: dict[str, ZooEntry] = {
     "hyper": ZooEntry("hyper", "mean-scale hyperprior (Minnen et al. 2018), MSE, 6 qualities in one network",
-                      _hyper, HyperCodec, "hyper.pt", dataclasses.asdict(HyperConfig())),
+                      _hyper, HyperCodec, "hyper.pt", dataclasses.asdict(HyperConfig()), freeze_coding_tensors),
+    "hyper-bb": ZooEntry("hyper-bb", "hyperprior with lossy bits-back coding of the hyperlatent (Yang et al. 2020); "
+                         "carries metadata/side information and album images for free",
+                         _hyper_bb, hyper_bb.BitsBackCodec, "hyper-bb.pt", dataclasses.asdict(HyperConfig()),
+                         hyper_bb.freeze_coding_tensors, {"hyper": hyper_bb.adapt_hyper_state}),
 }
 DEFAULT_MODEL = "hyper"
 
@@ -87,7 +99,7 @@ def export_weights(model: nn.Module, name: str, path: Path, card: dict | None = 
     payload = {
         "format": WEIGHTS_FORMAT, "version": WEIGHTS_VERSION, "model": name,
         "config": config_as_dict(model.config), "network": half,
-        "coding": freeze_coding_tensors(rounded.eval()), "card": dict(card or {}),
+        "coding": entry(name).freeze(rounded.eval()), "card": dict(card or {}),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,9 +128,23 @@ def _read_weight_file(name: str, path: Path) -> tuple[dict, bytes]:
 
 
 def load_network_state(path: Path, name: str) -> dict[str, torch.Tensor]:
-    """The float32 network parameters of a weight file (to fine-tune or continue training)."""
-    payload, _ = _read_weight_file(name, Path(path))
-    return {k: v.float() if v.is_floating_point() else v for k, v in payload["network"].items()}
+    """The float32 network parameters of a weight file, for training `name` from it: the same model
+    (continue / fine-tune) or one that `name` knows how to start from (e.g. hyper-bb from hyper)."""
+    source = _peek_model_name(Path(path))
+    target = entry(name)
+    payload, _ = _read_weight_file(source if source in target.init_from else name, Path(path))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["network"].items()}
+    if source != name:
+        state = target.init_from[source](state, build_trainable(name, payload["config"]))
+    return state
+
+
+def _peek_model_name(path: Path) -> str | None:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    return payload.get("model") if isinstance(payload, dict) else None
 
 
 def load_codec(name: str, weights: Path | None = None, device: str = "cpu", compute: str = "auto") -> LoadedCodec:

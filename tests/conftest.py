@@ -22,6 +22,15 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_bb_weights(tmp_path_factory) -> Path:
+    """A randomly initialised, tiny hyper-bb model (logic tests only)."""
+    torch.manual_seed(4321)
+    model = zoo.build_trainable("hyper-bb", {"channels": 8, "latent_channels": 12})
+    path = tmp_path_factory.mktemp("weights") / "tiny-hyper-bb.pt"
+    return zoo.export_weights(model, "hyper-bb", path, {"note": "random init, tests only"})
+
+
+@pytest.fixture(scope="session")
 def tiny_codec(tiny_weights):
     return zoo.load_codec("hyper", tiny_weights)
 

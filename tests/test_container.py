@@ -36,7 +36,8 @@ def test_size_is_header_plus_sections_plus_crc():
 @pytest.mark.parametrize("data, message", [
     (b"", "bad magic"),
     (b"GIF89a" + b"\0" * 40, "bad magic"),
-    (MAGIC + b"\x02" + b"\0" * 40, "unsupported format version 2"),
+    (MAGIC + b"\x03" + b"\0" * 40, "unsupported format version 3"),
+    (MAGIC + b"\x00" + b"\0" * 40, "unsupported format version 0"),
     (MAGIC + b"\x01", "truncated"),
 ])
 def test_foreign_and_future_files_are_rejected(data, message):

@@ -1,0 +1,417 @@
+"""`hyper-bb`: the mean-scale hyperprior with lossy bits-back coding of the hyperlatent
+(Yang, Bamler, Mandt 2020, section 3.3 and Algorithm 1).
+
+Differences from ``hyper``: the hyper-analysis outputs the mean and log-scale of a Gaussian
+q(z|y); p(z) is the learned factorized density itself (no uniform convolution); training
+minimises the NELBO, whose hyperlatent term is the *net* cost -log p(z) + log q(z). For coding,
+z lives on a grid of step Z_STEP and y on the integers (its lattice must not depend on z, which
+is chosen after y). The encoder decodes z from the ANS stack with the discretised q -- borrowing
+bits that are already there -- then pushes y and z; the decoder pops them and pushes z back with
+the same q, which it can rebuild from y alone with ``reproducible_bbvi``.
+"""
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from bitstream import bitsback
+from bitstream.coders import ClosedTableCoder, TableCoder, stack_from_bytes, words_to_bytes
+from bitstream.container import FormatError
+from bitstream.tables import TOTAL, IntegerTables, quantize_pmfs
+
+from . import fixedpoint, precision
+from .entropy import gaussian_likelihood, gaussian_scale_table, shifted_gaussian_pmfs
+from .hyper import (DOWNSAMPLING, GAIN_FRAC_BITS, HyperConfig, LatentSynthesis, MeanScaleHyperprior, _ceil_div,
+                    _pad, ste_round)
+from .layers import conv
+
+Z_STEP = 0.125  # grid of z-hat in the gain-scaled domain (a power of two: exact in fixed point)
+MEAN_FRACTIONS = 8  # means are snapped to 1/8 of a grid step when they select a table
+Q_SCALES = np.exp(np.linspace(math.log(0.5), math.log(32.0), 32))  # std of q in units of Z_STEP
+Y_SCALES = gaussian_scale_table()[gaussian_scale_table() <= 64.0]
+LOG_SCALE_RANGE = (-7.0, 3.0)
+BBVI_LR = 3e-3  # the paper's reproducible_BBVI learning rate
+BBVI_SEED = 0
+DEFAULT_BBVI_STEPS = 100
+MAX_BBVI_STEPS = 5000
+PADDING_MARGIN_BITS = 256  # padding target above the expected number of borrowed bits
+
+
+def gaussian_entropy_bits(log_scale: torch.Tensor) -> torch.Tensor:
+    return (log_scale + 0.5 * math.log(2 * math.pi * math.e)) / math.log(2)
+
+
+class BitsBackHyperprior(MeanScaleHyperprior):
+    """Same transforms as ``hyper``; h_a's last layer outputs (mean, log-scale) of q(z|y)."""
+
+    def __init__(self, config: HyperConfig | None = None):
+        config = config or HyperConfig()
+        super().__init__(config)
+        n = config.channels
+        self.h_a[-1] = conv(n, 2 * n)
+
+    def posterior(self, y: torch.Tensor, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-scale of q(z|y) in the gain-scaled domain (float32)."""
+        mean, log_scale = self.h_a(y).float().chunk(2, dim=1)
+        log_gain = self.log_gain_z[quality][:, :, None, None]
+        return mean * torch.exp(log_gain), log_scale.clamp(*LOG_SCALE_RANGE) + log_gain
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
+        y = self.g_a(x).float() * self._gain(self.log_gain_y, quality)
+        mean, log_scale = self.posterior(y, quality)
+        z = mean + torch.exp(log_scale) * torch.randn_like(mean) if self.training else mean
+        means, scales = self.h_s(z * self._gain(self.log_inv_gain_z, quality)).float().chunk(2, dim=1)
+        hard = self.straight_through or not self.training
+        noisy_y = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y_lik = gaussian_likelihood(noisy_y, means, scales)
+            z_bits = self.z_net_bits(z, log_scale)
+        y_hat = ste_round(y) if hard else noisy_y
+        x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain_y, quality)).float()
+        return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_bits": z_bits}
+
+    def z_net_bits(self, z: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+        """-log2 p(z) - H[q] per element: coding z minus the bits its choice carries back."""
+        density = self.density.likelihood(z, Z_STEP) / Z_STEP
+        return -torch.log2(density) - gaussian_entropy_bits(log_scale)
+
+
+def adapt_hyper_state(state: dict[str, torch.Tensor], model: BitsBackHyperprior) -> dict[str, torch.Tensor]:
+    """Start hyper-bb from trained ``hyper`` weights: q's mean is hyper's z, its log-scale starts at
+    log(0.3) (about the std of hyper's uniform training noise)."""
+    key_w, key_b = f"h_a.{len(model.h_a) - 1}.weight", f"h_a.{len(model.h_a) - 1}.bias"
+    adapted = dict(state)
+    weight, bias = state[key_w], state[key_b]
+    adapted[key_w] = torch.cat([weight, torch.zeros_like(weight)], dim=0)
+    adapted[key_b] = torch.cat([bias, torch.full_like(bias, math.log(0.3))], dim=0)
+    return adapted
+
+
+# ---------------------------------------------------------------------------------------------
+# Coding tables
+# ---------------------------------------------------------------------------------------------
+def freeze_coding_tensors(model: BitsBackHyperprior) -> dict[str, torch.Tensor]:
+    z_tables = quantize_pmfs(*model.density.tabulate(step=Z_STEP))
+    q_tables = quantize_pmfs(*shifted_gaussian_pmfs(Q_SCALES, MEAN_FRACTIONS))
+    y_tables = quantize_pmfs(*shifted_gaussian_pmfs(Y_SCALES, MEAN_FRACTIONS))
+    inv_gain_z = torch.round(torch.exp(model.log_inv_gain_z.detach().double()) * 2.0**GAIN_FRAC_BITS)
+    return {"inv_gain_z": inv_gain_z.to(torch.int32), **_pack_tables(z_tables, "z_tables"),
+            **_pack_tables(q_tables, "q_tables"), **_pack_tables(y_tables, "y_tables")}
+
+
+def _pack_tables(tables: IntegerTables, prefix: str) -> dict[str, torch.Tensor]:
+    # Counts are 1..65535: stored shifted into int16 to keep the weight file small.
+    return {f"{prefix}.offsets": torch.from_numpy(tables.offsets.astype(np.int32)),
+            f"{prefix}.lengths": torch.from_numpy(tables.lengths.astype(np.int32)),
+            f"{prefix}.counts": torch.from_numpy((tables.counts.astype(np.int32) - 32768).astype(np.int16))}
+
+
+def _unpack_tables(tensors: dict[str, torch.Tensor], prefix: str) -> IntegerTables:
+    counts = tensors[f"{prefix}.counts"].numpy().astype(np.int32) + 32768
+    lengths = tensors[f"{prefix}.lengths"].numpy().astype(np.int32)
+    used = np.arange(counts.shape[1])[None, :] <= lengths[:, None]
+    return IntegerTables(tensors[f"{prefix}.offsets"].numpy().astype(np.int32), lengths,
+                         np.where(used, counts, 0).astype(np.int32))
+
+
+def table_entropies(tables: IntegerTables) -> np.ndarray:
+    p = tables.counts.astype(np.float64) / TOTAL
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.nansum(np.where(p > 0, p * np.log2(p), 0.0), axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The codec
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Posterior:
+    """q(z | y-hat) snapped to the coding grid: what selects the bits-back tables."""
+
+    mean_codes: torch.Tensor  # int64, mean / (Z_STEP / MEAN_FRACTIONS), rounded
+    scale_ids: torch.Tensor  # int64 index into Q_SCALES
+
+    def checksum(self) -> int:
+        data = self.mean_codes.numpy().astype("<i8").tobytes() + self.scale_ids.numpy().astype("<i2").tobytes()
+        return zlib.crc32(data)
+
+
+@dataclass(frozen=True)
+class CodedImage:
+    """What the container records per image of a bits-back stream."""
+
+    height: int
+    width: int
+    quality: int
+    bbvi_steps: int
+    checksum: int
+
+
+@dataclass
+class BitsBackStream:
+    data: bytes  # the ANS stack, 32-bit little-endian words
+    images: list[CodedImage]
+    carried_bytes: int
+    padding_words: int
+    borrowed_bits: list[float]  # ideal bits taken back by each image's z-hat
+
+
+class BitsBackCodec(LatentSynthesis):
+    """Codes a sequence of images into one ANS stack that also carries `carried` bytes."""
+
+    section_names = ("bitsback",)
+
+    def __init__(self, model: BitsBackHyperprior, coding: dict[str, torch.Tensor], device="cpu",
+                 compute: str = "auto"):
+        self.model = model.eval().to(device).to(memory_format=torch.channels_last)
+        self.device = torch.device(device)
+        self.compute = precision.resolve(compute, self.device)
+        self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
+        self.hyper_synthesis = fixedpoint.freeze(model.h_s)
+        self.z_coder = TableCoder(_unpack_tables(coding, "z_tables"))
+        self.q_coder = ClosedTableCoder(_unpack_tables(coding, "q_tables"))
+        self.y_coder = TableCoder(_unpack_tables(coding, "y_tables"))
+        self.q_entropy = table_entropies(self.q_coder.tables)
+        if len(self.z_coder.tables) != model.config.channels:
+            raise ValueError("coding tables do not match the network")
+        if len(self.q_coder.tables) != len(Q_SCALES) * MEAN_FRACTIONS or \
+                len(self.y_coder.tables) != len(Y_SCALES) * MEAN_FRACTIONS:
+            raise ValueError("bits-back tables do not match this version of lic")
+        self._float64 = None
+
+    # -- analysis ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def amortized_latents(self, image: torch.Tensor, quality: int) -> torch.Tensor:
+        """Integer y-hat = round(g_a(x) * gain) of a (3, H, W) image in [0, 1]."""
+        y, _ = self.analyse(image, quality)
+        return torch.round(y).to(torch.int64)
+
+    @torch.inference_mode()
+    def analyse(self, image: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Continuous y and the mean of q(z|y) (gain-scaled domain) of a (3, H, W) image in [0, 1]."""
+        self._check_quality(quality)
+        x = _pad(image.to(self.device)[None]).contiguous(memory_format=torch.channels_last)
+        q = torch.tensor([quality], device=self.device)
+        with precision.autocast(self.compute, self.device):
+            y = self.model.g_a(x).float() * self.model._gain(self.model.log_gain_y, q)
+        mean, _ = self.model.posterior(y, q)
+        return y.float().cpu(), mean.float().cpu()
+
+    # -- reproducible BBVI ------------------------------------------------------------------
+    def reproducible_bbvi(self, y_hat: torch.Tensor, quality: int, steps: int = DEFAULT_BBVI_STEPS) -> Posterior:
+        """Fit q(z) to p(z | y_hat) from y_hat alone, bit-reproducibly: float64 on the CPU, one
+        thread, deterministic kernels, a fixed seed, and the result snapped to the table grid."""
+        h_a, h_s, density, log_gain_z, log_inv_gain_z = self._float64_parts()
+        y = y_hat.to(torch.float64).cpu()
+        with _reproducible():
+            log_gain = log_gain_z[quality][None, :, None, None]
+            inv_gain = log_inv_gain_z[quality][None, :, None, None].exp()
+            with torch.no_grad():
+                mean, log_scale = h_a(y).chunk(2, dim=1)
+                mean = mean * log_gain.exp()
+                log_scale = log_scale.clamp(*LOG_SCALE_RANGE) + log_gain
+            mean, log_scale = mean.clone().requires_grad_(True), log_scale.clone().requires_grad_(True)
+            optimizer = torch.optim.Adam([mean, log_scale], lr=BBVI_LR)
+            generator = torch.Generator().manual_seed(BBVI_SEED)
+            for _ in range(steps):
+                noise = torch.randn(mean.shape, generator=generator, dtype=torch.float64)
+                z = mean + log_scale.exp() * noise
+                means, scales = h_s(z * inv_gain).chunk(2, dim=1)
+                bits = -torch.log2(gaussian_likelihood(y, means, scales)).sum()
+                bits = bits + (-torch.log2(density.likelihood(z, Z_STEP) / Z_STEP)
+                               - gaussian_entropy_bits(log_scale)).sum()
+                optimizer.zero_grad(set_to_none=True)
+                bits.backward()
+                optimizer.step()
+        return snap_posterior(mean.detach(), log_scale.detach())
+
+    def _float64_parts(self):
+        if self._float64 is None:
+            import copy
+            model = self.model
+            h_a = copy.deepcopy(model.h_a).cpu().double().to(memory_format=torch.contiguous_format)
+            h_s = copy.deepcopy(model.h_s).cpu().double().to(memory_format=torch.contiguous_format)
+            density = copy.deepcopy(model.density).cpu().double()
+            for module in (h_a, h_s, density):
+                module.requires_grad_(False)
+            self._float64 = (h_a, h_s, density, model.log_gain_z.detach().cpu().double(),
+                             model.log_inv_gain_z.detach().cpu().double())
+        return self._float64
+
+    # -- table selection ------------------------------------------------------------------
+    def q_symbols(self, posterior: Posterior) -> tuple[np.ndarray, np.ndarray]:
+        """(table ids, integer anchors n): z-hat index = n + decoded symbol."""
+        codes = posterior.mean_codes.numpy().ravel()
+        anchors = np.floor_divide(codes, MEAN_FRACTIONS)
+        table_ids = posterior.scale_ids.numpy().ravel() * MEAN_FRACTIONS + (codes - anchors * MEAN_FRACTIONS)
+        return table_ids, anchors
+
+    def y_symbols(self, z_index: torch.Tensor, quality: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """(table ids, integer anchors, exact means) of y-hat given the z-hat grid indices."""
+        scaled = z_index.to(torch.float64) * Z_STEP * self.inv_gain_z[quality][None, :, None, None]
+        means, scales = fixedpoint.run(self.hyper_synthesis, scaled).chunk(2, dim=1)
+        codes = torch.round(means * MEAN_FRACTIONS).to(torch.int64).numpy().ravel()
+        anchors = np.floor_divide(codes, MEAN_FRACTIONS)
+        scale_ids = np.minimum(np.searchsorted(Y_SCALES, scales.numpy().ravel(), side="left"), len(Y_SCALES) - 1)
+        return scale_ids * MEAN_FRACTIONS + (codes - anchors * MEAN_FRACTIONS), anchors, means
+
+    def z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
+        return (1, self.model.config.channels, _ceil_div(height, DOWNSAMPLING), _ceil_div(width, DOWNSAMPLING))
+
+    # -- coding -----------------------------------------------------------------------------
+    def encode_stream(self, latents: list[tuple[torch.Tensor, int, int, int]], carried: bytes,
+                      bbvi_steps: int = DEFAULT_BBVI_STEPS) -> BitsBackStream:
+        """latents: per image (integer y_hat, quality, height, width), in album order.
+
+        Image k borrows its z-hat bits from everything pushed before it: the carried bytes for
+        the first image, the previous image's stream for the others."""
+        if not latents:
+            raise ValueError("nothing to encode")
+        posteriors = [self.reproducible_bbvi(y, q, bbvi_steps) for y, q, _, _ in latents]
+        first_need = float(self.q_entropy[self.q_symbols(posteriors[0])[0]].sum()) + PADDING_MARGIN_BITS
+        padding = max(0, math.ceil((first_need - 8 * len(carried)) / 32))
+        stack, first_z = self._start(carried, padding, posteriors[0])
+        # Padding the first pop never reached is dead weight: drop it (the pop sees the same bits).
+        unused = min(padding, bitsback.untouched_bottom_words(stack))
+        if unused:
+            padding -= unused
+            stack, again = self._start(carried, padding, posteriors[0])
+            if not np.array_equal(again, first_z):
+                raise RuntimeError("bits-back padding trim changed the decoded hyperlatents")
+        images, borrowed = [], []
+        for k, ((y_hat, quality, height, width), posterior) in enumerate(zip(latents, posteriors, strict=True)):
+            q_ids, q_anchors = self.q_symbols(posterior)
+            z_index = first_z if k == 0 else self.q_coder.pop(stack, q_ids) + q_anchors
+            borrowed.append(self.q_coder.tables.bits(z_index - q_anchors, q_ids))
+            z_index = torch.from_numpy(z_index.reshape(self.z_shape(height, width)))
+            y_ids, y_anchors, _ = self.y_symbols(z_index, quality)
+            self.y_coder.push(stack, y_hat.numpy().ravel() - y_anchors, y_ids)
+            self.z_coder.push(stack, z_index.numpy().ravel(), self._z_table_ids(z_index.shape))
+            images.append(CodedImage(height, width, quality, bbvi_steps, posterior.checksum()))
+        return BitsBackStream(words_to_bytes(stack.get_compressed()), images, len(carried), padding, borrowed)
+
+    def _start(self, carried: bytes, padding: int, posterior: Posterior):
+        stack = bitsback.initial_stack(carried, padding)
+        q_ids, q_anchors = self.q_symbols(posterior)
+        return stack, self.q_coder.pop(stack, q_ids) + q_anchors
+
+    def decode_stream(self, data: bytes, images: list[CodedImage], carried_bytes: int, padding: int,
+                      ) -> tuple[list[torch.Tensor], bytes]:
+        """Returns each image's integer y_hat (album order) and the carried bytes."""
+        stack = stack_from_bytes(data)
+        latents: list[torch.Tensor] = []
+        for image in reversed(images):
+            self._check_quality(image.quality)
+            shape = self.z_shape(image.height, image.width)
+            z_index = torch.from_numpy(self.z_coder.pop(stack, self._z_table_ids(shape)).reshape(shape))
+            y_ids, y_anchors, means = self.y_symbols(z_index, image.quality)
+            y_hat = torch.from_numpy((self.y_coder.pop(stack, y_ids) + y_anchors).reshape(means.shape))
+            posterior = self.reproducible_bbvi(y_hat, image.quality, image.bbvi_steps)
+            if posterior.checksum() != image.checksum:
+                raise FormatError("bits-back posterior differs from the encoder's (reproducible_bbvi mismatch: "
+                                  "different lic/torch build or corrupted file); carried data cannot be recovered")
+            q_ids, q_anchors = self.q_symbols(posterior)
+            self.q_coder.push(stack, z_index.numpy().ravel() - q_anchors, q_ids)
+            latents.append(y_hat)
+        carried = bitsback.recover_carried(stack, carried_bytes, padding)
+        return latents[::-1], carried
+
+    def reconstruct(self, y_hat: torch.Tensor, quality: int, height: int, width: int) -> torch.Tensor:
+        return self.synthesise(y_hat, torch.zeros_like(y_hat, dtype=torch.float64), quality, height, width)
+
+
+def snap_posterior(mean: torch.Tensor, log_scale: torch.Tensor) -> Posterior:
+    mean_codes = torch.round(mean / (Z_STEP / MEAN_FRACTIONS)).to(torch.int64)
+    position = (log_scale - math.log(Z_STEP) - math.log(Q_SCALES[0])) / math.log(Q_SCALES[1] / Q_SCALES[0])
+    scale_ids = torch.round(position).clamp(0, len(Q_SCALES) - 1).to(torch.int64)
+    return Posterior(mean_codes.cpu(), scale_ids.cpu())
+
+
+@contextmanager
+def _reproducible():
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encode-time inference (Algorithm 1, line 2): SGA over y-hat jointly with BBVI over q(z)
+# ---------------------------------------------------------------------------------------------
+def refine_latents(codec: BitsBackCodec, image: torch.Tensor, quality: int, options,
+                   on_progress: Callable[[int, float], None] | None = None) -> torch.Tensor:
+    """Integer y-hat for one image, optimised for its R-D objective with tempered stochastic
+    rounding (SGA) while q(z) follows by reparameterised BBVI. Candidates are scored with the
+    decoder's own pixels and the model's rate at the mean of q; the best one seen is returned,
+    starting from the amortized rounding. options: models.sga.SgaOptions."""
+    from .sga import sga_round, temperature
+    model = codec.model
+    height, width = image.shape[1:]
+    q = torch.tensor([quality])
+    lam = float(model.lambdas[quality])
+    inv_gain_y = model._gain(model.log_inv_gain_y, q).detach().float()
+    inv_gain_z = model._gain(model.log_inv_gain_z, q).detach().float()
+    target = image.float().cpu()
+    y, _ = codec.analyse(image, quality)
+    with torch.no_grad():
+        mean, log_scale = model.posterior(y.to(codec.device), q.to(codec.device))
+
+    def loss_of(y_values, z, log_sigma, rate_only_from_mean=False):
+        with precision.autocast(codec.compute, codec.device):
+            means, scales = model.h_s((z * inv_gain_z).to(codec.device)).float().chunk(2, dim=1)
+        bits = -torch.log2(gaussian_likelihood(y_values, means.cpu(), scales.cpu())).sum()
+        bits = bits + model.z_net_bits(z, log_sigma).sum()
+        y_in = (y_values * inv_gain_y).to(codec.device).contiguous(memory_format=torch.channels_last)
+        with precision.autocast(codec.compute, codec.device):
+            x_hat = model.g_s(y_in).float().cpu()[0, :, :height, :width]
+        return bits / (height * width) + lam * 255**2 * torch.mean((x_hat - target) ** 2)
+
+    @torch.no_grad()
+    def score(y_hat: torch.Tensor, z_mean: torch.Tensor, log_sigma: torch.Tensor) -> float:
+        with precision.autocast(codec.compute, codec.device):
+            means, scales = model.h_s((z_mean * inv_gain_z).to(codec.device)).float().chunk(2, dim=1)
+        bits = -torch.log2(gaussian_likelihood(y_hat.float(), means.cpu(), scales.cpu())).sum()
+        bits = bits + model.z_net_bits(z_mean, log_sigma).sum()
+        pixels = torch.round(codec.reconstruct(y_hat, quality, height, width) * 255) / 255
+        return float(bits / (height * width) + lam * 255**2 * torch.mean((pixels - target) ** 2))
+
+    best_y = torch.round(y).to(torch.int64)
+    best = score(best_y, mean.cpu(), log_scale.cpu())
+    proxy = y.clone().requires_grad_(True)
+    mean = mean.cpu().clone().requires_grad_(True)
+    log_scale = log_scale.cpu().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([proxy, mean, log_scale], lr=options.lr)
+    generator = torch.Generator().manual_seed(options.seed)
+    model.requires_grad_(False)
+    started = time.monotonic()
+    try:
+        for step in range(1, options.steps + 1):
+            if options.seconds is not None and time.monotonic() - started > options.seconds:
+                break
+            tau = temperature(step - 1, options.steps)
+            z = mean + log_scale.exp() * torch.randn(mean.shape, generator=generator)
+            loss = loss_of(sga_round(proxy, tau, generator), z, log_scale)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if step % options.evaluate_every == 0 or step == options.steps:
+                candidate = torch.round(proxy.detach()).to(torch.int64)
+                value = score(candidate, mean.detach(), log_scale.detach())
+                if value < best:
+                    best, best_y = value, candidate
+                if on_progress is not None:
+                    on_progress(step, best)
+    finally:
+        model.requires_grad_(True)
+    return best_y
