@@ -71,7 +71,7 @@ class TableCoder:
         order = np.argsort(table_ids, kind="stable")
         ids, starts = np.unique(table_ids[order], return_index=True)
         bounds = list(starts[1:]) + [len(order)]
-        return [(int(t), order[s:e]) for t, s, e in zip(ids, starts, bounds)]
+        return [(int(t), order[s:e]) for t, s, e in zip(ids, starts, bounds, strict=False)]
 
 
 class ClosedTableCoder(TableCoder):

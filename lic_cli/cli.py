@@ -121,8 +121,9 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.option("-o", "--output", help="Output file (one input), directory (several), or '-' for stdout. "
               "Default: next to each input with the suffix .lic.")
 @click.option("-m", "--model", default=zoo.DEFAULT_MODEL, show_default=True, help="Zoo model (see `lic models`).")
-@click.option("-q", "--quality", type=int, default=3, show_default=True,
-              help="Operating point, 1 (smallest files) .. 6 (best quality).")
+@click.option("-q", "--quality", type=int,
+              help="Operating point, 1 (smallest files) .. 6 (best quality) for hyper/hyper-bb [default: 3]; "
+              "gc models have one.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--refine", type=click.Choice(["none", "sga"]), default="none", show_default=True,
               help="sga: optimise the latents of each image for its own R-D objective before coding "
@@ -172,6 +173,7 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
     except USER_ERRORS as error:
         fail(describe(error))
     qualities = loaded.codec.num_qualities
+    quality = min(3, qualities) if quality is None else quality
     if not 1 <= quality <= qualities:
         fail(f"--quality must be between 1 and {qualities} for model {model}")
     if steps < 1 or lr <= 0 or (refine_seconds is not None and refine_seconds <= 0):
@@ -190,8 +192,12 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
         with _refine_progress(job.source, steps, quiet or refine != "sga") as on_progress:
             options = sga_options if refine == "sga" else None
             if bits_back:
-                data = codec.encode_bits_back([(None, image)], loaded, quality - 1, comment, extra, bbvi_steps,
-                                              options, on_progress)[0]
+                data, stream = codec.encode_bits_back([(None, image)], loaded, quality - 1, comment, extra,
+                                                      bbvi_steps, options, on_progress)
+                if stream.padding_words and not quiet:
+                    say(f"lic: note: {job.source}: {4 * stream.padding_words:,} bytes of padding: the hyperlatents "
+                        f"borrow more bits than the {stream.carried_bytes:,} carried bytes (bits-back pays off "
+                        "with side information, metadata or albums)")
             else:
                 data = codec.encode_image(image, loaded, quality - 1, options, on_progress)
         files.write_output(job.target, data)
@@ -359,8 +365,9 @@ def list_models():
     table = Table("model", "qualities", "weights", "description")
     for name, item in zoo.ZOO.items():
         path = zoo.default_weights_path(name)
-        table.add_row(name, str(len(item.config.get("lambdas", ()))) or "-",
-                      str(path.name) if path.exists() else "missing", item.description)
+        qualities = len(item.config.get("lambdas", ())) or 1
+        status = path.name if path.exists() else ("missing" if item.shipped else "not trained yet")
+        table.add_row(name, str(qualities), status, item.description)
     Console().print(table)
 
 

@@ -91,8 +91,8 @@ def decode_file(data: bytes, session: CodecSession) -> DecodedFile:
     loaded = _codec_for(container, session)
     if container.bits_back:
         return _decode_bits_back(container, loaded)
-    names = {section: name for name, section in MODEL_SECTIONS.items()}
-    missing = [name for name, section in MODEL_SECTIONS.items() if section not in container.sections]
+    names = {MODEL_SECTIONS[name]: name for name in loaded.codec.section_names}
+    missing = [name for section, name in names.items() if section not in container.sections]
     if missing:
         raise FormatError(f"file lacks its {', '.join(missing)} section")
     coded = {names[s]: payload for s, payload in container.sections.items() if s in names}

@@ -39,6 +39,7 @@ class TrainOptions:
     init_weights: Path | None = None
     precision: str = "auto"  # auto | bf16 | fp32 (for the transforms; entropy models are always fp32)
     straight_through_after: float = 0.6  # fraction of the budget after which the decoder sees rounded latents
+    gan_after: float = 0.3  # gc models: fraction of the budget trained on distortion only before the GAN starts
 
 
 def hardware_description(device: str) -> str:

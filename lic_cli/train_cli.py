@@ -64,28 +64,44 @@ class Reporter:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, help="CPU threads (default: PyTorch's choice).")
 @click.option("--eval-every", type=int, default=500, show_default=True, help="Validation interval in steps.")
-@click.option("--channels", type=int, help="Override N (transform width), e.g. for a tiny test run.")
-@click.option("--latent-channels", type=int, help="Override M (latent channels).")
+@click.option("--channels", type=int, help="Override the transform width (hyper: N; gc: w), e.g. for a tiny "
+              "test run.")
+@click.option("--latent-channels", type=int, help="Override M (hyper) or the context model width (gc).")
 @click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Start from the network of this weight file (e.g. a shipped one) instead of random init.")
+              help="Start from the network of this weight file (e.g. a shipped one) instead of random init; "
+              "hyper-bb can start from hyper weights.")
+@click.option("--straight-through-after", type=click.FloatRange(0, 1), default=0.6, show_default=True,
+              help="Fraction of the budget after which the synthesis sees rounded latents (straight-through) "
+              "instead of noisy ones; 0 when fine-tuning a trained model.")
+@click.option("--gan-after", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="gc models: fraction of the budget trained on distortion only before the GAN loss starts.")
 def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed, threads,
-          eval_every, channels, latent_channels, init_weights):
+          eval_every, channels, latent_channels, init_weights, straight_through_after, gan_after):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
     CPU budget run:  lic train --model hyper --data ../shared/data/train --minutes 135 --out runs/hyper
     Continue it:     lic train --model hyper --data ../shared/data/train --minutes 200 --out runs/hyper --resume
     Then:            lic encode img.png --weights runs/hyper/hyper.pt
+    GAN, C=4:        lic train --model gc-c4 --data ../shared/data/train --crop 256 --batch-size 4 --lr 2e-4
+    Bits-back model: lic train --model hyper-bb --init models/weights/hyper.pt --minutes 30 --lr 1e-4 \\
+                         --straight-through-after 0 --data ../shared/data/train --out runs/hyper-bb
     """
-    from .train import TrainOptions, train as run_training
+    from .train import TrainOptions, train as train_rate_distortion
+    from .train_gc import train_gc
 
     if crop % 64:
         raise click.BadParameter("must be a multiple of 64", param_hint="--crop")
-    overrides = {k: v for k, v in {"channels": channels, "latent_channels": latent_channels}.items() if v}
+    family = zoo.entry(model).family if model in zoo.ZOO else "hyper"
+    sizes = {"channels": channels, "latent_channels": latent_channels} if family == "hyper" else \
+        {"width": channels, "context_width": latent_channels}
+    overrides = {k: v for k, v in sizes.items() if v}
+    run_training = train_gc if family == "gc" else train_rate_distortion
     options = TrainOptions(model=model, data=data, out=out, val=val, minutes=minutes, max_steps=steps,
                            batch_size=batch_size, crop=crop, lr=lr, device=device, resume=resume, seed=seed,
                            threads=threads, eval_every=eval_every, config_overrides=overrides,
-                           init_weights=init_weights, precision=precision)
+                           init_weights=init_weights, precision=precision,
+                           straight_through_after=straight_through_after, gan_after=gan_after)
     reporter = Reporter(minutes * 60)
     try:
         result = run_training(options, reporter)

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import hyper_bb
+from . import gc, hyper_bb
 from .hyper import HyperCodec, HyperConfig, MeanScaleHyperprior, freeze_coding_tensors
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -36,6 +36,8 @@ class ZooEntry:
     config: dict
     freeze: Callable[[nn.Module], dict]  # the exact coding tensors derived from a trained network
     init_from: dict[str, Callable] = dataclasses.field(default_factory=dict)  # other zoo model -> adapter
+    family: str = "hyper"  # which training driver: "hyper" (R-D, one network per rate) or "gc" (GAN)
+    shipped: bool = True  # False: registered and trainable, but no weight file is committed yet
 
 
 def _hyper(config: dict) -> MeanScaleHyperprior:
@@ -47,6 +49,18 @@ def _hyper_bb(config: dict) -> hyper_bb.BitsBackHyperprior:
         HyperConfig(**{**config, "lambdas": tuple(config.get("lambdas", HyperConfig().lambdas))}))
 
 
+def _gc(config: dict) -> gc.GenerativeCompression:
+    return gc.GenerativeCompression(gc.GcConfig(**config))
+
+
+def _gc_entry(name: str, bottleneck: int, adversarial: bool = True) -> ZooEntry:
+    what = "GAN" if adversarial else "MSE-only baseline of the GAN"
+    config = dataclasses.asdict(gc.GcConfig(bottleneck=bottleneck, adversarial=adversarial))
+    return ZooEntry(name, f"generative compression (Agustsson et al. 2019), {what}, C={bottleneck}: "
+                    f"<= {bottleneck * 0.00905:.4f} bpp", _gc, gc.GcCodec, f"{name}.pt", config,
+                    gc.freeze_coding_tensors, family="gc", shipped=False)
+
+
 ZOO: dict[str, ZooEntry] = {
     "hyper": ZooEntry("hyper", "mean-scale hyperprior (Minnen et al. 2018), MSE, 6 qualities in one network",
                       _hyper, HyperCodec, "hyper.pt", dataclasses.asdict(HyperConfig()), freeze_coding_tensors),
@@ -54,6 +68,10 @@ ZOO: dict[str, ZooEntry] = {
                          "carries metadata/side information and album images for free",
                          _hyper_bb, hyper_bb.BitsBackCodec, "hyper-bb.pt", dataclasses.asdict(HyperConfig()),
                          hyper_bb.freeze_coding_tensors, {"hyper": hyper_bb.adapt_hyper_state}),
+    "gc-c2": _gc_entry("gc-c2", 2),
+    "gc-c4": _gc_entry("gc-c4", 4),
+    "gc-c8": _gc_entry("gc-c8", 8),
+    "gc-c4-mse": _gc_entry("gc-c4-mse", 4, adversarial=False),
 }
 DEFAULT_MODEL = "hyper"
 
@@ -112,7 +130,8 @@ def export_weights(model: nn.Module, name: str, path: Path, card: dict | None = 
 def _read_weight_file(name: str, path: Path) -> tuple[dict, bytes]:
     """(payload, raw bytes): the hash is taken from exactly the bytes that were loaded."""
     if not path.is_file():
-        raise WeightsError(f"weights for model {name!r} not found at {path}")
+        hint = "" if entry(name).shipped else f" (not trained yet: lic train --model {name} --data DIR)"
+        raise WeightsError(f"weights for model {name!r} not found at {path}{hint}")
     raw = path.read_bytes()
     try:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)

@@ -1,0 +1,127 @@
+"""Generative compression (gc-cN) logic with tiny random models: quantizer, exact probabilities,
+both entropy coders of W, any image size, deterministic decoding, CLI round trip, training."""
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bitstream.container import FormatError
+from bitstream.tables import TOTAL
+from lic_cli.cli import main
+from models import gc, zoo
+
+from .conftest import png_bytes, smooth_image
+
+
+@pytest.fixture(scope="module")
+def tiny_gc_weights(tmp_path_factory):
+    torch.manual_seed(99)
+    model = zoo.build_trainable("gc-c4", {"width": 32, "residual_blocks": 2, "context_width": 8})
+    path = tmp_path_factory.mktemp("weights") / "tiny-gc.pt"
+    return zoo.export_weights(model, "gc-c4", path, {"note": "random init, tests only"})
+
+
+@pytest.fixture(scope="module")
+def codec(tiny_gc_weights):
+    return zoo.load_codec("gc-c4", tiny_gc_weights).codec
+
+
+def test_quantizer_is_hard_forward_and_soft_backward():
+    w = torch.tensor([-3.2, -1.6, -0.2, 0.49, 0.51, 7.0], requires_grad=True)
+    w_hat, symbols = gc.quantize(w)
+    assert w_hat.tolist() == [-2.0, -2.0, 0.0, 0.0, 1.0, 2.0]
+    assert symbols.tolist() == [0, 0, 2, 2, 3, 4]
+    w_hat.sum().backward()
+    assert torch.all(torch.isfinite(w.grad)) and w.grad.abs().sum() > 0
+
+
+def test_integer_softmax_gives_valid_ordered_counts():
+    rng = np.random.default_rng(0)
+    logits = np.round(rng.normal(0, 8, size=(1000, 5)) * 256) / 256
+    logits[0] = [100, -100, 0, 0, 0]
+    counts = gc.integer_softmax(logits)
+    assert np.all(counts.sum(axis=1) == TOTAL) and np.all(counts >= 1)
+    steps = np.floor(logits * 16)
+    smaller_logit = steps[:, :, None] < steps[:, None, :]
+    assert not np.any(smaller_logit & (counts[:, :, None] > counts[:, None, :]))
+
+
+def test_static_counts_are_valid():
+    symbols = np.zeros((3, 4, 5), dtype=np.int64)
+    symbols[1] = 4
+    counts = gc.static_counts(symbols)
+    assert np.all(counts.sum(axis=1) == TOTAL) and np.all(counts >= 1)
+    assert counts[0, 0] > 60000 and counts[1, 4] > 60000
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (17, 50), (64, 64), (100, 37)])
+def test_both_coders_round_trip_any_size(codec, height, width):
+    image = torch.from_numpy(smooth_image(height, width)).permute(2, 0, 1).float() / 255
+    symbols = codec.symbols(image)
+    assert symbols.shape[1:] == gc.latent_size(height, width)
+    reference = codec.synthesise(symbols, height, width)
+    for payload in (codec.encode_static(symbols), codec.encode_context(symbols)):
+        decoded = codec.decode({"latent": payload}, height, width, 0)
+        assert decoded.shape == (3, height, width) and torch.equal(decoded, reference)
+
+
+def test_decoding_is_identical_across_threads(codec):
+    image = torch.from_numpy(smooth_image(48, 80, seed=3)).permute(2, 0, 1).float() / 255
+    payload = codec.encode(image, 0)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = codec.decode(payload, 48, 80, 0)
+        torch.set_num_threads(2)
+        two = codec.decode(payload, 48, 80, 0)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+
+
+@pytest.mark.parametrize("payload, message", [
+    (b"", "empty"), (b"\x07abcd", "mode"), (b"\x00" + b"\x00" * 40, "frequency table"),
+])
+def test_corrupt_latent_payloads_are_clear_errors(codec, payload, message):
+    with pytest.raises(FormatError, match=message):
+        codec.decode({"latent": payload}, 32, 32, 0)
+
+
+def test_cli_round_trip_and_untrained_model_error(tmp_path, tiny_gc_weights):
+    source = tmp_path / "a.png"
+    source.write_bytes(png_bytes(smooth_image(40, 56)))
+    runner = CliRunner()
+    result = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "a.lic"), "--model", "gc-c4",
+                                  "--weights", str(tiny_gc_weights)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["decode", str(tmp_path / "a.lic"), "-o", str(tmp_path / "b.png"),
+                                  "--weights", f"gc-c4={tiny_gc_weights}"])
+    assert result.exit_code == 0, result.output
+    if not zoo.default_weights_path("gc-c8").exists():
+        result = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "c.lic"), "--model", "gc-c8"])
+        assert result.exit_code == 2 and "not trained yet" in result.output
+
+
+def test_training_runs_and_resumes(tmp_path):
+    from lic_cli.train import TrainOptions
+    from lic_cli.train_gc import train_gc
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        (data / f"{i}.png").write_bytes(png_bytes(smooth_image(96, 96, seed=i)))
+
+    class Quiet:
+        def log(self, message):
+            pass
+
+        def step(self, *args):
+            pass
+
+    options = TrainOptions(model="gc-c4", data=data, out=tmp_path / "run", val=data, minutes=10, max_steps=3,
+                           batch_size=2, crop=64, config_overrides={"width": 32, "residual_blocks": 1,
+                                                                    "context_width": 8},
+                           gan_after=0.0, eval_every=100, precision="fp32")
+    checkpoint = train_gc(options, Quiet())
+    options.resume, options.max_steps = True, 5
+    train_gc(options, Quiet())
+    assert torch.load(checkpoint, weights_only=True)["step"] == 5
