@@ -58,6 +58,41 @@ def hyper_block(path: Path) -> str:
     return "\n".join(lines)
 
 
+VARIANT_NOTES = {
+    "hyper": "base model, plain encoding (anchor)",
+    "hyper+sga": "base model, `--refine sga`",
+    "bb-alone": "hyper-bb, one image per file, nothing to carry (padding pays for the borrowed bits)",
+    "bb-net": "hyper-bb carrying 16 KiB of side information; net rate = (file − carried) bytes",
+    "bb+sga-net": "the same with `--refine sga` (SGA + BBVI); net rate",
+    "bb-album": "hyper-bb, all images of a quality in one album file (carries names only); net rate",
+}
+
+
+def bitsback_block(path: Path) -> str:
+    result = json.loads(path.read_text())
+    command = (f"python benchmarks/bitsback_kodak.py --images {len(result['images'])} --sga-steps {result['sga_steps']} "
+               f"--bbvi-steps {result['bbvi_steps']} --out {path.relative_to(DOC.parents[1])}")
+    lines = [f"Command: `{command}` — Kodak {', '.join(result['images'])}, qualities "
+             f"{', '.join(map(str, result['qualities']))}, {result['threads']} torch threads ({result['compute']}), "
+             f"{result['date']}; hyper weights {result['hyper_weights']}, hyper-bb weights {result['bb_weights']}.", "",
+             "| variant | BD-rate PSNR vs hyper | encode (s/img) | decode (s/img) | what |", "|---|---|---|---|---|"]
+    for variant, bd in result["bd_rate_vs_hyper"].items():
+        timing = result["timing"][variant]
+        decode = "—" if timing["decode_s"] != timing["decode_s"] else f"{timing['decode_s']:.2f}"
+        lines.append(f"| {variant} | {'anchor' if variant == 'hyper' else _pct(bd)} | {timing['encode_s']:.2f} "
+                     f"| {decode} | {VARIANT_NOTES.get(variant, '')} |")
+    if result.get("mean_borrowed_bytes_per_image"):
+        lines += ["", f"Bits taken back per image (bb-net, mean over images and qualities): "
+                      f"{result['mean_borrowed_bytes_per_image']:,.0f} bytes."]
+    lines += ["", "<details><summary>Every point (means over the images)</summary>", "",
+              "| variant | quality | bpp | PSNR (dB) |", "|---|---|---|---|"]
+    for variant, curve in result["curves"].items():
+        for quality, (bpp, psnr) in zip(result["qualities"], curve, strict=True):
+            lines.append(f"| {variant} | {quality} | {bpp:.4f} | {psnr:.2f} |")
+    lines += ["", "</details>"]
+    return "\n".join(lines)
+
+
 def _pct(value) -> str:
     return "n/a (no overlap)" if value is None else f"{value:+.1f}%"
 
@@ -70,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bench", type=Path, help="output folder of `lic bench`")
     parser.add_argument("--hyper", type=Path, help="JSON written by benchmarks/kodak_hyper.py")
+    parser.add_argument("--bitsback", type=Path, help="JSON written by benchmarks/bitsback_kodak.py")
     args = parser.parse_args()
     text = DOC.read_text()
     if args.bench:
@@ -78,6 +114,8 @@ def main() -> None:
             shutil.copyfile(args.bench / "rd.png", DOC.parent / "rd-kodak.png")
     if args.hyper:
         text = replace_block(text, "hyper", hyper_block(args.hyper.resolve()))
+    if args.bitsback:
+        text = replace_block(text, "bitsback", bitsback_block(args.bitsback.resolve()))
     DOC.write_text(text)
 
 

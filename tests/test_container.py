@@ -107,3 +107,46 @@ def test_invalid_containers_cannot_be_written():
         pack(sample_container(model_id="Bad Name"))
     with pytest.raises(FormatError):
         pack(sample_container(channels=4))  # RGBA without an alpha section
+
+
+def bits_back_container(**changes) -> Container:
+    fields = dict(model_id="hyper-bb", weights_hash=bytes(8), quality=1, width=5, height=7, channels=4,
+                  sections={SectionType.BITSBACK: b"\x01\0\0\0", SectionType.ALBUM: b"album"})
+    fields.update(changes)
+    return Container(**fields)
+
+
+def test_bits_back_files_are_version_2_and_plain_files_stay_version_1():
+    assert pack(sample_container())[len(MAGIC)] == 1
+    data = pack(bits_back_container())
+    assert data[len(MAGIC)] == 2
+    assert unpack(data) == bits_back_container()
+
+
+def test_version_and_sections_must_agree():
+    body = header_body(8, 8, struct.pack("<BI", int(SectionType.BITSBACK), 4) + b"\x01\0\0\0", count=1)
+    with pytest.raises(FormatError, match="version 1"):
+        unpack(with_crc(body))
+    version_2_plain = bytearray(pack(sample_container())[:-4])
+    version_2_plain[len(MAGIC)] = 2
+    with pytest.raises(FormatError, match="version"):
+        unpack(with_crc(bytes(version_2_plain)))
+
+
+def test_bits_back_files_keep_metadata_inside_the_stream():
+    with pytest.raises(FormatError, match="inside the stream"):
+        pack(bits_back_container(sections={SectionType.BITSBACK: b"x" * 4, SectionType.ALBUM: b"a",
+                                           SectionType.ICC: b"icc"}))
+    with pytest.raises(FormatError, match="both"):
+        pack(bits_back_container(sections={SectionType.BITSBACK: b"x" * 4}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_random_mutations_of_version_2_files_never_pass_silently(data):
+    original = pack(bits_back_container())
+    mutated = bytearray(original)
+    position = data.draw(st.integers(0, len(mutated) - 1))
+    mutated[position] ^= data.draw(st.integers(1, 255))
+    with pytest.raises(FormatError):
+        unpack(bytes(mutated))

@@ -72,3 +72,23 @@ def test_fp32_and_bf16_decode_the_same_symbols(crop):
     fp32 = decode_file(data, CodecSession(compute="fp32")).image.pixels
     bf16 = decode_file(data, CodecSession(compute="bf16")).image.pixels
     assert psnr(fp32, bf16) > 35
+
+
+def test_shipped_bits_back_album_returns_everything_and_carries_for_free(session, crop):
+    """hyper-bb with real weights: two images and side information come back exactly, the decoded
+    pixels are those of the latents, and the bits the second image borrows make the album smaller
+    than the two images coded on their own with the same carried data."""
+    from lic_cli.codec import encode_bits_back
+
+    loaded = session.get("hyper-bb")
+    first, second = ImageData(crop), ImageData(np.ascontiguousarray(crop[::-1, ::-1]))
+    side_info = bytes(range(256)) * 8
+    data, stream = encode_bits_back([("a", first), ("b", second)], loaded, 2, side_info=side_info, bbvi_steps=5)
+    decoded = decode_file(data, session)
+    assert decoded.side_info == side_info and decoded.names == ["a", "b"]
+    for original, restored in zip((first, second), decoded.images, strict=True):
+        assert psnr(original.pixels, restored.pixels) > LOWEST_PSNR
+    alone = [encode_bits_back([(name, image)], loaded, 2, side_info=side_info if name == "a" else None,
+                              bbvi_steps=5)[0] for name, image in (("a", first), ("b", second))]
+    assert stream.borrowed_bits[1] > 0
+    assert len(data) < sum(len(d) for d in alone)
