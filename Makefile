@@ -11,7 +11,7 @@ DEMO := build/demo
 KODAK ?= ../shared/data/kodak
 JOBS ?= 2
 
-.PHONY: install install-bench demo test bench bench-hyper clean
+.PHONY: install install-bench demo test bench bench-hyper bench-bitsback clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,12 @@ install-bench: install
 bench: install-bench
 	$(BIN)/lic bench $(KODAK) --out bench-out/kodak --jobs $(JOBS)
 	$(BIN)/python benchmarks/render_results.py --bench bench-out/kodak
+
+# hyper-bb (bits-back) and SGA against hyper on a Kodak subset (about 40 minutes on 2 cores).
+bench-bitsback: install
+	$(BIN)/python benchmarks/bitsback_kodak.py --kodak $(KODAK) --images 4 --qualities 1,2,4,6 --sga-steps 100 \
+		--bbvi-steps 20 --out docs/results-bitsback.json
+	$(BIN)/python benchmarks/render_results.py --bitsback docs/results-bitsback.json
 
 # hyper alone, sequential with 2 torch threads (the speed numbers in docs/results.md).
 bench-hyper: install

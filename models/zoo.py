@@ -38,6 +38,7 @@ class ZooEntry:
     init_from: dict[str, Callable] = dataclasses.field(default_factory=dict)  # other zoo model -> adapter
     family: str = "hyper"  # which training driver: "hyper" (R-D, one network per rate) or "gc" (GAN)
     shipped: bool = True  # False: registered and trainable, but no weight file is committed yet
+    bench_by_default: bool = True  # False: `lic bench` runs it only when asked (--models)
 
 
 def _hyper(config: dict) -> MeanScaleHyperprior:
@@ -67,7 +68,8 @@ ZOO: dict[str, ZooEntry] = {
     "hyper-bb": ZooEntry("hyper-bb", "hyperprior with lossy bits-back coding of the hyperlatent (Yang et al. 2020); "
                          "carries metadata/side information and album images for free",
                          _hyper_bb, hyper_bb.BitsBackCodec, "hyper-bb.pt", dataclasses.asdict(HyperConfig()),
-                         hyper_bb.freeze_coding_tensors, {"hyper": hyper_bb.adapt_hyper_state}),
+                         hyper_bb.freeze_coding_tensors, {"hyper": hyper_bb.adapt_hyper_state},
+                         bench_by_default=False),
     "gc-c2": _gc_entry("gc-c2", 2),
     "gc-c4": _gc_entry("gc-c4", 4),
     "gc-c8": _gc_entry("gc-c8", 8),

@@ -28,7 +28,8 @@ def _split(value: str | None) -> list[str] | None:
 
 @click.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--models", help="Comma-separated lic models ('none' for none). Default: every shipped model.")
+@click.option("--models", help="Comma-separated lic models ('none' for none). Default: every shipped model "
+              "except hyper-bb (bits-back needs data to carry; see benchmarks/bitsback_kodak.py).")
 @click.option("--codecs", help=f"Comma-separated classical codecs ('none' for none) from {','.join(CLASSICAL)}. "
               "Default: all that are installed.")
 @click.option("--anchor", default="heic", show_default=True, help="Codec the BD-rates are measured against.")
@@ -59,7 +60,8 @@ def bench(folders, models, codecs, anchor, out, jobs, threads, weights, quick):
     codec_objects, skipped = _classical(_split(codecs))
     model_names = _split(models)
     if model_names is None:
-        model_names = [name for name in zoo.ZOO if zoo.default_weights_path(name).exists() or name in weight_map]
+        model_names = [name for name, item in zoo.ZOO.items() if name in weight_map
+                       or (item.bench_by_default and zoo.default_weights_path(name).exists())]
     options = {c.name: c.options for c in codec_objects}
     settings = {c.name: c.settings for c in codec_objects}
     for name in model_names:
