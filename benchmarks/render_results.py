@@ -70,7 +70,8 @@ VARIANT_NOTES = {
 
 def bitsback_block(path: Path) -> str:
     result = json.loads(path.read_text())
-    command = (f"python benchmarks/bitsback_kodak.py --images {len(result['images'])} --sga-steps {result['sga_steps']} "
+    command = (f"python benchmarks/bitsback_kodak.py --images {len(result['images'])} "
+               f"--qualities {','.join(map(str, result['qualities']))} --sga-steps {result['sga_steps']} "
                f"--bbvi-steps {result['bbvi_steps']} --out {path.relative_to(DOC.parents[1])}")
     lines = [f"Command: `{command}` — Kodak {', '.join(result['images'])}, qualities "
              f"{', '.join(map(str, result['qualities']))}, {result['threads']} torch threads ({result['compute']}), "
