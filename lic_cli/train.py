@@ -113,6 +113,18 @@ def evaluate(model, images: list[torch.Tensor], device: torch.device) -> list[tu
     return results
 
 
+def load_validation(paths: list[Path], log) -> list[torch.Tensor]:
+    """Centre crops (multiples of 64) of the validation images; smaller images are skipped."""
+    images = []
+    for path in paths:
+        array = load_rgb_array(path)
+        if min(array.shape[:2]) < 64:
+            log(f"validation: skipping {path.name} (smaller than 64x64)")
+            continue
+        images.append(centre_crop_multiple(array, 64))
+    return images
+
+
 def centre_crop_multiple(array: np.ndarray, multiple: int, limit: int = 512) -> torch.Tensor:
     h = min(limit, array.shape[0] // multiple * multiple)
     w = min(limit, array.shape[1] // multiple * multiple)
@@ -178,7 +190,7 @@ def train(options: TrainOptions, reporter) -> Path:
         log(f"initialised from {options.init_weights}")
 
     sampler = CropSampler(paths, options.crop, device, log)
-    val_images = [centre_crop_multiple(load_rgb_array(p), 64) for p in val_paths]
+    val_images = load_validation(val_paths, log)
     rng = random.Random(options.seed * 1_000_003 + step)
     torch.manual_seed(options.seed * 1_000_003 + step)
     budget = options.minutes * 60

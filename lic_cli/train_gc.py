@@ -11,9 +11,8 @@ import torch
 
 from models import gc, precision, zoo
 
-from .imageio import list_images, load_rgb_array
-from .train import (CropSampler, TrainOptions, centre_crop_multiple, hardware_description, learning_rate,
-                    pick_device)
+from .imageio import list_images
+from .train import CropSampler, TrainOptions, hardware_description, learning_rate, load_validation, pick_device
 
 ADAM_BETAS = (0.5, 0.999)  # pix2pixHD / the paper's GAN setting
 CONTEXT_LR = 1e-3
@@ -56,7 +55,7 @@ def train_gc(options: TrainOptions, reporter) -> Path:
         f"{'GAN after ' + format(options.gan_after, '.0%') + ' of the budget' if adversarial else 'MSE only'}")
 
     sampler = CropSampler(paths, options.crop, device, log)
-    val_images = [centre_crop_multiple(load_rgb_array(p), 64) for p in val_paths]
+    val_images = load_validation(val_paths, log)
     rng = random.Random(options.seed * 1_000_003 + step)
     torch.manual_seed(options.seed * 1_000_003 + step)
     budget = options.minutes * 60
