@@ -40,10 +40,7 @@ class TableCoder:
 
     def push(self, coder, values: np.ndarray, table_ids: np.ndarray) -> None:
         """Encode onto an existing ANS stack so that ``pop`` with the same table ids returns values."""
-        values = np.asarray(values, dtype=np.int64).ravel()
-        table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
-        if values.shape != table_ids.shape:
-            raise ValueError("values and table_ids must have the same number of elements")
+        values, table_ids = _flat_pair(values, table_ids)
         # A stack is last-in first-out: push everything in the reverse of the decoding order.
         for table, positions in reversed(self._groups(table_ids)):
             group = values[positions]
@@ -93,10 +90,7 @@ class ClosedTableCoder(TableCoder):
             self._models.append(constriction.stream.model.Categorical(closed / closed.sum(), perfect=False))
 
     def push(self, coder, values: np.ndarray, table_ids: np.ndarray) -> None:
-        values = np.asarray(values, dtype=np.int64).ravel()
-        table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
-        if values.shape != table_ids.shape:
-            raise ValueError("values and table_ids must have the same number of elements")
+        values, table_ids = _flat_pair(values, table_ids)
         for table, positions in reversed(self._groups(table_ids)):
             local = values[positions] - self.tables.offsets[table]
             if np.any((local < 0) | (local >= self.tables.lengths[table])):
@@ -110,6 +104,14 @@ class ClosedTableCoder(TableCoder):
             symbols = np.asarray(coder.decode(self._models[table], len(positions)), dtype=np.int64)
             values[positions] = symbols + self.tables.offsets[table]
         return values
+
+
+def _flat_pair(values: np.ndarray, table_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    values = np.asarray(values, dtype=np.int64).ravel()
+    table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
+    if values.shape != table_ids.shape:
+        raise ValueError("values and table_ids must have the same number of elements")
+    return values, table_ids
 
 
 def words_to_bytes(words: np.ndarray) -> bytes:

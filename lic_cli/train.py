@@ -151,6 +151,34 @@ def save_checkpoint(path: Path, model, optimizer, step: int, elapsed: float, opt
     tmp.replace(path)
 
 
+def restore_or_initialise(checkpoint_path: Path, options: TrainOptions, model, others: dict, device,
+                          log) -> tuple[int, float]:
+    """(step, elapsed seconds): resume model and `others` (checkpoint key -> object with a state
+    dict) from checkpoint_path, refuse to overwrite it without --resume, or start from --init."""
+    if options.resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        for key, stateful in others.items():
+            stateful.load_state_dict(state[key])
+        step, elapsed = int(state["step"]), float(state["elapsed_seconds"])
+        log(f"resumed from {checkpoint_path} at step {step} ({elapsed / 60:.1f} min trained)")
+        return step, elapsed
+    if checkpoint_path.exists():
+        raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --out")
+    if options.init_weights is not None:
+        model.load_state_dict(zoo.load_network_state(options.init_weights, options.model))
+        log(f"initialised from {options.init_weights}")
+    return 0, 0.0
+
+
+def split_images(options: TrainOptions) -> tuple[list[Path], list[Path]]:
+    """(training paths, validation paths): --val, or the last val_holdout images of --data."""
+    paths = list_images(options.data)
+    if options.val is not None:
+        return paths, list_images(options.val)
+    return paths[: -options.val_holdout], paths[-options.val_holdout :]
+
+
 def train(options: TrainOptions, reporter) -> Path:
     log = reporter.log
     if options.threads:
@@ -163,11 +191,7 @@ def train(options: TrainOptions, reporter) -> Path:
     options.out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = options.out / "last.pt"
 
-    paths = list_images(options.data)
-    if options.val is not None:
-        val_paths = list_images(options.val)
-    else:
-        val_paths, paths = paths[-options.val_holdout :], paths[: -options.val_holdout]
+    paths, val_paths = split_images(options)
     if not paths:
         raise ValueError(f"no training images found in {options.data}")
     bf16 = precision.resolve(options.precision, device) == "bf16"
@@ -176,18 +200,7 @@ def train(options: TrainOptions, reporter) -> Path:
 
     model = zoo.build_trainable(options.model, options.config_overrides).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
-    step, elapsed = 0, 0.0
-    if options.resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = int(state["step"]), float(state["elapsed_seconds"])
-        log(f"resumed from {checkpoint_path} at step {step} ({elapsed / 60:.1f} min trained)")
-    elif checkpoint_path.exists():
-        raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --out")
-    elif options.init_weights is not None:
-        model.load_state_dict(zoo.load_network_state(options.init_weights, options.model))
-        log(f"initialised from {options.init_weights}")
+    step, elapsed = restore_or_initialise(checkpoint_path, options, model, {"optimizer": optimizer}, device, log)
 
     sampler = CropSampler(paths, options.crop, device, log)
     val_images = load_validation(val_paths, log)

@@ -11,8 +11,8 @@ import torch
 
 from models import gc, precision, zoo
 
-from .imageio import list_images
-from .train import CropSampler, TrainOptions, hardware_description, learning_rate, load_validation, pick_device
+from .train import (CropSampler, TrainOptions, hardware_description, learning_rate, load_validation, pick_device,
+                    restore_or_initialise, split_images)
 
 ADAM_BETAS = (0.5, 0.999)  # pix2pixHD / the paper's GAN setting
 CONTEXT_LR = 1e-3
@@ -25,9 +25,7 @@ def train_gc(options: TrainOptions, reporter) -> Path:
     device = pick_device(options.device)
     options.out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = options.out / "last.pt"
-    paths = list_images(options.data)
-    val_paths, paths = (list_images(options.val), paths) if options.val else (paths[-options.val_holdout:],
-                                                                              paths[: -options.val_holdout])
+    paths, val_paths = split_images(options)
     bf16 = precision.resolve(options.precision, device) == "bf16"
     hardware = hardware_description(str(device)) + (", bf16 autocast" if bf16 else ", fp32")
     model = zoo.build_trainable(options.model, options.config_overrides).to(device)
@@ -37,20 +35,9 @@ def train_gc(options: TrainOptions, reporter) -> Path:
     opt_g = torch.optim.Adam(coder_params, lr=options.lr, betas=ADAM_BETAS)
     opt_c = torch.optim.Adam(model.context.parameters(), lr=CONTEXT_LR)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=options.lr, betas=ADAM_BETAS)
-    step, elapsed = 0, 0.0
-    if options.resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        discriminator.load_state_dict(state["discriminator"])
-        for optimizer, key in ((opt_g, "opt_g"), (opt_c, "opt_c"), (opt_d, "opt_d")):
-            optimizer.load_state_dict(state[key])
-        step, elapsed = int(state["step"]), float(state["elapsed_seconds"])
-        log(f"resumed from {checkpoint_path} at step {step} ({elapsed / 60:.1f} min trained)")
-    elif checkpoint_path.exists():
-        raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --out")
-    elif options.init_weights is not None:
-        model.load_state_dict(zoo.load_network_state(options.init_weights, options.model))
-        log(f"initialised from {options.init_weights}")
+    step, elapsed = restore_or_initialise(
+        checkpoint_path, options, model,
+        {"discriminator": discriminator, "opt_g": opt_g, "opt_c": opt_c, "opt_d": opt_d}, device, log)
     log(f"{len(paths)} training images, {len(val_paths)} validation images, device {device}, "
         f"{'GAN after ' + format(options.gan_after, '.0%') + ' of the budget' if adversarial else 'MSE only'}")
 
