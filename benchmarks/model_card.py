@@ -1,6 +1,7 @@
 """Write models/weights/<model>.md from the weight file's embedded card and measured Kodak numbers.
 
     python benchmarks/model_card.py --model hyper --results docs/results-hyper.json --notes notes.md
+    python benchmarks/model_card.py --model gc-c4 --results docs/results-gc.json --notes notes.md
 """
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from pathlib import Path
 from models import zoo
 
 
-def render(name: str, results: dict, notes: str) -> str:
+def header(name: str) -> list[str]:
     loaded = zoo.load_codec(name)
     card = loaded.card
     entry = zoo.entry(name)
-    lines = [
+    return [
         f"# Model card: `{name}`", "",
         f"{entry.description}.", "",
         "| | |", "|---|---|",
@@ -27,6 +28,14 @@ def render(name: str, results: dict, notes: str) -> str:
         f"random crops, {card.get('train_minutes')} min wall clock |",
         f"| hardware | {card.get('hardware')} |",
         f"| exported | {card.get('exported')} |", "",
+    ]
+
+
+def render(name: str, results: dict | list, notes: str) -> str:
+    if isinstance(results, list):
+        return render_gc(name, next(r for r in results if r["model"] == name), notes)
+    entry = zoo.entry(name)
+    lines = header(name) + [
         "## Measured on Kodak (24 images, real files)", "",
         f"`python benchmarks/kodak_hyper.py` — {results['threads']} torch threads, {results['date']}:", "",
         "| quality | lambda | bpp | PSNR RGB (dB) | MS-SSIM | encode (s) | decode (s) |",
@@ -38,6 +47,20 @@ def render(name: str, results: dict, notes: str) -> str:
         lines.append(f"| {quality} | {lam} | {s['bpp']:.4f} | {s['psnr']:.2f} | {s['ms_ssim']:.4f} "
                      f"| {s['encode_s']:.3f} | {s['decode_s']:.3f} |")
     lines += ["", notes.strip(), ""]
+    return "\n".join(lines)
+
+
+def render_gc(name: str, result: dict, notes: str) -> str:
+    s = result["summary"]
+    count = len(result["images"])
+    lines = header(name) + [
+        f"## Measured on Kodak ({count} images, real files)", "",
+        f"`python benchmarks/gc_kodak.py` — {result['threads']} torch threads, {result['date']}:", "",
+        "| bpp (file) | static coder | context coder | bound | PSNR (dB) | MS-SSIM | HaarPSI | encode (s) | decode (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {s['bpp']:.4f} | {s['bpp_static']:.4f} | {s['bpp_context']:.4f} | {s['bpp_bound']:.4f} | {s['psnr']:.2f} "
+        f"| {s['ms_ssim']:.4f} | {s['haarpsi']:.4f} | {s['encode_s']:.2f} | {s['decode_s']:.2f} |",
+        "", notes.strip(), ""]
     return "\n".join(lines)
 
 

@@ -40,6 +40,7 @@ class TrainOptions:
     precision: str = "auto"  # auto | bf16 | fp32 (for the transforms; entropy models are always fp32)
     straight_through_after: float = 0.6  # fraction of the budget after which the decoder sees rounded latents
     gan_after: float = 0.3  # gc models: fraction of the budget trained on distortion only before the GAN starts
+    discriminator_width: int = 64  # gc models: channels of the discriminator's first layer (pix2pixHD: 64)
 
 
 def hardware_description(device: str) -> str:
@@ -166,7 +167,7 @@ def restore_or_initialise(checkpoint_path: Path, options: TrainOptions, model, o
     if checkpoint_path.exists():
         raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --out")
     if options.init_weights is not None:
-        model.load_state_dict(zoo.load_network_state(options.init_weights, options.model))
+        model.load_state_dict(zoo.load_network_state(options.init_weights, options.model, model))
         log(f"initialised from {options.init_weights}")
     return 0, 0.0
 

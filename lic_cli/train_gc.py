@@ -30,7 +30,8 @@ def train_gc(options: TrainOptions, reporter) -> Path:
     hardware = hardware_description(str(device)) + (", bf16 autocast" if bf16 else ", fp32")
     model = zoo.build_trainable(options.model, options.config_overrides).to(device)
     adversarial = model.config.adversarial
-    discriminator = gc.MultiScaleDiscriminator().to(device)
+    discriminator_width = _discriminator_width(checkpoint_path, options)
+    discriminator = gc.MultiScaleDiscriminator(base=discriminator_width).to(device)
     coder_params = list(model.encoder.parameters()) + list(model.generator.parameters())
     opt_g = torch.optim.Adam(coder_params, lr=options.lr, betas=ADAM_BETAS)
     opt_c = torch.optim.Adam(model.context.parameters(), lr=CONTEXT_LR)
@@ -39,7 +40,8 @@ def train_gc(options: TrainOptions, reporter) -> Path:
         checkpoint_path, options, model,
         {"discriminator": discriminator, "opt_g": opt_g, "opt_c": opt_c, "opt_d": opt_d}, device, log)
     log(f"{len(paths)} training images, {len(val_paths)} validation images, device {device}, "
-        f"{'GAN after ' + format(options.gan_after, '.0%') + ' of the budget' if adversarial else 'MSE only'}")
+        f"{'GAN after ' + format(options.gan_after, '.0%') + ' of the budget' if adversarial else 'MSE only'}"
+        + (f", discriminator width {discriminator_width}" if adversarial else ""))
 
     sampler = CropSampler(paths, options.crop, device, log)
     val_images = load_validation(val_paths, log)
@@ -126,13 +128,22 @@ def _report(model, images, device, step, log) -> None:
         f"log2(5) bound")
 
 
+def _discriminator_width(checkpoint_path: Path, options) -> int:
+    """A resumed run keeps the discriminator it was started with."""
+    if options.resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        return int(state.get("discriminator_width", 64))
+    return options.discriminator_width
+
+
 def _save(path: Path, model, discriminator, optimizers, step, elapsed, options, hardware) -> None:
     opt_g, opt_c, opt_d = optimizers
     state = {"model": model.state_dict(), "discriminator": discriminator.state_dict(),
              "opt_g": opt_g.state_dict(), "opt_c": opt_c.state_dict(), "opt_d": opt_d.state_dict(),
              "step": step, "elapsed_seconds": elapsed, "zoo_name": options.model,
              "config": zoo.config_as_dict(model.config), "hardware": hardware,
-             "batch_size": options.batch_size, "crop": options.crop}
+             "batch_size": options.batch_size, "crop": options.crop,
+             "discriminator_width": discriminator.scales[0].blocks[0][0].out_channels}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)

@@ -414,6 +414,36 @@ def _pad(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def adapt_state(state: dict[str, torch.Tensor], model: GenerativeCompression) -> dict[str, torch.Tensor]:
+    """Start a gc model from another one's parameters (same width, any C).
+
+    Everything of equal shape is copied. Where C differs, the encoder's last layer and the
+    generator's first layer keep the source's first min(C, C') channels and the target's own
+    initialisation for the rest; the context model (its inputs depend on C) keeps its own.
+    """
+    adapted = model.state_dict()
+    for key, target in adapted.items():
+        source = state.get(key)
+        if source is None or source.shape == target.shape:
+            adapted[key] = target if source is None else source
+        elif key.startswith("context."):
+            continue
+        elif source.dim() == target.dim() and _differs_only_in_bottleneck(key, model):
+            overlap = tuple(slice(0, min(a, b)) for a, b in zip(source.shape, target.shape, strict=True))
+            merged = target.clone()
+            merged[overlap] = source[overlap]
+            adapted[key] = merged
+        else:
+            raise ValueError(f"cannot start from these weights: {key} has shape {tuple(source.shape)}, "
+                             f"expected {tuple(target.shape)} (different width?)")
+    return adapted
+
+
+def _differs_only_in_bottleneck(key: str, model: GenerativeCompression) -> bool:
+    last_encoder = f"encoder.{len(model.encoder) - 1}."
+    return key.startswith(last_encoder) or key.startswith("generator.0.")
+
+
 def freeze_coding_tensors(model: GenerativeCompression) -> dict[str, torch.Tensor]:
     """Nothing to freeze: the context model is derived exactly from the fp16 weights at load time."""
     return {}

@@ -54,12 +54,18 @@ def _gc(config: dict) -> gc.GenerativeCompression:
     return gc.GenerativeCompression(gc.GcConfig(**config))
 
 
-def _gc_entry(name: str, bottleneck: int, adversarial: bool = True) -> ZooEntry:
+GC_MODELS = {"gc-c2": (2, True), "gc-c4": (4, True), "gc-c8": (8, True), "gc-c4-mse": (4, False)}
+
+
+def _gc_entry(name: str) -> ZooEntry:
+    bottleneck, adversarial = GC_MODELS[name]
     what = "GAN" if adversarial else "MSE-only baseline of the GAN"
     config = dataclasses.asdict(gc.GcConfig(bottleneck=bottleneck, adversarial=adversarial))
+    # Any gc model can start another (e.g. gc-c2 from the distortion-trained gc-c4-mse).
+    starts = {other: gc.adapt_state for other in GC_MODELS if other != name}
     return ZooEntry(name, f"generative compression (Agustsson et al. 2019), {what}, C={bottleneck}: "
                     f"<= {bottleneck * 0.00905:.4f} bpp", _gc, gc.GcCodec, f"{name}.pt", config,
-                    gc.freeze_coding_tensors, family="gc", shipped=False)
+                    gc.freeze_coding_tensors, starts, family="gc", shipped=False)
 
 
 ZOO: dict[str, ZooEntry] = {
@@ -70,10 +76,7 @@ ZOO: dict[str, ZooEntry] = {
                          _hyper_bb, hyper_bb.BitsBackCodec, "hyper-bb.pt", dataclasses.asdict(HyperConfig()),
                          hyper_bb.freeze_coding_tensors, {"hyper": hyper_bb.adapt_hyper_state},
                          bench_by_default=False),
-    "gc-c2": _gc_entry("gc-c2", 2),
-    "gc-c4": _gc_entry("gc-c4", 4),
-    "gc-c8": _gc_entry("gc-c8", 8),
-    "gc-c4-mse": _gc_entry("gc-c4-mse", 4, adversarial=False),
+    **{name: _gc_entry(name) for name in GC_MODELS},
 }
 DEFAULT_MODEL = "hyper"
 
@@ -148,15 +151,19 @@ def _read_weight_file(name: str, path: Path) -> tuple[dict, bytes]:
     return payload, raw
 
 
-def load_network_state(path: Path, name: str) -> dict[str, torch.Tensor]:
+def load_network_state(path: Path, name: str, target: nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The float32 network parameters of a weight file, for training `name` from it: the same model
-    (continue / fine-tune) or one that `name` knows how to start from (e.g. hyper-bb from hyper)."""
+    (continue / fine-tune) or one that `name` knows how to start from (e.g. hyper-bb from hyper).
+
+    target: the freshly built model to be trained (the adapter may keep some of its parameters);
+    default: `name` built with the file's configuration."""
     source = _peek_model_name(Path(path))
-    target = entry(name)
-    payload, _ = _read_weight_file(source if source in target.init_from else name, Path(path))
+    zoo_entry = entry(name)
+    payload, _ = _read_weight_file(source if source in zoo_entry.init_from else name, Path(path))
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["network"].items()}
     if source != name:
-        state = target.init_from[source](state, build_trainable(name, payload["config"]))
+        state = zoo_entry.init_from[source](state, target if target is not None else
+                                            build_trainable(name, payload["config"]))
     return state
 
 

@@ -125,3 +125,44 @@ def test_training_runs_and_resumes(tmp_path):
     options.resume, options.max_steps = True, 5
     train_gc(options, Quiet())
     assert torch.load(checkpoint, weights_only=True)["step"] == 5
+
+
+def test_a_model_with_another_bottleneck_starts_from_trained_weights(tiny_gc_weights):
+    source = zoo.load_codec("gc-c4", tiny_gc_weights).codec.model
+    for name, channels in (("gc-c2", 2), ("gc-c8", 8), ("gc-c4-mse", 4)):
+        target = zoo.build_trainable(name, {"width": 32, "residual_blocks": 2, "context_width": 8})
+        target.load_state_dict(zoo.load_network_state(tiny_gc_weights, name, target))
+        kept = min(channels, 4)
+        assert torch.equal(target.encoder[-1].weight[:kept], source.encoder[-1].weight[:kept])
+        assert torch.equal(target.generator[0].weight[:, :kept], source.generator[0].weight[:, :kept])
+        assert torch.equal(target.generator[3].body[0].weight, source.generator[3].body[0].weight)
+    wider = zoo.build_trainable("gc-c2", {"width": 64, "residual_blocks": 2, "context_width": 8})
+    with pytest.raises(ValueError, match="different width"):
+        zoo.load_network_state(tiny_gc_weights, "gc-c2", wider)
+
+
+def test_gan_fine_tune_from_another_model_keeps_its_discriminator_on_resume(tmp_path, tiny_gc_weights):
+    from lic_cli.train import TrainOptions
+    from lic_cli.train_gc import train_gc
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        (data / f"{i}.png").write_bytes(png_bytes(smooth_image(64, 64, seed=i)))
+
+    class Quiet:
+        def log(self, message):
+            pass
+
+        def step(self, *args):
+            pass
+
+    options = TrainOptions(model="gc-c2", data=data, out=tmp_path / "run", val=data, minutes=10, max_steps=2,
+                           batch_size=1, crop=64, config_overrides={"width": 32, "residual_blocks": 2,
+                                                                    "context_width": 8},
+                           gan_after=0.0, eval_every=100, precision="fp32", init_weights=tiny_gc_weights,
+                           discriminator_width=8)
+    checkpoint = train_gc(options, Quiet())
+    options.resume, options.max_steps, options.discriminator_width = True, 3, 64
+    train_gc(options, Quiet())
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["step"] == 3 and state["discriminator_width"] == 8
