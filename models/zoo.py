@@ -65,7 +65,8 @@ def _gc_entry(name: str) -> ZooEntry:
     starts = {other: gc.adapt_state for other in GC_MODELS if other != name}
     return ZooEntry(name, f"generative compression (Agustsson et al. 2019), {what}, C={bottleneck}: "
                     f"<= {bottleneck * 0.00905:.4f} bpp", _gc, gc.GcCodec, f"{name}.pt", config,
-                    gc.freeze_coding_tensors, starts, family="gc", shipped=False)
+                    gc.freeze_coding_tensors, starts, family="gc", shipped=False,
+                    bench_by_default=False)
 
 
 ZOO: dict[str, ZooEntry] = {

@@ -166,3 +166,14 @@ def test_gan_fine_tune_from_another_model_keeps_its_discriminator_on_resume(tmp_
     train_gc(options, Quiet())
     state = torch.load(checkpoint, weights_only=True)
     assert state["step"] == 3 and state["discriminator_width"] == 8
+
+
+def test_channel_norm_lets_global_colour_reach_the_latent_and_instance_norm_does_not():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 64, 64) * 0.5
+    brighter = x * 1.5 + 0.2
+    for norm, invariant in (("channel", False), ("instance", True)):
+        model = gc.GenerativeCompression(gc.GcConfig(width=32, residual_blocks=1, context_width=8, norm=norm))
+        with torch.no_grad():
+            change = (model.encoder(x * 2 - 1) - model.encoder(brighter * 2 - 1)).abs().max()
+        assert (change < 1e-3) == invariant, (norm, float(change))

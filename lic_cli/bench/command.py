@@ -29,7 +29,8 @@ def _split(value: str | None) -> list[str] | None:
 @click.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--models", help="Comma-separated lic models ('none' for none). Default: every shipped model "
-              "except hyper-bb (bits-back needs data to carry; see benchmarks/bitsback_kodak.py).")
+              "except hyper-bb (bits-back needs data to carry; see benchmarks/bitsback_kodak.py) and the gc models "
+              "(one extreme rate each, no R-D curve; see benchmarks/gc_kodak.py).")
 @click.option("--codecs", help=f"Comma-separated classical codecs ('none' for none) from {','.join(CLASSICAL)}. "
               "Default: all that are installed.")
 @click.option("--anchor", default="heic", show_default=True, help="Codec the BD-rates are measured against.")
