@@ -177,3 +177,14 @@ def test_channel_norm_lets_global_colour_reach_the_latent_and_instance_norm_does
         with torch.no_grad():
             change = (model.encoder(x * 2 - 1) - model.encoder(brighter * 2 - 1)).abs().max()
         assert (change < 1e-3) == invariant, (norm, float(change))
+
+
+def test_channel_norm_normalises_each_pixel_over_channels():
+    norm = gc.ChannelNorm2d(6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 6, 5, 7) * 3 + 1
+    mean = x.mean(dim=1, keepdim=True)
+    expected = (x - mean) / torch.sqrt(x.var(dim=1, unbiased=False, keepdim=True) + norm.eps) * norm.weight + norm.bias
+    assert torch.allclose(norm(x), expected, atol=1e-5)
