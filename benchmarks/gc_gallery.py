@@ -25,8 +25,8 @@ from lic_cli.imageio import read_image
 from lic_cli.metrics import haarpsi, psnr
 
 # (image, left, top) of a 192x192 crop with faces, texture or edges.
-CROPS = (("kodim04.png", 280, 150), ("kodim14.png", 300, 200), ("kodim21.png", 420, 150),
-         ("kodim23.png", 300, 100))
+CROPS = (("kodim04.png", 200, 260), ("kodim14.png", 240, 160), ("kodim21.png", 250, 90),
+         ("kodim23.png", 400, 110))
 CROP = 192
 LABEL_HEIGHT = 28
 MAX_QP = 51

@@ -3,6 +3,7 @@ shows exactly what the benchmark commands produced.
 
     python benchmarks/render_results.py --bench bench-out/kodak      # after `lic bench`
     python benchmarks/render_results.py --hyper docs/results-hyper.json
+    python benchmarks/render_results.py --gc docs/results-gc.json --gallery docs/gallery/gallery.json
 """
 from __future__ import annotations
 
@@ -94,6 +95,34 @@ def bitsback_block(path: Path) -> str:
     return "\n".join(lines)
 
 
+def gc_block(path: Path) -> str:
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gc_kodak import markdown
+    results = json.loads(path.read_text())
+    first = results[0]
+    hashes = ", ".join(f"{r['model']} {r['weights_hash']}" for r in results)
+    return "\n".join([
+        f"Command: `python benchmarks/gc_kodak.py --out docs/results-gc.json` — Kodak, {len(first['images'])} "
+        f"images, {first['threads']} torch threads ({first['precision']}), {first['date']}; weights {hashes}.", "",
+        "Rates are means over the images: the real file (header included), each of the two entropy coders of "
+        "W on its own (the file keeps the smaller), and the bound dim(W)·log2(5).", "",
+        markdown(results)])
+
+
+def gallery_block(path: Path) -> str:
+    records = json.loads(path.read_text())
+    lines = ["Command: `python benchmarks/gc_gallery.py --out docs/gallery`. Whole-image numbers of the four "
+             "gallery images (the crops show a 192×192 part of each):", "",
+             "| image | gc-c4 bytes / PSNR / HaarPSI | HEIC same bytes (QP) | HEIC ~2× (QP) | gc-c4-mse |",
+             "|---|---|---|---|---|"]
+    for r in records:
+        cells = [f"{r[k]['bytes']} B, {r[k]['psnr']:.2f} dB, {r[k]['haarpsi']:.3f}"
+                 + (f" (qp {r[k]['qp']})" if "qp" in r[k] else "") for k in ("gc-c4", "heic-same", "heic-2x", "gc-c4-mse")]
+        lines.append(f"| [{r['image']}](gallery/{r['image']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _pct(value) -> str:
     return "n/a (no overlap)" if value is None else f"{value:+.1f}%"
 
@@ -107,6 +136,8 @@ def main() -> None:
     parser.add_argument("--bench", type=Path, help="output folder of `lic bench`")
     parser.add_argument("--hyper", type=Path, help="JSON written by benchmarks/kodak_hyper.py")
     parser.add_argument("--bitsback", type=Path, help="JSON written by benchmarks/bitsback_kodak.py")
+    parser.add_argument("--gc", type=Path, help="JSON written by benchmarks/gc_kodak.py")
+    parser.add_argument("--gallery", type=Path, help="gallery.json written by benchmarks/gc_gallery.py")
     args = parser.parse_args()
     text = DOC.read_text()
     if args.bench:
@@ -117,6 +148,10 @@ def main() -> None:
         text = replace_block(text, "hyper", hyper_block(args.hyper.resolve()))
     if args.bitsback:
         text = replace_block(text, "bitsback", bitsback_block(args.bitsback.resolve()))
+    if args.gc:
+        text = replace_block(text, "gc", gc_block(args.gc.resolve()))
+    if args.gallery:
+        text = replace_block(text, "gallery", gallery_block(args.gallery.resolve()))
     DOC.write_text(text)
 
 

@@ -64,9 +64,8 @@ def _gc_entry(name: str) -> ZooEntry:
     # Any gc model can start another (e.g. gc-c2 from the distortion-trained gc-c4-mse).
     starts = {other: gc.adapt_state for other in GC_MODELS if other != name}
     return ZooEntry(name, f"generative compression (Agustsson et al. 2019), {what}, C={bottleneck}: "
-                    f"<= {bottleneck * 0.00905:.4f} bpp", _gc, gc.GcCodec, f"{name}.pt", config,
-                    gc.freeze_coding_tensors, starts, family="gc", shipped=False,
-                    bench_by_default=False)
+                    f"<= {gc.bound_bits(512, 768, bottleneck) / (512 * 768):.4f} bpp at 768x512", _gc, gc.GcCodec, f"{name}.pt", config,
+                    gc.freeze_coding_tensors, starts, family="gc", bench_by_default=False)
 
 
 ZOO: dict[str, ZooEntry] = {
