@@ -95,9 +95,9 @@ def test_shipped_bits_back_album_returns_everything_and_carries_for_free(session
 
 
 GC_MODELS = ("gc-c2", "gc-c4", "gc-c8", "gc-c4-mse")
-# 1 dB under what the shipped CPU-budget gc weights measure on this crop (17.3 / 17.7 / 18.8 /
+# 1 dB under what the shipped CPU-budget gc weights measure on this crop (17.3 / 18.0 / 18.8 /
 # 19.1 dB); an untrained generator gives ~10 dB.
-GC_LOWEST_PSNR = {"gc-c2": 16.3, "gc-c4": 16.7, "gc-c8": 17.8, "gc-c4-mse": 18.1}
+GC_LOWEST_PSNR = {"gc-c2": 16.3, "gc-c4": 17.0, "gc-c8": 17.8, "gc-c4-mse": 18.1}
 
 
 @pytest.mark.parametrize("name", GC_MODELS)
