@@ -12,14 +12,13 @@ that small even at QP 51: then QP 51 is used and the panel says how many bytes i
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lic_cli.bench.codecs import _heic_decode
+from lic_cli.bench.codecs import _heic_decode, heic_encode
 from lic_cli.codec import CodecSession, decode_file, encode_image
 from lic_cli.imageio import read_image
 from lic_cli.metrics import haarpsi, psnr
@@ -32,27 +31,18 @@ LABEL_HEIGHT = 28
 MAX_QP = 51
 
 
-def heic_encode(pixels: np.ndarray, qp: int) -> bytes:
-    import pillow_heif
-    heif = pillow_heif.from_bytes(mode="RGB", size=(pixels.shape[1], pixels.shape[0]), data=pixels.tobytes())
-    buffer = io.BytesIO()
-    heif.save(buffer, chroma=420, enc_params={"x265:qp": str(qp), "x265:psy-rd": "0", "x265:psy-rdoq": "0",
-                                              "x265:pools": "1", "x265:frame-threads": "1"})
-    return buffer.getvalue()
-
-
 def heic_at_most(pixels: np.ndarray, target_bytes: int) -> tuple[bytes, int]:
     """(file, qp): the lowest QP whose file fits in target_bytes, or QP 51 if none does."""
     low, high = 0, MAX_QP
     best = None
     while low <= high:
         qp = (low + high) // 2
-        data = heic_encode(pixels, qp)
+        data = heic_encode(pixels, qp, chroma=420)
         if len(data) <= target_bytes:
             best, high = (data, qp), qp - 1
         else:
             low = qp + 1
-    return best if best is not None else (heic_encode(pixels, MAX_QP), MAX_QP)
+    return best if best is not None else (heic_encode(pixels, MAX_QP, chroma=420), MAX_QP)
 
 
 def panel(pixels: np.ndarray, left: int, top: int, label: str) -> Image.Image:

@@ -96,9 +96,7 @@ def bitsback_block(path: Path) -> str:
 
 
 def gc_block(path: Path) -> str:
-    import sys
-    sys.path.insert(0, str(Path(__file__).parent))
-    from gc_kodak import markdown
+    from gc_kodak import markdown  # a sibling script (its folder is on sys.path when run as one)
     results = json.loads(path.read_text())
     first = results[0]
     hashes = ", ".join(f"{r['model']} {r['weights_hash']}" for r in results)

@@ -131,7 +131,8 @@ def _report(model, images, device, step, log) -> None:
 def _discriminator_width(checkpoint_path: Path, options) -> int:
     """A resumed run keeps the discriminator it was started with."""
     if options.resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        # Memory-mapped: only this number is read here; restore_or_initialise loads the tensors.
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
         return int(state.get("discriminator_width", 64))
     return options.discriminator_width
 
@@ -143,7 +144,7 @@ def _save(path: Path, model, discriminator, optimizers, step, elapsed, options, 
              "step": step, "elapsed_seconds": elapsed, "zoo_name": options.model,
              "config": zoo.config_as_dict(model.config), "hardware": hardware,
              "batch_size": options.batch_size, "crop": options.crop,
-             "discriminator_width": discriminator.scales[0].blocks[0][0].out_channels}
+             "discriminator_width": discriminator.base}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bitstream.coders import stack_from_bytes, words_to_bytes
 from bitstream.tables import TOTAL
 
 CENTRES = (-2.0, -1.0, 0.0, 1.0, 2.0)
@@ -78,11 +79,11 @@ class ChannelNorm2d(nn.Module):
         return normalised.permute(0, 3, 1, 2)
 
 
-NORMS = {"channel": ChannelNorm2d, "instance": lambda channels: nn.InstanceNorm2d(channels, affine=True)}
-
-
 def _instance_norm(channels: int) -> nn.Module:
     return nn.InstanceNorm2d(channels, affine=True)
+
+
+NORMS = {"channel": ChannelNorm2d, "instance": _instance_norm}
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -237,6 +238,7 @@ class ScaleDiscriminator(nn.Module):
 class MultiScaleDiscriminator(nn.Module):
     def __init__(self, scales: int = 3, base: int = 64):
         super().__init__()
+        self.base = base
         self.scales = nn.ModuleList(ScaleDiscriminator(base) for _ in range(scales))
 
     def forward(self, x01: torch.Tensor) -> list[list[torch.Tensor]]:
@@ -356,7 +358,7 @@ class GcCodec:
         for channel in reversed(range(symbols.shape[0])):
             model = constriction.stream.model.Categorical(counts[channel] / TOTAL, perfect=False)
             coder.encode_reverse(symbols[channel].ravel().astype(np.int32), model)
-        return bytes([MODE_STATIC]) + counts.astype("<u2").tobytes() + _words(coder)
+        return bytes([MODE_STATIC]) + counts.astype("<u2").tobytes() + words_to_bytes(coder.get_compressed())
 
     def encode_context(self, symbols: np.ndarray) -> bytes:
         import constriction
@@ -365,7 +367,7 @@ class GcCodec:
         family = constriction.stream.model.Categorical(perfect=False)
         for channel, _, positions, counts in reversed(list(self._context_steps(w_hat))):
             coder.encode_reverse(symbols[channel][positions].astype(np.int32), family, counts / TOTAL)
-        return bytes([MODE_CONTEXT]) + _words(coder)
+        return bytes([MODE_CONTEXT]) + words_to_bytes(coder.get_compressed())
 
     def _context_steps(self, w_hat: torch.Tensor):
         """(channel, phase, positions, counts (n, 5)) in decoding order; w_hat may be partly known."""
@@ -379,7 +381,6 @@ class GcCodec:
 
     @torch.inference_mode()
     def decode(self, sections: dict[str, bytes], height: int, width: int, quality: int) -> torch.Tensor:
-        from bitstream.coders import stack_from_bytes
         from bitstream.container import FormatError
         self._check_quality(quality)
         payload = sections["latent"]
@@ -427,10 +428,6 @@ def bound_bits(height: int, width: int, bottleneck: int) -> float:
     """The architecture's rate bound dim(W) * log2(5) in bits."""
     rows, cols = latent_size(height, width)
     return rows * cols * bottleneck * float(np.log2(NUM_SYMBOLS))
-
-
-def _words(coder) -> bytes:
-    return np.asarray(coder.get_compressed(), dtype=np.uint32).astype("<u4").tobytes()
 
 
 def latent_size(height: int, width: int) -> tuple[int, int]:

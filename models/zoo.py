@@ -63,8 +63,9 @@ def _gc_entry(name: str) -> ZooEntry:
     config = dataclasses.asdict(gc.GcConfig(bottleneck=bottleneck, adversarial=adversarial))
     # Any gc model can start another (e.g. gc-c2 from the distortion-trained gc-c4-mse).
     starts = {other: gc.adapt_state for other in GC_MODELS if other != name}
+    bound_bpp = gc.bound_bits(512, 768, bottleneck) / (512 * 768)
     return ZooEntry(name, f"generative compression (Agustsson et al. 2019), {what}, C={bottleneck}: "
-                    f"<= {gc.bound_bits(512, 768, bottleneck) / (512 * 768):.4f} bpp at 768x512", _gc, gc.GcCodec, f"{name}.pt", config,
+                    f"<= {bound_bpp:.4f} bpp at 768x512", _gc, gc.GcCodec, f"{name}.pt", config,
                     gc.freeze_coding_tensors, starts, family="gc", bench_by_default=False)
 
 

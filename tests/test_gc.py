@@ -106,28 +106,33 @@ def test_cli_round_trip_and_untrained_model_error(tmp_path, tiny_gc_weights, mon
     assert result.exit_code == 2 and "not trained yet" in result.output and "lic train" in result.output
 
 
+class QuietReporter:
+    def log(self, message):
+        pass
+
+    def step(self, *args):
+        pass
+
+
+def training_folder(tmp_path, count: int, size: int):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(count):
+        (data / f"{i}.png").write_bytes(png_bytes(smooth_image(size, size, seed=i)))
+    return data
+
+
 def test_training_runs_and_resumes(tmp_path):
     from lic_cli.train import TrainOptions
     from lic_cli.train_gc import train_gc
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(3):
-        (data / f"{i}.png").write_bytes(png_bytes(smooth_image(96, 96, seed=i)))
-
-    class Quiet:
-        def log(self, message):
-            pass
-
-        def step(self, *args):
-            pass
-
+    data = training_folder(tmp_path, 3, 96)
     options = TrainOptions(model="gc-c4", data=data, out=tmp_path / "run", val=data, minutes=10, max_steps=3,
                            batch_size=2, crop=64, config_overrides={"width": 32, "residual_blocks": 1,
                                                                     "context_width": 8},
                            gan_after=0.0, eval_every=100, precision="fp32")
-    checkpoint = train_gc(options, Quiet())
+    checkpoint = train_gc(options, QuietReporter())
     options.resume, options.max_steps = True, 5
-    train_gc(options, Quiet())
+    train_gc(options, QuietReporter())
     assert torch.load(checkpoint, weights_only=True)["step"] == 5
 
 
@@ -148,26 +153,15 @@ def test_a_model_with_another_bottleneck_starts_from_trained_weights(tiny_gc_wei
 def test_gan_fine_tune_from_another_model_keeps_its_discriminator_on_resume(tmp_path, tiny_gc_weights):
     from lic_cli.train import TrainOptions
     from lic_cli.train_gc import train_gc
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(2):
-        (data / f"{i}.png").write_bytes(png_bytes(smooth_image(64, 64, seed=i)))
-
-    class Quiet:
-        def log(self, message):
-            pass
-
-        def step(self, *args):
-            pass
-
+    data = training_folder(tmp_path, 2, 64)
     options = TrainOptions(model="gc-c2", data=data, out=tmp_path / "run", val=data, minutes=10, max_steps=2,
                            batch_size=1, crop=64, config_overrides={"width": 32, "residual_blocks": 2,
                                                                     "context_width": 8},
                            gan_after=0.0, eval_every=100, precision="fp32", init_weights=tiny_gc_weights,
                            discriminator_width=8)
-    checkpoint = train_gc(options, Quiet())
+    checkpoint = train_gc(options, QuietReporter())
     options.resume, options.max_steps, options.discriminator_width = True, 3, 64
-    train_gc(options, Quiet())
+    train_gc(options, QuietReporter())
     state = torch.load(checkpoint, weights_only=True)
     assert state["step"] == 3 and state["discriminator_width"] == 8
 

@@ -52,17 +52,22 @@ def test_quality_scale_trades_bytes_for_fidelity(session, crop):
     assert low_psnr > LOWEST_PSNR and high_psnr > HIGHEST_PSNR
 
 
-def test_real_weights_decode_identically_across_runs_and_threads(session, crop):
-    data = encode_image(ImageData(crop), session.get("hyper"), 2)
+def decode_with_threads(data: bytes, session, thread_counts) -> list[np.ndarray]:
+    """The decoded pixels of data, once per entry of thread_counts, with that many torch threads."""
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        one = decode_file(data, session).image.pixels
-        torch.set_num_threads(2)
-        two = decode_file(data, session).image.pixels
-        again = decode_file(data, session).image.pixels
+        decoded = []
+        for count in thread_counts:
+            torch.set_num_threads(count)
+            decoded.append(decode_file(data, session).image.pixels)
+        return decoded
     finally:
         torch.set_num_threads(threads)
+
+
+def test_real_weights_decode_identically_across_runs_and_threads(session, crop):
+    data = encode_image(ImageData(crop), session.get("hyper"), 2)
+    one, two, again = decode_with_threads(data, session, (1, 2, 2))
     assert np.array_equal(one, two) and np.array_equal(two, again)
 
 
@@ -111,13 +116,6 @@ def test_shipped_gc_models_stay_under_their_rate_bound_and_decode_deterministica
     channels = loaded.codec.model.config.bottleneck
     overhead_bytes = 1 + 2 * gc.NUM_SYMBOLS * channels + 4  # mode byte, static table, last ANS word
     assert 8 * len(payload) <= gc.bound_bits(*crop.shape[:2], channels) + 8 * overhead_bytes
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = decode_file(data, session).image.pixels
-        torch.set_num_threads(2)
-        two = decode_file(data, session).image.pixels
-    finally:
-        torch.set_num_threads(threads)
+    one, two = decode_with_threads(data, session, (1, 2))
     assert np.array_equal(one, two)
     assert psnr(crop, one) > GC_LOWEST_PSNR[name]

@@ -51,12 +51,16 @@ def _jp2_encode(pixels: np.ndarray, setting: str) -> bytes:
 
 
 def _heic_encode(pixels: np.ndarray, setting: str) -> bytes:
+    return heic_encode(pixels, int(setting.partition("=")[2]))
+
+
+def heic_encode(pixels: np.ndarray, qp: int, chroma: int = 444) -> bytes:
+    """libheif/x265 intra at a fixed QP, psycho-visual tuning off, one thread."""
     import pillow_heif
-    qp = setting.partition("=")[2]
     heif = pillow_heif.from_bytes(mode="RGB", size=(pixels.shape[1], pixels.shape[0]), data=pixels.tobytes())
     buffer = io.BytesIO()
-    heif.save(buffer, chroma=444, enc_params={"x265:qp": qp, "x265:psy-rd": "0", "x265:psy-rdoq": "0",
-                                              "x265:pools": "1", "x265:frame-threads": "1"})
+    heif.save(buffer, chroma=chroma, enc_params={"x265:qp": str(qp), "x265:psy-rd": "0", "x265:psy-rdoq": "0",
+                                                 "x265:pools": "1", "x265:frame-threads": "1"})
     return buffer.getvalue()
 
 
