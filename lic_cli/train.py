@@ -134,11 +134,13 @@ def centre_crop_multiple(array: np.ndarray, multiple: int, limit: int = 512) -> 
     return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, elapsed: float, options: TrainOptions,
-                    hardware: str) -> None:
+def save_checkpoint(path: Path, model, others: dict, step: int, elapsed: float, options: TrainOptions,
+                    hardware: str, **extra) -> None:
+    """Write last.pt atomically: the model, `others` (checkpoint key -> object with a state dict, as
+    restore_or_initialise reads them back), progress, and what the model card needs."""
     state = {
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        **{key: stateful.state_dict() for key, stateful in others.items()},
         "step": step,
         "elapsed_seconds": elapsed,
         "zoo_name": options.model,
@@ -146,6 +148,7 @@ def save_checkpoint(path: Path, model, optimizer, step: int, elapsed: float, opt
         "hardware": hardware,
         "batch_size": options.batch_size,
         "crop": options.crop,
+        **extra,
     }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -241,10 +244,12 @@ def train(options: TrainOptions, reporter) -> Path:
             log(f"step {step} | {elapsed / 60:.1f}/{options.minutes:.1f} min | loss {running['loss']:.3f} "
                 f"| bpp {running['bpp']:.3f} | psnr {running['psnr']:.2f} dB | lr {optimizer.param_groups[0]['lr']:.2e}")
         if step % options.checkpoint_every == 0:
-            save_checkpoint(checkpoint_path, model, optimizer, step, time.monotonic() - started, options, hardware)
+            save_checkpoint(checkpoint_path, model, {"optimizer": optimizer}, step, time.monotonic() - started,
+                            options, hardware)
         if step % options.eval_every == 0 and val_images:
             report_validation(evaluate(model, val_images, device), step, log)
-    save_checkpoint(checkpoint_path, model, optimizer, step, time.monotonic() - started, options, hardware)
+    save_checkpoint(checkpoint_path, model, {"optimizer": optimizer}, step, time.monotonic() - started, options,
+                    hardware)
     if val_images:
         report_validation(evaluate(model, val_images, device), step, log)
     log(f"finished at step {step}; checkpoint {checkpoint_path}")

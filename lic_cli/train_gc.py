@@ -12,7 +12,7 @@ import torch
 from models import gc, precision, zoo
 
 from .train import (CropSampler, TrainOptions, hardware_description, learning_rate, load_validation, pick_device,
-                    restore_or_initialise, split_images)
+                    restore_or_initialise, save_checkpoint, split_images)
 
 ADAM_BETAS = (0.5, 0.999)  # pix2pixHD / the paper's GAN setting
 CONTEXT_LR = 1e-3
@@ -36,9 +36,8 @@ def train_gc(options: TrainOptions, reporter) -> Path:
     opt_g = torch.optim.Adam(coder_params, lr=options.lr, betas=ADAM_BETAS)
     opt_c = torch.optim.Adam(model.context.parameters(), lr=CONTEXT_LR)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=options.lr, betas=ADAM_BETAS)
-    step, elapsed = restore_or_initialise(
-        checkpoint_path, options, model,
-        {"discriminator": discriminator, "opt_g": opt_g, "opt_c": opt_c, "opt_d": opt_d}, device, log)
+    stateful = {"discriminator": discriminator, "opt_g": opt_g, "opt_c": opt_c, "opt_d": opt_d}
+    step, elapsed = restore_or_initialise(checkpoint_path, options, model, stateful, device, log)
     log(f"{len(paths)} training images, {len(val_paths)} validation images, device {device}, "
         f"{'GAN after ' + format(options.gan_after, '.0%') + ' of the budget' if adversarial else 'MSE only'}"
         + (f", discriminator width {discriminator_width}" if adversarial else ""))
@@ -71,12 +70,12 @@ def train_gc(options: TrainOptions, reporter) -> Path:
             log(f"step {step} | {elapsed / 60:.1f}/{options.minutes:.1f} min | "
                 + " | ".join(f"{k} {v:.4f}" for k, v in running.items()) + f" | lr {rate:.2e}")
         if step % options.checkpoint_every == 0:
-            _save(checkpoint_path, model, discriminator, (opt_g, opt_c, opt_d), step, time.monotonic() - started,
-                  options, hardware)
+            save_checkpoint(checkpoint_path, model, stateful, step, time.monotonic() - started, options, hardware,
+                            discriminator_width=discriminator.base)
         if step % options.eval_every == 0 and val_images:
             _report(model, val_images, device, step, log)
-    _save(checkpoint_path, model, discriminator, (opt_g, opt_c, opt_d), step, time.monotonic() - started, options,
-          hardware)
+    save_checkpoint(checkpoint_path, model, stateful, step, time.monotonic() - started, options, hardware,
+                    discriminator_width=discriminator.base)
     if val_images:
         _report(model, val_images, device, step, log)
     log(f"finished at step {step}; checkpoint {checkpoint_path}")
@@ -135,16 +134,3 @@ def _discriminator_width(checkpoint_path: Path, options) -> int:
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
         return int(state.get("discriminator_width", 64))
     return options.discriminator_width
-
-
-def _save(path: Path, model, discriminator, optimizers, step, elapsed, options, hardware) -> None:
-    opt_g, opt_c, opt_d = optimizers
-    state = {"model": model.state_dict(), "discriminator": discriminator.state_dict(),
-             "opt_g": opt_g.state_dict(), "opt_c": opt_c.state_dict(), "opt_d": opt_d.state_dict(),
-             "step": step, "elapsed_seconds": elapsed, "zoo_name": options.model,
-             "config": zoo.config_as_dict(model.config), "hardware": hardware,
-             "batch_size": options.batch_size, "crop": options.crop,
-             "discriminator_width": discriminator.base}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
