@@ -86,7 +86,8 @@ def run(args) -> dict:
         for variant in dict.fromkeys(r["variant"] for r in rows):
             point = [r for r in rows if r["variant"] == variant and r["quality"] == quality]
             print(f"q{quality} {variant:>11}: {np.mean([r['bpp'] for r in point]):.4f} bpp "
-                  f"{np.mean([r['psnr'] for r in point]):.2f} dB, encode {np.mean([r['encode_s'] for r in point]):.1f} s",
+                  f"{np.mean([r['psnr'] for r in point]):.2f} dB, "
+                  f"encode {np.mean([r['encode_s'] for r in point]):.1f} s",
                   flush=True)
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     curves = {v: [(float(np.mean([r["bpp"] for r in rows if r["variant"] == v and r["quality"] == q])),
@@ -117,7 +118,7 @@ def main() -> None:
     parser.add_argument("--sga-steps", type=int, default=0, help="0: skip the SGA variants")
     parser.add_argument("--bbvi-steps", type=int, default=20)
     parser.add_argument("--lr", type=float, default=5e-3)
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("LIC_THREADS", 2)))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("LIC_THREADS", "2")))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     result = run(args)

@@ -48,7 +48,8 @@ def measure(kodak: Path, model: str, weights: Path | None, qualities: list[int],
               f"enc {summary['encode_s']:.3f} s, dec {summary['decode_s']:.3f} s", flush=True)
     return {
         "model": model, "weights": str(loaded.path), "weights_hash": loaded.weights_hash.hex(),
-        "threads": threads, "precision": loaded.codec.compute, "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "threads": threads, "precision": loaded.codec.compute,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "summary": {q: summarise([r for r in rows if r["quality"] == q]) for q in qualities},
         "images": rows,

@@ -17,7 +17,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
 
 def replace_block(text: str, name: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.DOTALL)
     if not pattern.search(text):
         raise SystemExit(f"docs/results.md lacks the <!-- {name}:start/end --> markers")
     return pattern.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
@@ -33,7 +33,8 @@ def bench_block(folder: Path) -> str:
              "| codec | BD-rate PSNR | BD-rate MS-SSIM | encoder settings |", "|---|---|---|---|"]
     for codec in summary["curves"]:
         rates = summary["bd_rate"].get(codec, {})
-        lines.append(f"| {codec} | {_pct(rates.get('psnr'))} | {_pct(rates.get('ms_ssim'))} | {summary['options'][codec]} |")
+        lines.append(f"| {codec} | {_pct(rates.get('psnr'))} | {_pct(rates.get('ms_ssim'))} "
+                     f"| {summary['options'][codec]} |")
     lines += ["", "![rate-distortion on Kodak](rd-kodak.png)", "",
               "<details><summary>Every point (means over the images)</summary>", "",
               "| codec | setting | bpp | PSNR (dB) | MS-SSIM | HaarPSI | encode (s) | decode (s) |",
@@ -116,7 +117,8 @@ def gallery_block(path: Path) -> str:
              "|---|---|---|---|---|"]
     for r in records:
         cells = [f"{r[k]['bytes']} B, {r[k]['psnr']:.2f} dB, {r[k]['haarpsi']:.3f}"
-                 + (f" (qp {r[k]['qp']})" if "qp" in r[k] else "") for k in ("gc-c4", "heic-same", "heic-2x", "gc-c4-mse")]
+                 + (f" (qp {r[k]['qp']})" if "qp" in r[k] else "")
+                 for k in ("gc-c4", "heic-same", "heic-2x", "gc-c4-mse")]
         lines.append(f"| [{r['image']}](gallery/{r['image']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

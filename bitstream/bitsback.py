@@ -10,8 +10,8 @@ See docs/format.md, "Bits-back coding".
 """
 from __future__ import annotations
 
-import numpy as np
 import constriction
+import numpy as np
 
 from .container import FormatError
 

@@ -1,8 +1,8 @@
 """Thin typed wrappers over constriction's ANS stack, driven by integer tables."""
 from __future__ import annotations
 
-import numpy as np
 import constriction
+import numpy as np
 
 from .container import FormatError
 from .tables import IntegerTables
@@ -65,10 +65,16 @@ class TableCoder:
     def _groups(self, table_ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
         if table_ids.size and (table_ids.min() < 0 or table_ids.max() >= len(self.tables)):
             raise ValueError("table id out of range")
-        order = np.argsort(table_ids, kind="stable")
-        ids, starts = np.unique(table_ids[order], return_index=True)
-        bounds = list(starts[1:]) + [len(order)]
-        return [(int(t), order[s:e]) for t, s, e in zip(ids, starts, bounds, strict=False)]
+        if not table_ids.size:
+            return []
+        # A stable sort of 8/16-bit keys is a radix sort in numpy: ~10x faster than on int64 ids.
+        narrow = np.uint8 if len(self.tables) <= 1 << 8 else np.uint16 if len(self.tables) <= 1 << 16 else np.int64
+        keys = table_ids.astype(narrow)
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.concatenate(([0], np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1))
+        bounds = np.append(starts[1:], len(order))
+        return [(int(sorted_keys[s]), order[s:e]) for s, e in zip(starts, bounds, strict=True)]
 
 
 class ClosedTableCoder(TableCoder):

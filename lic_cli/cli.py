@@ -318,7 +318,8 @@ def info(inputs, as_json):
         }
         if container.bits_back:
             try:
-                table = unpack_table(container.sections[SectionType.ALBUM], len(container.sections[SectionType.BITSBACK]))
+                table = unpack_table(container.sections[SectionType.ALBUM],
+                                     len(container.sections[SectionType.BITSBACK]))
             except USER_ERRORS as error:
                 failures += 1
                 say(f"lic: error: {source}: {describe(error)}")
@@ -331,7 +332,8 @@ def info(inputs, as_json):
         if as_json:
             click.echo(json.dumps(record))
         else:
-            click.echo(f"{source}: lic v{container.version}, {record['model']} q{record['quality']} (weights {record['weights']}), "
+            click.echo(f"{source}: lic v{container.version}, {record['model']} q{record['quality']} "
+                       f"(weights {record['weights']}), "
                        f"{record['width']}x{record['height']}x{record['channels']}, {record['bytes']:,} bytes, "
                        f"{record['bpp']:.4f} bpp")
             click.echo("  sections: " + ", ".join(f"{k} {v:,} B" for k, v in record["sections"].items()))
@@ -356,7 +358,8 @@ def compare(reference, distorted):
     if a.pixels.shape != b.pixels.shape:
         fail(f"images differ in size or channels: {a.pixels.shape} vs {b.pixels.shape}")
     value = ms_ssim(a.pixels, b.pixels)
-    click.echo(f"PSNR {psnr(a.pixels, b.pixels):.3f} dB  MS-SSIM " + ("n/a (image under 161 px)" if value is None else f"{value:.5f}"))
+    ms_ssim_text = "n/a (image under 161 px)" if value is None else f"{value:.5f}"
+    click.echo(f"PSNR {psnr(a.pixels, b.pixels):.3f} dB  MS-SSIM {ms_ssim_text}")
 
 
 @main.command("models")
@@ -419,8 +422,8 @@ def _device(name: str) -> str:
     return name
 
 
-from .bench.command import bench  # noqa: E402  (commands defined in their own modules)
-from .train_cli import export, train  # noqa: E402
+from .bench.command import bench
+from .train_cli import export, train
 
 main.add_command(train)
 main.add_command(export)

@@ -61,7 +61,8 @@ def read_image(data: bytes) -> ImageData:
         sixteen_bit = _has_16bit_samples(image)  # must be asked before load() clears image.tile
         image.load()
     except UnidentifiedImageError:
-        raise ImageReadError("cannot read image (not a format lic reads: PNG, JPEG, WebP, TIFF, PPM/PGM, BMP)") from None
+        raise ImageReadError(
+            "cannot read image (not a format lic reads: PNG, JPEG, WebP, TIFF, PPM/PGM, BMP)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"cannot read image ({_first_line(error)})") from None
     except Image.DecompressionBombError:

@@ -52,8 +52,8 @@ def haarpsi(a: np.ndarray, b: np.ndarray) -> float:
     similarities.append((chroma[0] + chroma[1]) / 2)
     weights.append((weights[0] + weights[1]) / 2)
     sim = torch.stack(similarities)
-    weight = torch.stack(weights)
-    pooled = (torch.sigmoid(HAARPSI_ALPHA * sim).double() * weight.double()).sum() / weight.double().sum().clamp(min=1e-12)
+    weight = torch.stack(weights).double()
+    pooled = (torch.sigmoid(HAARPSI_ALPHA * sim).double() * weight).sum() / weight.sum().clamp(min=1e-12)
     return float((torch.log(pooled / (1 - pooled)) / HAARPSI_ALPHA) ** 2)
 
 

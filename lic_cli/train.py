@@ -202,7 +202,8 @@ def train(options: TrainOptions, reporter) -> Path:
     hardware = hardware_description(str(device)) + (", bf16 autocast" if bf16 else ", fp32")
     log(f"{len(paths)} training images, {len(val_paths)} validation images, device {device}")
 
-    model = zoo.build_trainable(options.model, options.config_overrides).to(device).to(memory_format=torch.channels_last)
+    model = zoo.build_trainable(options.model, options.config_overrides)
+    model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, {"optimizer": optimizer}, device, log)
 
@@ -234,15 +235,16 @@ def train(options: TrainOptions, reporter) -> Path:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
-        for key in running:
+        for key, average in running.items():
             value = float(stats[key].detach())
-            running[key] = value if first_step else 0.98 * running[key] + 0.02 * value
+            running[key] = value if first_step else 0.98 * average + 0.02 * value
         first_step = False
         reporter.step(step, elapsed, running)
         if time.monotonic() - last_line > 30:
             last_line = time.monotonic()
             log(f"step {step} | {elapsed / 60:.1f}/{options.minutes:.1f} min | loss {running['loss']:.3f} "
-                f"| bpp {running['bpp']:.3f} | psnr {running['psnr']:.2f} dB | lr {optimizer.param_groups[0]['lr']:.2e}")
+                f"| bpp {running['bpp']:.3f} | psnr {running['psnr']:.2f} dB "
+                f"| lr {optimizer.param_groups[0]['lr']:.2e}")
         if step % options.checkpoint_every == 0:
             save_checkpoint(checkpoint_path, model, {"optimizer": optimizer}, step, time.monotonic() - started,
                             options, hardware)

@@ -93,7 +93,8 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
     Bits-back model: lic train --model hyper-bb --init models/weights/hyper.pt --minutes 30 --lr 1e-4 \\
                          --straight-through-after 0 --data ../shared/data/train --out runs/hyper-bb
     """
-    from .train import TrainOptions, train as train_rate_distortion
+    from .train import TrainOptions
+    from .train import train as train_rate_distortion
     from .train_gc import train_gc
 
     if crop % 64:

@@ -11,8 +11,17 @@ import torch
 
 from models import gc, precision, zoo
 
-from .train import (CropSampler, TrainOptions, hardware_description, learning_rate, load_validation, pick_device,
-                    restore_or_initialise, save_checkpoint, split_images)
+from .train import (
+    CropSampler,
+    TrainOptions,
+    hardware_description,
+    learning_rate,
+    load_validation,
+    pick_device,
+    restore_or_initialise,
+    save_checkpoint,
+    split_images,
+)
 
 ADAM_BETAS = (0.5, 0.999)  # pix2pixHD / the paper's GAN setting
 CONTEXT_LR = 1e-3
@@ -107,7 +116,8 @@ def _step(model, discriminator, x, gan_on, bf16, device, opt_g, opt_c, opt_d) ->
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
-        stats.update(gan=float(losses["gan"]), feature_matching=float(losses["feature_matching"]), d_loss=float(d_loss.detach()))
+        stats.update(gan=float(losses["gan"]), feature_matching=float(losses["feature_matching"]),
+                     d_loss=float(d_loss.detach()))
     return stats
 
 

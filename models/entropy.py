@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .layers import LowerBound
 

@@ -9,8 +9,10 @@ for bit. ``freeze`` proves that bound for each layer instead of assuming it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -79,3 +81,22 @@ def run(layers: list[FixedLayer], x: torch.Tensor) -> torch.Tensor:
     for layer in layers:
         x = layer(x)
     return x
+
+
+def table_index_lookup(thresholds: np.ndarray) -> np.ndarray:
+    """For every value v on the activation grid in [0, min(max(thresholds), ACT_LIMIT)]: the index of
+    the first threshold >= v, capped at the last one (np.searchsorted(..., side="left")).
+
+    Outputs of ``run`` lie on that grid, so ``lookup_table_index`` is one gather where a binary
+    search per value would cost ~10x more.
+    """
+    top = min(float(np.max(thresholds)), ACT_LIMIT)
+    grid = np.arange(math.ceil(top * 2**ACT_FRAC_BITS) + 1, dtype=np.float64) * 2.0**-ACT_FRAC_BITS
+    ids = np.searchsorted(thresholds, grid, side="left")
+    return np.minimum(ids, len(thresholds) - 1).astype(np.int64)
+
+
+def lookup_table_index(lookup: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """table_index_lookup's answer for grid values (negative ones -> 0, beyond the table -> last)."""
+    units = np.clip(np.rint(values * 2.0**ACT_FRAC_BITS), 0, len(lookup) - 1).astype(np.int64)
+    return lookup[units]

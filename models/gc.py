@@ -22,6 +22,7 @@ W is entropy coded two ways (both reported against the bound):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -97,7 +98,7 @@ class Encoder(nn.Sequential):
         _norm = NORMS[norm]
         widths = [width // 16, width // 8, width // 4, width // 2, width]
         layers: list[nn.Module] = [_conv(3, widths[0], 7), _norm(widths[0]), nn.ReLU(inplace=True)]
-        for cin, cout in zip(widths, widths[1:], strict=False):
+        for cin, cout in pairwise(widths):
             layers += [_conv(cin, cout, 3, 2), _norm(cout), nn.ReLU(inplace=True)]
         layers.append(_conv(widths[-1], bottleneck, 3))
         super().__init__(*layers)
@@ -220,7 +221,7 @@ class ScaleDiscriminator(nn.Module):
         super().__init__()
         widths = [base, base * 2, base * 4, base * 8]
         blocks = [nn.Sequential(nn.Conv2d(3, widths[0], 4, 2, 2), nn.LeakyReLU(0.2, inplace=True))]
-        for i, (cin, cout) in enumerate(zip(widths, widths[1:], strict=False)):
+        for i, (cin, cout) in enumerate(pairwise(widths)):
             stride = 1 if i == len(widths) - 2 else 2
             blocks.append(nn.Sequential(nn.Conv2d(cin, cout, 4, stride, 2), _instance_norm(cout),
                                         nn.LeakyReLU(0.2, inplace=True)))
@@ -253,7 +254,8 @@ class MultiScaleDiscriminator(nn.Module):
 
 def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
     """Least squares: (D(x) - 1)^2 + D(G(w))^2, averaged over scales."""
-    losses = [torch.mean((r[-1].float() - 1) ** 2) + torch.mean(f[-1].float() ** 2) for r, f in zip(real, fake, strict=True)]
+    losses = [torch.mean((r[-1].float() - 1) ** 2) + torch.mean(f[-1].float() ** 2)
+              for r, f in zip(real, fake, strict=True)]
     return sum(losses) / len(losses)
 
 
@@ -473,7 +475,7 @@ def adapt_state(state: dict[str, torch.Tensor], model: GenerativeCompression) ->
 
 def _differs_only_in_bottleneck(key: str, model: GenerativeCompression) -> bool:
     last_encoder = f"encoder.{len(model.encoder) - 1}."
-    return key.startswith(last_encoder) or key.startswith("generator.0.")
+    return key.startswith((last_encoder, "generator.0."))
 
 
 def freeze_coding_tensors(model: GenerativeCompression) -> dict[str, torch.Tensor]:

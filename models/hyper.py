@@ -23,7 +23,10 @@ from .entropy import FactorizedDensity, gaussian_likelihood, gaussian_pmfs, gaus
 from .layers import GDN, conv, deconv
 
 # Distortion weights per quality, for MSE on images scaled to [0, 1]: loss = bpp + lambda * 255^2 * MSE.
-LAMBDAS = (0.0018, 0.0040, 0.0088, 0.0194, 0.0430, 0.0940)
+# CompressAI's ladder is 0.0018 ... 0.0940 (x2.2 per step); ours is lower and wider (x2.5 per step)
+# because the CPU-budget weights spend about 3x a converged model's bits at a given lambda, and
+# -q 1 ... 6 should span roughly 0.1-1.5 bpp on Kodak (see docs/models.md).
+LAMBDAS = (0.0004, 0.0010, 0.0025, 0.0065, 0.0160, 0.0400)
 DOWNSAMPLING = 64  # total stride of g_a followed by h_a
 
 
@@ -94,6 +97,31 @@ class MeanScaleHyperprior(nn.Module):
         y_hat = ste_round(y - means) + means if hard else noisy_y
         x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain_y, quality)).float()
         return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
+
+
+GAIN_KEYS = ("log_gain_y", "log_inv_gain_y", "log_gain_z", "log_inv_gain_z")
+
+
+def retarget_gains(state: dict[str, torch.Tensor], lambdas: tuple[float, ...]) -> dict[str, torch.Tensor]:
+    """A trained state moved to another ladder of qualities: each gain vector is interpolated
+    linearly in log(lambda) between the trained qualities (extrapolated along the end segments), the
+    way continuously variable-rate models treat their gains; the transforms are kept as they are."""
+    source = state["lambdas"].double().log()
+    target = torch.tensor(lambdas, dtype=torch.float64).log()
+    # Weight files store lambda in fp16: equal ladders agree to fp16 precision only.
+    if source.numel() == target.numel() and torch.allclose(source, target, rtol=0, atol=1e-3):
+        return state
+    if source.numel() < 2:
+        raise ValueError("cannot move a single-quality model to another set of lambdas")
+    # Index of the segment [i, i + 1] of the trained ladder that each target lambda falls in.
+    segment = (torch.searchsorted(source, target) - 1).clamp(0, source.numel() - 2)
+    weight = ((target - source[segment]) / (source[segment + 1] - source[segment]))[:, None]
+    adapted = dict(state)
+    for key in GAIN_KEYS:
+        gains = state[key].double()
+        adapted[key] = (gains[segment] * (1 - weight) + gains[segment + 1] * weight).to(state[key].dtype)
+    adapted["lambdas"] = torch.tensor(lambdas, dtype=state["lambdas"].dtype)
+    return adapted
 
 
 def rate_distortion_loss(
@@ -192,6 +220,7 @@ class HyperCodec(LatentSynthesis):
         self.device = torch.device(device)
         self.compute = precision.resolve(compute, self.device)
         self.y_table_scales = coding["y_table_scales"].numpy().astype(np.float64)
+        self.scale_lookup = fixedpoint.table_index_lookup(self.y_table_scales)
         self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
         self.hyper_synthesis = fixedpoint.freeze(model.h_s)
         self.z_coder = TableCoder(_tables_from_tensors(coding, "z_tables"))
@@ -252,8 +281,7 @@ class HyperCodec(LatentSynthesis):
         scaled = z_hat * self.inv_gain_z[quality][None, :, None, None]
         params = fixedpoint.run(self.hyper_synthesis, scaled)
         means, scales = params.chunk(2, dim=1)
-        table_ids = np.searchsorted(self.y_table_scales, scales.numpy().ravel(), side="left")
-        return means, np.minimum(table_ids, len(self.y_table_scales) - 1)
+        return means, fixedpoint.lookup_table_index(self.scale_lookup, scales.numpy().ravel())
 
 
 def _ceil_div(a: int, b: int) -> int:

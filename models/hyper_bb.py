@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 import time
 import zlib
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
+
 from bitstream import bitsback
 from bitstream.coders import ClosedTableCoder, TableCoder, stack_from_bytes, words_to_bytes
 from bitstream.container import FormatError
@@ -27,8 +28,16 @@ from bitstream.tables import TOTAL, IntegerTables, quantize_pmfs
 
 from . import fixedpoint, precision
 from .entropy import gaussian_likelihood, gaussian_scale_table, shifted_gaussian_pmfs
-from .hyper import (DOWNSAMPLING, GAIN_FRAC_BITS, HyperConfig, LatentSynthesis, MeanScaleHyperprior, _ceil_div,
-                    _pad, ste_round)
+from .hyper import (
+    DOWNSAMPLING,
+    GAIN_FRAC_BITS,
+    HyperConfig,
+    LatentSynthesis,
+    MeanScaleHyperprior,
+    _ceil_div,
+    _pad,
+    ste_round,
+)
 from .layers import conv
 
 Z_STEP = 0.125  # grid of z-hat in the gain-scaled domain (a power of two: exact in fixed point)
@@ -173,6 +182,7 @@ class BitsBackCodec(LatentSynthesis):
         self.compute = precision.resolve(compute, self.device)
         self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
         self.hyper_synthesis = fixedpoint.freeze(model.h_s)
+        self.scale_lookup = fixedpoint.table_index_lookup(Y_SCALES)
         self.z_coder = TableCoder(_unpack_tables(coding, "z_tables"))
         self.q_coder = ClosedTableCoder(_unpack_tables(coding, "q_tables"))
         self.y_coder = TableCoder(_unpack_tables(coding, "y_tables"))
@@ -257,7 +267,7 @@ class BitsBackCodec(LatentSynthesis):
         means, scales = fixedpoint.run(self.hyper_synthesis, scaled).chunk(2, dim=1)
         codes = torch.round(means * MEAN_FRACTIONS).to(torch.int64).numpy().ravel()
         anchors = np.floor_divide(codes, MEAN_FRACTIONS)
-        scale_ids = np.minimum(np.searchsorted(Y_SCALES, scales.numpy().ravel(), side="left"), len(Y_SCALES) - 1)
+        scale_ids = fixedpoint.lookup_table_index(self.scale_lookup, scales.numpy().ravel())
         return scale_ids * MEAN_FRACTIONS + (codes - anchors * MEAN_FRACTIONS), anchors, means
 
     def z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:

@@ -7,7 +7,7 @@ only the decoded pixels by rounding-level amounts.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -15,7 +15,7 @@ import torch
 CHOICES = ("auto", "bf16", "fp32")
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_has_native_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()

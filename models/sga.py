@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -79,11 +79,13 @@ class RateDistortion:
     def relaxed(self, z_soft: torch.Tensor, residual_soft: torch.Tensor) -> torch.Tensor:
         codec = self.codec
         with precision.autocast(codec.compute, codec.device):
-            means, scales = self.model.h_s(z_soft.to(codec.device) * self.inv_gain_z.to(codec.device)).float().chunk(2, dim=1)
+            hyper_input = z_soft.to(codec.device) * self.inv_gain_z.to(codec.device)
+            means, scales = self.model.h_s(hyper_input).float().chunk(2, dim=1)
         means, scales = means.cpu(), scales.cpu()
         rate_bits = -(torch.log2(gaussian_likelihood(residual_soft, torch.zeros_like(scales), scales)).sum()
                       + torch.log2(self.model.density.likelihood(z_soft)).sum())
-        y_hat = ((means + residual_soft) * self.inv_gain_y).to(codec.device).contiguous(memory_format=torch.channels_last)
+        y_hat = ((means + residual_soft) * self.inv_gain_y).to(codec.device)
+        y_hat = y_hat.contiguous(memory_format=torch.channels_last)
         with precision.autocast(codec.compute, codec.device):
             x_hat = self.model.g_s(y_hat).float().cpu()
         return self._loss(rate_bits, x_hat)

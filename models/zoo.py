@@ -10,15 +10,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from . import gc, hyper_bb
-from .hyper import HyperCodec, HyperConfig, MeanScaleHyperprior, freeze_coding_tensors
+from .hyper import HyperCodec, HyperConfig, MeanScaleHyperprior, freeze_coding_tensors, retarget_gains
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 WEIGHTS_FORMAT = "lic-weights"
@@ -41,13 +41,16 @@ class ZooEntry:
     bench_by_default: bool = True  # False: `lic bench` runs it only when asked (--models)
 
 
+def _hyper_config(config: dict) -> HyperConfig:
+    return HyperConfig(**{**config, "lambdas": tuple(config.get("lambdas", HyperConfig().lambdas))})
+
+
 def _hyper(config: dict) -> MeanScaleHyperprior:
-    return MeanScaleHyperprior(HyperConfig(**{**config, "lambdas": tuple(config.get("lambdas", HyperConfig().lambdas))}))
+    return MeanScaleHyperprior(_hyper_config(config))
 
 
 def _hyper_bb(config: dict) -> hyper_bb.BitsBackHyperprior:
-    return hyper_bb.BitsBackHyperprior(
-        HyperConfig(**{**config, "lambdas": tuple(config.get("lambdas", HyperConfig().lambdas))}))
+    return hyper_bb.BitsBackHyperprior(_hyper_config(config))
 
 
 def _gc(config: dict) -> gc.GenerativeCompression:
@@ -165,6 +168,8 @@ def load_network_state(path: Path, name: str, target: nn.Module | None = None) -
     if source != name:
         state = zoo_entry.init_from[source](state, target if target is not None else
                                             build_trainable(name, payload["config"]))
+    if isinstance(target, MeanScaleHyperprior):  # e.g. weights trained for another quality ladder
+        state = retarget_gains(state, target.config.lambdas)
     return state
 
 

@@ -88,7 +88,7 @@ def test_net_rate_is_below_plain_coding_of_the_same_latents(bb):
     stream = bb.codec.encode_stream(latents, carried, bbvi_steps=10)
     assert stream.padding_words == 0
     # The same z-hat and y-hat pushed onto an empty stack: what coding them costs without bits-back.
-    decoded, _ = bb.codec.decode_stream(stream.data, stream.images, len(carried), 0)
+    _decoded, _ = bb.codec.decode_stream(stream.data, stream.images, len(carried), 0)
     plain = _plain_bytes(bb.codec, stream, latents)
     net = len(stream.data) - len(carried)
     assert stream.borrowed_bits[0] > 0
@@ -113,7 +113,7 @@ def _plain_bytes(codec_, stream, latents):
 def test_metadata_comment_and_side_info_ride_inside_and_come_back(bb):
     pixels = smooth_image(30, 41, channels=4, seed=9)
     image = ImageData(pixels, icc_profile=b"fake icc profile", exif=b"Exif\0\0fake")
-    data, stream = codec.encode_bits_back([(None, image)], bb, 2, comment="caption", side_info=b"\0side\0",
+    data, _stream = codec.encode_bits_back([(None, image)], bb, 2, comment="caption", side_info=b"\0side\0",
                                           bbvi_steps=5)
     container = unpack(data)
     assert container.version == 2 and set(container.sections) == {SectionType.BITSBACK, SectionType.ALBUM}

@@ -111,6 +111,7 @@ def test_shell_pipeline_through_stdin_and_stdout(images, tiny_weights, tmp_path)
                              input=encoded.stdout, capture_output=True, check=True, env=env)
     (tmp_path / "b.png").write_bytes(decoded.stdout)
     assert Image.open(tmp_path / "b.png").size == (50, 40)
-    failed = subprocess.run(lic + ["decode", "-", "-o", "-"], input=b"garbage", capture_output=True, env=env)
+    failed = subprocess.run(lic + ["decode", "-", "-o", "-"], input=b"garbage", capture_output=True, env=env,
+                            check=False)
     assert failed.returncode == 2 and failed.stdout == b""
     assert failed.stderr.decode().count("\n") == 1 and "Traceback" not in failed.stderr.decode()

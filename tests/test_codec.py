@@ -29,7 +29,7 @@ def round_trip(pixels: np.ndarray, session, quality: int = 2, **png_options):
 @pytest.mark.parametrize("height, width", [(1, 1), (1, 7), (5, 1), (37, 53), (64, 64), (65, 129)])
 def test_any_size_round_trips_to_the_same_geometry(session, height, width):
     pixels = smooth_image(height, width)
-    data, decoded = round_trip(pixels, session)
+    _data, decoded = round_trip(pixels, session)
     assert decoded.image.pixels.shape == (height, width, 3)
     assert decoded.container.width == width and decoded.container.height == height
 
@@ -52,7 +52,7 @@ def test_icc_and_exif_are_carried_through(session):
     exif = Image.Exif()
     exif[0x010E] = "a lic test"  # ImageDescription
     icc = b"fake-icc-profile-bytes" * 3
-    data, decoded = round_trip(smooth_image(20, 20), session, exif=exif.tobytes(), icc_profile=icc)
+    _data, decoded = round_trip(smooth_image(20, 20), session, exif=exif.tobytes(), icc_profile=icc)
     assert decoded.image.icc_profile == icc
     assert Image.Exif().load(decoded.image.exif) or decoded.image.exif  # parseable and present
     assert b"a lic test" in decoded.image.exif
@@ -113,6 +113,14 @@ def test_fixed_point_hyper_synthesis_is_exact(tiny_codec):
     permuted = fixedpoint.run(layers, torch.cat([z, z.flip(3)]))[0:1]
     assert torch.equal(reference, permuted)
     assert torch.equal(reference * 256, torch.round(reference * 256))  # on the 2^-8 grid
+
+
+def test_scale_table_lookup_is_the_binary_search_it_replaces():
+    thresholds = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64))
+    lookup = fixedpoint.table_index_lookup(thresholds)
+    grid = np.arange(-300, 256 * 300) / 256.0  # negatives, every grid value, beyond the last scale
+    expected = np.minimum(np.searchsorted(thresholds, grid, side="left"), len(thresholds) - 1)
+    assert np.array_equal(fixedpoint.lookup_table_index(lookup, grid), expected)
 
 
 def test_wrong_weights_are_reported_not_decoded(session, tmp_path):

@@ -2,14 +2,16 @@ import struct
 import zlib
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bitstream.container import (MAGIC, MAX_PIXELS, Container, FormatError, SectionType, pack, unpack)
+from bitstream.container import MAGIC, MAX_PIXELS, Container, FormatError, SectionType, pack, unpack
 
 
 def sample_container(**changes) -> Container:
-    fields = dict(model_id="hyper", weights_hash=bytes(range(8)), quality=2, width=37, height=21, channels=3,
-                  sections={SectionType.HYPERLATENT: b"\x01\x02\x03\x04", SectionType.LATENT: b"abcdefgh"})
+    sections = {SectionType.HYPERLATENT: b"\x01\x02\x03\x04", SectionType.LATENT: b"abcdefgh"}
+    fields = {"model_id": "hyper", "weights_hash": bytes(range(8)), "quality": 2, "width": 37, "height": 21,
+              "channels": 3, "sections": sections}
     fields.update(changes)
     return Container(**fields)
 
@@ -110,8 +112,8 @@ def test_invalid_containers_cannot_be_written():
 
 
 def bits_back_container(**changes) -> Container:
-    fields = dict(model_id="hyper-bb", weights_hash=bytes(8), quality=1, width=5, height=7, channels=4,
-                  sections={SectionType.BITSBACK: b"\x01\0\0\0", SectionType.ALBUM: b"album"})
+    fields = {"model_id": "hyper-bb", "weights_hash": bytes(8), "quality": 1, "width": 5, "height": 7, "channels": 4,
+              "sections": {SectionType.BITSBACK: b"\x01\0\0\0", SectionType.ALBUM: b"album"}}
     fields.update(changes)
     return Container(**fields)
 

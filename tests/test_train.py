@@ -2,7 +2,7 @@ import torch
 from click.testing import CliRunner
 
 from lic_cli.cli import main
-from models import zoo
+from models import hyper, zoo
 
 from .conftest import png_bytes, smooth_image
 
@@ -35,3 +35,25 @@ def test_missing_weights_are_a_clear_error(tmp_path):
     (tmp_path / "a.png").write_bytes(png_bytes(smooth_image(8, 8)))
     result = CliRunner().invoke(main, ["encode", str(tmp_path / "a.png"), "--weights", str(tmp_path / "nope.pt")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_gains_move_to_another_quality_ladder_in_log_lambda():
+    state = {"lambdas": torch.tensor([0.001, 0.004]),
+             **{key: torch.tensor([[0.0, 1.0], [2.0, 5.0]]) for key in hyper.GAIN_KEYS}}
+    moved = hyper.retarget_gains(state, (0.002, 0.004, 0.016))
+    for key in hyper.GAIN_KEYS:
+        # 0.002 lies halfway (in log) between the trained points, 0.016 one segment beyond the last.
+        assert torch.allclose(moved[key], torch.tensor([[1.0, 3.0], [2.0, 5.0], [4.0, 9.0]]))
+    assert torch.allclose(moved["lambdas"], torch.tensor([0.002, 0.004, 0.016]))
+    assert hyper.retarget_gains(state, (0.001, 0.004)) is state
+
+
+def test_init_from_weights_of_another_ladder_keeps_the_transforms(tmp_path):
+    torch.manual_seed(0)
+    old = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12, "lambdas": [0.002, 0.008, 0.032]})
+    path = zoo.export_weights(old, "hyper", tmp_path / "old.pt")
+    new = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12, "lambdas": [0.001, 0.008]})
+    new.load_state_dict(zoo.load_network_state(path, "hyper", new))
+    assert torch.allclose(new.lambdas, torch.tensor([0.001, 0.008]))
+    assert torch.allclose(new.log_gain_y[1], old.log_gain_y[1], atol=1e-3)  # lambda is stored in fp16
+    assert torch.equal(new.g_s[0].weight, old.g_s[0].weight.half().float())

@@ -7,8 +7,8 @@ a competitor make a comparison worthless.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -142,7 +142,8 @@ CLASSICAL: dict[str, tuple[Callable[[], Codec], Callable[[], str | None]]] = {
     "webp": (lambda: Codec("webp", "Pillow/libwebp, lossy, method=6 (slowest, best)", QUALITIES,
                            _pillow_encode("WEBP", method=6), _pillow_decode),
              _pillow_feature("webp")),
-    "jp2": (lambda: Codec("jp2", "Pillow/OpenJPEG, irreversible 9/7 wavelet, colour transform on (mct=1), rate-targeted",
+    "jp2": (lambda: Codec("jp2",
+                          "Pillow/OpenJPEG, irreversible 9/7 wavelet, colour transform on (mct=1), rate-targeted",
                           tuple(f"bpp={b}" for b in (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)),
                           _jp2_encode, _pillow_decode),
             _pillow_feature("jpg_2000")),

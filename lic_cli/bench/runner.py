@@ -33,9 +33,10 @@ class Job:
 
 def lic_codec(model: str, weights: Path | None, threads: int) -> Codec:
     """A zoo model as a benchmark codec; bytes are real containers (header included)."""
+    import torch
+
     from ..codec import CodecSession, decode_file, encode_image
     from ..imageio import ImageData
-    import torch
 
     torch.set_num_threads(threads)
     session = CodecSession({model: weights} if weights else {})
