@@ -113,7 +113,8 @@ def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
         raise FormatError(f"file needs model {container.model_id!r}, which this lic does not have") from None
     if container.weights_hash != loaded.weights_hash:
         raise FormatError(f"file was made with {container.model_id} weights {container.weights_hash.hex()}, "
-                          f"installed weights are {loaded.weights_hash.hex()} ({loaded.path})")
+                          f"installed weights are {loaded.weights_hash.hex()} ({loaded.path}); "
+                          f"pass --weights {container.model_id}=FILE (docs/models.md lists every shipped weight file)")
     if container.bits_back != isinstance(loaded.codec, BitsBackCodec):
         raise FormatError(f"file layout does not match model {container.model_id}")
     if container.quality >= loaded.codec.num_qualities:

@@ -128,7 +128,7 @@ def test_wrong_weights_are_reported_not_decoded(session, tmp_path):
     other = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12})
     other_path = zoo.export_weights(other, "hyper", tmp_path / "other.pt")
     data, _ = round_trip(smooth_image(16, 16), session)
-    with pytest.raises(FormatError, match="weights"):
+    with pytest.raises(FormatError, match="made with hyper weights .* pass --weights hyper=FILE"):
         decode_file(data, CodecSession({"hyper": other_path}))
 
 

@@ -12,10 +12,12 @@ from models import zoo
 from .conftest import SAMPLE
 
 MAX_WEIGHT_BYTES = 16 * 1024 * 1024
-# Floors about 1 dB under what the shipped CPU-budget weights measure on this crop (27.8 / 33.6 dB
-# at q1 / q6); a broken or untrained model lands far below (8-20 dB).
-LOWEST_PSNR = 26.5
-HIGHEST_PSNR = 32.5
+# Floors about 1 dB under what the shipped CPU-budget weights measure on this crop (hyper: 24.6 /
+# 35.4 dB at q1 / q6; hyper-bb, which has its own weights and quality ladder, the old 26.5 dB floor);
+# a broken or untrained model lands far below (8-20 dB).
+LOWEST_PSNR = 23.5
+HIGHEST_PSNR = 34.0
+BITS_BACK_PSNR = 26.5
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,7 @@ def test_shipped_bits_back_album_returns_everything_and_carries_for_free(session
     decoded = decode_file(data, session)
     assert decoded.side_info == side_info and decoded.names == ["a", "b"]
     for original, restored in zip((first, second), decoded.images, strict=True):
-        assert psnr(original.pixels, restored.pixels) > LOWEST_PSNR
+        assert psnr(original.pixels, restored.pixels) > BITS_BACK_PSNR
     alone = [encode_bits_back([(name, image)], loaded, 2, side_info=side_info if name == "a" else None,
                               bbvi_steps=5)[0] for name, image in (("a", first), ("b", second))]
     assert stream.borrowed_bits[1] > 0
