@@ -122,8 +122,8 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
               "Default: next to each input with the suffix .lic.")
 @click.option("-m", "--model", default=zoo.DEFAULT_MODEL, show_default=True, help="Zoo model (see `lic models`).")
 @click.option("-q", "--quality", type=int,
-              help="Operating point, 1 (smallest files) .. 6 (best quality) for hyper/hyper-bb [default: 3]; "
-              "gc models have one.")
+              help="Operating point, 1 (smallest files) .. 6 (best quality) for hyper/hyper-bb [default: the "
+              "one nearest lambda 0.0065, about 0.7 bpp: 4 for hyper, 3 for hyper-bb]; gc models have one.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--refine", type=click.Choice(["none", "sga"]), default="none", show_default=True,
               help="sga: optimise the latents of each image for its own R-D objective before coding "
@@ -173,7 +173,7 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
     except USER_ERRORS as error:
         fail(describe(error))
     qualities = loaded.codec.num_qualities
-    quality = min(3, qualities) if quality is None else quality
+    quality = loaded.codec.default_quality + 1 if quality is None else quality
     if not 1 <= quality <= qualities:
         fail(f"--quality must be between 1 and {qualities} for model {model}")
     if steps < 1 or lr <= 0 or (refine_seconds is not None and refine_seconds <= 0):

@@ -324,6 +324,7 @@ class GcCodec:
 
     section_names = ("latent",)
     num_qualities = 1
+    default_quality = 0
 
     def __init__(self, model: GenerativeCompression, coding: dict[str, torch.Tensor], device="cpu",
                  compute: str = "auto"):

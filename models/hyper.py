@@ -177,6 +177,11 @@ def _tables_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> Integ
                            for name in ("offsets", "lengths", "counts")))
 
 
+# The operating point `lic encode` uses without -q: the quality whose lambda is nearest to this
+# (in log), so the default means about the same on any ladder (~0.7 bpp on Kodak with `hyper`).
+DEFAULT_LAMBDA = 0.0065
+
+
 class LatentSynthesis:
     """What every codec of this family shares: quality checks and latents-to-pixels."""
 
@@ -187,6 +192,12 @@ class LatentSynthesis:
     @property
     def num_qualities(self) -> int:
         return self.model.num_qualities
+
+    @property
+    def default_quality(self) -> int:
+        """Quality index (0-based) used when none is asked for."""
+        distance = (self.model.lambdas.double().log() - math.log(DEFAULT_LAMBDA)).abs()
+        return int(torch.argmin(distance))
 
     @torch.inference_mode()
     def synthesise(self, residuals: torch.Tensor, means: torch.Tensor, quality: int, height: int,

@@ -123,6 +123,15 @@ def test_scale_table_lookup_is_the_binary_search_it_replaces():
     assert np.array_equal(fixedpoint.lookup_table_index(lookup, grid), expected)
 
 
+@pytest.mark.parametrize(("lambdas", "expected"), [((0.0004, 0.001, 0.0025, 0.0065, 0.016, 0.04), 3),
+                                                    ((0.0018, 0.004, 0.0088, 0.0194, 0.043, 0.094), 2)])
+def test_default_quality_is_the_one_nearest_lambda_0_0065(tmp_path, lambdas, expected):
+    from models import zoo
+    model = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12, "lambdas": lambdas})
+    path = zoo.export_weights(model, "hyper", tmp_path / "w.pt")
+    assert zoo.load_codec("hyper", path).codec.default_quality == expected
+
+
 def test_wrong_weights_are_reported_not_decoded(session, tmp_path):
     from models import zoo
     other = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12})
