@@ -83,20 +83,21 @@ def run(layers: list[FixedLayer], x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def table_index_lookup(thresholds: np.ndarray) -> np.ndarray:
-    """For every value v on the activation grid in [0, min(max(thresholds), ACT_LIMIT)]: the index of
-    the first threshold >= v, capped at the last one (np.searchsorted(..., side="left")).
+class TableIndex:
+    """For values on the activation grid (outputs of ``run``): the index of the first threshold >= v,
+    capped at the last one, i.e. np.searchsorted(thresholds, v, side="left") clipped to the table.
 
-    Outputs of ``run`` lie on that grid, so ``lookup_table_index`` is one gather where a binary
-    search per value would cost ~10x more.
+    The answer for every grid value in [0, min(max(thresholds), ACT_LIMIT)] is tabulated once, so
+    each call is one gather where a binary search per value would cost ~10x more.
     """
-    top = min(float(np.max(thresholds)), ACT_LIMIT)
-    grid = np.arange(math.ceil(top * 2**ACT_FRAC_BITS) + 1, dtype=np.float64) * 2.0**-ACT_FRAC_BITS
-    ids = np.searchsorted(thresholds, grid, side="left")
-    return np.minimum(ids, len(thresholds) - 1).astype(np.int64)
 
+    def __init__(self, thresholds: np.ndarray):
+        top = min(float(np.max(thresholds)), ACT_LIMIT)
+        grid = np.arange(math.ceil(top * 2**ACT_FRAC_BITS) + 1, dtype=np.float64) * 2.0**-ACT_FRAC_BITS
+        ids = np.searchsorted(thresholds, grid, side="left")
+        self.lookup = np.minimum(ids, len(thresholds) - 1).astype(np.int64)
 
-def lookup_table_index(lookup: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """table_index_lookup's answer for grid values (negative ones -> 0, beyond the table -> last)."""
-    units = np.clip(np.rint(values * 2.0**ACT_FRAC_BITS), 0, len(lookup) - 1).astype(np.int64)
-    return lookup[units]
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """Indices for grid values (negative ones -> 0, beyond the table -> the last index)."""
+        units = np.clip(np.rint(values * 2.0**ACT_FRAC_BITS), 0, len(self.lookup) - 1).astype(np.int64)
+        return self.lookup[units]

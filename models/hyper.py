@@ -231,7 +231,7 @@ class HyperCodec(LatentSynthesis):
         self.device = torch.device(device)
         self.compute = precision.resolve(compute, self.device)
         self.y_table_scales = coding["y_table_scales"].numpy().astype(np.float64)
-        self.scale_lookup = fixedpoint.table_index_lookup(self.y_table_scales)
+        self.scale_index = fixedpoint.TableIndex(self.y_table_scales)
         self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
         self.hyper_synthesis = fixedpoint.freeze(model.h_s)
         self.z_coder = TableCoder(_tables_from_tensors(coding, "z_tables"))
@@ -292,7 +292,7 @@ class HyperCodec(LatentSynthesis):
         scaled = z_hat * self.inv_gain_z[quality][None, :, None, None]
         params = fixedpoint.run(self.hyper_synthesis, scaled)
         means, scales = params.chunk(2, dim=1)
-        return means, fixedpoint.lookup_table_index(self.scale_lookup, scales.numpy().ravel())
+        return means, self.scale_index(scales.numpy().ravel())
 
 
 def _ceil_div(a: int, b: int) -> int:

@@ -182,7 +182,7 @@ class BitsBackCodec(LatentSynthesis):
         self.compute = precision.resolve(compute, self.device)
         self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
         self.hyper_synthesis = fixedpoint.freeze(model.h_s)
-        self.scale_lookup = fixedpoint.table_index_lookup(Y_SCALES)
+        self.scale_index = fixedpoint.TableIndex(Y_SCALES)
         self.z_coder = TableCoder(_unpack_tables(coding, "z_tables"))
         self.q_coder = ClosedTableCoder(_unpack_tables(coding, "q_tables"))
         self.y_coder = TableCoder(_unpack_tables(coding, "y_tables"))
@@ -267,7 +267,7 @@ class BitsBackCodec(LatentSynthesis):
         means, scales = fixedpoint.run(self.hyper_synthesis, scaled).chunk(2, dim=1)
         codes = torch.round(means * MEAN_FRACTIONS).to(torch.int64).numpy().ravel()
         anchors = np.floor_divide(codes, MEAN_FRACTIONS)
-        scale_ids = fixedpoint.lookup_table_index(self.scale_lookup, scales.numpy().ravel())
+        scale_ids = self.scale_index(scales.numpy().ravel())
         return scale_ids * MEAN_FRACTIONS + (codes - anchors * MEAN_FRACTIONS), anchors, means
 
     def z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:

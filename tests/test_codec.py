@@ -117,10 +117,9 @@ def test_fixed_point_hyper_synthesis_is_exact(tiny_codec):
 
 def test_scale_table_lookup_is_the_binary_search_it_replaces():
     thresholds = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64))
-    lookup = fixedpoint.table_index_lookup(thresholds)
     grid = np.arange(-300, 256 * 300) / 256.0  # negatives, every grid value, beyond the last scale
     expected = np.minimum(np.searchsorted(thresholds, grid, side="left"), len(thresholds) - 1)
-    assert np.array_equal(fixedpoint.lookup_table_index(lookup, grid), expected)
+    assert np.array_equal(fixedpoint.TableIndex(thresholds)(grid), expected)
 
 
 @pytest.mark.parametrize(("lambdas", "expected"), [((0.0004, 0.001, 0.0025, 0.0065, 0.016, 0.04), 3),
