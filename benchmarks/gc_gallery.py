@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lic_cli.bench.codecs import _heic_decode, heic_encode
+from lic_cli.bench.codecs import heic_decode, heic_encode
 from lic_cli.codec import CodecSession, decode_file, encode_image
 from lic_cli.imageio import read_image
 from lic_cli.metrics import haarpsi, psnr
@@ -74,7 +74,7 @@ def main() -> None:
         mse_pixels = decode_file(mse_file, session).image.pixels
         same, qp_same = heic_at_most(original, len(gc_file))
         double, qp_double = heic_at_most(original, 2 * len(gc_file))
-        heic_same, heic_double = _heic_decode(same), _heic_decode(double)
+        heic_same, heic_double = heic_decode(same), heic_decode(double)
         shown = [("gc-c4", gc_file, gc_pixels), (f"HEIC qp{qp_same}", same, heic_same),
                  (f"HEIC qp{qp_double} (~2x)", double, heic_double), ("gc-c4-mse", mse_file, mse_pixels)]
         panels = [panel(original, left, top, f"original\n{name}")]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lic_cli.codec import CodecSession, _rgb_tensor, decode_file, encode_image
+from lic_cli.codec import CodecSession, decode_file, encode_image, rgb_tensor
 from lic_cli.imageio import list_images, read_image
 from lic_cli.metrics import haarpsi, ms_ssim, psnr
 from models import gc
@@ -44,7 +44,7 @@ def measure(kodak: Path, model: str, weights: Path | None, threads: int, limit: 
         encoded = time.perf_counter()
         decoded = decode_file(data, session).image.pixels
         finished = time.perf_counter()
-        symbols = codec.symbols(_rgb_tensor(image))
+        symbols = codec.symbols(rgb_tensor(image))
         rows.append({
             "image": name, "bytes": len(data), "bpp": 8 * len(data) / pixels,
             "bpp_static": 8 * len(codec.encode_static(symbols)) / pixels,

@@ -48,7 +48,8 @@ class DecodedFile:
         return self.images[0]
 
 
-def _rgb_tensor(image: ImageData) -> torch.Tensor:
+def rgb_tensor(image: ImageData) -> torch.Tensor:
+    """(3, H, W) float tensor in [0, 1]; grey is repeated to RGB, alpha is left out (it is coded separately)."""
     rgb = image.pixels[:, :, :3] if image.channels != 1 else np.repeat(image.pixels, 3, axis=2)
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
 
@@ -66,7 +67,7 @@ def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: int,
     check_geometry(image.width, image.height)
     if isinstance(loaded.codec, BitsBackCodec):
         return encode_bits_back([(None, image)], loaded, quality, refine=refine, on_progress=on_progress)[0]
-    tensor = _rgb_tensor(image)
+    tensor = rgb_tensor(image)
     if refine is None:
         coded = loaded.codec.encode(tensor, quality)
     else:
@@ -140,7 +141,7 @@ def encode_bits_back(items: list[tuple[str | None, ImageData]], loaded: zoo.Load
     for index, (name, image) in enumerate(items):
         check_geometry(image.width, image.height)
         records += _image_records(index, name, image)
-        tensor = _rgb_tensor(image)
+        tensor = rgb_tensor(image)
         if refine is None:
             y_hat = bb.amortized_latents(tensor, quality)
         else:

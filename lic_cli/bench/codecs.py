@@ -64,7 +64,8 @@ def heic_encode(pixels: np.ndarray, qp: int, chroma: int = 444) -> bytes:
     return buffer.getvalue()
 
 
-def _heic_decode(data: bytes) -> np.ndarray:
+def heic_decode(data: bytes) -> np.ndarray:
+    """HEIC bytes to an (H, W, 3) uint8 array (8-bit, RGB)."""
     import pillow_heif
     heif = pillow_heif.open_heif(io.BytesIO(data), convert_hdr_to_8bit=True)
     return np.asarray(heif.to_pillow().convert("RGB"), dtype=np.uint8).copy()
@@ -153,7 +154,7 @@ CLASSICAL: dict[str, tuple[Callable[[], Codec], Callable[[], str | None]]] = {
              _available("pillow_avif")),
     "heic": (lambda: Codec("heic", "pillow-heif/x265 (BPG-class): 4:4:4, fixed QP, psy-rd=0, psy-rdoq=0, 1 thread",
                            tuple(f"qp={q}" for q in (18, 22, 26, 30, 34, 38, 42, 46, 50)),
-                           _heic_encode, _heic_decode),
+                           _heic_encode, heic_decode),
              _heic_probe),
     "jxl": (lambda: Codec("jxl", "imagecodecs/libjxl, VarDCT by distance, effort 7, 1 thread",
                           tuple(f"distance={d}" for d in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 9.0, 12.0)),
