@@ -48,3 +48,12 @@ def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> n
     yy, xx = np.mgrid[0:height, 0:width]
     base = np.stack([np.sin(xx / 7 + c) * 60 + np.cos(yy / 5 - c) * 50 + 128 for c in range(channels)], axis=2)
     return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+
+
+def training_folder(parent: Path, count: int, height: int, width: int) -> Path:
+    """A folder `data` under parent holding `count` smooth PNG photos, as `lic train --data` reads them."""
+    data = parent / "data"
+    data.mkdir()
+    for i in range(count):
+        (data / f"{i}.png").write_bytes(png_bytes(smooth_image(height, width, seed=i)))
+    return data

@@ -4,14 +4,11 @@ from click.testing import CliRunner
 from lic_cli.cli import main
 from models import hyper, zoo
 
-from .conftest import png_bytes, smooth_image
+from .conftest import png_bytes, smooth_image, training_folder
 
 
 def test_tiny_training_run_resumes_and_exports_usable_weights(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(10):
-        (data / f"{i}.png").write_bytes(png_bytes(smooth_image(80, 96, seed=i)))
+    data = training_folder(tmp_path, 10, 80, 96)
     out = tmp_path / "run"
     common = ["train", "--data", str(data), "--out", str(out), "--channels", "8", "--latent-channels", "8",
               "--batch-size", "2", "--crop", "64", "--threads", "1", "--eval-every", "2"]
