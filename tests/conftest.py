@@ -50,10 +50,10 @@ def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0) -> n
     return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
 
 
-def training_folder(parent: Path, count: int, height: int, width: int) -> Path:
-    """A folder `data` under parent holding `count` smooth PNG photos, as `lic train --data` reads them."""
-    data = parent / "data"
-    data.mkdir()
+def png_folder(folder: Path, count: int, height: int, width: int) -> Path:
+    """Create folder holding `count` different smooth PNG photos (0.png, 1.png, ...), as `lic train
+    --data` and `lic bench` read them."""
+    folder.mkdir()
     for i in range(count):
-        (data / f"{i}.png").write_bytes(png_bytes(smooth_image(height, width, seed=i)))
-    return data
+        (folder / f"{i}.png").write_bytes(png_bytes(smooth_image(height, width, seed=i)))
+    return folder

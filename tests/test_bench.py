@@ -9,16 +9,12 @@ from lic_cli.bench import codecs as bench_codecs
 from lic_cli.cli import main
 from lic_cli.metrics import haarpsi
 
-from .conftest import png_bytes, smooth_image
+from .conftest import png_folder, smooth_image
 
 
 @pytest.fixture
 def folder(tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(2):
-        (images / f"im{i}.png").write_bytes(png_bytes(smooth_image(48, 64, seed=i)))
-    return images
+    return png_folder(tmp_path / "images", 2, 48, 64)
 
 
 def run_bench(folder, out, tiny_weights, *extra):

@@ -12,7 +12,7 @@ from bitstream.tables import TOTAL
 from lic_cli.cli import main
 from models import gc, zoo
 
-from .conftest import png_bytes, smooth_image, training_folder
+from .conftest import png_bytes, png_folder, smooth_image
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ class QuietReporter:
 def test_training_runs_and_resumes(tmp_path):
     from lic_cli.train import TrainOptions
     from lic_cli.train_gc import train_gc
-    data = training_folder(tmp_path, 3, 96, 96)
+    data = png_folder(tmp_path / "data", 3, 96, 96)
     options = TrainOptions(model="gc-c4", data=data, out=tmp_path / "run", val=data, minutes=10, max_steps=3,
                            batch_size=2, crop=64, config_overrides={"width": 32, "residual_blocks": 1,
                                                                     "context_width": 8},
@@ -145,7 +145,7 @@ def test_a_model_with_another_bottleneck_starts_from_trained_weights(tiny_gc_wei
 def test_gan_fine_tune_from_another_model_keeps_its_discriminator_on_resume(tmp_path, tiny_gc_weights):
     from lic_cli.train import TrainOptions
     from lic_cli.train_gc import train_gc
-    data = training_folder(tmp_path, 2, 64, 64)
+    data = png_folder(tmp_path / "data", 2, 64, 64)
     options = TrainOptions(model="gc-c2", data=data, out=tmp_path / "run", val=data, minutes=10, max_steps=2,
                            batch_size=1, crop=64, config_overrides={"width": 32, "residual_blocks": 2,
                                                                     "context_width": 8},

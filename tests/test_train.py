@@ -4,11 +4,11 @@ from click.testing import CliRunner
 from lic_cli.cli import main
 from models import hyper, zoo
 
-from .conftest import png_bytes, smooth_image, training_folder
+from .conftest import png_bytes, png_folder, smooth_image
 
 
 def test_tiny_training_run_resumes_and_exports_usable_weights(tmp_path):
-    data = training_folder(tmp_path, 10, 80, 96)
+    data = png_folder(tmp_path / "data", 10, 80, 96)
     out = tmp_path / "run"
     common = ["train", "--data", str(data), "--out", str(out), "--channels", "8", "--latent-channels", "8",
               "--batch-size", "2", "--crop", "64", "--threads", "1", "--eval-every", "2"]
