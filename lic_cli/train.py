@@ -5,6 +5,7 @@ import math
 import platform
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,8 +184,18 @@ def split_images(options: TrainOptions) -> tuple[list[Path], list[Path]]:
     return paths[: -options.val_holdout], paths[-options.val_holdout :]
 
 
-def train(options: TrainOptions, reporter) -> Path:
-    log = reporter.log
+@dataclass
+class RunSetup:
+    device: torch.device
+    bf16: bool
+    hardware: str  # for the model card
+    checkpoint_path: Path
+    paths: list[Path]
+    val_paths: list[Path]
+
+
+def prepare_run(options: TrainOptions) -> RunSetup:
+    """Threads, device and its speed flags, the output folder and the image split, for any family."""
     if options.threads:
         torch.set_num_threads(options.threads)
     device = pick_device(options.device)
@@ -192,40 +203,81 @@ def train(options: TrainOptions, reporter) -> Path:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
-    options.out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = options.out / "last.pt"
-
     paths, val_paths = split_images(options)
     if not paths:
         raise ValueError(f"no training images found in {options.data}")
+    options.out.mkdir(parents=True, exist_ok=True)
     bf16 = precision.resolve(options.precision, device) == "bf16"
     hardware = hardware_description(str(device)) + (", bf16 autocast" if bf16 else ", fp32")
-    log(f"{len(paths)} training images, {len(val_paths)} validation images, device {device}")
+    return RunSetup(device, bf16, hardware, options.out / "last.pt", paths, val_paths)
+
+
+@dataclass
+class LoopHooks:
+    """What a model family plugs into the shared wall-clock training loop."""
+
+    step: Callable[[torch.Tensor, random.Random, float, float], dict[str, float]]
+    """(batch, rng, learning rate, budget progress 0..1) -> scalar stats of one optimisation step."""
+    save: Callable[[int, float], None]  # (step, elapsed seconds): write the checkpoint
+    validate: Callable[[int], None]  # (step): log validation numbers
+    describe: Callable[[dict[str, float]], str]  # running stats -> the middle of a log line
+    bpp_key: str = "bpp"  # which running stat the progress bar shows as bpp
+
+
+def run_budgeted_loop(options: TrainOptions, sampler: CropSampler, step: int, elapsed: float, hooks: LoopHooks,
+                      reporter) -> int:
+    """Step until the wall-clock budget (or --steps) is spent, counting the time of earlier
+    sessions; log, checkpoint and validate on schedule, then save and validate once more.
+    Returns the final step."""
+    # Seeded from the step so that a resumed run does not replay the crops it has already seen.
+    rng = random.Random(options.seed * 1_000_003 + step)
+    torch.manual_seed(options.seed * 1_000_003 + step)
+    budget = options.minutes * 60
+    started = time.monotonic() - elapsed
+    running: dict[str, float] = {}
+    last_line = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - started
+        if elapsed >= budget or (options.max_steps is not None and step >= options.max_steps):
+            break
+        rate = learning_rate(options.lr, elapsed / budget)
+        stats = hooks.step(sampler.batch(options.batch_size, rng), rng, rate, elapsed / budget)
+        step += 1
+        for key, value in stats.items():
+            running[key] = value if key not in running else 0.98 * running[key] + 0.02 * value
+        reporter.step(step, elapsed, {"bpp": running[hooks.bpp_key], "psnr": running["psnr"]})
+        if time.monotonic() - last_line > 30:
+            last_line = time.monotonic()
+            reporter.log(f"step {step} | {elapsed / 60:.1f}/{options.minutes:.1f} min | {hooks.describe(running)} "
+                         f"| lr {rate:.2e}")
+        if step % options.checkpoint_every == 0:
+            hooks.save(step, time.monotonic() - started)
+        if step % options.eval_every == 0:
+            hooks.validate(step)
+    hooks.save(step, time.monotonic() - started)
+    hooks.validate(step)
+    return step
+
+
+def train(options: TrainOptions, reporter) -> Path:
+    log = reporter.log
+    run = prepare_run(options)
+    device, bf16, checkpoint_path = run.device, run.bf16, run.checkpoint_path
+    log(f"{len(run.paths)} training images, {len(run.val_paths)} validation images, device {device}")
 
     model = zoo.build_trainable(options.model, options.config_overrides)
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, {"optimizer": optimizer}, device, log)
 
-    sampler = CropSampler(paths, options.crop, device, log)
-    val_images = load_validation(val_paths, log)
-    rng = random.Random(options.seed * 1_000_003 + step)
-    torch.manual_seed(options.seed * 1_000_003 + step)
-    budget = options.minutes * 60
-    started = time.monotonic() - elapsed
-    running = {"loss": 0.0, "bpp": 0.0, "psnr": 0.0}
-    first_step = True
-    last_line = time.monotonic()
-    model.train()
-    while True:
-        elapsed = time.monotonic() - started
-        if elapsed >= budget or (options.max_steps is not None and step >= options.max_steps):
-            break
+    sampler = CropSampler(run.paths, options.crop, device, log)
+    val_images = load_validation(run.val_paths, log)
+
+    def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float) -> dict[str, float]:
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(options.lr, elapsed / budget)
+            group["lr"] = rate
         if hasattr(model, "straight_through"):
-            model.straight_through = elapsed / budget >= options.straight_through_after
-        x = sampler.batch(options.batch_size, rng)
+            model.straight_through = progress >= options.straight_through_after
         quality = torch.tensor([rng.randrange(model.num_qualities) for _ in range(options.batch_size)], device=device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(x, quality)
@@ -234,26 +286,21 @@ def train(options: TrainOptions, reporter) -> Path:
         stats["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        step += 1
-        for key, average in running.items():
-            value = float(stats[key].detach())
-            running[key] = value if first_step else 0.98 * average + 0.02 * value
-        first_step = False
-        reporter.step(step, elapsed, running)
-        if time.monotonic() - last_line > 30:
-            last_line = time.monotonic()
-            log(f"step {step} | {elapsed / 60:.1f}/{options.minutes:.1f} min | loss {running['loss']:.3f} "
-                f"| bpp {running['bpp']:.3f} | psnr {running['psnr']:.2f} dB "
-                f"| lr {optimizer.param_groups[0]['lr']:.2e}")
-        if step % options.checkpoint_every == 0:
-            save_checkpoint(checkpoint_path, model, {"optimizer": optimizer}, step, time.monotonic() - started,
-                            options, hardware)
-        if step % options.eval_every == 0 and val_images:
-            report_validation(evaluate(model, val_images, device), step, log)
-    save_checkpoint(checkpoint_path, model, {"optimizer": optimizer}, step, time.monotonic() - started, options,
-                    hardware)
-    if val_images:
-        report_validation(evaluate(model, val_images, device), step, log)
+        return {key: float(stats[key].detach()) for key in ("loss", "bpp", "psnr")}
+
+    def validate(at_step: int) -> None:
+        if val_images:
+            report_validation(evaluate(model, val_images, device), at_step, log)
+
+    hooks = LoopHooks(
+        step=one_step,
+        save=lambda at_step, seconds: save_checkpoint(checkpoint_path, model, {"optimizer": optimizer}, at_step,
+                                                      seconds, options, run.hardware),
+        validate=validate,
+        describe=lambda r: f"loss {r['loss']:.3f} | bpp {r['bpp']:.3f} | psnr {r['psnr']:.2f} dB",
+    )
+    model.train()
+    step = run_budgeted_loop(options, sampler, step, elapsed, hooks, reporter)
     log(f"finished at step {step}; checkpoint {checkpoint_path}")
     return checkpoint_path
 

@@ -3,24 +3,22 @@ the least-squares GAN with a multi-scale discriminator, the context model traine
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models import gc, precision, zoo
+from models import gc, zoo
 
 from .train import (
     CropSampler,
+    LoopHooks,
     TrainOptions,
-    hardware_description,
-    learning_rate,
     load_validation,
-    pick_device,
+    prepare_run,
     restore_or_initialise,
+    run_budgeted_loop,
     save_checkpoint,
-    split_images,
 )
 
 ADAM_BETAS = (0.5, 0.999)  # pix2pixHD / the paper's GAN setting
@@ -29,14 +27,8 @@ CONTEXT_LR = 1e-3
 
 def train_gc(options: TrainOptions, reporter) -> Path:
     log = reporter.log
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    device = pick_device(options.device)
-    options.out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = options.out / "last.pt"
-    paths, val_paths = split_images(options)
-    bf16 = precision.resolve(options.precision, device) == "bf16"
-    hardware = hardware_description(str(device)) + (", bf16 autocast" if bf16 else ", fp32")
+    run = prepare_run(options)
+    device, bf16, checkpoint_path = run.device, run.bf16, run.checkpoint_path
     model = zoo.build_trainable(options.model, options.config_overrides).to(device)
     adversarial = model.config.adversarial
     discriminator_width = _discriminator_width(checkpoint_path, options)
@@ -47,46 +39,33 @@ def train_gc(options: TrainOptions, reporter) -> Path:
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=options.lr, betas=ADAM_BETAS)
     stateful = {"discriminator": discriminator, "opt_g": opt_g, "opt_c": opt_c, "opt_d": opt_d}
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, stateful, device, log)
-    log(f"{len(paths)} training images, {len(val_paths)} validation images, device {device}, "
+    log(f"{len(run.paths)} training images, {len(run.val_paths)} validation images, device {device}, "
         f"{'GAN after ' + format(options.gan_after, '.0%') + ' of the budget' if adversarial else 'MSE only'}"
         + (f", discriminator width {discriminator_width}" if adversarial else ""))
 
-    sampler = CropSampler(paths, options.crop, device, log)
-    val_images = load_validation(val_paths, log)
-    rng = random.Random(options.seed * 1_000_003 + step)
-    torch.manual_seed(options.seed * 1_000_003 + step)
-    budget = options.minutes * 60
-    started = time.monotonic() - elapsed
-    running: dict[str, float] = {}
-    last_line = time.monotonic()
-    model.train()
-    while True:
-        elapsed = time.monotonic() - started
-        if elapsed >= budget or (options.max_steps is not None and step >= options.max_steps):
-            break
-        rate = learning_rate(options.lr, elapsed / budget)
+    sampler = CropSampler(run.paths, options.crop, device, log)
+    val_images = load_validation(run.val_paths, log)
+
+    def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float) -> dict[str, float]:
         for group in opt_g.param_groups + opt_d.param_groups:
             group["lr"] = rate
-        gan_on = adversarial and elapsed / budget >= options.gan_after
-        x = sampler.batch(options.batch_size, rng)
-        stats = _step(model, discriminator, x, gan_on, bf16, device, opt_g, opt_c, opt_d)
-        step += 1
-        for key, value in stats.items():
-            running[key] = value if key not in running else 0.98 * running[key] + 0.02 * value
-        reporter.step(step, elapsed, {"bpp": running["context_bpp"], "psnr": running["psnr"]})
-        if time.monotonic() - last_line > 30:
-            last_line = time.monotonic()
-            log(f"step {step} | {elapsed / 60:.1f}/{options.minutes:.1f} min | "
-                + " | ".join(f"{k} {v:.4f}" for k, v in running.items()) + f" | lr {rate:.2e}")
-        if step % options.checkpoint_every == 0:
-            save_checkpoint(checkpoint_path, model, stateful, step, time.monotonic() - started, options, hardware,
-                            discriminator_width=discriminator.base)
-        if step % options.eval_every == 0 and val_images:
-            _report(model, val_images, device, step, log)
-    save_checkpoint(checkpoint_path, model, stateful, step, time.monotonic() - started, options, hardware,
-                    discriminator_width=discriminator.base)
-    if val_images:
-        _report(model, val_images, device, step, log)
+        gan_on = adversarial and progress >= options.gan_after
+        return _step(model, discriminator, x, gan_on, bf16, device, opt_g, opt_c, opt_d)
+
+    def validate(at_step: int) -> None:
+        if val_images:
+            _report(model, val_images, device, at_step, log)
+
+    hooks = LoopHooks(
+        step=one_step,
+        save=lambda at_step, seconds: save_checkpoint(checkpoint_path, model, stateful, at_step, seconds, options,
+                                                      run.hardware, discriminator_width=discriminator.base),
+        validate=validate,
+        describe=lambda running: " | ".join(f"{k} {v:.4f}" for k, v in running.items()),
+        bpp_key="context_bpp",
+    )
+    model.train()
+    step = run_budgeted_loop(options, sampler, step, elapsed, hooks, reporter)
     log(f"finished at step {step}; checkpoint {checkpoint_path}")
     return checkpoint_path
 

@@ -12,22 +12,21 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "assets" / "kodim23.png"
 
 
+def export_tiny(name: str, seed: int, folder: Path) -> Path:
+    """A randomly initialised, tiny model of a hyper family, exported like a real one (logic tests only)."""
+    torch.manual_seed(seed)
+    model = zoo.build_trainable(name, {"channels": 8, "latent_channels": 12})
+    return zoo.export_weights(model, name, folder / f"tiny-{name}.pt", {"note": "random init, tests only"})
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
-    """A randomly initialised, tiny hyper model exported like a real one (logic tests only)."""
-    torch.manual_seed(1234)
-    model = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12})
-    path = tmp_path_factory.mktemp("weights") / "tiny-hyper.pt"
-    return zoo.export_weights(model, "hyper", path, {"note": "random init, tests only"})
+    return export_tiny("hyper", 1234, tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="session")
 def tiny_bb_weights(tmp_path_factory) -> Path:
-    """A randomly initialised, tiny hyper-bb model (logic tests only)."""
-    torch.manual_seed(4321)
-    model = zoo.build_trainable("hyper-bb", {"channels": 8, "latent_channels": 12})
-    path = tmp_path_factory.mktemp("weights") / "tiny-hyper-bb.pt"
-    return zoo.export_weights(model, "hyper-bb", path, {"note": "random init, tests only"})
+    return export_tiny("hyper-bb", 4321, tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="session")
