@@ -27,7 +27,7 @@ class TrainOptions:
     minutes: float = 60.0
     max_steps: int | None = None
     batch_size: int = 16
-    crop: int = 128
+    crop: int = 256
     lr: float = 2e-4
     device: str = "auto"
     resume: bool = False

@@ -54,7 +54,9 @@ class Reporter:
               help="Wall-clock budget; the learning-rate schedule spans it (resumed runs included).")
 @click.option("--steps", type=int, help="Stop after this many steps even if time is left.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--crop", type=int, default=128, show_default=True, help="Random crop size (multiple of 64).")
+@click.option("--crop", type=int, default=256, show_default=True,
+              help="Random crop size (multiple of 64). Smaller crops are cheaper per step but teach the "
+                   "hyperprior mostly image borders: 128 left the hyper model ~14% worse on whole images.")
 @click.option("--lr", type=float, default=3e-4, show_default=True, help="Peak Adam learning rate.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
@@ -84,8 +86,9 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
-    CPU budget run:  lic train --model hyper --data ../shared/data/train --minutes 135 --out runs/hyper
-    Continue it:     lic train --model hyper --data ../shared/data/train --minutes 200 --out runs/hyper --resume
+    CPU budget run:  lic train --model hyper --data ../shared/data/train --batch-size 4 --minutes 135 \\
+                         --out runs/hyper
+    Continue it:     the same command with --minutes 200 --resume (the schedule stretches to the new budget)
     Then:            lic encode img.png --weights runs/hyper/hyper.pt
     GAN, C=4:        lic train --model gc-c4 --data ../shared/data/train --crop 256 --batch-size 4 --lr 2e-4
     GAN from the MSE baseline (distortion pre-training):
