@@ -43,9 +43,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = zoo.build_trainable("hyper", None)
-    model.load_state_dict(zoo.load_network_state(args.weights, "hyper", model))
-    model.eval()
+    # The file's own configuration and parameters (no retargeting to the current quality ladder).
+    model = zoo.load_codec("hyper", args.weights, compute="fp32").codec.model
     images = [torch.from_numpy(load_rgb_array(p)).permute(2, 0, 1).float()[None] / 255
               for p in list_images(args.kodak)[:: args.every]]
     print(f"{args.weights} q{args.quality}, {len(images)} images (sizes are multiples of 128)")

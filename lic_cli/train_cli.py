@@ -55,8 +55,8 @@ class Reporter:
 @click.option("--steps", type=int, help="Stop after this many steps even if time is left.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--crop", type=int, default=256, show_default=True,
-              help="Random crop size (multiple of 64). Smaller crops are cheaper per step but teach the "
-                   "hyperprior mostly image borders: 128 left the hyper model ~14% worse on whole images.")
+              help="Random crop size (multiple of 64). Smaller crops teach the hyperprior mostly image "
+                   "borders: hyper trained on 128 coded 128² tiles in 14% fewer bits than whole images.")
 @click.option("--lr", type=float, default=3e-4, show_default=True, help="Peak Adam learning rate.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt.")
