@@ -23,10 +23,11 @@ from .entropy import FactorizedDensity, gaussian_likelihood, gaussian_pmfs, gaus
 from .layers import GDN, conv, deconv
 
 # Distortion weights per quality, for MSE on images scaled to [0, 1]: loss = bpp + lambda * 255^2 * MSE.
-# CompressAI's ladder is 0.0018 ... 0.0940 (x2.2 per step); ours is lower and wider (x2.5 per step)
-# because the CPU-budget weights spend about 3x a converged model's bits at a given lambda, and
-# -q 1 ... 6 should span roughly 0.1-1.5 bpp on Kodak (see docs/models.md).
-LAMBDAS = (0.0004, 0.0010, 0.0025, 0.0065, 0.0160, 0.0400)
+# CompressAI's ladder is 0.0018 ... 0.0940 (x2.2 per step). Ours is placed so that -q 1 ... 6 land
+# near 0.1, 0.17, 0.3, 0.5, 0.9, 1.5 bpp on Kodak (x1.7 per step in rate): the CPU-budget weights
+# spend more bits than a converged model at a given lambda, and rate grows ever more slowly with
+# lambda at the top, hence the wider steps there (see docs/models.md).
+LAMBDAS = (0.0006, 0.0012, 0.0025, 0.0065, 0.0240, 0.1000)
 DOWNSAMPLING = 64  # total stride of g_a followed by h_a
 
 
@@ -178,7 +179,7 @@ def _tables_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> Integ
 
 
 # The operating point `lic encode` uses without -q: the quality whose lambda is nearest to this
-# (in log), so the default means about the same on any ladder (~0.7 bpp on Kodak with `hyper`).
+# (in log), so the default means about the same on any ladder (about 0.5 bpp on Kodak with `hyper`).
 DEFAULT_LAMBDA = 0.0065
 
 
