@@ -50,7 +50,7 @@ def run(args) -> dict:
                              "psnr": psnr(pixels, decoded), "encode_s": seconds})
             point = [r for r in rows if r["variant"] == name and r["quality"] == quality]
             print(f"{name} q{quality}: {np.mean([r['bpp'] for r in point]):.4f} bpp, "
-                  f"{np.mean([r['psnr'] for r in point]):.2f} dB, {np.mean([r['encode_s'] for r in point]):.1f} s/img",
+                  f"{np.mean([r['psnr'] for r in point]):.2f} dB, {np.mean([r['encode_s'] for r in point]):.2f} s/img",
                   flush=True)
     curves = {name: [(float(np.mean([r["bpp"] for r in rows if r["variant"] == name and r["quality"] == q])),
                       float(np.mean([r["psnr"] for r in rows if r["variant"] == name and r["quality"] == q])))
