@@ -42,6 +42,7 @@ def run(args) -> dict:
     side_info = np.random.default_rng(0).bytes(SIDE_INFO_BYTES)
     sga = SgaOptions(steps=args.sga_steps, lr=args.lr) if args.sga_steps else None
     rows: list[dict] = []
+    curves: dict[str, list[tuple[float, float]]] = {}
 
     def record(variant, quality, name, pixels, data, decoded, encode_s, decode_s=None, carried=0, borrowed=None):
         rows.append({"variant": variant, "quality": quality, "image": name, "bytes": len(data),
@@ -85,14 +86,10 @@ def run(args) -> dict:
                          "borrowed_bits": None})
         for variant in dict.fromkeys(r["variant"] for r in rows):
             point = [r for r in rows if r["variant"] == variant and r["quality"] == quality]
-            print(f"q{quality} {variant:>11}: {np.mean([r['bpp'] for r in point]):.4f} bpp "
-                  f"{np.mean([r['psnr'] for r in point]):.2f} dB, "
-                  f"encode {np.mean([r['encode_s'] for r in point]):.1f} s",
-                  flush=True)
-    variants = list(dict.fromkeys(r["variant"] for r in rows))
-    curves = {v: [(float(np.mean([r["bpp"] for r in rows if r["variant"] == v and r["quality"] == q])),
-                   float(np.mean([r["psnr"] for r in rows if r["variant"] == v and r["quality"] == q])))
-                  for q in qualities] for v in variants}
+            bpp, db, encode_s = (float(np.mean([r[key] for r in point])) for key in ("bpp", "psnr", "encode_s"))
+            curves.setdefault(variant, []).append((bpp, db))
+            print(f"q{quality} {variant:>11}: {bpp:.4f} bpp {db:.2f} dB, encode {encode_s:.1f} s", flush=True)
+    variants = list(curves)
     anchor = curves["hyper"]
     bd = {v: bd_rate([p[0] for p in anchor], [p[1] for p in anchor], [p[0] for p in c], [p[1] for p in c])
           for v, c in curves.items()}

@@ -37,24 +37,23 @@ def run(args) -> dict:
     images = [(p.name, centre_crop(load_rgb_array(p), args.crop)) for p in list_images(args.kodak)[: args.images]]
     qualities = [int(q) for q in args.qualities.split(",")]
     variants = [("plain", None)] + [(f"sga-{s}", SgaOptions(steps=s, lr=args.lr)) for s in args.steps]
-    rows = []
+    rows: list[dict] = []
+    curves: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
     for name, options in variants:
         for quality in qualities:
+            point = []
             for image_name, pixels in images:
                 started = time.perf_counter()
                 data = encode_image(ImageData(pixels), loaded, quality - 1, options)
                 seconds = time.perf_counter() - started
                 decoded = decode_file(data, session).image.pixels
-                rows.append({"variant": name, "quality": quality, "image": image_name,
-                             "bpp": 8 * len(data) / (pixels.shape[0] * pixels.shape[1]),
-                             "psnr": psnr(pixels, decoded), "encode_s": seconds})
-            point = [r for r in rows if r["variant"] == name and r["quality"] == quality]
-            print(f"{name} q{quality}: {np.mean([r['bpp'] for r in point]):.4f} bpp, "
-                  f"{np.mean([r['psnr'] for r in point]):.2f} dB, {np.mean([r['encode_s'] for r in point]):.2f} s/img",
-                  flush=True)
-    curves = {name: [(float(np.mean([r["bpp"] for r in rows if r["variant"] == name and r["quality"] == q])),
-                      float(np.mean([r["psnr"] for r in rows if r["variant"] == name and r["quality"] == q])))
-                     for q in qualities] for name, _ in variants}
+                point.append({"variant": name, "quality": quality, "image": image_name,
+                              "bpp": 8 * len(data) / (pixels.shape[0] * pixels.shape[1]),
+                              "psnr": psnr(pixels, decoded), "encode_s": seconds})
+            rows += point
+            bpp, db, encode_s = (float(np.mean([r[key] for r in point])) for key in ("bpp", "psnr", "encode_s"))
+            curves[name].append((bpp, db))
+            print(f"{name} q{quality}: {bpp:.4f} bpp, {db:.2f} dB, {encode_s:.2f} s/img", flush=True)
     plain = curves["plain"]
     bd = {name: bd_rate([p[0] for p in plain], [p[1] for p in plain], [p[0] for p in c], [p[1] for p in c])
           for name, c in curves.items()}
