@@ -2,6 +2,7 @@
 
     python benchmarks/model_card.py --model hyper --results docs/results-hyper.json --notes notes.md
     python benchmarks/model_card.py --model gc-c4 --results docs/results-gc.json --notes notes.md
+    python benchmarks/model_card.py --model hyper-bb --results docs/results-bitsback.json --notes notes.md
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def header(name: str) -> list[str]:
 def render(name: str, results: dict | list, notes: str) -> str:
     if isinstance(results, list):
         return render_gc(name, next(r for r in results if r["model"] == name), notes)
+    if "bb_weights" in results:
+        return render_bitsback(name, results, notes)
     lines = header(name) + [
         "## Measured on Kodak (24 images, real files)", "",
         f"`python benchmarks/kodak_hyper.py` — {results['threads']} torch threads, {results['date']}:", "",
@@ -67,6 +70,47 @@ def render_gc(name: str, result: dict, notes: str) -> str:
         f"| {s['bpp']:.4f} | {s['bpp_static']:.4f} | {s['bpp_context']:.4f} | {s['bpp_bound']:.4f} | {s['psnr']:.2f} "
         f"| {s['ms_ssim']:.4f} | {s['haarpsi']:.4f} | {s['encode_s']:.2f} | {s['decode_s']:.2f} |",
         "", notes.strip(), ""]
+    return "\n".join(lines)
+
+
+def render_bitsback(name: str, result: dict, notes: str) -> str:
+    """hyper-bb: per quality, the net and the stand-alone rate next to `hyper` on the same images."""
+    loaded = zoo.load_codec(name)
+    if result["bb_weights"] != loaded.weights_hash.hex():
+        raise SystemExit(f"{name}: the results are for weights {result['bb_weights']}, "
+                         f"the weight file is {loaded.weights_hash.hex()}")
+    lambdas = file_config(name).get("lambdas", [])
+    rows = result["rows"]
+    lines = header(name) + [
+        "## Measured on Kodak (real files)", "",
+        f"`make bench-bitsback` (`python benchmarks/bitsback_kodak.py --images {len(result['images'])} "
+        f"--qualities {','.join(map(str, result['qualities']))} --sga-steps {result['sga_steps']} "
+        f"--bbvi-steps {result['bbvi_steps']}`), Kodak {', '.join(result['images'])}, {result['threads']} torch "
+        f"threads, {result['date']}, against `hyper` weights {result['hyper_weights']}. Net = (file − carried) "
+        "bytes; \"alone\" = one image per file with nothing to carry (padding pays for the borrowed bits).", "",
+        "| quality | lambda | net bpp (16 KiB side info carried) | file bpp alone | PSNR RGB (dB) "
+        "| hyper: bpp / PSNR on the same images | bytes borrowed per image |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    curves = result["curves"]
+    for i, quality in enumerate(result["qualities"]):
+        borrowed = [r["borrowed_bits"] / 8 for r in rows if r["variant"] == "bb-net" and r["quality"] == quality]
+        lam = lambdas[quality - 1] if quality <= len(lambdas) else ""
+        (net, db), (alone, _), (base, base_db) = curves["bb-net"][i], curves["bb-alone"][i], curves["hyper"][i]
+        lines.append(f"| {quality} | {lam} | {net:.4f} | {alone:.4f} | {db:.2f} | {base:.4f} / {base_db:.2f} "
+                     f"| {sum(borrowed) / len(borrowed):,.0f} |")
+    bd, timing = result["bd_rate_vs_hyper"], result["timing"]
+    named = {"bb-net": "net with side information",
+             "bb+sga-net": f"with `--refine sga` ({result['sga_steps']} steps, SGA + BBVI)",
+             "bb-album": f"album of the {len(result['images'])} images",
+             "bb-alone": "one image with nothing to carry"}
+    sga_time = (f"; with SGA the encode takes {timing['bb+sga-net']['encode_s']:.0f} s" if "bb+sga-net" in timing
+                else "")
+    lines += ["", "BD-rate (PSNR) against `hyper` on these images: "
+              + ", ".join(f"{what} {bd[variant]:+.1f}%" for variant, what in named.items() if variant in bd)
+              + f". Encode {timing['bb-net']['encode_s']:.1f} s and decode {timing['bb-net']['decode_s']:.1f} s "
+              f"per image ({result['bbvi_steps']} reproducible-BBVI steps each, float64 on one thread){sga_time}.",
+              "", notes.strip(), ""]
     return "\n".join(lines)
 
 

@@ -93,8 +93,8 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
     GAN, C=4:        lic train --model gc-c4 --data ../shared/data/train --crop 256 --batch-size 4 --lr 2e-4
     GAN from the MSE baseline (distortion pre-training):
                      lic train --model gc-c2 --init models/weights/gc-c4-mse.pt --gan-after 0.1 ...
-    Bits-back model: lic train --model hyper-bb --init models/weights/hyper.pt --minutes 30 --lr 1e-4 \\
-                         --straight-through-after 0 --data ../shared/data/train --out runs/hyper-bb
+    Bits-back model: lic train --model hyper-bb --init models/weights/hyper.pt --minutes 25 --lr 2.5e-5 \\
+                         --batch-size 4 --straight-through-after 0 --data ../shared/data/train --out runs/hyper-bb
     """
     from .train import TrainOptions
     from .train import train as train_rate_distortion
