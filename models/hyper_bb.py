@@ -42,7 +42,13 @@ from .layers import conv
 
 Z_STEP = 0.125  # grid of z-hat in the gain-scaled domain (a power of two: exact in fixed point)
 MEAN_FRACTIONS = 8  # means are snapped to 1/8 of a grid step when they select a table
-Q_SCALES = np.exp(np.linspace(math.log(0.5), math.log(32.0), 32))  # std of q in units of Z_STEP
+# Standard deviations of q in units of Z_STEP, a geometric grid with ratio 64**(1/31). Trained
+# posteriors are often narrower than half a step, so the grid reaches down to 0.1; weight files
+# store their grid ("q_scales"), and files without one use LEGACY_Q_SCALES (0.5 ... 32).
+# (Computed as the first grid was, so that files made with it snap q to exactly the same ids.)
+Q_SCALE_RATIO = 64.0 ** (1 / 31)
+LEGACY_Q_SCALES = np.exp(np.linspace(math.log(0.5), math.log(32.0), 32))
+Q_SCALES = np.exp(np.linspace(math.log(0.5) - 12 * math.log(Q_SCALE_RATIO), math.log(32.0), 44))
 Y_SCALES = gaussian_scale_table()[gaussian_scale_table() <= 64.0]
 LOG_SCALE_RANGE = (-7.0, 3.0)
 BBVI_LR = 3e-3  # the paper's reproducible_BBVI learning rate
@@ -110,7 +116,8 @@ def freeze_coding_tensors(model: BitsBackHyperprior) -> dict[str, torch.Tensor]:
     q_tables = quantize_pmfs(*shifted_gaussian_pmfs(Q_SCALES, MEAN_FRACTIONS))
     y_tables = quantize_pmfs(*shifted_gaussian_pmfs(Y_SCALES, MEAN_FRACTIONS))
     inv_gain_z = torch.round(torch.exp(model.log_inv_gain_z.detach().double()) * 2.0**GAIN_FRAC_BITS)
-    return {"inv_gain_z": inv_gain_z.to(torch.int32), **_pack_tables(z_tables, "z_tables"),
+    return {"inv_gain_z": inv_gain_z.to(torch.int32), "q_scales": torch.from_numpy(Q_SCALES.copy()),
+            **_pack_tables(z_tables, "z_tables"),
             **_pack_tables(q_tables, "q_tables"), **_pack_tables(y_tables, "y_tables")}
 
 
@@ -143,7 +150,7 @@ class Posterior:
     """q(z | y-hat) snapped to the coding grid: what selects the bits-back tables."""
 
     mean_codes: torch.Tensor  # int64, mean / (Z_STEP / MEAN_FRACTIONS), rounded
-    scale_ids: torch.Tensor  # int64 index into Q_SCALES
+    scale_ids: torch.Tensor  # int64 index into the codec's q scale grid
 
     def checksum(self) -> int:
         data = self.mean_codes.numpy().astype("<i8").tobytes() + self.scale_ids.numpy().astype("<i2").tobytes()
@@ -187,9 +194,10 @@ class BitsBackCodec(LatentSynthesis):
         self.q_coder = ClosedTableCoder(_unpack_tables(coding, "q_tables"))
         self.y_coder = TableCoder(_unpack_tables(coding, "y_tables"))
         self.q_entropy = table_entropies(self.q_coder.tables)
+        self.q_scales = q_scale_grid(coding)
         if len(self.z_coder.tables) != model.config.channels:
             raise ValueError("coding tables do not match the network")
-        if len(self.q_coder.tables) != len(Q_SCALES) * MEAN_FRACTIONS or \
+        if len(self.q_coder.tables) != len(self.q_scales) * MEAN_FRACTIONS or \
                 len(self.y_coder.tables) != len(Y_SCALES) * MEAN_FRACTIONS:
             raise ValueError("bits-back tables do not match this version of lic")
         self._float64 = None
@@ -238,7 +246,7 @@ class BitsBackCodec(LatentSynthesis):
                 optimizer.zero_grad(set_to_none=True)
                 bits.backward()
                 optimizer.step()
-        return snap_posterior(mean.detach(), log_scale.detach())
+        return snap_posterior(mean.detach(), log_scale.detach(), self.q_scales)
 
     def _float64_parts(self):
         if self._float64 is None:
@@ -335,10 +343,20 @@ class BitsBackCodec(LatentSynthesis):
         return self.synthesise(y_hat, torch.zeros_like(y_hat, dtype=torch.float64), quality, height, width)
 
 
-def snap_posterior(mean: torch.Tensor, log_scale: torch.Tensor) -> Posterior:
+def q_scale_grid(coding: dict[str, torch.Tensor]) -> np.ndarray:
+    """The q scale grid of a weight file's coding tensors: its own, or the legacy one."""
+    if "q_scales" not in coding:
+        return LEGACY_Q_SCALES
+    grid = coding["q_scales"].to(torch.float64).numpy()
+    if grid.ndim != 1 or len(grid) < 2 or not np.all(grid > 0) or not np.allclose(grid[1:] / grid[:-1], Q_SCALE_RATIO):
+        raise ValueError("bits-back q scale grid is not one this version of lic can use")
+    return grid
+
+
+def snap_posterior(mean: torch.Tensor, log_scale: torch.Tensor, q_scales: np.ndarray) -> Posterior:
     mean_codes = torch.round(mean / (Z_STEP / MEAN_FRACTIONS)).to(torch.int64)
-    position = (log_scale - math.log(Z_STEP) - math.log(Q_SCALES[0])) / math.log(Q_SCALES[1] / Q_SCALES[0])
-    scale_ids = torch.round(position).clamp(0, len(Q_SCALES) - 1).to(torch.int64)
+    position = (log_scale - math.log(Z_STEP) - math.log(q_scales[0])) / math.log(q_scales[1] / q_scales[0])
+    scale_ids = torch.round(position).clamp(0, len(q_scales) - 1).to(torch.int64)
     return Posterior(mean_codes.cpu(), scale_ids.cpu())
 
 

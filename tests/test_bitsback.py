@@ -209,3 +209,42 @@ def test_cli_side_info_round_trip_and_refusal_for_plain_models(tmp_path, tiny_bb
     refused = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "c.lic"),
                                    "--weights", str(tiny_weights), "--comment", "no"])
     assert refused.exit_code == 2 and "bits-back" in refused.output
+
+
+def _with_q_grid(weights, tmp_path, grid):
+    """A copy of a hyper-bb weight file whose q tables are built on `grid` (None: the legacy
+    layout, with no stored grid, as weight files had before the grid reached below 0.5 steps)."""
+    from models.entropy import shifted_gaussian_pmfs
+    from models.hyper_bb import LEGACY_Q_SCALES, MEAN_FRACTIONS, _pack_tables
+
+    payload = torch.load(weights, weights_only=True)
+    coding = dict(payload["coding"])
+    coding.pop("q_scales")
+    scales = LEGACY_Q_SCALES if grid is None else grid
+    coding.update(_pack_tables(quantize_pmfs(*shifted_gaussian_pmfs(scales, MEAN_FRACTIONS)), "q_tables"))
+    if grid is not None:
+        coding["q_scales"] = torch.from_numpy(np.array(grid, dtype=np.float64))
+    payload["coding"] = coding
+    path = tmp_path / "hyper-bb-grid.pt"
+    torch.save(payload, path)
+    return path
+
+
+def test_weight_files_without_a_stored_q_grid_keep_the_legacy_grid(tiny_bb_weights, tmp_path):
+    from models.hyper_bb import LEGACY_Q_SCALES, Q_SCALES
+
+    assert Q_SCALES[0] < 0.5 * Q_SCALES[12] and np.allclose(Q_SCALES[12:], LEGACY_Q_SCALES)
+    legacy = zoo.load_codec("hyper-bb", _with_q_grid(tiny_bb_weights, tmp_path, None))
+    assert np.array_equal(legacy.codec.q_scales, LEGACY_Q_SCALES)
+    latents = [latents_of(legacy, smooth_image(48, 64, seed=7), 1)]
+    stream = legacy.codec.encode_stream(latents, b"carried", bbvi_steps=5)
+    decoded, back = legacy.codec.decode_stream(stream.data, stream.images, stream.carried_bytes,
+                                               stream.padding_words)
+    assert back == b"carried" and torch.equal(decoded[0], latents[0][0])
+    posterior = legacy.codec.reproducible_bbvi(latents[0][0], 1, steps=5)
+    assert int(posterior.scale_ids.max()) < len(LEGACY_Q_SCALES)
+
+
+def test_a_q_grid_this_version_cannot_use_is_refused(tiny_bb_weights, tmp_path):
+    with pytest.raises(ValueError, match="q scale grid"):
+        zoo.load_codec("hyper-bb", _with_q_grid(tiny_bb_weights, tmp_path, [0.5, 1.0, 2.0]))
