@@ -18,7 +18,6 @@ import argparse
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lic_cli.imageio import load_rgb_array
@@ -34,10 +33,9 @@ def y_bits(model, y: torch.Tensor, z: torch.Tensor, quality: torch.Tensor, aroun
 
 
 @torch.no_grad()
-def budget(image: torch.Tensor, quality: int, legacy_grid: bool = False) -> dict[str, float]:
-    hyper = zoo.load_codec("hyper", compute="fp32").codec.model.eval()
-    bb_codec = zoo.load_codec("hyper-bb", compute="fp32").codec
-    bb = bb_codec.model.eval()
+def budget(image: torch.Tensor, quality: int, hyper, bb_codec, legacy_grid: bool = False) -> dict[str, float]:
+    """hyper: the `hyper` network; bb_codec: the hyper-bb codec (its network and q scale grid)."""
+    bb = bb_codec.model
     smallest_scale = (LEGACY_Q_SCALES if legacy_grid else bb_codec.q_scales)[0] * Z_STEP
     q = torch.tensor([quality])
     pixels = image.shape[2] * image.shape[3]
@@ -78,11 +76,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    array = np.array(load_rgb_array(args.image))
+    array = load_rgb_array(args.image)
     height, width = array.shape[0] // 64 * 64, array.shape[1] // 64 * 64
     image = torch.from_numpy(array[:height, :width]).permute(2, 0, 1).float()[None] / 255
+    hyper = zoo.load_codec("hyper", compute="fp32").codec.model.eval()
+    bb_codec = zoo.load_codec("hyper-bb", compute="fp32").codec
+    bb_codec.model.eval()
     for quality in (int(q) for q in args.qualities.split(",")):
-        parts = budget(image, quality - 1, args.legacy_grid)
+        parts = budget(image, quality - 1, hyper, bb_codec, args.legacy_grid)
         hyper_total = parts["hyper y"] + parts["hyper z"]
         bb_total = parts["bb y (z ~ q)"] + parts["bb net z"]
         tabled_total = parts["bb y (z ~ tabled q)"] + parts["bb net z (tabled q)"]

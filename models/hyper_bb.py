@@ -113,12 +113,17 @@ def adapt_hyper_state(state: dict[str, torch.Tensor], model: BitsBackHyperprior)
 # ---------------------------------------------------------------------------------------------
 def freeze_coding_tensors(model: BitsBackHyperprior) -> dict[str, torch.Tensor]:
     z_tables = quantize_pmfs(*model.density.tabulate(step=Z_STEP))
-    q_tables = quantize_pmfs(*shifted_gaussian_pmfs(Q_SCALES, MEAN_FRACTIONS))
     y_tables = quantize_pmfs(*shifted_gaussian_pmfs(Y_SCALES, MEAN_FRACTIONS))
     inv_gain_z = torch.round(torch.exp(model.log_inv_gain_z.detach().double()) * 2.0**GAIN_FRAC_BITS)
-    return {"inv_gain_z": inv_gain_z.to(torch.int32), "q_scales": torch.from_numpy(Q_SCALES.copy()),
-            **_pack_tables(z_tables, "z_tables"),
-            **_pack_tables(q_tables, "q_tables"), **_pack_tables(y_tables, "y_tables")}
+    return {"inv_gain_z": inv_gain_z.to(torch.int32), **_pack_tables(z_tables, "z_tables"),
+            **q_coding_tensors(Q_SCALES), **_pack_tables(y_tables, "y_tables")}
+
+
+def q_coding_tensors(scales: np.ndarray) -> dict[str, torch.Tensor]:
+    """The q tables built on a scale grid (in units of Z_STEP), with the grid, as coding tensors."""
+    scales = np.asarray(scales, dtype=np.float64)
+    tables = quantize_pmfs(*shifted_gaussian_pmfs(scales, MEAN_FRACTIONS))
+    return {"q_scales": torch.from_numpy(scales.copy()), **_pack_tables(tables, "q_tables")}
 
 
 def _pack_tables(tables: IntegerTables, prefix: str) -> dict[str, torch.Tensor]:

@@ -214,16 +214,12 @@ def test_cli_side_info_round_trip_and_refusal_for_plain_models(tmp_path, tiny_bb
 def _with_q_grid(weights, tmp_path, grid):
     """A copy of a hyper-bb weight file whose q tables are built on `grid` (None: the legacy
     layout, with no stored grid, as weight files had before the grid reached below 0.5 steps)."""
-    from models.entropy import shifted_gaussian_pmfs
-    from models.hyper_bb import LEGACY_Q_SCALES, MEAN_FRACTIONS, _pack_tables
+    from models.hyper_bb import LEGACY_Q_SCALES, q_coding_tensors
 
     payload = torch.load(weights, weights_only=True)
-    coding = dict(payload["coding"])
-    coding.pop("q_scales")
-    scales = LEGACY_Q_SCALES if grid is None else grid
-    coding.update(_pack_tables(quantize_pmfs(*shifted_gaussian_pmfs(scales, MEAN_FRACTIONS)), "q_tables"))
-    if grid is not None:
-        coding["q_scales"] = torch.from_numpy(np.array(grid, dtype=np.float64))
+    coding = {**payload["coding"], **q_coding_tensors(LEGACY_Q_SCALES if grid is None else grid)}
+    if grid is None:
+        del coding["q_scales"]
     payload["coding"] = coding
     path = tmp_path / "hyper-bb-grid.pt"
     torch.save(payload, path)
