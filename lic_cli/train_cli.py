@@ -69,6 +69,8 @@ class Reporter:
 @click.option("--channels", type=int, help="Override the transform width (hyper: N; gc: w), e.g. for a tiny "
               "test run.")
 @click.option("--latent-channels", type=int, help="Override M (hyper) or the context model width (gc).")
+@click.option("--hyper-width", type=int, help="hyper: width of the hyper-synthesis hidden layers (default: M). "
+              "With a wider latent, 192 keeps the weight file small, e.g. --latent-channels 256 --hyper-width 192.")
 @click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from the network of this weight file (e.g. a shipped one) instead of random init; "
               "hyper-bb can start from hyper weights.")
@@ -81,7 +83,7 @@ class Reporter:
               help="gc models: width of the multi-scale discriminator's first layer (pix2pixHD: 64; 32 is "
               "about 2x faster per GAN step on a CPU).")
 def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed, threads,
-          eval_every, channels, latent_channels, init_weights, straight_through_after, gan_after,
+          eval_every, channels, latent_channels, hyper_width, init_weights, straight_through_after, gan_after,
           discriminator_width):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
@@ -103,8 +105,10 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
     if crop % 64:
         raise click.BadParameter("must be a multiple of 64", param_hint="--crop")
     family = zoo.entry(model).family if model in zoo.ZOO else "hyper"
-    sizes = {"channels": channels, "latent_channels": latent_channels} if family == "hyper" else \
-        {"width": channels, "context_width": latent_channels}
+    if hyper_width and family != "hyper":
+        raise click.BadParameter("only hyper models have a hyper-synthesis", param_hint="--hyper-width")
+    sizes = {"channels": channels, "latent_channels": latent_channels, "hyper_width": hyper_width} \
+        if family == "hyper" else {"width": channels, "context_width": latent_channels}
     overrides = {k: v for k, v in sizes.items() if v}
     run_training = train_gc if family == "gc" else train_rate_distortion
     options = TrainOptions(model=model, data=data, out=out, val=val, minutes=minutes, max_steps=steps,

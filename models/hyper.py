@@ -36,6 +36,9 @@ class HyperConfig:
     channels: int = 128  # N: width of the transforms and of z
     latent_channels: int = 192  # M: channels of y
     lambdas: tuple[float, ...] = LAMBDAS
+    # Width of the hyper-synthesis hidden layers (w, 3w/2); None: M, the layout of Minnen et al.
+    # A wider latent with hyper_width=192 keeps the weight file under 16 MiB (M=256: 16.5 MB).
+    hyper_width: int | None = None
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -48,6 +51,7 @@ class MeanScaleHyperprior(nn.Module):
         super().__init__()
         self.config = config
         n, m, q = config.channels, config.latent_channels, len(config.lambdas)
+        w = config.hyper_width or m
         self.g_a = nn.Sequential(
             conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
         self.g_s = nn.Sequential(
@@ -55,7 +59,7 @@ class MeanScaleHyperprior(nn.Module):
             deconv(n, n), GDN(n, inverse=True), deconv(n, 3))
         self.h_a = nn.Sequential(conv(m, n, 3, 1), nn.ReLU(), conv(n, n), nn.ReLU(), conv(n, n))
         self.h_s = nn.Sequential(
-            deconv(n, m), nn.ReLU(), deconv(m, m * 3 // 2), nn.ReLU(), conv(m * 3 // 2, 2 * m, 3, 1))
+            deconv(n, w), nn.ReLU(), deconv(w, w * 3 // 2), nn.ReLU(), conv(w * 3 // 2, 2 * m, 3, 1))
         self.density = FactorizedDensity(n)
         # Higher quality -> larger gain -> finer quantization of y. Spread so that neighbouring
         # qualities start roughly a factor sqrt(lambda ratio) apart; training refines them.

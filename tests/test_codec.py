@@ -147,3 +147,16 @@ def test_corrupt_alpha_section_is_a_format_error(session):
     from bitstream.container import pack
     with pytest.raises(FormatError, match="alpha"):
         decode_file(pack(container), session)
+
+
+def test_a_latent_wider_than_the_hyper_synthesis_codes_and_decodes(tmp_path):
+    from models import zoo
+    torch.manual_seed(7)
+    model = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 16, "hyper_width": 12})
+    assert model.h_s[0].out_channels == 12 and model.h_s[-1].out_channels == 32
+    path = zoo.export_weights(model, "hyper", tmp_path / "wide.pt")
+    pixels = smooth_image(40, 70)
+    data, decoded = round_trip(pixels, CodecSession({"hyper": path}))
+    again = decode_file(data, CodecSession({"hyper": path}))
+    assert decoded.image.pixels.shape == pixels.shape
+    assert np.array_equal(decoded.image.pixels, again.image.pixels)

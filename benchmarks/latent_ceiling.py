@@ -1,0 +1,98 @@
+"""How much of the distortion at each quality comes from quantization, and how much from the
+transforms themselves: Kodak PSNR of `hyper` with its latents rounded (what the codec does) and
+not rounded at all (the transforms' ceiling at that quality's gains), in fp32.
+
+A linear reference for the latent width: a PCA of the 16x16x3 pixel blocks of the same images
+(the latent has M values per such block), keeping the first M components. It is an oracle fitted
+to the test images themselves, so only its trend with M means something.
+
+    python benchmarks/latent_ceiling.py --kodak ../shared/data/kodak [--weights FILE] [--out FILE.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lic_cli.imageio import list_images, load_rgb_array
+from models import zoo
+from models.hyper import DOWNSAMPLING
+
+BLOCK = 16  # total stride of the analysis transform: one latent vector per 16x16 block
+
+
+def psnr(x: torch.Tensor, reference: torch.Tensor) -> float:
+    return 10 * math.log10(1 / torch.mean((x - reference) ** 2).item())
+
+
+@torch.inference_mode()
+def transform_psnr(model, image: torch.Tensor, quality: int) -> tuple[float, float]:
+    """(PSNR with rounded latents, PSNR with unrounded latents) of one (1, 3, H, W) image."""
+    q = torch.tensor([quality])
+    y = model.g_a(image) * model._gain(model.log_gain_y, q)
+    z_hat = torch.round(model.h_a(y) * model._gain(model.log_gain_z, q))
+    means, _ = model.h_s(z_hat * model._gain(model.log_inv_gain_z, q)).chunk(2, dim=1)
+    results = []
+    for latent in (torch.round(y - means) + means, y):
+        x_hat = model.g_s(latent * model._gain(model.log_inv_gain_y, q)).clamp(0, 1)
+        results.append(psnr(x_hat, image))
+    return results[0], results[1]
+
+
+def blocks(array: np.ndarray) -> np.ndarray:
+    h, w = array.shape[0] // BLOCK * BLOCK, array.shape[1] // BLOCK * BLOCK
+    a = array[:h, :w].astype(np.float64) / 255
+    return a.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK, 3).transpose(0, 2, 1, 3, 4).reshape(-1, BLOCK * BLOCK * 3)
+
+
+def pca_psnr(arrays: list[np.ndarray], widths: list[int]) -> dict[int, float]:
+    """Mean PSNR over the images when each block keeps its first `width` principal components."""
+    data = [blocks(a) for a in arrays]
+    mean = np.concatenate(data).mean(axis=0)
+    _, vectors = np.linalg.eigh(np.cov((np.concatenate(data) - mean).T))
+    vectors = vectors[:, ::-1]
+    result = {}
+    for width in widths:
+        basis = vectors[:, :width]
+        scores = [10 * math.log10(1 / np.mean(((d - mean) @ basis @ basis.T - (d - mean)) ** 2)) for d in data]
+        result[width] = float(np.mean(scores))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kodak", type=Path, default=Path("../shared/data/kodak"))
+    parser.add_argument("--weights", type=Path, help="hyper weight file (default: the shipped one)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pca", default="192,256,320", help="latent widths for the PCA reference")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    loaded = zoo.load_codec("hyper", args.weights, compute="fp32")
+    model = loaded.codec.model.float().to(memory_format=torch.contiguous_format)
+    arrays = [load_rgb_array(p) for p in list_images(args.kodak)]
+    rows = {}
+    for quality in range(model.num_qualities):
+        scores = []
+        for array in arrays:
+            h, w = array.shape[0] // DOWNSAMPLING * DOWNSAMPLING, array.shape[1] // DOWNSAMPLING * DOWNSAMPLING
+            image = torch.from_numpy(np.ascontiguousarray(array[:h, :w])).permute(2, 0, 1)[None].float() / 255
+            scores.append(transform_psnr(model, image, quality))
+        rounded, ceiling = np.mean(scores, axis=0)
+        rows[quality + 1] = {"rounded_psnr": float(rounded), "unrounded_psnr": float(ceiling)}
+        print(f"q{quality + 1}: rounded latents {rounded:.2f} dB, unrounded {ceiling:.2f} dB", flush=True)
+    pca = pca_psnr(arrays, [int(v) for v in args.pca.split(",")])
+    for width, value in pca.items():
+        print(f"PCA of 16x16x3 blocks, {width} components: {value:.2f} dB")
+    result = {"weights": str(loaded.path), "weights_hash": loaded.weights_hash.hex(),
+              "latent_channels": model.config.latent_channels, "qualities": rows, "pca_psnr": pca}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
