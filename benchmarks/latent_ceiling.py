@@ -12,38 +12,46 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lic_cli.imageio import list_images, load_rgb_array
+from lic_cli.metrics import psnr
 from models import zoo
 from models.hyper import DOWNSAMPLING
 
 BLOCK = 16  # total stride of the analysis transform: one latent vector per 16x16 block
 
 
-def psnr(x: torch.Tensor, reference: torch.Tensor) -> float:
-    return 10 * math.log10(1 / torch.mean((x - reference) ** 2).item())
+def to_pixels(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Values in [0, 1] as the 8-bit pixels a decoder would write (PSNR is measured on those)."""
+    return np.round(np.clip(np.asarray(x, dtype=np.float64), 0, 1) * 255).astype(np.uint8)
 
 
 @torch.inference_mode()
-def transform_psnr(model, image: torch.Tensor, quality: int) -> tuple[float, float]:
-    """(PSNR with rounded latents, PSNR with unrounded latents) of one (1, 3, H, W) image."""
+def transform_psnr(model, pixels: np.ndarray) -> list[tuple[float, float]]:
+    """Per quality: (PSNR with rounded latents, PSNR with unrounded latents) of one (H, W, 3) uint8
+    image whose sides are multiples of 64."""
+    image = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
+    return [_quality_psnr(model, image, pixels, quality) for quality in range(model.num_qualities)]
+
+
+def _quality_psnr(model, image: torch.Tensor, pixels: np.ndarray, quality: int) -> tuple[float, float]:
     q = torch.tensor([quality])
     y = model.g_a(image) * model._gain(model.log_gain_y, q)
     z_hat = torch.round(model.h_a(y) * model._gain(model.log_gain_z, q))
     means, _ = model.h_s(z_hat * model._gain(model.log_inv_gain_z, q)).chunk(2, dim=1)
     results = []
     for latent in (torch.round(y - means) + means, y):
-        x_hat = model.g_s(latent * model._gain(model.log_inv_gain_y, q)).clamp(0, 1)
-        results.append(psnr(x_hat, image))
+        x_hat = model.g_s(latent * model._gain(model.log_inv_gain_y, q))[0].permute(1, 2, 0)
+        results.append(psnr(pixels, to_pixels(x_hat)))
     return results[0], results[1]
 
 
 def blocks(array: np.ndarray) -> np.ndarray:
+    """The image's whole 16x16 blocks as rows of 768 values in [0, 1]."""
     h, w = array.shape[0] // BLOCK * BLOCK, array.shape[1] // BLOCK * BLOCK
     a = array[:h, :w].astype(np.float64) / 255
     return a.reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK, 3).transpose(0, 2, 1, 3, 4).reshape(-1, BLOCK * BLOCK * 3)
@@ -52,13 +60,14 @@ def blocks(array: np.ndarray) -> np.ndarray:
 def pca_psnr(arrays: list[np.ndarray], widths: list[int]) -> dict[int, float]:
     """Mean PSNR over the images when each block keeps its first `width` principal components."""
     data = [blocks(a) for a in arrays]
-    mean = np.concatenate(data).mean(axis=0)
-    _, vectors = np.linalg.eigh(np.cov((np.concatenate(data) - mean).T))
+    everything = np.concatenate(data)
+    mean = everything.mean(axis=0)
+    _, vectors = np.linalg.eigh(np.cov((everything - mean).T))
     vectors = vectors[:, ::-1]
     result = {}
     for width in widths:
         basis = vectors[:, :width]
-        scores = [10 * math.log10(1 / np.mean(((d - mean) @ basis @ basis.T - (d - mean)) ** 2)) for d in data]
+        scores = [psnr(to_pixels(d), to_pixels((d - mean) @ basis @ basis.T + mean)) for d in data]
         result[width] = float(np.mean(scores))
     return result
 
@@ -73,18 +82,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = zoo.load_codec("hyper", args.weights, compute="fp32")
-    model = loaded.codec.model.float().to(memory_format=torch.contiguous_format)
+    model = loaded.codec.model
     arrays = [load_rgb_array(p) for p in list_images(args.kodak)]
+    # Cropped, not padded, to whole 64x64 cells (Kodak needs neither): padding would score pixels
+    # that are not in the image.
+    cell = DOWNSAMPLING
+    crops = [np.ascontiguousarray(a[: a.shape[0] // cell * cell, : a.shape[1] // cell * cell]) for a in arrays]
+    scores = np.mean([transform_psnr(model, crop) for crop in crops], axis=0)  # (quality, rounded/unrounded)
     rows = {}
-    for quality in range(model.num_qualities):
-        scores = []
-        for array in arrays:
-            h, w = array.shape[0] // DOWNSAMPLING * DOWNSAMPLING, array.shape[1] // DOWNSAMPLING * DOWNSAMPLING
-            image = torch.from_numpy(np.ascontiguousarray(array[:h, :w])).permute(2, 0, 1)[None].float() / 255
-            scores.append(transform_psnr(model, image, quality))
-        rounded, ceiling = np.mean(scores, axis=0)
-        rows[quality + 1] = {"rounded_psnr": float(rounded), "unrounded_psnr": float(ceiling)}
-        print(f"q{quality + 1}: rounded latents {rounded:.2f} dB, unrounded {ceiling:.2f} dB", flush=True)
+    for quality, (rounded, ceiling) in enumerate(scores, start=1):
+        rows[quality] = {"rounded_psnr": float(rounded), "unrounded_psnr": float(ceiling)}
+        print(f"q{quality}: rounded latents {rounded:.2f} dB, unrounded {ceiling:.2f} dB")
     pca = pca_psnr(arrays, [int(v) for v in args.pca.split(",")])
     for width, value in pca.items():
         print(f"PCA of 16x16x3 blocks, {width} components: {value:.2f} dB")
