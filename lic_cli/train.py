@@ -42,6 +42,7 @@ class TrainOptions:
     straight_through_after: float = 0.6  # fraction of the budget after which the decoder sees rounded latents
     gan_after: float = 0.3  # gc models: fraction of the budget trained on distortion only before the GAN starts
     discriminator_width: int = 64  # gc models: channels of the discriminator's first layer (pix2pixHD: 64)
+    grow_warmup: int = 0  # hyper grown from narrower --init weights: steps before the new channels pay rate
 
 
 def hardware_description(device: str) -> str:
@@ -270,10 +271,13 @@ def train(options: TrainOptions, reporter) -> Path:
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, {"optimizer": optimizer}, device, log)
 
+    first_new_channel = grown_channels_start(options, model)
+    steps_done = step
     sampler = CropSampler(run.paths, options.crop, device, log)
     val_images = load_validation(run.val_paths, log)
 
     def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float) -> dict[str, float]:
+        nonlocal steps_done
         for group in optimizer.param_groups:
             group["lr"] = rate
         if hasattr(model, "straight_through"):
@@ -281,7 +285,12 @@ def train(options: TrainOptions, reporter) -> Path:
         quality = torch.tensor([rng.randrange(model.num_qualities) for _ in range(options.batch_size)], device=device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(x, quality)
-        stats = rate_distortion_loss(model, x, quality, out)
+        rate_weights = None
+        if first_new_channel is not None:
+            rate_weights = grown_channel_rate_weights(model.config.latent_channels, first_new_channel,
+                                                      options.grow_warmup, steps_done)
+        stats = rate_distortion_loss(model, x, quality, out, rate_weights)
+        steps_done += 1
         optimizer.zero_grad(set_to_none=True)
         stats["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -303,6 +312,33 @@ def train(options: TrainOptions, reporter) -> Path:
     step = run_budgeted_loop(options, sampler, step, elapsed, hooks, reporter)
     log(f"finished at step {step}; checkpoint {checkpoint_path}")
     return checkpoint_path
+
+
+def grown_channels_start(options: TrainOptions, model) -> int | None:
+    """With --grow-warmup: the first latent channel that the model has and the --init weights lack."""
+    if not options.grow_warmup:
+        return None
+    if options.init_weights is None:
+        raise ValueError("--grow-warmup needs --init: the weights whose latent the run widens")
+    old_m = zoo.weight_file_config(options.init_weights)["latent_channels"]
+    new_m = getattr(getattr(model, "config", None), "latent_channels", None)
+    if new_m is None or new_m <= old_m:
+        raise ValueError(f"--grow-warmup: {options.init_weights} already has {old_m} latent channels; "
+                         "pass a wider --latent-channels to grow it")
+    return old_m
+
+
+def grown_channel_rate_weights(channels: int, first_new: int, warmup: int, step: int) -> torch.Tensor | None:
+    """Weights on each latent channel's bits in the loss: the grown channels pay no rate for `warmup`
+    steps, then a share that ramps up linearly over as many steps; None once they pay in full.
+
+    Without this, the rate term silences new channels before the synthesis learns to use them."""
+    share = min(1.0, max(0.0, (step - warmup) / warmup))
+    if share >= 1.0:
+        return None
+    weights = torch.ones(channels)
+    weights[first_new:] = share
+    return weights
 
 
 def report_validation(results: list[tuple[float, float]], step: int, log) -> None:

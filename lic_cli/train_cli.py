@@ -74,6 +74,11 @@ class Reporter:
 @click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from the network of this weight file (e.g. a shipped one) instead of random init; "
               "hyper-bb can start from hyper weights.")
+@click.option("--grow-warmup", type=click.IntRange(0), default=0, show_default=True, metavar="STEPS",
+              help="hyper with --init weights of a narrower latent (--latent-channels wider than theirs): the "
+              "added channels pay no rate for STEPS steps, then a share ramped in over STEPS more, so that the "
+              "synthesis learns to use them before the rate term can silence them (1500 grew hyper from 192 "
+              "to 256 channels; see docs/results.md).")
 @click.option("--straight-through-after", type=click.FloatRange(0, 1), default=0.6, show_default=True,
               help="Fraction of the budget after which the synthesis sees rounded latents (straight-through) "
               "instead of noisy ones; 0 when fine-tuning a trained model.")
@@ -83,8 +88,8 @@ class Reporter:
               help="gc models: width of the multi-scale discriminator's first layer (pix2pixHD: 64; 32 is "
               "about 2x faster per GAN step on a CPU).")
 def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed, threads,
-          eval_every, channels, latent_channels, hyper_width, init_weights, straight_through_after, gan_after,
-          discriminator_width):
+          eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, straight_through_after,
+          gan_after, discriminator_width):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
@@ -95,6 +100,8 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
     GAN, C=4:        lic train --model gc-c4 --data ../shared/data/train --crop 256 --batch-size 4 --lr 2e-4
     GAN from the MSE baseline (distortion pre-training):
                      lic train --model gc-c2 --init models/weights/gc-c4-mse.pt --gan-after 0.1 ...
+    Wider latent:    lic train --model hyper --init models/weights/hyper.pt --latent-channels 256 \\
+                         --hyper-width 192 --grow-warmup 1500 --lr 1e-4 --straight-through-after 0 ...
     Bits-back model: lic train --model hyper-bb --init models/weights/hyper.pt --minutes 25 --lr 2.5e-5 \\
                          --batch-size 4 --straight-through-after 0 --data ../shared/data/train --out runs/hyper-bb
     """
@@ -107,6 +114,10 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
     family = zoo.entry(model).family if model in zoo.ZOO else "hyper"
     if hyper_width and family != "hyper":
         raise click.BadParameter("only hyper models have a hyper-synthesis", param_hint="--hyper-width")
+    if grow_warmup and family != "hyper":
+        raise click.BadParameter("only hyper models grow their latent", param_hint="--grow-warmup")
+    if grow_warmup and init_weights is None:
+        raise click.BadParameter("needs --init, the weights to grow", param_hint="--grow-warmup")
     sizes = {"channels": channels, "latent_channels": latent_channels, "hyper_width": hyper_width} \
         if family == "hyper" else {"width": channels, "context_width": latent_channels}
     overrides = {k: v for k, v in sizes.items() if v}
@@ -116,7 +127,7 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
                            threads=threads, eval_every=eval_every, config_overrides=overrides,
                            init_weights=init_weights, precision=precision,
                            straight_through_after=straight_through_after, gan_after=gan_after,
-                           discriminator_width=discriminator_width)
+                           discriminator_width=discriminator_width, grow_warmup=grow_warmup)
     reporter = Reporter(minutes * 60)
     try:
         result = run_training(options, reporter)

@@ -129,19 +129,79 @@ def retarget_gains(state: dict[str, torch.Tensor], lambdas: tuple[float, ...]) -
     return adapted
 
 
+# New latent channels start active (analysis weights at half a fresh layer's size: at the top
+# quality about a quarter of their values round away from 0) and invisible (zero synthesis
+# weights): the reconstruction is unchanged, and the synthesis gets full-sized gradients to learn to
+# use them. Their Gaussian starts with mean 0 and this scale; training adjusts both.
+GROWN_ANALYSIS_SCALE = 0.5
+GROWN_SCALE = 0.4
+
+
+def grow_latents(state: dict[str, torch.Tensor], target: MeanScaleHyperprior) -> dict[str, torch.Tensor]:
+    """A trained state moved into ``target``, a model with more latent channels M (same N and
+    hyper-synthesis width): the trained channels keep their weights, and the new ones are added so
+    that the model reconstructs exactly as before.
+
+    The latent width caps the fidelity of the transforms (M values per 16x16x3 pixels), so this is
+    how a trained model gets room at high rates without starting over. The new channels get the
+    analysis weights of a fresh layer (scaled), zero synthesis weights, no say in z (zero h_a
+    inputs), a predicted mean of 0 and scale GROWN_SCALE, and the mean of the trained gains of
+    each quality.
+    """
+    old_m, new_m = state["log_gain_y"].shape[1], target.config.latent_channels
+    if new_m == old_m:
+        return state
+    if new_m < old_m:
+        raise ValueError(f"cannot shrink the latent from {old_m} to {new_m} channels")
+    extra = new_m - old_m
+    fresh = target.state_dict()
+    last_a, last_s = f"g_a.{len(target.g_a) - 1}", f"h_s.{len(target.h_s) - 1}"
+    grown = dict(state)
+
+    def append(key: str, dim: int, tensor: torch.Tensor) -> None:
+        grown[key] = torch.cat([state[key], tensor.to(state[key].dtype)], dim=dim)
+
+    append(f"{last_a}.weight", 0, GROWN_ANALYSIS_SCALE * fresh[f"{last_a}.weight"][old_m:])
+    append(f"{last_a}.bias", 0, torch.zeros(extra))
+    append("g_s.0.weight", 0, torch.zeros_like(fresh["g_s.0.weight"][old_m:]))  # (in, out, k, k)
+    append("h_a.0.weight", 1, torch.zeros_like(fresh["h_a.0.weight"][:, old_m:]))
+    for key, start in ((f"{last_s}.weight", 0.0), (f"{last_s}.bias", GROWN_SCALE)):  # outputs: [means; scales]
+        means, scales = state[key].chunk(2)
+        new = torch.zeros(extra, *means.shape[1:], dtype=means.dtype)
+        grown[key] = torch.cat([means, new, scales, new + start])
+    for key in ("log_gain_y", "log_inv_gain_y"):
+        append(key, 1, state[key].mean(dim=1, keepdim=True).expand(-1, extra))
+    for key, value in fresh.items():
+        if key in grown and grown[key].shape != value.shape:
+            raise ValueError(f"cannot grow these weights into the model: {key} has shape "
+                             f"{tuple(grown[key].shape)}, the model {tuple(value.shape)} "
+                             "(keep the hyper-synthesis width of the weights, --hyper-width)")
+    return grown
+
+
 def rate_distortion_loss(
-    model: MeanScaleHyperprior, x: torch.Tensor, quality: torch.Tensor, out: dict[str, torch.Tensor]
+    model: MeanScaleHyperprior, x: torch.Tensor, quality: torch.Tensor, out: dict[str, torch.Tensor],
+    channel_rate_weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Per-sample bpp + lambda_q * 255^2 * MSE, averaged over the batch."""
+    """Per-sample bpp + lambda_q * 255^2 * MSE, averaged over the batch.
+
+    channel_rate_weights: optional (M,) factors on the bits of each latent channel in the loss (the
+    reported bpp is always the full rate), e.g. to spare newly grown channels the rate term while
+    the synthesis learns to use them."""
     pixels = x.shape[2] * x.shape[3]
-    bits = -torch.log2(out["y_likelihoods"]).sum(dim=(1, 2, 3))
-    if "z_bits" in out:  # bits-back models report the net hyperlatent cost directly
-        bits = bits + out["z_bits"].sum(dim=(1, 2, 3))
+    y_bits = -torch.log2(out["y_likelihoods"])
+    bits = y_bits.sum(dim=(1, 2, 3))
+    if channel_rate_weights is not None:
+        weighted_bits = (y_bits * channel_rate_weights.to(y_bits)[None, :, None, None]).sum(dim=(1, 2, 3))
     else:
-        bits = bits - torch.log2(out["z_likelihoods"]).sum(dim=(1, 2, 3))
-    bpp = bits / pixels
+        weighted_bits = bits
+    if "z_bits" in out:  # bits-back models report the net hyperlatent cost directly
+        z_bits = out["z_bits"].sum(dim=(1, 2, 3))
+    else:
+        z_bits = -torch.log2(out["z_likelihoods"]).sum(dim=(1, 2, 3))
+    bpp = (bits + z_bits) / pixels
     mse = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3))
-    loss = bpp + model.lambdas[quality] * 255**2 * mse
+    loss = (weighted_bits + z_bits) / pixels + model.lambdas[quality] * 255**2 * mse
     return {"loss": loss.mean(), "bpp": bpp.mean(), "mse": mse.mean(),
             "psnr": (10 * torch.log10(1 / mse.clamp(min=1e-10))).mean()}
 

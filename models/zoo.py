@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import gc, hyper_bb
-from .hyper import HyperCodec, HyperConfig, MeanScaleHyperprior, freeze_coding_tensors, retarget_gains
+from .hyper import HyperCodec, HyperConfig, MeanScaleHyperprior, freeze_coding_tensors, grow_latents, retarget_gains
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 WEIGHTS_FORMAT = "lic-weights"
@@ -168,9 +168,17 @@ def load_network_state(path: Path, name: str, target: nn.Module | None = None) -
     if source != name:
         state = zoo_entry.init_from[source](state, target if target is not None else
                                             build_trainable(name, payload["config"]))
-    if isinstance(target, MeanScaleHyperprior):  # e.g. weights trained for another quality ladder
-        state = retarget_gains(state, target.config.lambdas)
+    if isinstance(target, MeanScaleHyperprior):  # e.g. a wider latent, another quality ladder
+        state = retarget_gains(grow_latents(state, target), target.config.lambdas)
     return state
+
+
+def weight_file_config(path: Path) -> dict:
+    """The model configuration stored in a weight file (of any zoo model)."""
+    name = _peek_model_name(Path(path))
+    if name not in ZOO:
+        raise WeightsError(f"{path} is not a lic weight file")
+    return dict(_read_weight_file(name, Path(path))[0]["config"])
 
 
 def _peek_model_name(path: Path) -> str | None:

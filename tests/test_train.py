@@ -1,6 +1,8 @@
+import pytest
 import torch
 from click.testing import CliRunner
 
+from lic_cli import train
 from lic_cli.cli import main
 from models import hyper, zoo
 
@@ -54,3 +56,65 @@ def test_init_from_weights_of_another_ladder_keeps_the_transforms(tmp_path):
     assert torch.allclose(new.lambdas, torch.tensor([0.001, 0.008]))
     assert torch.allclose(new.log_gain_y[1], old.log_gain_y[1], atol=1e-3)  # lambda is stored in fp16
     assert torch.equal(new.g_s[0].weight, old.g_s[0].weight.half().float())
+
+
+def test_grown_latent_reconstructs_exactly_as_before(tmp_path):
+    torch.manual_seed(0)
+    narrow = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 8})
+    path = zoo.export_weights(narrow, "hyper", tmp_path / "narrow.pt")
+    narrow.load_state_dict(zoo.load_network_state(path, "hyper", narrow))  # the fp16-rounded weights
+    wide = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12, "hyper_width": 8})
+    wide.load_state_dict(zoo.load_network_state(path, "hyper", wide))
+    x = torch.from_numpy(smooth_image(64, 64)).permute(2, 0, 1)[None].float() / 255
+    quality = torch.tensor([5])
+    with torch.no_grad():
+        before, after = narrow.eval()(x, quality), wide.eval()(x, quality)
+    assert torch.allclose(after["x_hat"], before["x_hat"], atol=1e-5)
+    assert torch.allclose(after["z_likelihoods"], before["z_likelihoods"])
+    assert torch.allclose(after["y_likelihoods"][:, :8], before["y_likelihoods"], atol=1e-6)
+    # The new channels are active (they carry values like the trained ones), so training gets
+    # gradients for them.
+    with torch.no_grad():
+        y = wide.g_a(x).abs().mean(dim=(0, 2, 3))
+    assert y[8:].mean() > 0.2 * y[:8].mean()
+    with pytest.raises(ValueError, match="shrink"):
+        hyper.grow_latents(wide.state_dict(), narrow)
+    with pytest.raises(ValueError, match="hyper-width"):  # the default width follows M: 12, not 8
+        zoo.load_network_state(path, "hyper", zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12}))
+
+
+def test_grown_channels_pay_rate_only_after_the_warmup():
+    weights = [train.grown_channel_rate_weights(4, 3, 10, step) for step in (0, 10, 15, 20, 30)]
+    assert weights[0].tolist() == [1, 1, 1, 0] and weights[1].tolist() == [1, 1, 1, 0]
+    assert weights[2].tolist() == [1, 1, 1, 0.5]
+    assert weights[3] is None and weights[4] is None
+
+
+def test_channel_rate_weights_change_the_loss_not_the_reported_rate():
+    torch.manual_seed(0)
+    model = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12}).train()
+    x, quality = torch.rand(2, 3, 64, 64), torch.tensor([0, 5])
+    out = {**model(x, quality), "x_hat": x}  # no distortion: the loss is the rate alone
+    full = hyper.rate_distortion_loss(model, x, quality, out)
+    spared = hyper.rate_distortion_loss(model, x, quality, out, torch.tensor([1.0] * 8 + [0.0] * 4))
+    assert torch.equal(spared["bpp"], full["bpp"])
+    new_channel_bpp = -torch.log2(out["y_likelihoods"][:, 8:]).sum(dim=(1, 2, 3)).mean() / (64 * 64)
+    assert torch.allclose(full["loss"] - spared["loss"], new_channel_bpp, rtol=1e-4)
+
+
+def test_training_grows_a_narrower_init_into_a_wider_latent(tmp_path):
+    torch.manual_seed(0)
+    init = zoo.export_weights(zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 8}), "hyper",
+                              tmp_path / "narrow.pt")
+    data = png_folder(tmp_path / "data", 10, 80, 96)
+    common = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--channels", "8", "--batch-size", "2",
+              "--crop", "64", "--threads", "1", "--steps", "2", "--grow-warmup", "1"]
+    runner = CliRunner()
+    no_init = runner.invoke(main, common + ["--latent-channels", "12"])
+    assert no_init.exit_code == 2 and "--init" in no_init.output
+    same_width = runner.invoke(main, common + ["--latent-channels", "8", "--init", str(init)])
+    assert same_width.exit_code == 2 and "wider" in same_width.output
+    grown = runner.invoke(main, common + ["--latent-channels", "12", "--hyper-width", "8", "--init", str(init)],
+                          catch_exceptions=False)
+    assert grown.exit_code == 0, grown.output
+    assert zoo.weight_file_config(tmp_path / "run" / "hyper.pt")["latent_channels"] == 12
