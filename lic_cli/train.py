@@ -266,7 +266,7 @@ def train(options: TrainOptions, reporter) -> Path:
     device, bf16, checkpoint_path = run.device, run.bf16, run.checkpoint_path
     log(f"{len(run.paths)} training images, {len(run.val_paths)} validation images, device {device}")
 
-    model = zoo.build_trainable(options.model, options.config_overrides)
+    model = zoo.build_trainable(options.model, network_sizes(options, checkpoint_path))
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, {"optimizer": optimizer}, device, log)
@@ -312,6 +312,32 @@ def train(options: TrainOptions, reporter) -> Path:
     step = run_budgeted_loop(options, sampler, step, elapsed, hooks, reporter)
     log(f"finished at step {step}; checkpoint {checkpoint_path}")
     return checkpoint_path
+
+
+SIZE_KEYS = ("channels", "latent_channels", "hyper_width")
+
+
+def network_sizes(options: TrainOptions, checkpoint_path: Path) -> dict:
+    """Configuration overrides of the network to train: the sizes of the checkpoint being resumed
+    or of the --init weights (so that continuing a shipped file needs no size options), then the
+    command line's (a wider --latent-channels than --init's grows its latent)."""
+    overrides = dict(options.config_overrides or {})
+    if options.resume and checkpoint_path.exists():
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["config"]
+        for key, value in overrides.items():
+            if key in SIZE_KEYS and saved.get(key) != value:
+                flag = "--" + key.replace("_", "-")
+                raise ValueError(f"{checkpoint_path} was trained with {key} {saved.get(key)}: drop {flag} "
+                                 "to resume it, or start a new run with another --out")
+        inherited = saved
+    elif options.init_weights is not None:
+        inherited = zoo.weight_file_config(options.init_weights)
+        # An unset hyper-synthesis width follows M; a grown latent keeps the trained width.
+        inherited["hyper_width"] = inherited.get("hyper_width") or inherited.get("latent_channels")
+    else:
+        return overrides
+    sizes = {key: inherited[key] for key in SIZE_KEYS if inherited.get(key) is not None}
+    return {**sizes, **overrides}
 
 
 def grown_channels_start(options: TrainOptions, model) -> int | None:

@@ -100,10 +100,14 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
     GAN, C=4:        lic train --model gc-c4 --data ../shared/data/train --crop 256 --batch-size 4 --lr 2e-4
     GAN from the MSE baseline (distortion pre-training):
                      lic train --model gc-c2 --init models/weights/gc-c4-mse.pt --gan-after 0.1 ...
-    Wider latent:    lic train --model hyper --init models/weights/hyper.pt --latent-channels 256 \\
-                         --hyper-width 192 --grow-warmup 1500 --lr 1e-4 --straight-through-after 0 ...
-    Bits-back model: lic train --model hyper-bb --init models/weights/hyper.pt --minutes 25 --lr 2.5e-5 \\
+    Wider latent (how the shipped hyper grew its latent from 192 to 256 channels):
+                     lic train --model hyper --init hyper-192.pt --latent-channels 256 --hyper-width 192 \\
+                         --grow-warmup 1500 --lr 1e-4 --straight-through-after 0 --batch-size 4 ...
+    Bits-back model: lic train --model hyper-bb --init hyper-192.pt --minutes 25 --lr 2.5e-5 \\
                          --batch-size 4 --straight-through-after 0 --data ../shared/data/train --out runs/hyper-bb
+                     (hyper-bb keeps the 192-channel latent, which keeps its file under 16 MiB)
+    hyper-192.pt:    the hyper weights from before the latent grew:
+                     git show 47b4149:models/weights/hyper.pt > hyper-192.pt
     """
     from .train import TrainOptions
     from .train import train as train_rate_distortion

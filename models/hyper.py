@@ -152,7 +152,8 @@ def grow_latents(state: dict[str, torch.Tensor], target: MeanScaleHyperprior) ->
     if new_m == old_m:
         return state
     if new_m < old_m:
-        raise ValueError(f"cannot shrink the latent from {old_m} to {new_m} channels")
+        raise ValueError(f"cannot shrink the latent from {old_m} to {new_m} channels "
+                         f"(these weights need --latent-channels {old_m})")
     extra = new_m - old_m
     fresh = target.state_dict()
     last_a, last_s = f"g_a.{len(target.g_a) - 1}", f"h_s.{len(target.h_s) - 1}"

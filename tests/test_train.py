@@ -107,14 +107,19 @@ def test_training_grows_a_narrower_init_into_a_wider_latent(tmp_path):
     init = zoo.export_weights(zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 8}), "hyper",
                               tmp_path / "narrow.pt")
     data = png_folder(tmp_path / "data", 10, 80, 96)
-    common = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--channels", "8", "--batch-size", "2",
-              "--crop", "64", "--threads", "1", "--steps", "2", "--grow-warmup", "1"]
+    common = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--batch-size", "2", "--crop", "64",
+              "--threads", "1", "--steps", "2", "--grow-warmup", "1"]
     runner = CliRunner()
     no_init = runner.invoke(main, common + ["--latent-channels", "12"])
     assert no_init.exit_code == 2 and "--init" in no_init.output
     same_width = runner.invoke(main, common + ["--latent-channels", "8", "--init", str(init)])
     assert same_width.exit_code == 2 and "wider" in same_width.output
-    grown = runner.invoke(main, common + ["--latent-channels", "12", "--hyper-width", "8", "--init", str(init)],
-                          catch_exceptions=False)
+    # The sizes come from --init (N = 8, hyper-synthesis width 8) unless given: only M is widened.
+    grown = runner.invoke(main, common + ["--latent-channels", "12", "--init", str(init)], catch_exceptions=False)
     assert grown.exit_code == 0, grown.output
-    assert zoo.weight_file_config(tmp_path / "run" / "hyper.pt")["latent_channels"] == 12
+    config = zoo.weight_file_config(tmp_path / "run" / "hyper.pt")
+    assert (config["channels"], config["latent_channels"], config["hyper_width"]) == (8, 12, 8)
+    resumed = runner.invoke(main, common[:-4] + ["--steps", "3", "--resume"], catch_exceptions=False)
+    assert resumed.exit_code == 0 and "resumed" in resumed.output  # the checkpoint's sizes, no options
+    conflict = runner.invoke(main, common[:-4] + ["--steps", "4", "--resume", "--latent-channels", "16"])
+    assert conflict.exit_code == 2 and "drop --latent-channels" in conflict.output
