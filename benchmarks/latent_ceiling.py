@@ -1,6 +1,8 @@
 """How much of the distortion at each quality comes from quantization, and how much from the
 transforms themselves: Kodak PSNR of `hyper` with its latents rounded (what the codec does) and
-not rounded at all (the transforms' ceiling at that quality's gains), in fp32.
+not rounded at all (the transforms' ceiling at that quality's gains), in fp32. Also how many
+rounded latent values are nonzero in each block of 64 channels (a grown latent's new channels are
+the last block).
 
 A linear reference for the latent width: a PCA of the 16x16x3 pixel blocks of the same images
 (the latent has M values per such block), keeping the first M components. It is an oracle fitted
@@ -23,6 +25,7 @@ from models import zoo
 from models.hyper import DOWNSAMPLING
 
 BLOCK = 16  # total stride of the analysis transform: one latent vector per 16x16 block
+CHANNEL_GROUP = 64  # channels per row of the nonzero count
 
 
 def to_pixels(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -31,23 +34,26 @@ def to_pixels(x: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 @torch.inference_mode()
-def transform_psnr(model, pixels: np.ndarray) -> list[tuple[float, float]]:
-    """Per quality: (PSNR with rounded latents, PSNR with unrounded latents) of one (H, W, 3) uint8
-    image whose sides are multiples of 64."""
+def transform_psnr(model, pixels: np.ndarray) -> list[tuple[float, float, list[float]]]:
+    """Per quality: (PSNR with rounded latents, PSNR with unrounded latents, share of nonzero
+    rounded values per block of CHANNEL_GROUP channels) of one (H, W, 3) uint8 image whose sides
+    are multiples of 64."""
     image = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
     return [_quality_psnr(model, image, pixels, quality) for quality in range(model.num_qualities)]
 
 
-def _quality_psnr(model, image: torch.Tensor, pixels: np.ndarray, quality: int) -> tuple[float, float]:
+def _quality_psnr(model, image: torch.Tensor, pixels: np.ndarray, quality: int) -> tuple[float, float, list[float]]:
     q = torch.tensor([quality])
     y = model.g_a(image) * model._gain(model.log_gain_y, q)
     z_hat = torch.round(model.h_a(y) * model._gain(model.log_gain_z, q))
     means, _ = model.h_s(z_hat * model._gain(model.log_inv_gain_z, q)).chunk(2, dim=1)
+    residuals = torch.round(y - means)
     results = []
-    for latent in (torch.round(y - means) + means, y):
+    for latent in (residuals + means, y):
         x_hat = model.g_s(latent * model._gain(model.log_inv_gain_y, q))[0].permute(1, 2, 0)
         results.append(psnr(pixels, to_pixels(x_hat)))
-    return results[0], results[1]
+    nonzero = [float((group != 0).float().mean()) for group in residuals.split(CHANNEL_GROUP, dim=1)]
+    return results[0], results[1], nonzero
 
 
 def blocks(array: np.ndarray) -> np.ndarray:
@@ -88,11 +94,15 @@ def main() -> None:
     # that are not in the image.
     cell = DOWNSAMPLING
     crops = [np.ascontiguousarray(a[: a.shape[0] // cell * cell, : a.shape[1] // cell * cell]) for a in arrays]
-    scores = np.mean([transform_psnr(model, crop) for crop in crops], axis=0)  # (quality, rounded/unrounded)
+    per_image = [transform_psnr(model, crop) for crop in crops]
     rows = {}
-    for quality, (rounded, ceiling) in enumerate(scores, start=1):
-        rows[quality] = {"rounded_psnr": float(rounded), "unrounded_psnr": float(ceiling)}
-        print(f"q{quality}: rounded latents {rounded:.2f} dB, unrounded {ceiling:.2f} dB")
+    for quality in range(model.num_qualities):
+        rounded, ceiling = (float(np.mean([image[quality][i] for image in per_image])) for i in (0, 1))
+        nonzero = np.mean([image[quality][2] for image in per_image], axis=0).tolist()
+        rows[quality + 1] = {"rounded_psnr": rounded, "unrounded_psnr": ceiling, "nonzero_share": nonzero}
+        groups = ", ".join(f"{100 * share:.1f}%" for share in nonzero)
+        print(f"q{quality + 1}: rounded latents {rounded:.2f} dB, unrounded {ceiling:.2f} dB; "
+              f"nonzero values per {CHANNEL_GROUP} channels: {groups}")
     pca = pca_psnr(arrays, [int(v) for v in args.pca.split(",")])
     for width, value in pca.items():
         print(f"PCA of 16x16x3 blocks, {width} components: {value:.2f} dB")
