@@ -266,12 +266,13 @@ def train(options: TrainOptions, reporter) -> Path:
     device, bf16, checkpoint_path = run.device, run.bf16, run.checkpoint_path
     log(f"{len(run.paths)} training images, {len(run.val_paths)} validation images, device {device}")
 
-    model = zoo.build_trainable(options.model, network_sizes(options, checkpoint_path))
+    init_config = None if options.init_weights is None else zoo.weight_file_config(options.init_weights, options.model)
+    model = zoo.build_trainable(options.model, network_sizes(options, checkpoint_path, init_config))
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, {"optimizer": optimizer}, device, log)
 
-    first_new_channel = grown_channels_start(options, model)
+    first_new_channel = grown_channels_start(options, model, init_config)
     steps_done = step
     sampler = CropSampler(run.paths, options.crop, device, log)
     val_images = load_validation(run.val_paths, log)
@@ -317,10 +318,11 @@ def train(options: TrainOptions, reporter) -> Path:
 SIZE_KEYS = ("channels", "latent_channels", "hyper_width")
 
 
-def network_sizes(options: TrainOptions, checkpoint_path: Path) -> dict:
+def network_sizes(options: TrainOptions, checkpoint_path: Path, init_config: dict | None) -> dict:
     """Configuration overrides of the network to train: the sizes of the checkpoint being resumed
-    or of the --init weights (so that continuing a shipped file needs no size options), then the
-    command line's (a wider --latent-channels than --init's grows its latent)."""
+    or of the --init weights (their configuration: init_config), so that continuing a shipped file
+    needs no size options, then the command line's (a wider --latent-channels than --init's grows
+    its latent)."""
     overrides = dict(options.config_overrides or {})
     if options.resume and checkpoint_path.exists():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["config"]
@@ -330,8 +332,8 @@ def network_sizes(options: TrainOptions, checkpoint_path: Path) -> dict:
                 raise ValueError(f"{checkpoint_path} was trained with {key} {saved.get(key)}: drop {flag} "
                                  "to resume it, or start a new run with another --out")
         inherited = saved
-    elif options.init_weights is not None:
-        inherited = zoo.weight_file_config(options.init_weights)
+    elif init_config is not None:
+        inherited = dict(init_config)
         # An unset hyper-synthesis width follows M; a grown latent keeps the trained width.
         inherited["hyper_width"] = inherited.get("hyper_width") or inherited.get("latent_channels")
     else:
@@ -340,15 +342,15 @@ def network_sizes(options: TrainOptions, checkpoint_path: Path) -> dict:
     return {**sizes, **overrides}
 
 
-def grown_channels_start(options: TrainOptions, model) -> int | None:
-    """With --grow-warmup: the first latent channel that the model has and the --init weights lack."""
+def grown_channels_start(options: TrainOptions, model, init_config: dict | None) -> int | None:
+    """With --grow-warmup: the first latent channel that the model has and the --init weights (their
+    configuration: init_config) lack."""
     if not options.grow_warmup:
         return None
-    if options.init_weights is None:
+    if init_config is None:
         raise ValueError("--grow-warmup needs --init: the weights whose latent the run widens")
-    old_m = zoo.weight_file_config(options.init_weights)["latent_channels"]
-    new_m = getattr(getattr(model, "config", None), "latent_channels", None)
-    if new_m is None or new_m <= old_m:
+    old_m, new_m = init_config["latent_channels"], model.config.latent_channels
+    if new_m <= old_m:
         raise ValueError(f"--grow-warmup: {options.init_weights} already has {old_m} latent channels; "
                          "pass a wider --latent-channels to grow it")
     return old_m

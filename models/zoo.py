@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +136,9 @@ def export_weights(model: nn.Module, name: str, path: Path, card: dict | None = 
     return path
 
 
-def _read_weight_file(name: str, path: Path) -> tuple[dict, bytes]:
-    """(payload, raw bytes): the hash is taken from exactly the bytes that were loaded."""
+def _read_weight_file(name: str, path: Path, also: Iterable[str] = ()) -> tuple[dict, bytes]:
+    """(payload, raw bytes) of a weight file for model `name` (or one of the models in `also`): the
+    hash is taken from exactly the bytes that were loaded."""
     if not path.is_file():
         hint = "" if entry(name).shipped else f" (not trained yet: lic train --model {name} --data DIR)"
         raise WeightsError(f"weights for model {name!r} not found at {path}{hint}")
@@ -150,7 +151,7 @@ def _read_weight_file(name: str, path: Path) -> tuple[dict, bytes]:
         raise WeightsError(f"{path} is not a lic weight file")
     if payload.get("version") != WEIGHTS_VERSION:
         raise WeightsError(f"{path} has weight-file version {payload.get('version')}, expected {WEIGHTS_VERSION}")
-    if payload.get("model") != name:
+    if payload.get("model") != name and payload.get("model") not in also:
         raise WeightsError(f"{path} holds weights for model {payload.get('model')!r}, not {name!r}")
     return payload, raw
 
@@ -161,9 +162,9 @@ def load_network_state(path: Path, name: str, target: nn.Module | None = None) -
 
     target: the freshly built model to be trained (the adapter may keep some of its parameters);
     default: `name` built with the file's configuration."""
-    source = _peek_model_name(Path(path))
     zoo_entry = entry(name)
-    payload, _ = _read_weight_file(source if source in zoo_entry.init_from else name, Path(path))
+    payload, _ = _read_weight_file(name, Path(path), also=zoo_entry.init_from)
+    source = payload["model"]
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["network"].items()}
     if source != name:
         state = zoo_entry.init_from[source](state, target if target is not None else
@@ -173,20 +174,10 @@ def load_network_state(path: Path, name: str, target: nn.Module | None = None) -
     return state
 
 
-def weight_file_config(path: Path) -> dict:
-    """The model configuration stored in a weight file (of any zoo model)."""
-    name = _peek_model_name(Path(path))
-    if name not in ZOO:
-        raise WeightsError(f"{path} is not a lic weight file")
-    return dict(_read_weight_file(name, Path(path))[0]["config"])
-
-
-def _peek_model_name(path: Path) -> str | None:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    return payload.get("model") if isinstance(payload, dict) else None
+def weight_file_config(path: Path, name: str) -> dict:
+    """The model configuration stored in a weight file that `name` can be trained from (see
+    load_network_state)."""
+    return dict(_read_weight_file(name, Path(path), also=entry(name).init_from)[0]["config"])
 
 
 def load_codec(name: str, weights: Path | None = None, device: str = "cpu", compute: str = "auto") -> LoadedCodec:

@@ -117,7 +117,7 @@ def test_training_grows_a_narrower_init_into_a_wider_latent(tmp_path):
     # The sizes come from --init (N = 8, hyper-synthesis width 8) unless given: only M is widened.
     grown = runner.invoke(main, common + ["--latent-channels", "12", "--init", str(init)], catch_exceptions=False)
     assert grown.exit_code == 0, grown.output
-    config = zoo.weight_file_config(tmp_path / "run" / "hyper.pt")
+    config = zoo.weight_file_config(tmp_path / "run" / "hyper.pt", "hyper")
     assert (config["channels"], config["latent_channels"], config["hyper_width"]) == (8, 12, 8)
     resumed = runner.invoke(main, common[:-4] + ["--steps", "3", "--resume"], catch_exceptions=False)
     assert resumed.exit_code == 0 and "resumed" in resumed.output  # the checkpoint's sizes, no options
