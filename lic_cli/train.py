@@ -217,8 +217,9 @@ def prepare_run(options: TrainOptions) -> RunSetup:
 class LoopHooks:
     """What a model family plugs into the shared wall-clock training loop."""
 
-    step: Callable[[torch.Tensor, random.Random, float, float], dict[str, float]]
-    """(batch, rng, learning rate, budget progress 0..1) -> scalar stats of one optimisation step."""
+    step: Callable[[torch.Tensor, random.Random, float, float, int], dict[str, float]]
+    """(batch, rng, learning rate, budget progress 0..1, steps done before it, earlier sessions
+    included) -> scalar stats of one optimisation step."""
     save: Callable[[int, float], None]  # (step, elapsed seconds): write the checkpoint
     validate: Callable[[int], None]  # (step): log validation numbers
     describe: Callable[[dict[str, float]], str]  # running stats -> the middle of a log line
@@ -242,7 +243,7 @@ def run_budgeted_loop(options: TrainOptions, sampler: CropSampler, step: int, el
         if elapsed >= budget or (options.max_steps is not None and step >= options.max_steps):
             break
         rate = learning_rate(options.lr, elapsed / budget)
-        stats = hooks.step(sampler.batch(options.batch_size, rng), rng, rate, elapsed / budget)
+        stats = hooks.step(sampler.batch(options.batch_size, rng), rng, rate, elapsed / budget, step)
         step += 1
         for key, value in stats.items():
             running[key] = value if key not in running else 0.98 * running[key] + 0.02 * value
@@ -273,12 +274,10 @@ def train(options: TrainOptions, reporter) -> Path:
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, {"optimizer": optimizer}, device, log)
 
     first_new_channel = grown_channels_start(options, model, init_config)
-    steps_done = step
     sampler = CropSampler(run.paths, options.crop, device, log)
     val_images = load_validation(run.val_paths, log)
 
-    def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float) -> dict[str, float]:
-        nonlocal steps_done
+    def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float, done: int) -> dict[str, float]:
         for group in optimizer.param_groups:
             group["lr"] = rate
         if hasattr(model, "straight_through"):
@@ -289,9 +288,8 @@ def train(options: TrainOptions, reporter) -> Path:
         rate_weights = None
         if first_new_channel is not None:
             rate_weights = grown_channel_rate_weights(model.config.latent_channels, first_new_channel,
-                                                      options.grow_warmup, steps_done)
+                                                      options.grow_warmup, done)
         stats = rate_distortion_loss(model, x, quality, out, rate_weights)
-        steps_done += 1
         optimizer.zero_grad(set_to_none=True)
         stats["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -325,7 +323,8 @@ def network_sizes(options: TrainOptions, checkpoint_path: Path, init_config: dic
     its latent)."""
     overrides = dict(options.config_overrides or {})
     if options.resume and checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["config"]
+        # Memory-mapped: only the configuration is read here; restore_or_initialise loads the tensors.
+        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)["config"]
         for key, value in overrides.items():
             if key in SIZE_KEYS and saved.get(key) != value:
                 flag = "--" + key.replace("_", "-")

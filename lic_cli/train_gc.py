@@ -46,7 +46,7 @@ def train_gc(options: TrainOptions, reporter) -> Path:
     sampler = CropSampler(run.paths, options.crop, device, log)
     val_images = load_validation(run.val_paths, log)
 
-    def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float) -> dict[str, float]:
+    def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float, done: int) -> dict[str, float]:
         for group in opt_g.param_groups + opt_d.param_groups:
             group["lr"] = rate
         gan_on = adversarial and progress >= options.gan_after
