@@ -12,8 +12,8 @@ from models import zoo
 from .conftest import SAMPLE
 
 MAX_WEIGHT_BYTES = 16 * 1024 * 1024
-# Floors about 1 dB under what the shipped CPU-budget weights measure on this crop (hyper: 26.5 /
-# 37.6 dB at q1 / q6; hyper-bb: 30.2 dB at q3); a broken or untrained model lands far below (8-20 dB).
+# Floors about 1 dB under what the shipped CPU-budget weights measure on this crop (hyper: 26.7 /
+# 37.7 dB at q1 / q6; hyper-bb: 30.2 dB at q3); a broken or untrained model lands far below (8-20 dB).
 LOWEST_PSNR = 25.3
 HIGHEST_PSNR = 36.3
 BITS_BACK_PSNR = 29.2
