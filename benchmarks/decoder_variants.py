@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lic_cli.codec import _to_pixels
 from lic_cli.imageio import list_images, load_rgb_array
 from lic_cli.metrics import psnr
 from models import precision, zoo
@@ -27,8 +28,9 @@ MIN_COUNT = 50  # fewer samples than this in a (scale, magnitude) cell: no offse
 FP32_TAIL = "bf16 + fp32 last layer"
 
 
-def to_pixels(x: torch.Tensor) -> np.ndarray:
-    return np.round(x.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+def to_pixels(x_hat: torch.Tensor) -> np.ndarray:
+    """The 8-bit RGB pixels `lic decode` would write for a (3, H, W) reconstruction."""
+    return _to_pixels(x_hat, channels=3)
 
 
 def quantized_latents(codec, pixels: np.ndarray, quality: int) -> dict:
@@ -85,8 +87,8 @@ def timed_synthesis(codec, item: dict, quality: int, height: int, width: int, va
     return x_hat, time.perf_counter() - start
 
 
-def centroid_rows(codec, arrays: list[np.ndarray], quality: int) -> dict[str, float]:
-    latents = [quantized_latents(codec, a, quality) for a in arrays]
+def centroid_rows(codec, arrays: list[np.ndarray], latents: list[dict], quality: int) -> dict[str, float]:
+    """latents: quantized_latents of every image in arrays, with the encoder in bf16."""
     offsets = fit_centroid_offsets(latents[0::2], len(codec.y_table_scales))
     centre, centroid = [], []
     for pixels, item in zip(arrays[1::2], latents[1::2]):
@@ -98,14 +100,16 @@ def centroid_rows(codec, arrays: list[np.ndarray], quality: int) -> dict[str, fl
     return {"bin centres (the codec)": float(np.mean(centre)), "bin centroids": float(np.mean(centroid))}
 
 
-def precision_rows(codec, arrays: list[np.ndarray], quality: int) -> dict[str, tuple[float, float]]:
-    """label -> (mean PSNR, mean synthesis seconds) over the odd-numbered images."""
+def precision_rows(codec, arrays: list[np.ndarray], latents: list[dict],
+                   quality: int) -> dict[str, tuple[float, float]]:
+    """label -> (mean PSNR, mean synthesis seconds) over the odd-numbered images; latents as for
+    centroid_rows (the fp32 encoder's are computed here)."""
     scores: dict[str, list[tuple[float, float]]] = {}
-    for pixels in arrays[1::2]:
+    for pixels, bf16_item in zip(arrays[1::2], latents[1::2]):
         height, width = pixels.shape[:2]
-        for encoder in ("bf16", "fp32"):
-            codec.compute = encoder
-            item = quantized_latents(codec, pixels, quality)
+        codec.compute = "fp32"
+        fp32_item = quantized_latents(codec, pixels, quality)
+        for encoder, item in (("bf16", bf16_item), ("fp32", fp32_item)):
             for decoder in ("bf16", FP32_TAIL, "fp32"):
                 x_hat, seconds = timed_synthesis(codec, item, quality, height, width, decoder)
                 label = f"encoder {encoder}, synthesis {decoder}"
@@ -125,9 +129,10 @@ def main() -> None:
     arrays = [load_rgb_array(p) for p in list_images(args.kodak)]
     for quality in (int(q) - 1 for q in args.qualities.split(",")):
         codec.compute = "bf16"
-        for label, value in centroid_rows(codec, arrays, quality).items():
+        latents = [quantized_latents(codec, a, quality) for a in arrays]
+        for label, value in centroid_rows(codec, arrays, latents, quality).items():
             print(f"q{quality + 1} | {label} | {value:.3f} dB")
-        for label, (value, seconds) in precision_rows(codec, arrays, quality).items():
+        for label, (value, seconds) in precision_rows(codec, arrays, latents, quality).items():
             print(f"q{quality + 1} | {label} | {value:.3f} dB | synthesis {seconds:.3f} s")
 
 
