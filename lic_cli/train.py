@@ -43,6 +43,7 @@ class TrainOptions:
     gan_after: float = 0.3  # gc models: fraction of the budget trained on distortion only before the GAN starts
     discriminator_width: int = 64  # gc models: channels of the discriminator's first layer (pix2pixHD: 64)
     grow_warmup: int = 0  # hyper grown from narrower --init weights: steps before the new channels pay rate
+    qualities: tuple[int, ...] | None = None  # hyper: 0-based quality indices to train (None: all)
 
 
 def hardware_description(device: str) -> str:
@@ -274,6 +275,7 @@ def train(options: TrainOptions, reporter) -> Path:
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, {"optimizer": optimizer}, device, log)
 
     first_new_channel = grown_channels_start(options, model, init_config)
+    trained_qualities = qualities_to_train(options, model.num_qualities)
     sampler = CropSampler(run.paths, options.crop, device, log)
     val_images = load_validation(run.val_paths, log)
 
@@ -282,7 +284,7 @@ def train(options: TrainOptions, reporter) -> Path:
             group["lr"] = rate
         if hasattr(model, "straight_through"):
             model.straight_through = progress >= options.straight_through_after
-        quality = torch.tensor([rng.randrange(model.num_qualities) for _ in range(options.batch_size)], device=device)
+        quality = torch.tensor([rng.choice(trained_qualities) for _ in range(options.batch_size)], device=device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(x, quality)
         rate_weights = None
@@ -311,6 +313,15 @@ def train(options: TrainOptions, reporter) -> Path:
     step = run_budgeted_loop(options, sampler, step, elapsed, hooks, reporter)
     log(f"finished at step {step}; checkpoint {checkpoint_path}")
     return checkpoint_path
+
+
+def qualities_to_train(options: TrainOptions, available: int) -> list[int]:
+    if options.qualities is None:
+        return list(range(available))
+    outside = [q + 1 for q in options.qualities if not 0 <= q < available]
+    if outside:
+        raise ValueError(f"quality {outside[0]} is not one of the model's 1..{available}")
+    return sorted(set(options.qualities))
 
 
 SIZE_KEYS = ("channels", "latent_channels", "hyper_width")

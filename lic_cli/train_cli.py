@@ -42,6 +42,17 @@ class Reporter:
             self.progress.stop()
 
 
+def parse_qualities(text: str | None) -> tuple[int, ...] | None:
+    """'5,6' -> (4, 5): the 0-based indices of 1-based quality numbers."""
+    if not text:
+        return None
+    try:
+        return tuple(int(part) - 1 for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers",
+                                 param_hint="--qualities") from None
+
+
 @click.command()
 @click.option("-m", "--model", default=zoo.DEFAULT_MODEL, show_default=True, help="Zoo model to train.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
@@ -79,6 +90,8 @@ class Reporter:
               "added channels pay no rate for STEPS steps, then a share ramped in over STEPS more, so that the "
               "synthesis learns to use them before the rate term can silence them (1500 grew hyper from 192 "
               "to 256 channels; see docs/results.md).")
+@click.option("--qualities", metavar="LIST", help="hyper: train only these qualities (comma-separated, e.g. 5,6); "
+              "the other operating points keep their gains but drift with the shared transforms.")
 @click.option("--straight-through-after", type=click.FloatRange(0, 1), default=0.6, show_default=True,
               help="Fraction of the budget after which the synthesis sees rounded latents (straight-through) "
               "instead of noisy ones; 0 when fine-tuning a trained model.")
@@ -88,8 +101,8 @@ class Reporter:
               help="gc models: width of the multi-scale discriminator's first layer (pix2pixHD: 64; 32 is "
               "about 2x faster per GAN step on a CPU).")
 def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed, threads,
-          eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, straight_through_after,
-          gan_after, discriminator_width):
+          eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, qualities,
+          straight_through_after, gan_after, discriminator_width):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
@@ -122,6 +135,8 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
         raise click.BadParameter("only hyper models grow their latent", param_hint="--grow-warmup")
     if grow_warmup and init_weights is None:
         raise click.BadParameter("needs --init, the weights to grow", param_hint="--grow-warmup")
+    if qualities and family != "hyper":
+        raise click.BadParameter("only hyper models have qualities", param_hint="--qualities")
     sizes = {"channels": channels, "latent_channels": latent_channels, "hyper_width": hyper_width} \
         if family == "hyper" else {"width": channels, "context_width": latent_channels}
     overrides = {k: v for k, v in sizes.items() if v}
@@ -131,7 +146,8 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
                            threads=threads, eval_every=eval_every, config_overrides=overrides,
                            init_weights=init_weights, precision=precision,
                            straight_through_after=straight_through_after, gan_after=gan_after,
-                           discriminator_width=discriminator_width, grow_warmup=grow_warmup)
+                           discriminator_width=discriminator_width, grow_warmup=grow_warmup,
+                           qualities=parse_qualities(qualities))
     reporter = Reporter(minutes * 60)
     try:
         result = run_training(options, reporter)

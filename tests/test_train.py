@@ -102,13 +102,19 @@ def test_channel_rate_weights_change_the_loss_not_the_reported_rate():
     assert torch.allclose(full["loss"] - spared["loss"], new_channel_bpp, rtol=1e-4)
 
 
-def test_training_grows_a_narrower_init_into_a_wider_latent(tmp_path):
+def tiny_init_and_train_args(tmp_path) -> tuple:
+    """Random 8-channel hyper weights and the `lic train` arguments of a tiny run on random PNGs."""
     torch.manual_seed(0)
     init = zoo.export_weights(zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 8}), "hyper",
                               tmp_path / "narrow.pt")
     data = png_folder(tmp_path / "data", 10, 80, 96)
-    common = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--batch-size", "2", "--crop", "64",
-              "--threads", "1", "--steps", "2", "--grow-warmup", "1"]
+    return init, ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--batch-size", "2",
+                  "--crop", "64", "--threads", "1"]
+
+
+def test_training_grows_a_narrower_init_into_a_wider_latent(tmp_path):
+    init, args = tiny_init_and_train_args(tmp_path)
+    common = args + ["--steps", "2", "--grow-warmup", "1"]
     runner = CliRunner()
     no_init = runner.invoke(main, common + ["--latent-channels", "12"])
     assert no_init.exit_code == 2 and "--init" in no_init.output
@@ -123,3 +129,18 @@ def test_training_grows_a_narrower_init_into_a_wider_latent(tmp_path):
     assert resumed.exit_code == 0 and "resumed" in resumed.output  # the checkpoint's sizes, no options
     conflict = runner.invoke(main, common[:-4] + ["--steps", "4", "--resume", "--latent-channels", "16"])
     assert conflict.exit_code == 2 and "drop --latent-channels" in conflict.output
+
+
+def test_training_some_qualities_leaves_the_others_gains_alone(tmp_path):
+    init, args = tiny_init_and_train_args(tmp_path)
+    common = args + ["--steps", "3", "--lr", "0.05", "--init", str(init)]
+    runner = CliRunner()
+    outside = runner.invoke(main, common + ["--qualities", "2,7"])
+    assert outside.exit_code == 2 and "quality 7" in outside.output
+    trained = runner.invoke(main, common + ["--qualities", "6"], catch_exceptions=False)
+    assert trained.exit_code == 0, trained.output
+    before = torch.load(init, weights_only=True)["network"]
+    after = torch.load(tmp_path / "run" / "hyper.pt", weights_only=True)["network"]
+    for key in hyper.GAIN_KEYS:
+        assert torch.equal(after[key][:5], before[key][:5])
+        assert not torch.equal(after[key][5], before[key][5])
