@@ -1,6 +1,7 @@
 """Training driver: random crops, R-D loss, wall-clock budget, checkpoints and --resume."""
 from __future__ import annotations
 
+import ctypes
 import math
 import platform
 import random
@@ -44,6 +45,25 @@ class TrainOptions:
     discriminator_width: int = 64  # gc models: channels of the discriminator's first layer (pix2pixHD: 64)
     grow_warmup: int = 0  # hyper grown from narrower --init weights: steps before the new channels pay rate
     qualities: tuple[int, ...] | None = None  # hyper: 0-based quality indices to train (None: all)
+
+
+def keep_freed_buffers_in_the_heap() -> bool:
+    """Ask glibc to keep freed activation buffers for the next step instead of unmapping them.
+
+    By default every buffer above its mmap threshold goes back to the kernel when freed, and the
+    next step's allocation of the same size faults in freshly zeroed pages: on a 2-core CPU that
+    was 8% of a training step's wall time (29 s of system time in 40 steps, 2.5 s with this).
+    Returns False where the C library is not glibc; training works the same, only slower.
+    """
+    if platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+        settings = ((m_mmap_threshold, 2**31 - 1), (m_trim_threshold, 2**31 - 1), (m_top_pad, 1 << 30))
+        return all(libc.mallopt(option, value) == 1 for option, value in settings)
+    except (OSError, AttributeError):
+        return False
 
 
 def hardware_description(device: str) -> str:
@@ -201,6 +221,8 @@ def prepare_run(options: TrainOptions) -> RunSetup:
     if options.threads:
         torch.set_num_threads(options.threads)
     device = pick_device(options.device)
+    if device.type == "cpu":
+        keep_freed_buffers_in_the_heap()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
