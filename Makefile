@@ -11,7 +11,7 @@ DEMO := build/demo
 KODAK ?= ../shared/data/kodak
 JOBS ?= 2
 
-.PHONY: install install-bench demo test bench bench-hyper bench-bitsback clean
+.PHONY: install install-bench demo test bench bench-hyper bench-bitsback gpu-pack travel-size clean
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,25 @@ bench-bitsback: install
 bench-hyper: install
 	$(BIN)/python benchmarks/kodak_hyper.py --kodak $(KODAK) --threads 2 --out docs/results-hyper.json
 	$(BIN)/python benchmarks/render_results.py --hyper docs/results-hyper.json
+
+# What a lent GPU machine needs beside the code (docs/gpu.md): the 40 MiB training pack and the two
+# packages its image lacks, as Python 3.12 wheels, in the git-ignored folder .gpu/.
+TRAIN_PACK ?= ../shared/data/train-pack
+gpu-pack:
+	rm -rf .gpu && mkdir -p .gpu
+	cp -r $(TRAIN_PACK) .gpu/train
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .gpu/whl constriction==0.5.0 pytorch-msssim==1.0.0
+	-@$(MAKE) --no-print-directory travel-size
+
+# A device call sends the files in the working tree that git tracks or does not ignore, plus .gpu/,
+# and refuses more than 64 MiB: the shipped weight files alone are about 84 MB (docs/gpu.md).
+travel-size:
+	@{ git ls-files -z --cached --others --exclude-standard; find .gpu -type f -print0 2>/dev/null; } \
+		| xargs -0 stat -c %s 2>/dev/null \
+		| awk '{ s += $$1 } END { printf "%.1f MiB would travel to a GPU machine (limit 64 MiB)\n", s / 2^20; \
+			if (s > 64 * 2^20) { print "too much: move the weight files out first (docs/gpu.md)"; exit 1 } }'
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis
