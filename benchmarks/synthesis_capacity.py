@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from lic_cli.imageio import load_rgb_array
-from lic_cli.train import CropSampler, learning_rate
+from lic_cli.train import CropSampler, TrainOptions, learning_rate, split_images
 from models import zoo
 from models.hyper import MeanScaleHyperprior
 from models.layers import GDN, deconv
@@ -126,8 +126,8 @@ def main() -> None:
     before = kodak_psnr(model, g_s, kodak)
     print("before", " ".join(f"{v:.3f}" for v in before), flush=True)
 
-    paths = sorted(p for p in args.data.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
-    sampler = CropSampler(paths[:-8], args.crop, torch.device("cpu"), print)  # lic train's held-out 8 stay out
+    paths, _ = split_images(TrainOptions(model="hyper", data=args.data, out=args.out))  # lic train's held-out stay out
+    sampler = CropSampler(paths, args.crop, torch.device("cpu"), print)
     optimizer = torch.optim.Adam(g_s.parameters(), lr=args.lr)
     rng = random.Random(args.seed)
     start, step, budget = time.monotonic(), 0, args.minutes * 60
