@@ -335,6 +335,7 @@ class GcCodec:
         self.context = fixedpoint.freeze(model.context.net)
         self._run_fixed = fixedpoint.run
         self._autocast = precision.autocast
+        self._synthesis_threads = precision.synthesis_threads
 
     def _check_quality(self, quality: int) -> None:
         if quality != 0:
@@ -422,7 +423,7 @@ class GcCodec:
     @torch.inference_mode()
     def synthesise(self, symbols: np.ndarray, height: int, width: int) -> torch.Tensor:
         w_hat = torch.tensor(CENTRES, dtype=torch.float32)[torch.from_numpy(symbols)][None].to(self.device)
-        with self._autocast(self.compute, self.device):
+        with self._synthesis_threads(self.device), self._autocast(self.compute, self.device):
             x_hat = self.model.synthesise(w_hat)[0, :, :height, :width].float()
         return x_hat.clamp(0, 1).cpu()
 

@@ -273,7 +273,7 @@ class LatentSynthesis:
         y_hat = residuals.to(torch.float64) + means
         gain = torch.exp(self.model.log_inv_gain_y[quality].detach().double())[None, :, None, None]
         y_hat = (y_hat * gain).to(torch.float32).to(self.device).contiguous(memory_format=torch.channels_last)
-        with precision.autocast(self.compute, self.device):
+        with precision.synthesis_threads(self.device), precision.autocast(self.compute, self.device):
             x_hat = self.model.g_s(y_hat)[0, :, :height, :width].float()
         return x_hat.clamp(0, 1).cpu()
 

@@ -3,16 +3,26 @@
 Only the analysis/synthesis transforms are affected. Everything that selects probabilities
 (hyper-synthesis, tables) is exact fixed point, so precision never changes what can be decoded,
 only the decoded pixels by rounding-level amounts.
+
+The transforms that make decoded pixels also run on a fixed number of CPU threads: oneDNN splits
+some convolution reductions between threads, so their rounding depends on the thread count.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
 
 import torch
 
 CHOICES = ("auto", "bf16", "fp32")
+
+# Intra-op threads of every transform that produces decoded pixels, whatever --threads says. On an
+# AVX-512 CPU, oneDNN rounded differently with 3 threads than with 1 or 2 (and with 2 on small
+# images; docs/results.md, "Decoded pixels and thread count"). On that 2-core CPU, 4 cost hyper
+# about 5% of its decode time against 2 (8: about 10%) and lets a 4-core CPU use all its cores.
+SYNTHESIS_THREADS = 4
 
 
 @cache
@@ -42,3 +52,18 @@ def autocast(precision: str, device: torch.device | str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+@contextmanager
+def synthesis_threads(device: torch.device | str) -> Iterator[None]:
+    """Run the enclosed CPU kernels on SYNTHESIS_THREADS threads, so that decoded pixels do not
+    depend on the caller's thread count; the caller's count is restored afterwards."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(SYNTHESIS_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

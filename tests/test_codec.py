@@ -160,3 +160,17 @@ def test_a_latent_wider_than_the_hyper_synthesis_codes_and_decodes(tmp_path):
     again = decode_file(data, CodecSession({"hyper": path}))
     assert decoded.image.pixels.shape == pixels.shape
     assert np.array_equal(decoded.image.pixels, again.image.pixels)
+
+
+def test_synthesis_runs_on_a_fixed_thread_count_and_restores_the_callers():
+    from models import precision
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with pytest.raises(RuntimeError), precision.synthesis_threads("cpu"):
+            assert torch.get_num_threads() == precision.SYNTHESIS_THREADS
+            raise RuntimeError
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

@@ -66,10 +66,15 @@ def decode_with_threads(data: bytes, session, thread_counts) -> list[np.ndarray]
         torch.set_num_threads(threads)
 
 
+# On an AVX-512 CPU, oneDNN's rounding depended on the thread count (1 and 3 threads against 2)
+# until the synthesis ran on a fixed count (models.precision.synthesis_threads).
+THREAD_COUNTS = (1, 2, 3, 2)
+
+
 def test_real_weights_decode_identically_across_runs_and_threads(session, crop):
     data = encode_image(ImageData(crop), session.get("hyper"), 2)
-    one, two, again = decode_with_threads(data, session, (1, 2, 2))
-    assert np.array_equal(one, two) and np.array_equal(two, again)
+    first, *others = decode_with_threads(data, session, THREAD_COUNTS)
+    assert all(np.array_equal(first, other) for other in others)
 
 
 def test_fp32_and_bf16_decode_the_same_symbols(crop):
@@ -117,6 +122,6 @@ def test_shipped_gc_models_stay_under_their_rate_bound_and_decode_deterministica
     channels = loaded.codec.model.config.bottleneck
     overhead_bytes = 1 + 2 * gc.NUM_SYMBOLS * channels + 4  # mode byte, static table, last ANS word
     assert 8 * len(payload) <= gc.bound_bits(*crop.shape[:2], channels) + 8 * overhead_bytes
-    one, two = decode_with_threads(data, session, (1, 2))
-    assert np.array_equal(one, two)
+    one, *others = decode_with_threads(data, session, THREAD_COUNTS)
+    assert all(np.array_equal(one, other) for other in others)
     assert psnr(crop, one) > GC_LOWEST_PSNR[name]
