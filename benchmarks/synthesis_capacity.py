@@ -11,6 +11,9 @@ curve. The rate term never sees the new units, so they cannot be silenced the wa
 channels were.
 
     python benchmarks/synthesis_capacity.py --extra 64 --minutes 22 --out runs/synth-wide.json
+
+The transforms run in bf16 where the CPU has it natively and in fp32 elsewhere (``--precision``;
+emulated bf16 is many times slower); the session-15 numbers in docs/results.md are bf16.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from torch import nn
 
 from lic_cli.imageio import load_rgb_array
 from lic_cli.train import CropSampler, TrainOptions, learning_rate, split_images
-from models import zoo
+from models import precision, zoo
 from models.hyper import MeanScaleHyperprior
 from models.layers import GDN, deconv
 
@@ -62,9 +65,10 @@ def widen_synthesis(g_s: nn.Sequential, extra: int) -> nn.Sequential:
 
 
 @torch.no_grad()
-def decoder_inputs(model: MeanScaleHyperprior, x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+def decoder_inputs(model: MeanScaleHyperprior, x: torch.Tensor, quality: torch.Tensor,
+                   arithmetic: str) -> torch.Tensor:
     """What g_s receives when the codec decodes x at `quality`: rounded latents, inverse gain."""
-    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+    with precision.autocast(arithmetic, "cpu"):
         features = model.g_a(x)
     y = features.float() * model._gain(model.log_gain_y, quality)
     z = model.h_a(y).float() * model._gain(model.log_gain_z, quality)
@@ -80,16 +84,17 @@ def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def kodak_psnr(model: MeanScaleHyperprior, g_s: nn.Sequential, images: list[torch.Tensor]) -> list[float]:
-    """Mean PSNR per quality (bf16 transforms as the codec runs them here, 8-bit pixels)."""
+def kodak_psnr(model: MeanScaleHyperprior, g_s: nn.Sequential, images: list[torch.Tensor],
+               arithmetic: str) -> list[float]:
+    """Mean PSNR per quality (transforms in `arithmetic`, as the codec runs them, 8-bit pixels)."""
     g_s.eval()
     means = []
     for q in range(model.num_qualities):
         quality = torch.tensor([q])
         scores = []
         for x in images:
-            with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-                x_hat = g_s(decoder_inputs(model, x, quality)).float()
+            with precision.autocast(arithmetic, "cpu"):
+                x_hat = g_s(decoder_inputs(model, x, quality, arithmetic)).float()
             scores.append(psnr(x, x_hat))
         means.append(float(np.mean(scores)))
     g_s.train()
@@ -108,8 +113,12 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=precision.CHOICES, default="auto",
+                        help="transform arithmetic; auto: bf16 only where the CPU has it natively")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    arithmetic = precision.resolve(args.precision, "cpu")
+    print(f"transforms in {arithmetic}", flush=True)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
@@ -123,7 +132,7 @@ def main() -> None:
     # The odd-numbered half of Kodak keeps each evaluation to about a minute.
     kodak = [torch.from_numpy(load_rgb_array(p)).permute(2, 0, 1).float().div(255)[None]
              .contiguous(memory_format=torch.channels_last) for p in sorted(args.kodak.glob("*.png"))[::2]]
-    before = kodak_psnr(model, g_s, kodak)
+    before = kodak_psnr(model, g_s, kodak, arithmetic)
     print("before", " ".join(f"{v:.3f}" for v in before), flush=True)
 
     paths, _ = split_images(TrainOptions(model="hyper", data=args.data, out=args.out))  # lic train's held-out stay out
@@ -136,8 +145,8 @@ def main() -> None:
             group["lr"] = learning_rate(args.lr, elapsed / budget)
         x = sampler.batch(args.batch_size, rng)
         quality = torch.tensor([rng.randrange(model.num_qualities) for _ in range(args.batch_size)])
-        inputs = decoder_inputs(model, x, quality)
-        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        inputs = decoder_inputs(model, x, quality, arithmetic)
+        with precision.autocast(arithmetic, "cpu"):
             x_hat = g_s(inputs).float()
         mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
         # The distortion term of hyper's R-D loss (the rate is fixed here): without lambda_q the
@@ -152,13 +161,14 @@ def main() -> None:
             batch_psnr = 10 * math.log10(1 / mse.mean().item())
             print(f"step {step} | {elapsed / 60:.1f} min | psnr {batch_psnr:.2f} dB", flush=True)
 
-    after = kodak_psnr(model, g_s, kodak)
+    after = kodak_psnr(model, g_s, kodak, arithmetic)
     print("after ", " ".join(f"{v:.3f}" for v in after), flush=True)
     print("gain  ", " ".join(f"{a - b:+.3f}" for a, b in zip(after, before)), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "weights": str(args.weights), "extra": args.extra, "minutes": args.minutes, "steps": step,
         "lr": args.lr, "batch_size": args.batch_size, "crop": args.crop, "threads": args.threads,
+        "precision": arithmetic,
         "psnr_before": before, "psnr_after": after,
         "parameters": sum(p.numel() for p in g_s.parameters()),
     }, indent=1))

@@ -18,6 +18,7 @@ from bitstream.album import unpack_table
 from bitstream.container import FormatError, SectionType, unpack
 from models import zoo
 from models.hyper_bb import DEFAULT_BBVI_STEPS, BitsBackCodec
+from models.precision import SYNTHESIS_THREADS
 from models.sga import SgaOptions
 
 from . import codec, files
@@ -68,8 +69,9 @@ def runtime_options(command):
         click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
                      help="Arithmetic of the neural transforms. auto: bf16 on CPUs/GPUs that do it natively "
                      "(about 2.5x faster), else fp32. Never affects what can be decoded."),
-        click.option("--threads", type=int, help="CPU threads for the networks (default: PyTorch's choice; "
-                     "decoded pixels do not depend on it)."),
+        click.option("--threads", type=int, help="CPU threads for the networks (default: PyTorch's choice). "
+                     f"The transform that makes decoded pixels always runs on {SYNTHESIS_THREADS}, so the "
+                     "pixels do not depend on it."),
         click.option("--quiet", is_flag=True, help="Print nothing but errors."),
         click.option("-v", "--verbose", is_flag=True, help="Always print a summary line per file (also when piped)."),
     ]
@@ -89,6 +91,19 @@ def main() -> None:
     Pipelines:   cat a.png | lic encode - -o - | lic decode - -o - > b.png
     Inspect:     lic info photo.lic      Compare: lic compare a.png b.png
     """
+    check_numpy_bridge()
+
+
+def check_numpy_bridge() -> None:
+    """Fail in one line where torch cannot exchange arrays with the installed NumPy: the torch 2.2
+    wheels were built for NumPy 1.x, and nothing in a requirement can pin NumPy for them alone."""
+    import numpy as np
+
+    try:
+        torch.from_numpy(np.zeros(1))
+    except RuntimeError:
+        fail(f"torch {torch.__version__} cannot use NumPy {np.__version__} (it was built for NumPy 1.x); "
+             "install 'numpy<2' or torch 2.3 or later")
 
 
 def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: bool = False) -> None:

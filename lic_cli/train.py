@@ -357,7 +357,8 @@ def network_sizes(options: TrainOptions, checkpoint_path: Path, init_config: dic
     overrides = dict(options.config_overrides or {})
     if options.resume and checkpoint_path.exists():
         # Memory-mapped: only the configuration is read here; restore_or_initialise loads the tensors.
-        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)["config"]
+        # (str: torch 2.2 memory-maps only a str filename, not a Path.)
+        saved = torch.load(str(checkpoint_path), map_location="cpu", weights_only=True, mmap=True)["config"]
         for key, value in overrides.items():
             if key in SIZE_KEYS and saved.get(key) != value:
                 flag = "--" + key.replace("_", "-")

@@ -115,3 +115,16 @@ def test_shell_pipeline_through_stdin_and_stdout(images, tiny_weights, tmp_path)
                             check=False)
     assert failed.returncode == 2 and failed.stdout == b""
     assert failed.stderr.decode().count("\n") == 1 and "Traceback" not in failed.stderr.decode()
+
+
+def test_a_torch_that_cannot_exchange_arrays_with_numpy_is_one_clear_error(runner, monkeypatch, tmp_path):
+    import torch
+
+    def unavailable(array):
+        raise RuntimeError("Numpy is not available")  # what torch 2.2 raises under NumPy 2
+
+    monkeypatch.setattr(torch, "from_numpy", unavailable)
+    result = invoke(runner, "info", str(tmp_path / "missing.lic"))
+    assert result.exit_code != 0
+    assert "install 'numpy<2' or torch 2.3 or later" in result.output
+    assert "Traceback" not in result.output
