@@ -349,6 +349,12 @@ def qualities_to_train(options: TrainOptions, available: int) -> list[int]:
 SIZE_KEYS = ("channels", "latent_channels", "hyper_width")
 
 
+def peek_checkpoint(checkpoint_path: Path) -> dict:
+    """A checkpoint memory-mapped, for reading a few small entries before restore_or_initialise
+    loads the tensors. (str: torch 2.2 memory-maps only a str filename, not a Path.)"""
+    return torch.load(str(checkpoint_path), map_location="cpu", weights_only=True, mmap=True)
+
+
 def network_sizes(options: TrainOptions, checkpoint_path: Path, init_config: dict | None) -> dict:
     """Configuration overrides of the network to train: the sizes of the checkpoint being resumed
     or of the --init weights (their configuration: init_config), so that continuing a shipped file
@@ -356,9 +362,7 @@ def network_sizes(options: TrainOptions, checkpoint_path: Path, init_config: dic
     its latent)."""
     overrides = dict(options.config_overrides or {})
     if options.resume and checkpoint_path.exists():
-        # Memory-mapped: only the configuration is read here; restore_or_initialise loads the tensors.
-        # (str: torch 2.2 memory-maps only a str filename, not a Path.)
-        saved = torch.load(str(checkpoint_path), map_location="cpu", weights_only=True, mmap=True)["config"]
+        saved = peek_checkpoint(checkpoint_path)["config"]
         for key, value in overrides.items():
             if key in SIZE_KEYS and saved.get(key) != value:
                 flag = "--" + key.replace("_", "-")

@@ -15,6 +15,7 @@ from .train import (
     LoopHooks,
     TrainOptions,
     load_validation,
+    peek_checkpoint,
     prepare_run,
     restore_or_initialise,
     run_budgeted_loop,
@@ -119,8 +120,5 @@ def _report(model, images, device, step, log) -> None:
 def _discriminator_width(checkpoint_path: Path, options) -> int:
     """A resumed run keeps the discriminator it was started with."""
     if options.resume and checkpoint_path.exists():
-        # Memory-mapped: only this number is read here; restore_or_initialise loads the tensors.
-        # (str: torch 2.2 memory-maps only a str filename, not a Path.)
-        state = torch.load(str(checkpoint_path), map_location="cpu", weights_only=True, mmap=True)
-        return int(state.get("discriminator_width", 64))
+        return int(peek_checkpoint(checkpoint_path).get("discriminator_width", 64))
     return options.discriminator_width
