@@ -229,6 +229,11 @@ class BitsBackCodec(LatentSynthesis):
     def reproducible_bbvi(self, y_hat: torch.Tensor, quality: int, steps: int = DEFAULT_BBVI_STEPS) -> Posterior:
         """Fit q(z) to p(z | y_hat) from y_hat alone, bit-reproducibly: float64 on the CPU, one
         thread, deterministic kernels, a fixed seed, and the result snapped to the table grid."""
+        return snap_posterior(*self.bbvi_floats(y_hat, quality, steps), self.q_scales)
+
+    def bbvi_floats(self, y_hat: torch.Tensor, quality: int, steps: int = DEFAULT_BBVI_STEPS
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The float64 (mean, log scale) of q(z) that reproducible_bbvi snaps to the table grid."""
         h_a, h_s, density, log_gain_z, log_inv_gain_z = self._float64_parts()
         y = y_hat.to(torch.float64).cpu()
         with _reproducible():
@@ -251,7 +256,7 @@ class BitsBackCodec(LatentSynthesis):
                 optimizer.zero_grad(set_to_none=True)
                 bits.backward()
                 optimizer.step()
-        return snap_posterior(mean.detach(), log_scale.detach(), self.q_scales)
+        return mean.detach(), log_scale.detach()
 
     def _float64_parts(self):
         if self._float64 is None:
@@ -359,10 +364,33 @@ def q_scale_grid(coding: dict[str, torch.Tensor]) -> np.ndarray:
 
 
 def snap_posterior(mean: torch.Tensor, log_scale: torch.Tensor, q_scales: np.ndarray) -> Posterior:
-    mean_codes = torch.round(mean / (Z_STEP / MEAN_FRACTIONS)).to(torch.int64)
-    position = (log_scale - math.log(Z_STEP) - math.log(q_scales[0])) / math.log(q_scales[1] / q_scales[0])
-    scale_ids = torch.round(position).clamp(0, len(q_scales) - 1).to(torch.int64)
+    mean_position, scale_position = _grid_positions(mean, log_scale, q_scales)
+    mean_codes = torch.round(mean_position).to(torch.int64)
+    scale_ids = torch.round(scale_position).clamp(0, len(q_scales) - 1).to(torch.int64)
     return Posterior(mean_codes.cpu(), scale_ids.cpu())
+
+
+def snapping_margins(mean: torch.Tensor, log_scale: torch.Tensor, q_scales: np.ndarray) -> tuple[float, float]:
+    """How close the fitted means and log scales come to a rounding boundary of the snapping grid,
+    in grid steps (0.5: every value exactly on a grid point). A decoder whose float arithmetic
+    differs from the encoder's by less than this cannot pick another table."""
+    mean_position, scale_position = _grid_positions(mean, log_scale, q_scales)
+    # Scale ids clamp at the grid's ends, so values beyond them have no boundary to cross.
+    inside = (scale_position > -0.5) & (scale_position < len(q_scales) - 0.5)
+    return _distance_to_boundary(mean_position), _distance_to_boundary(scale_position[inside])
+
+
+def _distance_to_boundary(position: torch.Tensor) -> float:
+    if position.numel() == 0:
+        return 0.5
+    return float((0.5 - (position - torch.round(position)).abs()).min())
+
+
+def _grid_positions(mean: torch.Tensor, log_scale: torch.Tensor, q_scales: np.ndarray
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    mean_position = mean / (Z_STEP / MEAN_FRACTIONS)
+    scale_position = (log_scale - math.log(Z_STEP) - math.log(q_scales[0])) / math.log(q_scales[1] / q_scales[0])
+    return mean_position, scale_position
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """Bits-back coding with hyper-bb: carried data and album images come back exactly, the decoder's
 reproducible_bbvi matches the encoder's, and carrying data makes the net rate smaller."""
 import json
+import math
 import os
 
 import numpy as np
@@ -16,7 +17,7 @@ from bitstream.tables import quantize_pmfs
 from lic_cli import codec
 from lic_cli.cli import main
 from lic_cli.imageio import ImageData
-from models import zoo
+from models import hyper_bb, zoo
 
 from .conftest import png_bytes, smooth_image
 
@@ -61,6 +62,30 @@ def test_stream_recovers_carried_bytes_and_every_image(bb):
         assert back == carried
         for (y_hat, *_), y_back in zip(latents, decoded, strict=True):
             assert torch.equal(y_hat, y_back)
+
+
+def test_snapping_margins_measure_the_distance_to_a_rounding_boundary(bb):
+    grid = bb.codec.q_scales
+    mean_step = hyper_bb.Z_STEP / hyper_bb.MEAN_FRACTIONS
+    on_grid_log_scale = torch.full((3,), math.log(hyper_bb.Z_STEP * grid[5]), dtype=torch.float64)
+    on_grid = torch.tensor([0.0, 2 * mean_step, -7 * mean_step], dtype=torch.float64)
+    assert hyper_bb.snapping_margins(on_grid, on_grid_log_scale, grid) == pytest.approx((0.5, 0.5))
+    near_boundary = on_grid + torch.tensor([0.0, 0.499 * mean_step, 0.0], dtype=torch.float64)
+    mean_margin, _ = hyper_bb.snapping_margins(near_boundary, on_grid_log_scale, grid)
+    assert mean_margin == pytest.approx(0.001, abs=1e-9)
+    # Beyond the grid's largest scale every value snaps to the last table: no boundary to cross.
+    huge = on_grid_log_scale + 40.0
+    assert hyper_bb.snapping_margins(on_grid, huge, grid)[1] == 0.5
+
+
+def test_reproducible_bbvi_snaps_its_float_fit(bb):
+    y_hat = latents_of(bb, smooth_image(64, 96, seed=5), 2)[0]
+    mean, log_scale = bb.codec.bbvi_floats(y_hat, 2, steps=5)
+    snapped = bb.codec.reproducible_bbvi(y_hat, 2, steps=5)
+    expected = hyper_bb.snap_posterior(mean, log_scale, bb.codec.q_scales)
+    assert torch.equal(snapped.mean_codes, expected.mean_codes)
+    assert torch.equal(snapped.scale_ids, expected.scale_ids)
+    assert 0 < min(hyper_bb.snapping_margins(mean, log_scale, bb.codec.q_scales)) <= 0.5
 
 
 def test_reproducible_bbvi_is_bit_identical_across_runs_and_threads(bb):
