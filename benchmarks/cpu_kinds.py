@@ -29,6 +29,7 @@ import torch
 
 from lic_cli.codec import CodecSession, decode_file, encode_image, rgb_tensor
 from lic_cli.imageio import ImageData, load_rgb_array
+from lic_cli.metrics import psnr
 from models import precision
 from models.hyper_bb import MEAN_FRACTIONS, Q_SCALE_RATIO, Z_STEP, snapping_margins
 
@@ -41,7 +42,7 @@ BITS_BACK_QUALITY = 2  # 0-based
 
 
 def encode_files(args, work: Path) -> list[str]:
-    """Native encodes: hyper at each asked quality and hyper-bb for every image; the bits-back
+    """Native encodes: hyper at each asked quality, the gc models and hyper-bb for every image; the bits-back
     images' integer latents go to work/ too, for the raw BBVI comparison."""
     session = CodecSession(compute=args.precision)
     names = []
@@ -50,6 +51,9 @@ def encode_files(args, work: Path) -> list[str]:
         for quality in args.qualities:
             names.append(f"{path.stem}-hyper-q{quality}.lic")
             (work / names[-1]).write_bytes(encode_image(image, session.get("hyper"), quality - 1))
+        for model in args.gc_models:
+            names.append(f"{path.stem}-{model}.lic")
+            (work / names[-1]).write_bytes(encode_image(image, session.get(model), 0))
         names.append(f"{path.stem}-hyper-bb-q{BITS_BACK_QUALITY + 1}.lic")
         bits_back = session.get("hyper-bb")
         (work / names[-1]).write_bytes(encode_image(image, bits_back, BITS_BACK_QUALITY))
@@ -96,6 +100,10 @@ def compare(native: dict[str, np.ndarray], other: dict[str, np.ndarray], names: 
         moved[part] = max(moved[part], delta / grid_step[part])
     return {
         "differing_pixel_values": {n: int((native[n] != other[n]).sum()) for n in pixel_keys},
+        "largest_pixel_difference": max((int(np.abs(native[n].astype(np.int16) - other[n]).max()) for n in pixel_keys),
+                                        default=0),
+        # only files whose decodes differ (identical ones would be infinite)
+        "psnr_between_decodes": {n: psnr(native[n], other[n]) for n in pixel_keys if (native[n] != other[n]).any()},
         "bbvi_values_changed": int(sum((native[k] != other[k]).sum() for k in float_keys)),
         "bbvi_values": int(sum(native[k].size for k in float_keys)),
         "max_mean_shift_grid_steps": moved["mean"],
@@ -115,6 +123,7 @@ def main() -> None:
     parser.add_argument("--kodak", type=Path, default=Path("../shared/data/kodak"))
     parser.add_argument("--images", type=int, default=3, help="the first N Kodak images")
     parser.add_argument("--qualities", type=lambda s: [int(v) for v in s.split(",")], default=[1, 3, 6])
+    parser.add_argument("--gc-models", type=lambda s: [v for v in s.split(",") if v], default=["gc-c4"])
     parser.add_argument("--precision", choices=precision.CHOICES, default="fp32")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -142,7 +151,9 @@ def main() -> None:
             row = {"info": cap_info, **compare(native, decoded, names)}
             report["caps"][cap] = row
             print(f"{cap} ({cap_info['capability']}): {len(cap_info['errors'])} failed decodes, "
-                  f"{sum(row['differing_pixel_values'].values())} differing pixel values; BBVI floats changed "
+                  f"{sum(row['differing_pixel_values'].values())} differing pixel values (largest difference "
+                  f"{row['largest_pixel_difference']}, lowest PSNR between decodes "
+                  f"{min(row['psnr_between_decodes'].values(), default=float('inf')):.1f} dB); BBVI floats changed "
                   f"{row['bbvi_values_changed']}/{row['bbvi_values']}, largest move "
                   f"{row['max_mean_shift_grid_steps']:.2e} grid steps (means), "
                   f"{row['max_log_scale_shift_grid_steps']:.2e} (log scales)", flush=True)
