@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from lic_cli.codec import CodecSession, decode_file, encode_image, rgb_tensor
 from lic_cli.imageio import ImageData, load_rgb_array
 from lic_cli.metrics import psnr
 from models import precision
-from models.hyper_bb import MEAN_FRACTIONS, Q_SCALE_RATIO, Z_STEP, snapping_margins
+from models.hyper_bb import snapping_margins, snapping_steps
 
 CAPS = {
     "native": {},
@@ -41,10 +40,9 @@ CAPS = {
 BITS_BACK_QUALITY = 2  # 0-based
 
 
-def encode_files(args, work: Path) -> list[str]:
+def encode_files(args, session: CodecSession, work: Path) -> list[str]:
     """Native encodes: hyper at each asked quality, the gc models and hyper-bb for every image; the bits-back
     images' integer latents go to work/ too, for the raw BBVI comparison."""
-    session = CodecSession(compute=args.precision)
     names = []
     for index, path in enumerate(sorted(args.kodak.glob("*.png"))[: args.images]):
         image = ImageData(np.ascontiguousarray(load_rgb_array(path)))
@@ -89,9 +87,10 @@ def run_cap(cap: str, work: Path, names: list[str], args) -> tuple[dict, dict[st
         return json.loads(dump.with_suffix(".json").read_text()), dict(arrays)
 
 
-def compare(native: dict[str, np.ndarray], other: dict[str, np.ndarray], names: list[str]) -> dict:
+def compare(native: dict[str, np.ndarray], other: dict[str, np.ndarray], names: list[str],
+            q_scales: np.ndarray) -> dict:
     pixel_keys = [n for n in names if n in native and n in other]
-    grid_step = {"mean": Z_STEP / MEAN_FRACTIONS, "log_scale": math.log(Q_SCALE_RATIO)}
+    grid_step = dict(zip(("mean", "log_scale"), snapping_steps(q_scales), strict=True))
     float_keys = [k for k in native if k.startswith("yhat-")]
     moved = {"mean": 0.0, "log_scale": 0.0}
     for key in float_keys:
@@ -111,11 +110,11 @@ def compare(native: dict[str, np.ndarray], other: dict[str, np.ndarray], names: 
     }
 
 
-def margins(codec, native: dict[str, np.ndarray]) -> list[tuple[float, float]]:
+def margins(native: dict[str, np.ndarray], q_scales: np.ndarray) -> list[tuple[float, float]]:
     """Per bits-back image: the native floats' distance to a snapping boundary (grid steps)."""
     stems = sorted({k.rsplit("-", 1)[0] for k in native if k.startswith("yhat-")})
     return [snapping_margins(torch.from_numpy(native[f"{s}-mean"]), torch.from_numpy(native[f"{s}-log_scale"]),
-                             codec.q_scales) for s in stems]
+                             q_scales) for s in stems]
 
 
 def main() -> None:
@@ -137,18 +136,19 @@ def main() -> None:
         parser.error("--out is required")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        names = encode_files(args, work)
+        session = CodecSession(compute=args.precision)
+        q_scales = session.get("hyper-bb").codec.q_scales
+        names = encode_files(args, session, work)
         info, native = run_cap("native", work, names, args)
         report = {"torch": torch.__version__, "precision": args.precision, "images": args.images,
-                  "files": len(names), "native": info,
-                  "snapping_margins": margins(CodecSession().get("hyper-bb").codec, native), "caps": {}}
+                  "files": len(names), "native": info, "snapping_margins": margins(native, q_scales), "caps": {}}
         print(f"native ({info['capability']}): {len(info['errors'])} failed decodes; snapping margins "
               f"(mean, log scale) in grid steps: {report['snapping_margins']}", flush=True)
         for cap in CAPS:
             if cap == "native":
                 continue
             cap_info, decoded = run_cap(cap, work, names, args)
-            row = {"info": cap_info, **compare(native, decoded, names)}
+            row = {"info": cap_info, **compare(native, decoded, names, q_scales)}
             report["caps"][cap] = row
             print(f"{cap} ({cap_info['capability']}): {len(cap_info['errors'])} failed decodes, "
                   f"{sum(row['differing_pixel_values'].values())} differing pixel values (largest difference "

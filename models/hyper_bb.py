@@ -386,10 +386,16 @@ def _distance_to_boundary(position: torch.Tensor) -> float:
     return float((0.5 - (position - torch.round(position)).abs()).min())
 
 
+def snapping_steps(q_scales: np.ndarray) -> tuple[float, float]:
+    """One step of the snapping grid: for posterior means, and for log scales."""
+    return Z_STEP / MEAN_FRACTIONS, math.log(q_scales[1] / q_scales[0])
+
+
 def _grid_positions(mean: torch.Tensor, log_scale: torch.Tensor, q_scales: np.ndarray
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    mean_position = mean / (Z_STEP / MEAN_FRACTIONS)
-    scale_position = (log_scale - math.log(Z_STEP) - math.log(q_scales[0])) / math.log(q_scales[1] / q_scales[0])
+    mean_step, log_scale_step = snapping_steps(q_scales)
+    mean_position = mean / mean_step
+    scale_position = (log_scale - math.log(Z_STEP) - math.log(q_scales[0])) / log_scale_step
     return mean_position, scale_position
 
 
