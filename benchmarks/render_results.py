@@ -27,8 +27,9 @@ def bench_block(folder: Path) -> str:
     summary = json.loads((folder / "summary.json").read_text())
     anchor = summary["anchor"]
     lines = [f"Command: `{summary['command']}` — {summary['images']} images, {summary['date']}, "
-             f"{summary['machine']} ({summary['cpu_count']} cores), {summary['jobs']} parallel job(s), "
-             f"lic with {summary['lic_threads']} torch thread(s), torch {summary['torch']}.", "",
+             f"{summary['machine']} ({summary['cpu_count']} cores), classical codecs in {summary['jobs']} parallel "
+             f"job(s), then lic one job at a time with {summary['lic_threads']} torch thread(s), "
+             f"torch {summary['torch']}.", "",
              f"BD-rate against **{anchor}** over the overlapping quality range (negative = fewer bytes):", "",
              "| codec | BD-rate PSNR | BD-rate MS-SSIM | encoder settings |", "|---|---|---|---|"]
     for codec in summary["curves"]:

@@ -1,11 +1,13 @@
 import csv
 import json
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from lic_cli.bench import codecs as bench_codecs
+from lic_cli.bench import runner
 from lic_cli.cli import main
 from lic_cli.metrics import haarpsi
 
@@ -62,3 +64,33 @@ def test_haarpsi_is_one_for_identical_images_and_drops_with_distortion():
     strong = np.clip(image + rng.normal(0, 25, image.shape), 0, 255).astype(np.uint8)
     assert haarpsi(image, image) == pytest.approx(1.0, abs=1e-5)
     assert 1.0 > haarpsi(image, mild) > haarpsi(image, strong) > 0.0
+
+
+def test_lic_jobs_run_one_at_a_time_after_the_parallel_classical_ones(folder, tmp_path, tiny_weights, monkeypatch):
+    pooled = []
+
+    class InlinePool:  # records what would have gone to the worker processes, and runs it here
+        def __init__(self, workers, initializer, initargs):
+            assert initargs[0]["threads"] == 1
+            initializer(*initargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, function, job):
+            pooled.append(job.codec)
+            future = Future()
+            future.set_result(function(job))
+            return future
+
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", InlinePool)
+    monkeypatch.setattr(runner, "as_completed", lambda futures: list(futures))
+    result = run_bench(folder, tmp_path / "out", tiny_weights, "--jobs", "2", "--threads", "2")
+    assert result.exit_code == 0, result.output
+    assert pooled and set(pooled) == {"jpeg", "webp"}
+    with (tmp_path / "out" / "points.csv").open() as handle:
+        lic_rows = [row for row in csv.DictReader(handle) if row["codec"] == "lic-hyper"]
+    assert len(lic_rows) == 2 * 6 and {row["threads"] for row in lic_rows} == {"2"}

@@ -36,8 +36,10 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--anchor", default="heic", show_default=True, help="Codec the BD-rates are measured against.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench-out"),
               show_default=True, help="Results (points.csv, summary.csv/json, rd.png) and the resumable cache.")
-@click.option("--jobs", type=int, default=1, show_default=True, help="Parallel worker processes.")
-@click.option("--threads", type=int, help="Torch threads per lic job (default: 2 with --jobs 1, else 1).")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Parallel worker processes for the classical codecs. lic models run afterwards, one image at a "
+              "time, so that their timings are not those of a shared CPU.")
+@click.option("--threads", type=int, default=2, show_default=True, help="Torch threads of the lic jobs.")
 @click.option("--weights", multiple=True, help="NAME=FILE: benchmark model NAME with this weight file.")
 @click.option("--quick", is_flag=True, help="First 4 images and every other setting, for a fast look.")
 def bench(folders, models, codecs, anchor, out, jobs, threads, weights, quick):
@@ -56,7 +58,6 @@ def bench(folders, models, codecs, anchor, out, jobs, threads, weights, quick):
     images = [str(p) for folder in folders for p in list_images(folder)]
     if not images:
         _fail("no images found in the given folders")
-    threads = threads or (2 if jobs <= 1 else 1)
     weight_map = dict(w.split("=", 1) for w in weights if "=" in w)
     codec_objects, skipped = _classical(_split(codecs))
     model_names = _split(models)
@@ -78,7 +79,8 @@ def bench(folders, models, codecs, anchor, out, jobs, threads, weights, quick):
         settings = {name: values[::2] for name, values in settings.items()}
     job_list = [runner.Job(codec, setting, image) for codec, values in settings.items()
                 for setting in values for image in images]
-    console.print(f"{len(job_list)} encodes of {len(images)} images; {jobs} job(s), lic with {threads} thread(s); "
+    console.print(f"{len(job_list)} encodes of {len(images)} images; {jobs} job(s) for classical codecs, then lic "
+                  f"one at a time with {threads} thread(s); "
                   f"results in {out}", markup=False)
     config = {"threads": threads, "weights": weight_map}
     with Progress(TextColumn("bench"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

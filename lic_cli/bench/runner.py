@@ -62,6 +62,8 @@ def _init_worker(config: dict) -> None:
     parallel jobs do not oversubscribe the cores."""
     import torch
 
+    _WORKER_CODECS.clear()  # built under an earlier configuration (another run in this process)
+    _WORKER_CONFIG.clear()
     _WORKER_CONFIG.update(config)
     torch.set_num_threads(config["threads"])
 
@@ -125,30 +127,37 @@ def store(job: Job, root: Path, record: dict) -> None:
 
 def execute(jobs: list[Job], root: Path, options: dict[str, str], jobs_in_parallel: int, config: dict,
             on_done) -> list[dict]:
-    """Run what is not cached; on_done(record) after each job (cached ones first)."""
-    records, pending = [], []
+    """Run what is not cached; on_done(record) after each job (cached ones first).
+
+    Classical codecs run in jobs_in_parallel worker processes of one torch thread each. lic models
+    run afterwards, one job at a time in this process with config["threads"]: their synthesis always
+    takes SYNTHESIS_THREADS threads (so that decoded pixels never depend on the thread count), and
+    next to other jobs their timings would measure an oversubscribed CPU."""
+    records, parallel, sequential = [], [], []
     for job in jobs:
         cached = load_cached(job, root, options[job.codec])
         if cached is not None:
             records.append(cached)
             on_done(cached)
+        elif jobs_in_parallel > 1 and not job.codec.startswith(LIC_PREFIX):
+            parallel.append(job)
         else:
-            pending.append(job)
-    if jobs_in_parallel <= 1:
-        _init_worker(config)
-        for job in pending:
-            record = run_job(job)
-            store(job, root, record)
-            records.append(record)
-            on_done(record)
-        return records
-    with ProcessPoolExecutor(jobs_in_parallel, initializer=_init_worker, initargs=(config,)) as pool:
-        futures = {pool.submit(run_job, job): job for job in pending}
-        for future in as_completed(futures):
-            record = future.result()
-            store(futures[future], root, record)
-            records.append(record)
-            on_done(record)
+            sequential.append(job)
+
+    def finish(job: Job, record: dict) -> None:
+        store(job, root, record)
+        records.append(record)
+        on_done(record)
+
+    if parallel:
+        with ProcessPoolExecutor(jobs_in_parallel, initializer=_init_worker,
+                                 initargs=({**config, "threads": 1},)) as pool:
+            futures = {pool.submit(run_job, job): job for job in parallel}
+            for future in as_completed(futures):
+                finish(futures[future], future.result())
+    _init_worker(config)
+    for job in sequential:
+        finish(job, run_job(job))
     return records
 
 
