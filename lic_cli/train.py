@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from models import precision, zoo
-from models.hyper import rate_distortion_loss
+from models.hyper import decoder_parameters, rate_distortion_loss
 
 from .imageio import list_images, load_rgb_array
 
@@ -44,7 +44,8 @@ class TrainOptions:
     gan_after: float = 0.3  # gc models: fraction of the budget trained on distortion only before the GAN starts
     discriminator_width: int = 64  # gc models: channels of the discriminator's first layer (pix2pixHD: 64)
     grow_warmup: int = 0  # hyper grown from narrower --init weights: steps before the new channels pay rate
-    qualities: tuple[int, ...] | None = None  # hyper: 0-based quality indices to train (None: all)
+    qualities: tuple[int, ...] | None = None  # hyper: 0-based quality indices to draw from (None: all, evenly)
+    freeze_encoder: bool = False  # hyper: train the decoder side alone on exactly quantized latents
 
 
 def keep_freed_buffers_in_the_heap() -> bool:
@@ -293,7 +294,10 @@ def train(options: TrainOptions, reporter) -> Path:
     init_config = None if options.init_weights is None else zoo.weight_file_config(options.init_weights, options.model)
     model = zoo.build_trainable(options.model, network_sizes(options, checkpoint_path, init_config))
     model = model.to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
+    if options.freeze_encoder:
+        model.exact_quantization = True
+    trainable = trainable_parameters(options, model)
+    optimizer = torch.optim.Adam(trainable, lr=options.lr)
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, {"optimizer": optimizer}, device, log)
 
     first_new_channel = grown_channels_start(options, model, init_config)
@@ -316,7 +320,7 @@ def train(options: TrainOptions, reporter) -> Path:
         stats = rate_distortion_loss(model, x, quality, out, rate_weights)
         optimizer.zero_grad(set_to_none=True)
         stats["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         return {key: float(stats[key].detach()) for key in ("loss", "bpp", "psnr")}
 
@@ -337,13 +341,25 @@ def train(options: TrainOptions, reporter) -> Path:
     return checkpoint_path
 
 
+def trainable_parameters(options: TrainOptions, model) -> list[torch.nn.Parameter]:
+    """All parameters; with --freeze-encoder only the decoder side's, the others excluded from the
+    backward pass (exactly quantized latents pass no gradient to them anyway)."""
+    if not options.freeze_encoder:
+        return list(model.parameters())
+    trainable = decoder_parameters(model)
+    chosen = {id(p) for p in trainable}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in chosen)
+    return trainable
+
+
 def qualities_to_train(options: TrainOptions, available: int) -> list[int]:
     if options.qualities is None:
         return list(range(available))
     outside = [q + 1 for q in options.qualities if not 0 <= q < available]
     if outside:
         raise ValueError(f"quality {outside[0]} is not one of the model's 1..{available}")
-    return sorted(set(options.qualities))
+    return sorted(options.qualities)  # a quality listed twice is drawn twice as often
 
 
 SIZE_KEYS = ("channels", "latent_channels", "hyper_width")

@@ -91,7 +91,12 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
               "synthesis learns to use them before the rate term can silence them (1500 grew hyper from 192 "
               "to 256 channels; see docs/results.md).")
 @click.option("--qualities", metavar="LIST", help="hyper: train only these qualities (comma-separated, e.g. 5,6); "
-              "the other operating points keep their gains but drift with the shared transforms.")
+              "the other operating points keep their gains but drift with the shared transforms. A quality "
+              "listed twice is drawn twice as often (1,2,3,4,5,6,6).")
+@click.option("--freeze-encoder", is_flag=True,
+              help="hyper: fine-tune the decoder side (synthesis, hyperprior, inverse gains) on exactly what the "
+              "coder does, rounded latents and the rates of the rounded values, with the analysis frozen: the "
+              "'hard' stage of soft-then-hard training, for a model trained with noise.")
 @click.option("--straight-through-after", type=click.FloatRange(0, 1), default=0.6, show_default=True,
               help="Fraction of the budget after which the synthesis sees rounded latents (straight-through) "
               "instead of noisy ones; 0 when fine-tuning a trained model.")
@@ -102,7 +107,7 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
               "about 2x faster per GAN step on a CPU).")
 def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed, threads,
           eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, qualities,
-          straight_through_after, gan_after, discriminator_width):
+          freeze_encoder, straight_through_after, gan_after, discriminator_width):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
@@ -135,6 +140,8 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
         raise click.BadParameter("only hyper models grow their latent", param_hint="--grow-warmup")
     if grow_warmup and init_weights is None:
         raise click.BadParameter("needs --init, the weights to grow", param_hint="--grow-warmup")
+    if freeze_encoder and model != "hyper":
+        raise click.BadParameter("only the plain hyper model trains this way", param_hint="--freeze-encoder")
     if qualities and family != "hyper":
         raise click.BadParameter("only hyper models have qualities", param_hint="--qualities")
     sizes = {"channels": channels, "latent_channels": latent_channels, "hyper_width": hyper_width} \
@@ -147,7 +154,7 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
                            init_weights=init_weights, precision=precision,
                            straight_through_after=straight_through_after, gan_after=gan_after,
                            discriminator_width=discriminator_width, grow_warmup=grow_warmup,
-                           qualities=parse_qualities(qualities))
+                           qualities=parse_qualities(qualities), freeze_encoder=freeze_encoder)
     reporter = Reporter(minutes * 60)
     try:
         result = run_training(options, reporter)

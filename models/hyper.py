@@ -70,6 +70,9 @@ class MeanScaleHyperprior(nn.Module):
         self.log_inv_gain_z = nn.Parameter(torch.zeros(q, n))
         self.register_buffer("lambdas", torch.tensor(config.lambdas, dtype=torch.float32))
         self.straight_through = False
+        # Train on exactly what the coder does (see forward); for a decoder side fine-tuned under a
+        # frozen encoder, the second stage of "soft then hard" training (Guo et al. 2021).
+        self.exact_quantization = False
 
     @property
     def num_qualities(self) -> int:
@@ -87,24 +90,45 @@ class MeanScaleHyperprior(nn.Module):
         ``straight_through`` is set: then it sees rounded latents with identity gradients ("mixed"
         quantization, Minnen & Singh 2020), which matches coding better but starves a fresh
         network of information, so the trainer switches it on only late in a run.
+        In evaluation, or with ``exact_quantization``, everything is what the coder does: latents
+        rounded (around the predicted means for y), rates of the rounded values. No gradient
+        reaches the analysis transforms then; the decoder side gets exact ones.
         """
         # Transforms may run under autocast (bf16); latents, rounding and likelihoods stay float32.
         y = self.g_a(x).float() * self._gain(self.log_gain_y, quality)
         z = self.h_a(y).float() * self._gain(self.log_gain_z, quality)
-        hard = self.straight_through or not self.training
-        noisy_z = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
-        z_hat = ste_round(z) if hard else noisy_z
+        exact = self.exact_quantization or not self.training
+        if exact:
+            z_hat = noisy_z = torch.round(z)
+        else:
+            noisy_z = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+            z_hat = ste_round(z) if self.straight_through else noisy_z
         means, scales = self.h_s(z_hat * self._gain(self.log_inv_gain_z, quality)).float().chunk(2, dim=1)
-        noisy_y = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y - means) + means
+        if exact:
+            # The rounding grid is not differentiable: a step of the means moves values near a bin
+            # edge into the next bin, which a gradient through y_hat = means + round(y - means)
+            # misses (it pulls the means towards bin centroids; that measured worse, see
+            # docs/results.md). So only the scales, the density and the synthesis learn here.
+            means = means.detach()
+            y_hat = noisy_y = torch.round(y - means) + means
+        else:
+            noisy_y = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            y_hat = ste_round(y - means) + means if self.straight_through else noisy_y
         with torch.autocast(device_type=x.device.type, enabled=False):
             z_lik = self.density.likelihood(noisy_z)
             y_lik = gaussian_likelihood(noisy_y, means, scales)
-        y_hat = ste_round(y - means) + means if hard else noisy_y
         x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain_y, quality)).float()
         return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
 
 
 GAIN_KEYS = ("log_gain_y", "log_inv_gain_y", "log_gain_z", "log_inv_gain_z")
+# What only the encoder runs: the analysis transforms and the gains in front of the quantizers.
+ENCODER_PREFIXES = ("g_a.", "h_a.", "log_gain_y", "log_gain_z")
+
+
+def decoder_parameters(model: MeanScaleHyperprior) -> list[nn.Parameter]:
+    """The parameters that decoding reads (synthesis, hyper-synthesis, z density, inverse gains)."""
+    return [p for name, p in model.named_parameters() if not name.startswith(ENCODER_PREFIXES)]
 
 
 def retarget_gains(state: dict[str, torch.Tensor], lambdas: tuple[float, ...]) -> dict[str, torch.Tensor]:

@@ -144,3 +144,42 @@ def test_training_some_qualities_leaves_the_others_gains_alone(tmp_path):
     for key in hyper.GAIN_KEYS:
         assert torch.equal(after[key][:5], before[key][:5])
         assert not torch.equal(after[key][5], before[key][5])
+
+
+def test_frozen_encoder_trains_the_decoder_side_on_exactly_quantized_latents(tmp_path):
+    init, args = tiny_init_and_train_args(tmp_path)
+    common = args + ["--steps", "3", "--lr", "0.05", "--init", str(init)]
+    runner = CliRunner()
+    wrong_model = runner.invoke(main, common + ["--freeze-encoder", "--model", "hyper-bb"])
+    assert wrong_model.exit_code == 2 and "--freeze-encoder" in wrong_model.output
+    trained = runner.invoke(main, common + ["--freeze-encoder"], catch_exceptions=False)
+    assert trained.exit_code == 0, trained.output
+    before = torch.load(init, weights_only=True)["network"]
+    after = torch.load(tmp_path / "run" / "hyper.pt", weights_only=True)["network"]
+    changed = {key for key in before if not torch.equal(after[key], before[key])}
+    assert {"g_s.0.weight", "log_inv_gain_y"} <= changed
+    assert not any(key.startswith(hyper.ENCODER_PREFIXES) for key in changed)
+
+
+def test_exact_quantization_trains_on_what_evaluation_measures():
+    torch.manual_seed(0)
+    model = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 8})
+    with torch.no_grad():
+        model.h_s[-1].bias[8:] = 2.0  # scales above their lower bound, which would stop their gradient
+    x, quality = torch.rand(1, 3, 64, 64), torch.tensor([1])
+    model.eval()
+    with torch.no_grad():
+        evaluated = hyper.rate_distortion_loss(model, x, quality, model(x, quality))
+    model.train()
+    model.exact_quantization = True
+    trained = hyper.rate_distortion_loss(model, x, quality, model(x, quality))
+    assert torch.allclose(trained["loss"], evaluated["loss"])
+    trained["loss"].backward()
+    means_bias, scales_bias = model.h_s[-1].bias.grad.chunk(2)  # the rounding grid is not learnt
+    assert not means_bias.any() and scales_bias.abs().sum() > 0
+    assert not model.g_a[0].weight.grad.any()
+
+
+def test_a_quality_listed_twice_is_drawn_twice_as_often(tmp_path):
+    options = train.TrainOptions(model="hyper", data=tmp_path, out=tmp_path, qualities=(5, 0, 5))
+    assert train.qualities_to_train(options, 6) == [0, 5, 5]
