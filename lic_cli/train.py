@@ -347,9 +347,9 @@ def trainable_parameters(options: TrainOptions, model) -> list[torch.nn.Paramete
     if not options.freeze_encoder:
         return list(model.parameters())
     trainable = decoder_parameters(model)
-    chosen = {id(p) for p in trainable}
-    for parameter in model.parameters():
-        parameter.requires_grad_(id(parameter) in chosen)
+    model.requires_grad_(False)
+    for parameter in trainable:
+        parameter.requires_grad_(True)
     return trainable
 
 
