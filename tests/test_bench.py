@@ -34,7 +34,8 @@ def test_bench_writes_real_points_and_resumes_from_cache(folder, tmp_path, tiny_
     assert summary["bd_rate"]["jpeg"]["psnr"] == pytest.approx(0.0, abs=1e-9)
     with (out / "points.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 2 * (11 + 11 + 6)
+    settings = len(bench_codecs.QUALITIES) + len(bench_codecs.WEBP_QUALITIES) + 6  # jpeg, webp, lic-hyper
+    assert len(rows) == 2 * settings
     lic_row = next(r for r in rows if r["codec"] == "lic-hyper")
     assert int(lic_row["bytes"]) > 35  # a whole container, header included
     cached = sorted(out.glob("cache/*/*/*.json"))
