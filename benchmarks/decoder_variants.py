@@ -37,9 +37,10 @@ def quantized_latents(codec, pixels: np.ndarray, quality: int) -> dict:
     """What the decoder knows (integer residuals, exact means, scale-table ids) and the encoder's y."""
     image = torch.from_numpy(pixels).permute(2, 0, 1).float() / 255
     y, z = codec.analyse(image, quality)
-    means, ids = codec._latent_distribution(torch.round(z).to(torch.float64), quality)
-    residuals = torch.round(y.to(torch.float64) - means)
-    return {"y": y.to(torch.float64), "means": means, "residuals": residuals, "ids": ids.reshape(residuals.shape)}
+    coded = codec.quantise(y, z, quality)
+    residuals = coded.residuals.to(torch.float64)
+    return {"y": y.to(torch.float64), "means": coded.means, "residuals": residuals,
+            "ids": coded.table_ids.reshape(residuals.shape)}
 
 
 def magnitude_cells(latents: dict) -> np.ndarray:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from lic_cli.imageio import list_images, load_rgb_array
+from lic_cli.metrics import psnr
 from lic_cli.train import (
     CropSampler,
     evaluate,
@@ -33,7 +34,7 @@ from lic_cli.train import (
     load_validation,
     report_validation,
 )
-from models import precision, zoo
+from models import zoo
 from models.entropy import gaussian_likelihood
 from models.hyper import ENCODER_PREFIXES, HyperCodec
 from models.sga import sga_round
@@ -41,20 +42,11 @@ from models.sga import sga_round
 
 def code(codec: HyperCodec, y: torch.Tensor, z: torch.Tensor, quality: int, height: int,
          width: int) -> tuple[int, torch.Tensor]:
-    """(section bytes, reconstruction) of continuous latents, coded exactly as `HyperCodec.encode` does."""
-    z_hat = torch.round(z).to(torch.int64)
-    means, table_ids = codec._latent_distribution(z_hat.to(torch.float64), quality)
-    residuals = torch.round(y.to(torch.float64) - means).to(torch.int64)
-    sections = codec.encode_latents(z_hat, residuals, quality, table_ids)
-    return sum(len(b) for b in sections.values()), codec.synthesise(residuals, means, quality, height, width)
-
-
-@torch.inference_mode()
-def hyper_analysis(codec: HyperCodec, y: torch.Tensor, quality: int) -> torch.Tensor:
-    model = codec.model
-    with precision.autocast(codec.compute, codec.device):
-        z = model.h_a(y.contiguous(memory_format=torch.channels_last)).float()
-    return z * model._gain(model.log_gain_z, torch.tensor([quality]))
+    """(section bytes, reconstruction) of continuous latents, coded as `HyperCodec.encode` codes them."""
+    coded = codec.quantise(y, z, quality)
+    sections = codec.encode_latents(coded.z_hat, coded.residuals, quality, coded.table_ids)
+    x_hat = codec.synthesise(coded.residuals, coded.means, quality, height, width)
+    return sum(len(b) for b in sections.values()), x_hat
 
 
 def corrected_latents(codec: HyperCodec, image: torch.Tensor, x_hat: torch.Tensor, y: torch.Tensor,
@@ -65,7 +57,7 @@ def corrected_latents(codec: HyperCodec, image: torch.Tensor, x_hat: torch.Tenso
     if kind == "l":
         y_again, _ = codec.analyse(x_hat, quality)
         corrected = y + amount * (y - y_again)
-        return corrected, hyper_analysis(codec, corrected, quality)
+        return corrected, codec.hyper_analyse(corrected, quality)
     raise SystemExit(f"unknown variant {variant!r} (p<amount> or l<amount>)")
 
 
@@ -85,8 +77,8 @@ def closed_loop(args: argparse.Namespace) -> None:
             coded[variant] = code(codec, *corrected_latents(codec, image, plain[1], y, variant, quality),
                                   quality, height, width)
         for name, (size, x_hat) in coded.items():
-            mse = float(((x_hat * 255).round() - torch.from_numpy(pixels).permute(2, 0, 1).float()).pow(2).mean())
-            points.setdefault(name, []).append((8 * size / (height * width), 10 * np.log10(255**2 / mse)))
+            decoded = (x_hat * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            points.setdefault(name, []).append((8 * size / (height * width), psnr(pixels, decoded)))
     for name, values in points.items():
         rates, psnrs = zip(*values)
         print(f"q{args.quality} {name}: {np.mean(rates):.4f} bpp (sections), {np.mean(psnrs):.3f} dB")
@@ -118,9 +110,8 @@ def finetune(args: argparse.Namespace) -> None:
     model = zoo.build_trainable("hyper", zoo.weight_file_config(weights, "hyper"))
     model.load_state_dict(zoo.load_network_state(weights, "hyper", model))
     model = model.to(memory_format=torch.channels_last)
-    trained = [p for name, p in model.named_parameters() if name.startswith(ENCODER_PREFIXES)]
-    for name, parameter in model.named_parameters():
-        parameter.requires_grad_(name.startswith(ENCODER_PREFIXES))
+    model.requires_grad_(False)
+    trained = [p.requires_grad_(True) for name, p in model.named_parameters() if name.startswith(ENCODER_PREFIXES)]
     paths = list_images(args.data)
     sampler = CropSampler(paths[:-8], 256, torch.device("cpu"), log)
     validation = load_validation(paths[-8:], log)

@@ -272,6 +272,14 @@ def _tables_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> Integ
 DEFAULT_LAMBDA = 0.0065
 
 
+@dataclass(frozen=True)
+class Quantised:
+    z_hat: torch.Tensor  # int64 hyperlatents
+    residuals: torch.Tensor  # int64 round(y - means)
+    means: torch.Tensor  # float64, bit-exact (what the decoder adds back)
+    table_ids: np.ndarray  # the scale table entry of each latent
+
+
 class LatentSynthesis:
     """What every codec of this family shares: quality checks and latents-to-pixels."""
 
@@ -338,16 +346,29 @@ class HyperCodec(LatentSynthesis):
         q = torch.tensor([quality], device=self.device)
         with precision.autocast(self.compute, self.device):
             y = self.model.g_a(x).float() * self.model._gain(self.model.log_gain_y, q)
-            z = self.model.h_a(y).float() * self.model._gain(self.model.log_gain_z, q)
-        return y.float().cpu(), z.float().cpu()
+        return y.float().cpu(), self.hyper_analyse(y, quality)
 
-    def encode(self, image: torch.Tensor, quality: int) -> dict[str, bytes]:
-        """image: (3, H, W) float in [0, 1]. Returns the coded sections."""
-        y, z = self.analyse(image, quality)
+    @torch.inference_mode()
+    def hyper_analyse(self, y: torch.Tensor, quality: int) -> torch.Tensor:
+        """The continuous hyperlatents z of gain-scaled latents y (as `analyse` returns them)."""
+        y = y.to(self.device).contiguous(memory_format=torch.channels_last)
+        q = torch.tensor([quality], device=self.device)
+        with precision.autocast(self.compute, self.device):
+            z = self.model.h_a(y).float() * self.model._gain(self.model.log_gain_z, q)
+        return z.float().cpu()
+
+    def quantise(self, y: torch.Tensor, z: torch.Tensor, quality: int) -> Quantised:
+        """What plain encoding codes for continuous latents: z rounded, y rounded around the exact
+        means that z_hat predicts."""
         z_hat = torch.round(z).to(torch.int64)
         means, table_ids = self._latent_distribution(z_hat.to(torch.float64), quality)
         residuals = torch.round(y.to(torch.float64) - means).to(torch.int64)
-        return self.encode_latents(z_hat, residuals, quality, table_ids)
+        return Quantised(z_hat, residuals, means, table_ids)
+
+    def encode(self, image: torch.Tensor, quality: int) -> dict[str, bytes]:
+        """image: (3, H, W) float in [0, 1]. Returns the coded sections."""
+        coded = self.quantise(*self.analyse(image, quality), quality)
+        return self.encode_latents(coded.z_hat, coded.residuals, quality, coded.table_ids)
 
     def encode_latents(self, z_hat: torch.Tensor, residuals: torch.Tensor, quality: int,
                        table_ids: np.ndarray | None = None) -> dict[str, bytes]:

@@ -111,8 +111,8 @@ def refine(codec: HyperCodec, image: torch.Tensor, quality: int, options: SgaOpt
     """Run SGA for one image; returns the best integer latents found (never worse than the start)."""
     objective = RateDistortion(codec, image, quality)
     y, z = codec.analyse(image, quality)
-    z_start = torch.round(z).to(torch.int64)
-    residual_start = torch.round(y.double() - codec.latent_means(z_start, quality)).to(torch.int64)
+    start = codec.quantise(y, z, quality)
+    z_start, residual_start = start.z_hat, start.residuals
     best = (objective.exact(z_start, residual_start), z_start, residual_start)
     result = SgaResult(z_start, residual_start, best[0], best[0], 0, [(0, best[0])])
 
