@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from lic_cli.bench.bdrate import bd_rate
-from lic_cli.codec import CodecSession, decode_file, encode_bits_back, encode_image
+from lic_cli.codec import CodecSession, decode_file, encode_album, encode_image
 from lic_cli.imageio import list_images, read_image
 from lic_cli.metrics import psnr
-from models.sga import SgaOptions
+from models.interface import EncodeOptions, RefineOptions
 
 SIDE_INFO_BYTES = 16384
 
@@ -40,7 +40,7 @@ def run(args) -> dict:
     images = [(p.stem, read_image(p.read_bytes())) for p in paths]
     qualities = [int(q) for q in args.qualities.split(",")]
     side_info = np.random.default_rng(0).bytes(SIDE_INFO_BYTES)
-    sga = SgaOptions(steps=args.sga_steps, lr=args.lr) if args.sga_steps else None
+    sga = RefineOptions(steps=args.sga_steps, lr=args.lr) if args.sga_steps else None
     rows: list[dict] = []
     curves: dict[str, list[tuple[float, float]]] = {}
 
@@ -62,27 +62,27 @@ def run(args) -> dict:
             decoded, dec = timed(decode_file, data, session)
             record("hyper", quality, name, image.pixels, data, decoded.image.pixels, enc, dec)
             if sga:
-                data, enc = timed(encode_image, image, hyper, q, sga)
+                data, enc = timed(encode_image, image, hyper, q, EncodeOptions(sga))
                 record("hyper+sga", quality, name, image.pixels, data, decode_file(data, session).image.pixels, enc)
             for variant, carried, refine in (("bb-alone", None, None), ("bb-net", side_info, None),
                                              ("bb+sga-net", side_info, sga)):
                 if variant == "bb+sga-net" and not sga:
                     continue
-                (data, stream), enc = timed(encode_bits_back, [(None, image)], bb, q, side_info=carried,
-                                            bbvi_steps=args.bbvi_steps, refine=refine)
+                (data, coded), enc = timed(encode_album, [(None, image)], bb, q, side_info=carried,
+                                           options=EncodeOptions(refine, args.bbvi_steps))
                 result, dec = timed(decode_file, data, session)
                 assert result.side_info == carried, "side information did not come back"
                 record(variant, quality, name, image.pixels, data, result.image.pixels, enc, dec,
-                       stream.carried_bytes if carried else 0, stream.borrowed_bits[0])
-        (data, stream), enc = timed(encode_bits_back, images, bb, q, bbvi_steps=args.bbvi_steps)
+                       coded.carried_bytes if carried else 0, 8 * coded.borrowed_bytes[0])
+        (data, coded), enc = timed(encode_album, images, bb, q, options=EncodeOptions(posterior_steps=args.bbvi_steps))
         result, dec = timed(decode_file, data, session)
         total_pixels = sum(image.width * image.height for _, image in images)
         for (name, image), decoded in zip(images, result.images, strict=True):
             rows.append({"variant": "bb-album", "quality": quality, "image": name,
-                         "bpp": 8 * (len(data) - stream.carried_bytes) / total_pixels,
+                         "bpp": 8 * (len(data) - coded.carried_bytes) / total_pixels,
                          "psnr": psnr(image.pixels[:, :, :3], decoded.pixels[:, :, :3]),
                          "encode_s": enc / len(images), "decode_s": dec / len(images),
-                         "bytes": len(data) / len(images), "carried_bytes": stream.carried_bytes / len(images),
+                         "bytes": len(data) / len(images), "carried_bytes": coded.carried_bytes / len(images),
                          "borrowed_bits": None})
         for variant in dict.fromkeys(r["variant"] for r in rows):
             point = [r for r in rows if r["variant"] == variant and r["quality"] == quality]

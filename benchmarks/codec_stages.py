@@ -19,6 +19,7 @@ import torch
 
 from lic_cli.imageio import load_rgb_array
 from models import zoo
+from models.interface import Geometry
 
 
 def mean_seconds(work: Callable[[], object], repeat: int) -> tuple[float, object]:
@@ -54,14 +55,13 @@ def main() -> None:
 
     y, z = report("analysis transform", lambda: codec.analyse(image, quality))
     z_hat = torch.round(z).to(torch.int64)
-    means, table_ids = report("hyper-synthesis (fixed point)", lambda: codec._latent_distribution(
-        z_hat.to(torch.float64), quality))
+    means, table_ids = report("hyper-synthesis (fixed point)", lambda: codec.latent_distribution(z_hat, quality))
     residuals = torch.round(y.to(torch.float64) - means).to(torch.int64)
     sections = report("entropy encode (z and y)", lambda: codec.encode_latents(z_hat, residuals, quality, table_ids))
     report("entropy decode (y)", lambda: codec.y_coder.decode(sections["latent"], table_ids))
     report("synthesis transform", lambda: codec.synthesise(residuals, means, quality, height, width))
     report("whole encode", lambda: codec.encode(image, quality))
-    report("whole decode", lambda: codec.decode(sections, height, width, quality))
+    report("whole decode", lambda: codec.decode(sections, Geometry(height, width), quality))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import torch
 
 from lic_cli.imageio import list_images, load_rgb_array
 from models import zoo
+from models.interface import Geometry
 
 UNUSED_BY_THE_CODEC_PATH = ("torchvision", "torch_geometric", "pandas", "matplotlib", "plotly", "requests")
 
@@ -66,7 +67,7 @@ def time_lic(codec, image: torch.Tensor, quality: int) -> tuple[float, float]:
     started = time.perf_counter()
     sections = codec.encode(image, quality)
     encoded = time.perf_counter()
-    codec.decode(sections, height, width, quality)
+    codec.decode(sections, Geometry(height, width), quality)
     return encoded - started, time.perf_counter() - encoded
 
 

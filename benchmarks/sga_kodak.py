@@ -20,7 +20,7 @@ from lic_cli.bench.bdrate import bd_rate
 from lic_cli.codec import CodecSession, decode_file, encode_image
 from lic_cli.imageio import ImageData, list_images, load_rgb_array
 from lic_cli.metrics import psnr
-from models.sga import SgaOptions
+from models.interface import EncodeOptions, RefineOptions
 
 
 def centre_crop(pixels: np.ndarray, size: int | None) -> np.ndarray:
@@ -36,7 +36,8 @@ def run(args) -> dict:
     loaded = session.get("hyper")
     images = [(p.name, centre_crop(load_rgb_array(p), args.crop)) for p in list_images(args.kodak)[: args.images]]
     qualities = [int(q) for q in args.qualities.split(",")]
-    variants = [("plain", None)] + [(f"sga-{s}", SgaOptions(steps=s, lr=args.lr)) for s in args.steps]
+    variants = [("plain", EncodeOptions())] + [(f"sga-{s}", EncodeOptions(RefineOptions(steps=s, lr=args.lr)))
+                                         for s in args.steps]
     rows: list[dict] = []
     curves: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
     for name, options in variants:

@@ -32,6 +32,10 @@ class TableCoder:
         return words_to_bytes(coder.get_compressed())
 
     def decode(self, data: bytes, table_ids: np.ndarray) -> np.ndarray:
+        """The values of a stream written by ``encode``; it must be consumed exactly."""
+        if not data and np.size(table_ids):
+            # An ANS stack with symbols on it is never empty, but popping from an empty one succeeds.
+            raise FormatError("entropy-coded stream is empty (corrupted file?)")
         coder = stack_from_bytes(data)
         values = self.pop(coder, table_ids)
         if not coder.is_empty():

@@ -38,6 +38,9 @@ class SectionType(IntEnum):
     ALBUM = 7  # version 2: the image table of a bits-back stream
 
 
+# The sections a model's codec writes, by the names codecs use for them (models/interface.py).
+CODED_SECTIONS = {"hyperlatent": SectionType.HYPERLATENT, "latent": SectionType.LATENT,
+                  "bitsback": SectionType.BITSBACK, "album": SectionType.ALBUM}
 BITS_BACK_SECTIONS = {SectionType.BITSBACK, SectionType.ALBUM}
 RAW_SECTIONS = {SectionType.HYPERLATENT, SectionType.LATENT, SectionType.ICC, SectionType.EXIF, SectionType.ALPHA}
 
@@ -86,6 +89,13 @@ class Container:
             raise FormatError(f"unsupported bit depth {self.bit_depth}")
         if len(self.sections) > MAX_SECTIONS:
             raise FormatError("too many sections")
+
+
+def section_type(name: str) -> SectionType:
+    """The container section type of a coded section name."""
+    if name not in CODED_SECTIONS:
+        raise ValueError(f"no container section is named {name!r} (known: {', '.join(CODED_SECTIONS)})")
+    return CODED_SECTIONS[name]
 
 
 def check_geometry(width: int, height: int) -> None:

@@ -17,9 +17,8 @@ from rich.table import Table
 from bitstream.album import unpack_table
 from bitstream.container import FormatError, SectionType, unpack
 from models import zoo
-from models.hyper_bb import DEFAULT_BBVI_STEPS, BitsBackCodec
-from models.precision import SYNTHESIS_THREADS
-from models.sga import SgaOptions
+from models.interface import EncodeOptions, RefineOptions
+from models.precision import SYNTHESIS_THREADS, select_device
 
 from . import codec, files
 from .imageio import ImageReadError, encode_image_file, read_image
@@ -68,7 +67,7 @@ def runtime_options(command):
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True),
         click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
                      help="Arithmetic of the neural transforms. auto: bf16 on CPUs/GPUs that do it natively "
-                     "(about 2.5x faster), else fp32. Never affects what can be decoded."),
+                     "(faster), else fp32. Never affects what can be decoded."),
         click.option("--threads", type=int, help="CPU threads for the networks (default: PyTorch's choice). "
                      f"The transform that makes decoded pixels always runs on {SYNTHESIS_THREADS}, so the "
                      "pixels do not depend on it."),
@@ -137,8 +136,8 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
               "Default: next to each input with the suffix .lic.")
 @click.option("-m", "--model", default=zoo.DEFAULT_MODEL, show_default=True, help="Zoo model (see `lic models`).")
 @click.option("-q", "--quality", type=int,
-              help="Operating point, 1 (smallest files) .. 6 (best quality) for hyper/hyper-bb [default: the "
-              "one nearest lambda 0.0065, about 0.7 bpp: 4 for hyper, 3 for hyper-bb]; gc models have one.")
+              help="Operating point, 1 (smallest files) .. N (best quality); `lic models` lists each model's "
+              "points [default: the model's middle point, about 0.5 bpp on photos where it has a ladder].")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--refine", type=click.Choice(["none", "sga"]), default="none", show_default=True,
               help="sga: optimise the latents of each image for its own R-D objective before coding "
@@ -146,13 +145,14 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.option("--steps", type=int, default=300, show_default=True, help="SGA iterations per image.")
 @click.option("--lr", type=float, default=5e-3, show_default=True, help="SGA Adam learning rate.")
 @click.option("--refine-seconds", type=float, help="Stop SGA after this many seconds per image.")
-@click.option("--comment", help="Text to carry inside the hyperlatents (bits-back models; restored into the "
-              "decoded PNG).")
+@click.option("--comment", help="Text to carry inside the coded stream (models that carry data, such as "
+              "bits-back ones; restored into the decoded PNG).")
 @click.option("--side-info", "side_info", type=click.Path(exists=True, dir_okay=False),
-              help="A file whose bytes are carried inside the hyperlatents (bits-back models; "
+              help="A file whose bytes ride inside the coded stream (models that carry data; "
               "`lic decode --side-info-out` writes it back).")
-@click.option("--bbvi-steps", type=click.IntRange(0, 2000), default=DEFAULT_BBVI_STEPS, show_default=True,
-              help="Bits-back models: iterations of reproducible_bbvi (the decoder repeats them).")
+@click.option("--bbvi-steps", type=click.IntRange(0, 2000),
+              help="Models that carry data: iterations of the posterior fit, which the decoder repeats "
+              "[default: the model's].")
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one.")
 @runtime_options
 def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seconds, comment, side_info, bbvi_steps,
@@ -170,33 +170,35 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
     are carried through. 16-bit images are converted to 8 bits with a warning.
 
     \b
-    Bits-back (--model hyper-bb): metadata, --comment and --side-info ride inside the choice of
-    the hyperlatents instead of costing bytes, and several inputs with -o FILE make one album:
-      lic encode photo.png -o photo.lic --model hyper-bb --comment "Lake, 2026"
-      lic encode a.png b.png c.png -o album.lic --model hyper-bb
+    Models that carry data (bits-back coding; `lic models` lists them): metadata, --comment and
+    --side-info ride inside the coded stream instead of costing bytes, and several inputs with
+    -o FILE make one album:
+      lic encode photo.png -o photo.lic --model MODEL --comment "Lake, 2026"
+      lic encode a.png b.png c.png -o album.lic --model MODEL
     """
     set_threads(threads)
     try:
         session = codec.CodecSession(_weights_for(weights, model), _device(device), precision)
         loaded = session.get(model)
-        bits_back = isinstance(loaded.codec, BitsBackCodec)
-        if (comment or side_info) and not bits_back:
-            raise ValueError("--comment and --side-info are carried by bits-back models (--model hyper-bb)")
-        album_target = output if bits_back and len(inputs) > 1 and _is_file_target(output) else None
+        capabilities = loaded.codec.capabilities
+        if (comment or side_info or bbvi_steps is not None) and not capabilities.carries_data:
+            raise ValueError(f"--comment, --side-info and --bbvi-steps need a model that carries data; {model} "
+                             "does not (see `lic models`)")
+        if refine != "none" and refine not in capabilities.refine:
+            raise ValueError(f"--refine {refine} is not available for {model} "
+                             f"(it offers: {', '.join(capabilities.refine) or 'none'})")
+        album_target = output if capabilities.carries_data and len(inputs) > 1 and _is_file_target(output) else None
         jobs = [] if album_target else files.plan_jobs(inputs, output, ".lic", force)
         extra = Path(side_info).read_bytes() if side_info else None
     except USER_ERRORS as error:
         fail(describe(error))
-    qualities = loaded.codec.num_qualities
-    quality = loaded.codec.default_quality + 1 if quality is None else quality
-    if not 1 <= quality <= qualities:
-        fail(f"--quality must be between 1 and {qualities} for model {model}")
+    quality = _check_quality(loaded.codec.qualities, quality, model)
     if steps < 1 or lr <= 0 or (refine_seconds is not None and refine_seconds <= 0):
         fail("--steps, --lr and --refine-seconds must be positive")
-    sga_options = SgaOptions(steps=steps, lr=lr, seconds=refine_seconds)
+    refine_options = RefineOptions(refine, steps, lr, refine_seconds) if refine != "none" else None
     if album_target:
-        _encode_album(inputs, album_target, force, loaded, quality - 1, comment, extra, bbvi_steps,
-                      sga_options if refine == "sga" else None, quiet, verbose)
+        _encode_album(inputs, album_target, force, loaded, quality, comment, extra,
+                      EncodeOptions(refine_options, bbvi_steps), quiet, verbose)
         return
 
     def work(job: files.Job) -> str:
@@ -204,17 +206,16 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
         image = read_image(files.read_input(job.source))
         for warning in image.warnings:
             say(f"lic: warning: {job.source}: {warning}")
-        with _refine_progress(job.source, steps, quiet or refine != "sga") as on_progress:
-            options = sga_options if refine == "sga" else None
-            if bits_back:
-                data, stream = codec.encode_bits_back([(None, image)], loaded, quality - 1, comment, extra,
-                                                      bbvi_steps, options, on_progress)
-                if stream.padding_words and not quiet:
-                    say(f"lic: note: {job.source}: {4 * stream.padding_words:,} bytes of padding: the hyperlatents "
-                        f"borrow more bits than the {stream.carried_bytes:,} carried bytes (bits-back pays off "
-                        "with side information, metadata or albums)")
+        with _refine_progress(job.source, steps, quiet or refine_options is None) as on_progress:
+            options = EncodeOptions(refine_options, bbvi_steps, on_progress)
+            if capabilities.carries_data:
+                data, coded = codec.encode_album([(None, image)], loaded, quality, comment, extra, options)
+                if coded.padding_bytes and not quiet:
+                    say(f"lic: note: {job.source}: {coded.padding_bytes:,} bytes of padding: the stream borrows "
+                        f"more bits than the {coded.carried_bytes:,} carried bytes (bits-back pays off with side "
+                        "information, metadata or albums)")
             else:
-                data = codec.encode_image(image, loaded, quality - 1, options, on_progress)
+                data = codec.encode_image(image, loaded, quality, options)
         files.write_output(job.target, data)
         seconds = time.perf_counter() - started
         bpp = 8 * len(data) / (image.width * image.height)
@@ -227,8 +228,20 @@ def _is_file_target(output: str | None) -> bool:
     return output not in (None, files.STDIO) and not os.path.isdir(output) and not output.endswith(os.sep)
 
 
-def _encode_album(inputs, target, force, loaded, quality, comment, extra, bbvi_steps, refine, quiet, verbose):
-    """Several images into one bits-back file: each image's stream is what the next one borrows."""
+def _check_quality(qualities, quality: int | None, model: str) -> int:
+    """The 0-based operating point of a 1-based --quality (None: the model's default)."""
+    if quality is None:
+        return qualities.default
+    if qualities.count == 1 and quality != 1:
+        fail(f"model {model} has a single operating point (-q 1)")
+    if not 1 <= quality <= qualities.count:
+        fail(f"--quality must be between 1 and {qualities.count} for model {model}")
+    return quality - 1
+
+
+def _encode_album(inputs, target, force, loaded, quality, comment, extra, options, quiet, verbose):
+    """Several images into one file of a model that carries data: each image's stream is what the
+    next one borrows."""
     started = time.perf_counter()
     if files.STDIO in inputs:
         fail("an album cannot read standard input")
@@ -241,7 +254,7 @@ def _encode_album(inputs, target, force, loaded, quality, comment, extra, bbvi_s
             for warning in image.warnings:
                 say(f"lic: warning: {source}: {warning}")
             items.append((Path(source).stem, image))
-        data, stream = codec.encode_bits_back(items, loaded, quality, comment, extra, bbvi_steps, refine)
+        data, coded = codec.encode_album(items, loaded, quality, comment, extra, options)
         files.write_output(target, data)
     except KeyboardInterrupt:
         fail("interrupted (no partial output was left behind)")
@@ -250,7 +263,7 @@ def _encode_album(inputs, target, force, loaded, quality, comment, extra, bbvi_s
     pixels = sum(image.width * image.height for _, image in items)
     if verbose or not quiet:
         say(f"{len(items)} images -> {target}: {len(data):,} bytes, {8 * len(data) / pixels:.4f} bpp, "
-            f"{stream.carried_bytes:,} bytes carried, {sum(stream.borrowed_bits[1:]) / 8:,.0f} bytes borrowed "
+            f"{coded.carried_bytes:,} bytes carried, {coded.borrowed_bytes_between_images:,.0f} bytes borrowed "
             f"between images, {time.perf_counter() - started:.2f} s")
 
 
@@ -379,14 +392,27 @@ def compare(reference, distorted):
 
 @main.command("models")
 def list_models():
-    """List the model zoo, its weight files and their recorded Kodak numbers."""
-    table = Table("model", "qualities", "weights", "description")
+    """List the model zoo: operating points, weight files and what each model is.
+
+    Measured Kodak numbers are in each weight file's model card (models/weights/NAME.md) and in
+    docs/results.md.
+    """
+    table = Table("model", "qualities (-q)", "also", "weights", "description")
     for name, item in zoo.ZOO.items():
         path = zoo.default_weights_path(name)
-        qualities = len(item.config.get("lambdas", ())) or 1
         status = path.name if path.exists() else ("missing" if item.shipped else "not trained yet")
-        table.add_row(name, str(qualities), status, item.description)
+        table.add_row(name, item.qualities(item.config).description, _capability_text(item.codec.capabilities),
+                      status, item.description)
     Console().print(table)
+
+
+def _capability_text(capabilities) -> str:
+    parts = [f"--refine {method}" for method in capabilities.refine]
+    if capabilities.carries_data:
+        parts.append("carries data, albums")
+    if capabilities.progressive:
+        parts.append("progressive")
+    return ", ".join(parts) or "-"
 
 
 @contextmanager
@@ -430,11 +456,10 @@ def _weights_for(values: tuple[str, ...], model: str) -> dict[str, Path]:
 
 
 def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        fail("--device cuda: no CUDA device available")
-    return name
+    try:
+        return str(select_device(name))
+    except ValueError as error:
+        fail(str(error))
 
 
 from .bench.command import bench

@@ -10,14 +10,20 @@ import torch
 
 from bitstream import album
 from bitstream.album import Record, RecordKind
-from bitstream.container import Container, FormatError, SectionType, check_geometry, pack, unpack
-from models import sga, zoo
-from models.hyper_bb import DEFAULT_BBVI_STEPS, BitsBackCodec, BitsBackStream, CodedImage, refine_latents
-from models.sga import SgaOptions
+from bitstream.container import (
+    CODED_SECTIONS,
+    Container,
+    FormatError,
+    SectionType,
+    check_geometry,
+    pack,
+    section_type,
+    unpack,
+)
+from models import zoo
+from models.interface import PLAIN, AlbumImage, EncodedAlbum, EncodeOptions, Geometry
 
 from .imageio import ImageData
-
-MODEL_SECTIONS = {"hyperlatent": SectionType.HYPERLATENT, "latent": SectionType.LATENT}
 
 
 class CodecSession:
@@ -54,28 +60,21 @@ def rgb_tensor(image: ImageData) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
 
 
-def _to_pixels(x_hat: torch.Tensor, channels: int) -> np.ndarray:
+def to_pixels(x_hat: torch.Tensor, channels: int) -> np.ndarray:
+    """(H, W, channels) uint8 pixels of a (3, H, W) reconstruction in [0, 1] (grey: the mean of RGB)."""
     pixels = torch.round(x_hat * 255).to(torch.uint8).permute(1, 2, 0).numpy()
     if channels == 1:
         pixels = np.round(pixels.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     return pixels
 
 
-def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: int,
-                 refine: SgaOptions | None = None, on_progress=None) -> bytes:
-    """quality is the 0-based operating point; refine runs SGA before coding (hyperprior models)."""
+def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: int, options: EncodeOptions = PLAIN) -> bytes:
+    """One image into one .lic file; quality is the 0-based operating point."""
+    if loaded.codec.capabilities.carries_data:
+        return encode_album([(None, image)], loaded, quality, options=options)[0]
     check_geometry(image.width, image.height)
-    if isinstance(loaded.codec, BitsBackCodec):
-        return encode_bits_back([(None, image)], loaded, quality, refine=refine, on_progress=on_progress)[0]
-    tensor = rgb_tensor(image)
-    if refine is None:
-        coded = loaded.codec.encode(tensor, quality)
-    else:
-        if not hasattr(loaded.codec, "encode_latents"):
-            raise ValueError(f"--refine sga needs a hyperprior model; {loaded.name} is not one")
-        result = sga.refine(loaded.codec, tensor, quality, refine, on_progress)
-        coded = loaded.codec.encode_latents(result.z_hat, result.residuals, quality)
-    sections = {MODEL_SECTIONS[name]: payload for name, payload in coded.items()}
+    coded = loaded.codec.encode(rgb_tensor(image), quality, options)
+    sections = {section_type(name): payload for name, payload in coded.items()}
     if image.icc_profile:
         sections[SectionType.ICC] = image.icc_profile
     if image.exif:
@@ -90,15 +89,11 @@ def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: int,
 def decode_file(data: bytes, session: CodecSession) -> DecodedFile:
     container = unpack(data)
     loaded = _codec_for(container, session)
-    if container.bits_back:
-        return _decode_bits_back(container, loaded)
-    names = {MODEL_SECTIONS[name]: name for name in loaded.codec.section_names}
-    missing = [name for section, name in names.items() if section not in container.sections]
-    if missing:
-        raise FormatError(f"file lacks its {', '.join(missing)} section")
-    coded = {names[s]: payload for s, payload in container.sections.items() if s in names}
-    x_hat = loaded.codec.decode(coded, container.height, container.width, container.quality)
-    pixels = _to_pixels(x_hat, container.channels)
+    coded = _coded_sections(container, loaded)
+    if loaded.codec.capabilities.carries_data:
+        return _decode_album(container, loaded, coded)
+    x_hat = loaded.codec.decode(coded, Geometry(container.height, container.width), container.quality)
+    pixels = to_pixels(x_hat, container.channels)
     if container.channels == 4:
         alpha = _inflate_exactly(container.sections[SectionType.ALPHA], container.width * container.height)
         pixels = np.concatenate([pixels, alpha.reshape(container.height, container.width, 1)], axis=2)
@@ -116,50 +111,48 @@ def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
         raise FormatError(f"file was made with {container.model_id} weights {container.weights_hash.hex()}, "
                           f"installed weights are {loaded.weights_hash.hex()} ({loaded.path}); "
                           f"pass --weights {container.model_id}=FILE (docs/models.md lists every shipped weight file)")
-    if container.bits_back != isinstance(loaded.codec, BitsBackCodec):
-        raise FormatError(f"file layout does not match model {container.model_id}")
-    if container.quality >= loaded.codec.num_qualities:
+    if container.quality >= loaded.codec.qualities.count:
         raise FormatError(f"quality index {container.quality} is not an operating point of {container.model_id}")
     return loaded
 
 
+def _coded_sections(container: Container, loaded: zoo.LoadedCodec) -> dict[str, bytes]:
+    """The model's sections of a file by name; every one it writes must be there, and no other."""
+    expected = {section_type(name): name for name in loaded.codec.section_names}
+    present = {kind for kind in container.sections if kind in CODED_SECTIONS.values()}
+    if present - expected.keys():
+        raise FormatError(f"file layout does not match model {container.model_id}")
+    missing = [name for kind, name in expected.items() if kind not in present]
+    if missing:
+        raise FormatError(f"file lacks its {', '.join(missing)} section")
+    return {name: container.sections[kind] for kind, name in expected.items()}
+
+
 # ---------------------------------------------------------------------------------------------
-# Bits-back files: metadata, names, comment and side information ride inside the hyperlatents.
+# Albums (codecs that carry data): metadata, names, comment and side information ride inside the
+# coded stream, and several images can share one file.
 # ---------------------------------------------------------------------------------------------
-def encode_bits_back(items: list[tuple[str | None, ImageData]], loaded: zoo.LoadedCodec, quality: int,
-                     comment: str | None = None, side_info: bytes | None = None,
-                     bbvi_steps: int = DEFAULT_BBVI_STEPS, refine: SgaOptions | None = None,
-                     on_progress=None) -> tuple[bytes, BitsBackStream]:
-    """Code one image or an album into one bits-back file. items: (source name or None, image)."""
-    bb: BitsBackCodec = loaded.codec
-    if not 1 <= len(items) <= album.MAX_IMAGES:
-        raise ValueError(f"a bits-back file holds 1..{album.MAX_IMAGES} images, not {len(items)}")
-    if not 0 <= bbvi_steps <= album.MAX_BBVI_STEPS:
-        raise ValueError(f"BBVI steps must be within 0..{album.MAX_BBVI_STEPS}")
+def encode_album(items: list[tuple[str | None, ImageData]], loaded: zoo.LoadedCodec, quality: int,
+                 comment: str | None = None, side_info: bytes | None = None,
+                 options: EncodeOptions = PLAIN) -> tuple[bytes, EncodedAlbum]:
+    """One image or an album into one file of a data-carrying codec. items: (source name or None, image)."""
+    if not loaded.codec.capabilities.carries_data:
+        raise ValueError(f"model {loaded.name} cannot carry data or albums")
     records: list[Record] = []
-    latents = []
     for index, (name, image) in enumerate(items):
         check_geometry(image.width, image.height)
         records += _image_records(index, name, image)
-        tensor = rgb_tensor(image)
-        if refine is None:
-            y_hat = bb.amortized_latents(tensor, quality)
-        else:
-            y_hat = refine_latents(bb, tensor, quality, refine, on_progress)
-        latents.append((y_hat, quality, image.height, image.width))
     if comment:
         records.append(Record(RecordKind.COMMENT, album.WHOLE_FILE, comment.encode("utf-8")))
     if side_info:
         records.append(Record(RecordKind.SIDE_INFO, album.WHOLE_FILE, side_info))
-    carried = album.pack_records(records)
-    stream = bb.encode_stream(latents, carried, bbvi_steps)
-    entries = [album.AlbumEntry(image.width, image.height, image.channels, coded.quality, coded.bbvi_steps,
-                                coded.checksum) for (_, image), coded in zip(items, stream.images, strict=True)]
-    table = album.AlbumTable(entries, stream.carried_bytes, stream.padding_words)
+    images = [AlbumImage(rgb_tensor(image), quality, image.channels) for _, image in items]
+    coded = loaded.codec.encode_album(images, album.pack_records(records), options)
     first = items[0][1]
+    sections = {section_type(name): payload for name, payload in coded.sections.items()}
     container = Container(loaded.name, loaded.weights_hash, quality, first.width, first.height, first.channels,
-                          {SectionType.BITSBACK: stream.data, SectionType.ALBUM: album.pack_table(table)})
-    return pack(container), stream
+                          sections)
+    return pack(container), coded
 
 
 def _image_records(index: int, name: str | None, image: ImageData) -> list[Record]:
@@ -175,42 +168,40 @@ def _image_records(index: int, name: str | None, image: ImageData) -> list[Recor
     return records
 
 
-def _decode_bits_back(container: Container, loaded: zoo.LoadedCodec) -> DecodedFile:
-    stream = container.sections[SectionType.BITSBACK]
-    table = album.unpack_table(container.sections[SectionType.ALBUM], len(stream))
-    first = table.entries[0]
-    if (first.width, first.height, first.channels, first.quality) != \
+def _decode_album(container: Container, loaded: zoo.LoadedCodec, coded: dict[str, bytes]) -> DecodedFile:
+    decoded, carried = loaded.codec.decode_album(coded)
+    first = decoded[0]
+    if (first.pixels.shape[2], first.pixels.shape[1], first.channels, first.quality) != \
             (container.width, container.height, container.channels, container.quality):
         raise FormatError("header geometry disagrees with the album's first image")
-    bb: BitsBackCodec = loaded.codec
-    for entry in table.entries:
-        if entry.quality >= bb.num_qualities:
-            raise FormatError(f"quality index {entry.quality} is not an operating point of {container.model_id}")
-    coded = [CodedImage(e.height, e.width, e.quality, e.bbvi_steps, e.checksum) for e in table.entries]
-    latents, carried = bb.decode_stream(stream, coded, table.carried_bytes, table.padding_words)
-    records = album.unpack_records(carried, len(table.entries))
-    per_image = [{} for _ in table.entries]
+    per_image, whole = _carried_records(carried, len(decoded))
+    comment = whole.get(RecordKind.COMMENT)
+    comment_text = comment.decode("utf-8", "replace") if comment else None
+    images, names = [], []
+    for item, extra in zip(decoded, per_image, strict=True):
+        height, width = item.pixels.shape[1:]
+        pixels = to_pixels(item.pixels, item.channels)
+        if item.channels == 4:
+            if RecordKind.ALPHA not in extra:
+                raise FormatError("RGBA image without its carried alpha plane")
+            alpha = _inflate_exactly(extra[RecordKind.ALPHA], width * height)
+            pixels = np.concatenate([pixels, alpha.reshape(height, width, 1)], axis=2)
+        images.append(ImageData(np.ascontiguousarray(pixels), extra.get(RecordKind.ICC), extra.get(RecordKind.EXIF),
+                                comment=comment_text))
+        names.append(extra[RecordKind.NAME].decode("utf-8", "replace") if RecordKind.NAME in extra else None)
+    return DecodedFile(images, container, names, whole.get(RecordKind.SIDE_INFO), comment_text)
+
+
+def _carried_records(carried: bytes, image_count: int) -> tuple[list[dict[RecordKind, bytes]], dict[RecordKind, bytes]]:
+    """The carried records by image, and those of the whole file."""
+    per_image: list[dict[RecordKind, bytes]] = [{} for _ in range(image_count)]
     whole: dict[RecordKind, bytes] = {}
-    for record in records:
+    for record in album.unpack_records(carried, image_count):
         target = whole if record.image == album.WHOLE_FILE else per_image[record.image]
         if record.kind in target:
             raise FormatError(f"duplicate carried {record.kind.name.lower()} record")
         target[record.kind] = record.data
-    images, names = [], []
-    for entry, y_hat, extra in zip(table.entries, latents, per_image, strict=True):
-        pixels = _to_pixels(bb.reconstruct(y_hat, entry.quality, entry.height, entry.width), entry.channels)
-        if entry.channels == 4:
-            if RecordKind.ALPHA not in extra:
-                raise FormatError("RGBA image without its carried alpha plane")
-            alpha = _inflate_exactly(extra[RecordKind.ALPHA], entry.width * entry.height)
-            pixels = np.concatenate([pixels, alpha.reshape(entry.height, entry.width, 1)], axis=2)
-        comment = whole.get(RecordKind.COMMENT)
-        images.append(ImageData(np.ascontiguousarray(pixels), extra.get(RecordKind.ICC), extra.get(RecordKind.EXIF),
-                                comment=comment.decode("utf-8", "replace") if comment else None))
-        names.append(extra[RecordKind.NAME].decode("utf-8", "replace") if RecordKind.NAME in extra else None)
-    comment = whole.get(RecordKind.COMMENT)
-    return DecodedFile(images, container, names, whole.get(RecordKind.SIDE_INFO),
-                       comment.decode("utf-8", "replace") if comment else None)
+    return per_image, whole
 
 
 def _inflate_exactly(payload: bytes, size: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Training driver: random crops, R-D loss, wall-clock budget, checkpoints and --resume."""
+"""Training: random crops, wall-clock budget, checkpoints and --resume for every driver, and the
+"rate-distortion" driver (one R-D loss over a quality ladder)."""
 from __future__ import annotations
 
 import ctypes
@@ -14,7 +15,6 @@ import numpy as np
 import torch
 
 from models import precision, zoo
-from models.hyper import decoder_parameters, rate_distortion_loss
 
 from .imageio import list_images, load_rgb_array
 
@@ -41,11 +41,11 @@ class TrainOptions:
     init_weights: Path | None = None
     precision: str = "auto"  # auto | bf16 | fp32 (for the transforms; entropy models are always fp32)
     straight_through_after: float = 0.6  # fraction of the budget after which the decoder sees rounded latents
-    gan_after: float = 0.3  # gc models: fraction of the budget trained on distortion only before the GAN starts
-    discriminator_width: int = 64  # gc models: channels of the discriminator's first layer (pix2pixHD: 64)
-    grow_warmup: int = 0  # hyper grown from narrower --init weights: steps before the new channels pay rate
-    qualities: tuple[int, ...] | None = None  # hyper: 0-based quality indices to draw from (None: all, evenly)
-    freeze_encoder: bool = False  # hyper: train the decoder side alone on exactly quantized latents
+    gan_after: float = 0.3  # "gan" driver: fraction of the budget trained on distortion only before the GAN starts
+    discriminator_width: int = 64  # "gan" driver: channels of the discriminator's first layer (pix2pixHD: 64)
+    grow_warmup: int = 0  # a latent grown from narrower --init weights: steps before the new channels pay rate
+    qualities: tuple[int, ...] | None = None  # 0-based quality indices to draw from (None: all, evenly)
+    freeze_encoder: bool = False  # train the decoder side alone on exactly quantized latents
 
 
 def keep_freed_buffers_in_the_heap() -> bool:
@@ -71,14 +71,6 @@ def hardware_description(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA)"
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available")
-    return torch.device(name)
 
 
 class CropSampler:
@@ -130,7 +122,7 @@ def evaluate(model, images: list[torch.Tensor], device: torch.device) -> list[tu
         for image in images:
             x = image.to(device)[None]
             quality = torch.tensor([q], device=device)
-            stats = rate_distortion_loss(model, x, quality, model(x, quality))
+            stats = model.rate_distortion(x, quality, model(x, quality))
             bpps.append(float(stats["bpp"]))
             psnrs.append(float(stats["psnr"]))
         results.append((float(np.mean(bpps)), float(np.mean(psnrs))))
@@ -221,7 +213,7 @@ def prepare_run(options: TrainOptions) -> RunSetup:
     """Threads, device and its speed flags, the output folder and the image split, for any family."""
     if options.threads:
         torch.set_num_threads(options.threads)
-    device = pick_device(options.device)
+    device = precision.select_device(options.device)
     if device.type == "cpu":
         keep_freed_buffers_in_the_heap()
     if device.type == "cuda":
@@ -308,8 +300,7 @@ def train(options: TrainOptions, reporter) -> Path:
     def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float, done: int) -> dict[str, float]:
         for group in optimizer.param_groups:
             group["lr"] = rate
-        if hasattr(model, "straight_through"):
-            model.straight_through = progress >= options.straight_through_after
+        model.straight_through = progress >= options.straight_through_after
         quality = torch.tensor([rng.choice(trained_qualities) for _ in range(options.batch_size)], device=device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
             out = model(x, quality)
@@ -317,7 +308,7 @@ def train(options: TrainOptions, reporter) -> Path:
         if first_new_channel is not None:
             rate_weights = grown_channel_rate_weights(model.config.latent_channels, first_new_channel,
                                                       options.grow_warmup, done)
-        stats = rate_distortion_loss(model, x, quality, out, rate_weights)
+        stats = model.rate_distortion(x, quality, out, rate_weights)
         optimizer.zero_grad(set_to_none=True)
         stats["loss"].backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -346,7 +337,7 @@ def trainable_parameters(options: TrainOptions, model) -> list[torch.nn.Paramete
     backward pass (exactly quantized latents pass no gradient to them anyway)."""
     if not options.freeze_encoder:
         return list(model.parameters())
-    trainable = decoder_parameters(model)
+    trainable = model.decoder_parameters()
     model.requires_grad_(False)
     for parameter in trainable:
         parameter.requires_grad_(True)
@@ -362,9 +353,6 @@ def qualities_to_train(options: TrainOptions, available: int) -> list[int]:
     return sorted(options.qualities)  # a quality listed twice is drawn twice as often
 
 
-SIZE_KEYS = ("channels", "latent_channels", "hyper_width")
-
-
 def peek_checkpoint(checkpoint_path: Path) -> dict:
     """A checkpoint memory-mapped, for reading a few small entries before restore_or_initialise
     loads the tensors. (str: torch 2.2 memory-maps only a str filename, not a Path.)"""
@@ -376,22 +364,21 @@ def network_sizes(options: TrainOptions, checkpoint_path: Path, init_config: dic
     or of the --init weights (their configuration: init_config), so that continuing a shipped file
     needs no size options, then the command line's (a wider --latent-channels than --init's grows
     its latent)."""
+    training = zoo.entry(options.model).training
+    flags = {key: "--" + option.replace("_", "-") for option, key in training.sizes.items()}
     overrides = dict(options.config_overrides or {})
     if options.resume and checkpoint_path.exists():
         saved = peek_checkpoint(checkpoint_path)["config"]
         for key, value in overrides.items():
-            if key in SIZE_KEYS and saved.get(key) != value:
-                flag = "--" + key.replace("_", "-")
-                raise ValueError(f"{checkpoint_path} was trained with {key} {saved.get(key)}: drop {flag} "
+            if key in flags and saved.get(key) != value:
+                raise ValueError(f"{checkpoint_path} was trained with {key} {saved.get(key)}: drop {flags[key]} "
                                  "to resume it, or start a new run with another --out")
         inherited = saved
     elif init_config is not None:
-        inherited = dict(init_config)
-        # An unset hyper-synthesis width follows M; a grown latent keeps the trained width.
-        inherited["hyper_width"] = inherited.get("hyper_width") or inherited.get("latent_channels")
+        inherited = training.inherited_sizes(dict(init_config))
     else:
         return overrides
-    sizes = {key: inherited[key] for key in SIZE_KEYS if inherited.get(key) is not None}
+    sizes = {key: inherited[key] for key in flags if inherited.get(key) is not None}
     return {**sizes, **overrides}
 
 

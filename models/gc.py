@@ -30,7 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from bitstream.coders import stack_from_bytes, words_to_bytes
+from bitstream.container import FormatError
 from bitstream.tables import TOTAL
+
+from . import fixedpoint, precision
+from .geometry import ceil_div, pad_to_multiple
+from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
 
 CENTRES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 NUM_SYMBOLS = len(CENTRES)
@@ -213,6 +218,22 @@ class GenerativeCompression(nn.Module):
         w_hat, symbols = self.analyse(x)
         return {"x_hat": self.synthesise(w_hat), "w_hat": w_hat, "symbols": symbols}
 
+    # What the GAN training driver needs besides the forward pass (it never names this module).
+    @staticmethod
+    def make_discriminator(width: int) -> nn.Module:
+        return MultiScaleDiscriminator(base=width)
+
+    @staticmethod
+    def generator_losses(x, x_hat, real, fake) -> dict[str, torch.Tensor]:
+        return generator_losses(x, x_hat, real, fake)
+
+    @staticmethod
+    def discriminator_loss(real, fake) -> torch.Tensor:
+        return discriminator_loss(real, fake)
+
+    def rate_bound_bits(self, height: int, width: int) -> float:
+        return bound_bits(height, width, self.config.bottleneck)
+
 
 class ScaleDiscriminator(nn.Module):
     """PatchGAN of pix2pixHD: c64 (no norm), c128, c256, c512 (stride 1), 1-channel output."""
@@ -323,34 +344,27 @@ class GcCodec:
     """Codes W with whichever of the two entropy models gives fewer bytes (one mode byte says which)."""
 
     section_names = ("latent",)
-    num_qualities = 1
-    default_quality = 0
+    qualities = Qualities(1, 0, "1 (one rate, set by the bottleneck)")
+    capabilities = Capabilities()
 
     def __init__(self, model: GenerativeCompression, coding: dict[str, torch.Tensor], device="cpu",
                  compute: str = "auto"):
-        from . import fixedpoint, precision
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.compute = precision.resolve(compute, self.device)
         self.context = fixedpoint.freeze(model.context.net)
-        self._run_fixed = fixedpoint.run
-        self._autocast = precision.autocast
-        self._synthesis_threads = precision.synthesis_threads
-
-    def _check_quality(self, quality: int) -> None:
-        if quality != 0:
-            raise ValueError(f"{type(self).__name__} has a single operating point (quality 1)")
 
     @torch.inference_mode()
     def symbols(self, image: torch.Tensor) -> np.ndarray:
         """The (C, h, w) symbols 0..4 of a (3, H, W) image in [0, 1]."""
-        x = _pad(image.to(self.device)[None])
-        with self._autocast(self.compute, self.device):
+        x = pad_to_multiple(image.to(self.device)[None], DOWNSAMPLING, MIN_LATENT)
+        with precision.autocast(self.compute, self.device):
             _, symbols = self.model.analyse(x)
         return symbols[0].cpu().numpy().astype(np.int64)
 
-    def encode(self, image: torch.Tensor, quality: int) -> dict[str, bytes]:
-        self._check_quality(quality)
+    def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
+        self.qualities.check(quality)
+        check_refine(self.capabilities, options, "this model")
         symbols = self.symbols(image)
         candidates = [self.encode_static(symbols), self.encode_context(symbols)]
         return {"latent": min(candidates, key=len)}
@@ -380,15 +394,14 @@ class GcCodec:
             for phase in (0, 1):
                 positions = ChannelContext.phase_mask(height, width, phase).numpy().astype(bool)
                 inputs = self.model.context.inputs(w_hat.double(), channel, phase)
-                logits = self._run_fixed(self.context, inputs)[0].numpy()  # (5, h, w)
+                logits = fixedpoint.run(self.context, inputs)[0].numpy()  # (5, h, w)
                 yield channel, phase, positions, integer_softmax(logits[:, positions].T)
 
     @torch.inference_mode()
-    def decode(self, sections: dict[str, bytes], height: int, width: int, quality: int) -> torch.Tensor:
-        from bitstream.container import FormatError
-        self._check_quality(quality)
+    def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
+        self.qualities.check(quality)
         payload = sections["latent"]
-        shape = (self.model.config.bottleneck, *latent_size(height, width))
+        shape = (self.model.config.bottleneck, *latent_size(geometry.height, geometry.width))
         if not payload:
             raise FormatError("empty latent section")
         mode, body = payload[0], payload[1:]
@@ -402,12 +415,12 @@ class GcCodec:
             counts = counts.reshape(shape[0], NUM_SYMBOLS)
             if np.any(counts.sum(axis=1) != TOTAL):
                 raise FormatError("invalid symbol frequency table")
-            coder = stack_from_bytes(body[table_bytes:])
+            coder = _nonempty_stack(body[table_bytes:])
             for channel in range(shape[0]):
                 model = constriction.stream.model.Categorical(counts[channel] / TOTAL, perfect=False)
                 symbols[channel] = np.asarray(coder.decode(model, shape[1] * shape[2])).reshape(shape[1:])
         elif mode == MODE_CONTEXT:
-            coder = stack_from_bytes(body)
+            coder = _nonempty_stack(body)
             family = constriction.stream.model.Categorical(perfect=False)
             w_hat = torch.zeros((1, *shape), dtype=torch.float64)
             for channel, _, positions, counts in self._context_steps(w_hat):
@@ -418,14 +431,21 @@ class GcCodec:
             raise FormatError(f"unknown latent coding mode {mode}")
         if not coder.is_empty():
             raise FormatError("entropy-coded stream has data left over (corrupted file?)")
-        return self.synthesise(symbols, height, width)
+        return self.synthesise(symbols, geometry.height, geometry.width)
 
     @torch.inference_mode()
     def synthesise(self, symbols: np.ndarray, height: int, width: int) -> torch.Tensor:
         w_hat = torch.tensor(CENTRES, dtype=torch.float32)[torch.from_numpy(symbols)][None].to(self.device)
-        with self._synthesis_threads(self.device), self._autocast(self.compute, self.device):
+        with precision.synthesis_threads(self.device), precision.autocast(self.compute, self.device):
             x_hat = self.model.synthesise(w_hat)[0, :, :height, :width].float()
         return x_hat.clamp(0, 1).cpu()
+
+
+def _nonempty_stack(data: bytes):
+    # Popping from an empty ANS stack succeeds, but a stream that holds symbols is never empty.
+    if not data:
+        raise FormatError("empty entropy-coded stream (corrupted file?)")
+    return stack_from_bytes(data)
 
 
 def bound_bits(height: int, width: int, bottleneck: int) -> float:
@@ -437,17 +457,7 @@ def bound_bits(height: int, width: int, bottleneck: int) -> float:
 def latent_size(height: int, width: int) -> tuple[int, int]:
     """Spatial size of W: the image is padded to a multiple of 16, and to at least 2 latent rows and
     columns (the paper's instance norm, still selectable, needs more than one element there)."""
-    return max(MIN_LATENT, -(-height // DOWNSAMPLING)), max(MIN_LATENT, -(-width // DOWNSAMPLING))
-
-
-def _pad(x: torch.Tensor) -> torch.Tensor:
-    height, width = x.shape[2:]
-    rows, cols = latent_size(height, width)
-    pad_h, pad_w = rows * DOWNSAMPLING - height, cols * DOWNSAMPLING - width
-    if pad_h or pad_w:
-        x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pad_h, -1)], dim=2)
-        x = torch.cat([x, x[:, :, :, -1:].expand(-1, -1, -1, pad_w)], dim=3)
-    return x
+    return max(MIN_LATENT, ceil_div(height, DOWNSAMPLING)), max(MIN_LATENT, ceil_div(width, DOWNSAMPLING))
 
 
 def adapt_state(state: dict[str, torch.Tensor], model: GenerativeCompression) -> dict[str, torch.Tensor]:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bitstream.coders import TableCoder
@@ -20,6 +19,8 @@ from bitstream.tables import IntegerTables, quantize_pmfs
 
 from . import fixedpoint, precision
 from .entropy import FactorizedDensity, gaussian_likelihood, gaussian_pmfs, gaussian_scale_table
+from .geometry import ceil_div, pad_to_multiple
+from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
 from .layers import GDN, conv, deconv
 
 # Distortion weights per quality, for MSE on images scaled to [0, 1]: loss = bpp + lambda * 255^2 * MSE.
@@ -79,8 +80,36 @@ class MeanScaleHyperprior(nn.Module):
         return len(self.config.lambdas)
 
     @staticmethod
-    def _gain(log_gain: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    def gain(log_gain: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        """The (B, C, 1, 1) gains of a batch of 0-based qualities (B,) from a log-gain table."""
         return torch.exp(log_gain[quality])[:, :, None, None]
+
+    # The four stages, gains applied (float32 out; callers choose autocast). quality: (B,) indices.
+    def analysis(self, x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        """x in [0, 1], sides multiples of 64 -> continuous latents y in the gain-scaled domain."""
+        return self.g_a(x).float() * self.gain(self.log_gain_y, quality)
+
+    def hyper_analysis(self, y: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        """Gain-scaled y -> continuous hyperlatents z in the gain-scaled domain."""
+        return self.h_a(y).float() * self.gain(self.log_gain_z, quality)
+
+    def hyper_synthesis(self, z_hat: torch.Tensor, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain-scaled hyperlatents -> (means, scales) of the Gaussian of each latent (float, not
+        the fixed-point version that selects coding tables)."""
+        return self.h_s(z_hat * self.gain(self.log_inv_gain_z, quality)).float().chunk(2, dim=1)
+
+    def synthesis(self, y_hat: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        """Gain-scaled latents -> reconstruction (unclamped)."""
+        return self.g_s(y_hat * self.gain(self.log_inv_gain_y, quality)).float()
+
+    def rate_distortion(self, x: torch.Tensor, quality: torch.Tensor, out: dict[str, torch.Tensor],
+                        channel_rate_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The training objective of a forward pass (see rate_distortion_loss)."""
+        return rate_distortion_loss(self, x, quality, out, channel_rate_weights)
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """The parameters that decoding reads (synthesis, hyper-synthesis, z density, inverse gains)."""
+        return [p for name, p in self.named_parameters() if not name.startswith(ENCODER_PREFIXES)]
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training/evaluation pass with the noise relaxation.
@@ -95,15 +124,15 @@ class MeanScaleHyperprior(nn.Module):
         reaches the analysis transforms then; the decoder side gets exact ones.
         """
         # Transforms may run under autocast (bf16); latents, rounding and likelihoods stay float32.
-        y = self.g_a(x).float() * self._gain(self.log_gain_y, quality)
-        z = self.h_a(y).float() * self._gain(self.log_gain_z, quality)
+        y = self.analysis(x, quality)
+        z = self.hyper_analysis(y, quality)
         exact = self.exact_quantization or not self.training
         if exact:
             z_hat = noisy_z = torch.round(z)
         else:
             noisy_z = z + torch.empty_like(z).uniform_(-0.5, 0.5)
             z_hat = ste_round(z) if self.straight_through else noisy_z
-        means, scales = self.h_s(z_hat * self._gain(self.log_inv_gain_z, quality)).float().chunk(2, dim=1)
+        means, scales = self.hyper_synthesis(z_hat, quality)
         if exact:
             # The rounding grid is not differentiable: a step of the means moves values near a bin
             # edge into the next bin, which a gradient through y_hat = means + round(y - means)
@@ -117,18 +146,13 @@ class MeanScaleHyperprior(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             z_lik = self.density.likelihood(noisy_z)
             y_lik = gaussian_likelihood(noisy_y, means, scales)
-        x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain_y, quality)).float()
+        x_hat = self.synthesis(y_hat, quality)
         return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
 
 
 GAIN_KEYS = ("log_gain_y", "log_inv_gain_y", "log_gain_z", "log_inv_gain_z")
 # What only the encoder runs: the analysis transforms and the gains in front of the quantizers.
 ENCODER_PREFIXES = ("g_a.", "h_a.", "log_gain_y", "log_gain_z")
-
-
-def decoder_parameters(model: MeanScaleHyperprior) -> list[nn.Parameter]:
-    """The parameters that decoding reads (synthesis, hyper-synthesis, z density, inverse gains)."""
-    return [p for name, p in model.named_parameters() if not name.startswith(ENCODER_PREFIXES)]
 
 
 def retarget_gains(state: dict[str, torch.Tensor], lambdas: tuple[float, ...]) -> dict[str, torch.Tensor]:
@@ -272,6 +296,13 @@ def _tables_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> Integ
 DEFAULT_LAMBDA = 0.0065
 
 
+def ladder_qualities(lambdas: tuple[float, ...] | list[float]) -> Qualities:
+    """The operating points of a lambda ladder, for the registry and the codec alike."""
+    logs = [math.log(lam) for lam in lambdas]
+    default = min(range(len(logs)), key=lambda q: abs(logs[q] - math.log(DEFAULT_LAMBDA)))
+    return Qualities(len(lambdas), default, f"1-{len(lambdas)} (lambda {min(lambdas):g}-{max(lambdas):g})")
+
+
 @dataclass(frozen=True)
 class Quantised:
     z_hat: torch.Tensor  # int64 hyperlatents
@@ -281,21 +312,22 @@ class Quantised:
 
 
 class LatentSynthesis:
-    """What every codec of this family shares: quality checks and latents-to-pixels."""
+    """What every codec of this family shares: loading, analysis, and latents-to-pixels."""
 
     model: MeanScaleHyperprior
-    device: torch.device
-    compute: str
 
-    @property
-    def num_qualities(self) -> int:
-        return self.model.num_qualities
+    def __init__(self, model: MeanScaleHyperprior, device: torch.device | str, compute: str):
+        self.model = model.eval().to(device).to(memory_format=torch.channels_last)
+        self.device = torch.device(device)
+        self.compute = precision.resolve(compute, self.device)
+        self.qualities = ladder_qualities(model.lambdas.tolist())
 
-    @property
-    def default_quality(self) -> int:
-        """Quality index (0-based) used when none is asked for."""
-        distance = (self.model.lambdas.double().log() - math.log(DEFAULT_LAMBDA)).abs()
-        return int(torch.argmin(distance))
+    def padded_batch(self, image: torch.Tensor) -> torch.Tensor:
+        """A (3, H, W) image as the (1, 3, H', W') batch the analysis takes (sides padded to 64)."""
+        return pad_to_multiple(image.to(self.device)[None], DOWNSAMPLING).contiguous(memory_format=torch.channels_last)
+
+    def latent_shape(self, geometry: Geometry, channels: int, stride: int) -> tuple[int, int, int, int]:
+        return (1, channels, ceil_div(geometry.height, stride), ceil_div(geometry.width, stride))
 
     @torch.inference_mode()
     def synthesise(self, residuals: torch.Tensor, means: torch.Tensor, quality: int, height: int,
@@ -309,25 +341,21 @@ class LatentSynthesis:
             x_hat = self.model.g_s(y_hat)[0, :, :height, :width].float()
         return x_hat.clamp(0, 1).cpu()
 
-    def _z_table_ids(self, shape) -> np.ndarray:
+    def z_table_ids(self, shape) -> np.ndarray:
+        """The table of each hyperlatent of a (1, N, h, w) array: one factorized density per channel."""
         channels = np.arange(shape[1], dtype=np.int64)[None, :, None, None]
         return np.broadcast_to(channels, shape).ravel()
-
-    def _check_quality(self, quality: int) -> None:
-        if not 0 <= quality < self.num_qualities:
-            raise ValueError(f"quality index {quality} outside 0..{self.num_qualities - 1}")
 
 
 class HyperCodec(LatentSynthesis):
     """Encodes images to named byte sections and back with a trained MeanScaleHyperprior."""
 
     section_names = ("hyperlatent", "latent")
+    capabilities = Capabilities(refine=("sga",))
 
     def __init__(self, model: MeanScaleHyperprior, coding: dict[str, torch.Tensor], device: torch.device | str = "cpu",
                  compute: str = "auto"):
-        self.model = model.eval().to(device).to(memory_format=torch.channels_last)
-        self.device = torch.device(device)
-        self.compute = precision.resolve(compute, self.device)
+        super().__init__(model, device, compute)
         self.y_table_scales = coding["y_table_scales"].numpy().astype(np.float64)
         self.scale_index = fixedpoint.TableIndex(self.y_table_scales)
         self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
@@ -341,11 +369,10 @@ class HyperCodec(LatentSynthesis):
     def analyse(self, image: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The amortized (encoder-network) latents of a (3, H, W) image in [0, 1]: continuous y and z
         in the gain-scaled domain, shapes (1, M, H'/16, W'/16) and (1, N, H'/64, W'/64), H' padded."""
-        self._check_quality(quality)
-        x = _pad(image.to(self.device)[None]).contiguous(memory_format=torch.channels_last)
+        self.qualities.check(quality)
         q = torch.tensor([quality], device=self.device)
         with precision.autocast(self.compute, self.device):
-            y = self.model.g_a(x).float() * self.model._gain(self.model.log_gain_y, q)
+            y = self.model.analysis(self.padded_batch(image), q)
         return y.float().cpu(), self.hyper_analyse(y, quality)
 
     @torch.inference_mode()
@@ -354,19 +381,24 @@ class HyperCodec(LatentSynthesis):
         y = y.to(self.device).contiguous(memory_format=torch.channels_last)
         q = torch.tensor([quality], device=self.device)
         with precision.autocast(self.compute, self.device):
-            z = self.model.h_a(y).float() * self.model._gain(self.model.log_gain_z, q)
+            z = self.model.hyper_analysis(y, q)
         return z.float().cpu()
 
     def quantise(self, y: torch.Tensor, z: torch.Tensor, quality: int) -> Quantised:
         """What plain encoding codes for continuous latents: z rounded, y rounded around the exact
         means that z_hat predicts."""
         z_hat = torch.round(z).to(torch.int64)
-        means, table_ids = self._latent_distribution(z_hat.to(torch.float64), quality)
+        means, table_ids = self.latent_distribution(z_hat, quality)
         residuals = torch.round(y.to(torch.float64) - means).to(torch.int64)
         return Quantised(z_hat, residuals, means, table_ids)
 
-    def encode(self, image: torch.Tensor, quality: int) -> dict[str, bytes]:
-        """image: (3, H, W) float in [0, 1]. Returns the coded sections."""
+    def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
+        """image: (3, H, W) float in [0, 1]. Returns the coded sections; options.refine runs SGA first."""
+        check_refine(self.capabilities, options, "this model")
+        if options.refine is not None:
+            from .sga import refine
+            result = refine(self, image, quality, options.refine, options.on_progress)
+            return self.encode_latents(result.z_hat, result.residuals, quality)
         coded = self.quantise(*self.analyse(image, quality), quality)
         return self.encode_latents(coded.z_hat, coded.residuals, quality, coded.table_ids)
 
@@ -376,48 +408,32 @@ class HyperCodec(LatentSynthesis):
 
         table_ids may be passed when the caller already ran the hyper-synthesis for z_hat."""
         if table_ids is None:
-            _, table_ids = self._latent_distribution(z_hat.to(torch.float64), quality)
+            _, table_ids = self.latent_distribution(z_hat, quality)
         return {
-            "hyperlatent": self.z_coder.encode(z_hat.numpy(), self._z_table_ids(z_hat.shape)),
+            "hyperlatent": self.z_coder.encode(z_hat.numpy(), self.z_table_ids(z_hat.shape)),
             "latent": self.y_coder.encode(residuals.numpy(), table_ids),
         }
 
     def latent_means(self, z_hat: torch.Tensor, quality: int) -> torch.Tensor:
         """The bit-exact means of y given integer z_hat (what the decoder will add back)."""
-        return self._latent_distribution(z_hat.to(torch.float64), quality)[0]
+        return self.latent_distribution(z_hat, quality)[0]
 
     @torch.inference_mode()
-    def decode(self, sections: dict[str, bytes], height: int, width: int, quality: int) -> torch.Tensor:
+    def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
         """Returns the (3, height, width) reconstruction, clamped to [0, 1]."""
-        self._check_quality(quality)
-        z_shape = (1, self.model.config.channels, _ceil_div(height, DOWNSAMPLING), _ceil_div(width, DOWNSAMPLING))
-        z_values = self.z_coder.decode(sections["hyperlatent"], self._z_table_ids(z_shape))
-        z_hat = torch.from_numpy(z_values.reshape(z_shape)).to(torch.float64)
-        means, table_ids = self._latent_distribution(z_hat, quality)
+        self.qualities.check(quality)
+        z_shape = self.latent_shape(geometry, self.model.config.channels, DOWNSAMPLING)
+        z_values = self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(z_shape))
+        z_hat = torch.from_numpy(z_values.reshape(z_shape))
+        means, table_ids = self.latent_distribution(z_hat, quality)
         y_symbols = self.y_coder.decode(sections["latent"], table_ids)
         residuals = torch.from_numpy(y_symbols.reshape(means.shape))
-        return self.synthesise(residuals, means, quality, height, width)
+        return self.synthesise(residuals, means, quality, geometry.height, geometry.width)
 
-    def _latent_distribution(self, z_hat: torch.Tensor, quality: int) -> tuple[torch.Tensor, np.ndarray]:
-        """Bit-exact means and table indices of y given z_hat (float64, CPU)."""
-        scaled = z_hat * self.inv_gain_z[quality][None, :, None, None]
+    def latent_distribution(self, z_hat: torch.Tensor, quality: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Bit-exact means (float64, CPU) and scale-table indices of y given integer z_hat: the
+        fixed-point hyper-synthesis that both encoder and decoder run."""
+        scaled = z_hat.to(torch.float64) * self.inv_gain_z[quality][None, :, None, None]
         params = fixedpoint.run(self.hyper_synthesis, scaled)
         means, scales = params.chunk(2, dim=1)
         return means, self.scale_index(scales.numpy().ravel())
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _pad(x: torch.Tensor) -> torch.Tensor:
-    """Replicate-pad the bottom and right edges up to a multiple of the total downsampling."""
-    height, width = x.shape[2:]
-    pad_h = _ceil_div(height, DOWNSAMPLING) * DOWNSAMPLING - height
-    pad_w = _ceil_div(width, DOWNSAMPLING) * DOWNSAMPLING - width
-    if pad_h == 0 and pad_w == 0:
-        return x
-    if pad_h >= height or pad_w >= width:  # replicate padding is limited; repeat edges explicitly
-        x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pad_h, -1)], dim=2)
-        return torch.cat([x, x[:, :, :, -1:].expand(-1, -1, -1, pad_w)], dim=3)
-    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")

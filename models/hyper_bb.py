@@ -12,33 +12,36 @@ the same q, which it can rebuild from y alone with ``reproducible_bbvi``.
 from __future__ import annotations
 
 import math
-import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from bitstream import bitsback
+from bitstream import album, bitsback
 from bitstream.coders import ClosedTableCoder, TableCoder, stack_from_bytes, words_to_bytes
 from bitstream.container import FormatError
 from bitstream.tables import TOTAL, IntegerTables, quantize_pmfs
 
 from . import fixedpoint, precision
 from .entropy import gaussian_likelihood, gaussian_scale_table, shifted_gaussian_pmfs
-from .hyper import (
-    DOWNSAMPLING,
-    GAIN_FRAC_BITS,
-    HyperConfig,
-    LatentSynthesis,
-    MeanScaleHyperprior,
-    _ceil_div,
-    _pad,
-    ste_round,
+from .hyper import DOWNSAMPLING, GAIN_FRAC_BITS, HyperConfig, LatentSynthesis, MeanScaleHyperprior, ste_round
+from .interface import (
+    PLAIN,
+    AlbumImage,
+    Capabilities,
+    DecodedAlbumImage,
+    EncodedAlbum,
+    EncodeOptions,
+    Geometry,
+    ProgressCallback,
+    RefineOptions,
+    check_refine,
 )
 from .layers import conv
+from .sga import anneal, sga_round
 
 Z_STEP = 0.125  # grid of z-hat in the gain-scaled domain (a power of two: exact in fixed point)
 MEAN_FRACTIONS = 8  # means are snapped to 1/8 of a grid step when they select a table
@@ -78,17 +81,17 @@ class BitsBackHyperprior(MeanScaleHyperprior):
         return mean * torch.exp(log_gain), log_scale.clamp(*LOG_SCALE_RANGE) + log_gain
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
-        y = self.g_a(x).float() * self._gain(self.log_gain_y, quality)
+        y = self.analysis(x, quality)
         mean, log_scale = self.posterior(y, quality)
         z = mean + torch.exp(log_scale) * torch.randn_like(mean) if self.training else mean
-        means, scales = self.h_s(z * self._gain(self.log_inv_gain_z, quality)).float().chunk(2, dim=1)
+        means, scales = self.hyper_synthesis(z, quality)
         hard = self.straight_through or not self.training
         noisy_y = y + torch.empty_like(y).uniform_(-0.5, 0.5) if self.training else torch.round(y)
         with torch.autocast(device_type=x.device.type, enabled=False):
             y_lik = gaussian_likelihood(noisy_y, means, scales)
             z_bits = self.z_net_bits(z, log_scale)
         y_hat = ste_round(y) if hard else noisy_y
-        x_hat = self.g_s(y_hat * self._gain(self.log_inv_gain_y, quality)).float()
+        x_hat = self.synthesis(y_hat, quality)
         return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_bits": z_bits}
 
     def z_net_bits(self, z: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
@@ -183,15 +186,14 @@ class BitsBackStream:
 
 
 class BitsBackCodec(LatentSynthesis):
-    """Codes a sequence of images into one ANS stack that also carries `carried` bytes."""
+    """Codes an album of images into one ANS stack that also carries arbitrary bytes."""
 
-    section_names = ("bitsback",)
+    section_names = ("bitsback", "album")
+    capabilities = Capabilities(refine=("sga",), carries_data=True)
 
     def __init__(self, model: BitsBackHyperprior, coding: dict[str, torch.Tensor], device="cpu",
                  compute: str = "auto"):
-        self.model = model.eval().to(device).to(memory_format=torch.channels_last)
-        self.device = torch.device(device)
-        self.compute = precision.resolve(compute, self.device)
+        super().__init__(model, device, compute)
         self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
         self.hyper_synthesis = fixedpoint.freeze(model.h_s)
         self.scale_index = fixedpoint.TableIndex(Y_SCALES)
@@ -217,11 +219,10 @@ class BitsBackCodec(LatentSynthesis):
     @torch.inference_mode()
     def analyse(self, image: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Continuous y and the mean of q(z|y) (gain-scaled domain) of a (3, H, W) image in [0, 1]."""
-        self._check_quality(quality)
-        x = _pad(image.to(self.device)[None]).contiguous(memory_format=torch.channels_last)
+        self.qualities.check(quality)
         q = torch.tensor([quality], device=self.device)
         with precision.autocast(self.compute, self.device):
-            y = self.model.g_a(x).float() * self.model._gain(self.model.log_gain_y, q)
+            y = self.model.analysis(self.padded_batch(image), q)
         mean, _ = self.model.posterior(y, q)
         return y.float().cpu(), mean.float().cpu()
 
@@ -289,7 +290,56 @@ class BitsBackCodec(LatentSynthesis):
         return scale_ids * MEAN_FRACTIONS + (codes - anchors * MEAN_FRACTIONS), anchors, means
 
     def z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
-        return (1, self.model.config.channels, _ceil_div(height, DOWNSAMPLING), _ceil_div(width, DOWNSAMPLING))
+        return self.latent_shape(Geometry(height, width), self.model.config.channels, DOWNSAMPLING)
+
+    # -- the codec interface ------------------------------------------------------------------
+    def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
+        """One image carrying nothing (the stream pays for the hyperlatent bits it borrows)."""
+        return self.encode_album([AlbumImage(image, quality)], b"", options).sections
+
+    def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
+        images, _ = self.decode_album(sections)
+        first = images[0]
+        if first.pixels.shape[1:] != (geometry.height, geometry.width) or first.quality != quality:
+            raise FormatError("header geometry disagrees with the album's first image")
+        return first.pixels
+
+    def encode_album(self, images: Sequence[AlbumImage], carried: bytes, options: EncodeOptions = PLAIN
+                     ) -> EncodedAlbum:
+        """Several images and the carried bytes in one stream; sections 'bitsback' (the ANS stack)
+        and 'album' (the image table)."""
+        check_refine(self.capabilities, options, "this model")
+        steps = DEFAULT_BBVI_STEPS if options.posterior_steps is None else options.posterior_steps
+        if not 1 <= len(images) <= album.MAX_IMAGES:
+            raise ValueError(f"a bits-back file holds 1..{album.MAX_IMAGES} images, not {len(images)}")
+        if not 0 <= steps <= album.MAX_BBVI_STEPS:
+            raise ValueError(f"BBVI steps must be within 0..{album.MAX_BBVI_STEPS}")
+        latents = []
+        for image in images:
+            height, width = image.pixels.shape[1:]
+            if options.refine is None:
+                y_hat = self.amortized_latents(image.pixels, image.quality)
+            else:
+                y_hat = refine_latents(self, image.pixels, image.quality, options.refine, options.on_progress)
+            latents.append((y_hat, image.quality, height, width))
+        stream = self.encode_stream(latents, carried, steps)
+        entries = [album.AlbumEntry(coded.width, coded.height, image.channels, coded.quality, coded.bbvi_steps,
+                                    coded.checksum) for image, coded in zip(images, stream.images, strict=True)]
+        table = album.AlbumTable(entries, stream.carried_bytes, stream.padding_words)
+        return EncodedAlbum({"bitsback": stream.data, "album": album.pack_table(table)}, stream.carried_bytes,
+                            4 * stream.padding_words, tuple(bits / 8 for bits in stream.borrowed_bits))
+
+    def decode_album(self, sections: dict[str, bytes]) -> tuple[list[DecodedAlbumImage], bytes]:
+        stream = sections["bitsback"]
+        table = album.unpack_table(sections["album"], len(stream))
+        for entry in table.entries:
+            if entry.quality >= self.qualities.count:
+                raise FormatError(f"quality index {entry.quality} is not an operating point of this model")
+        coded = [CodedImage(e.height, e.width, e.quality, e.bbvi_steps, e.checksum) for e in table.entries]
+        latents, carried = self.decode_stream(stream, coded, table.carried_bytes, table.padding_words)
+        images = [DecodedAlbumImage(self.reconstruct(y_hat, e.quality, e.height, e.width), e.quality, e.channels)
+                  for e, y_hat in zip(table.entries, latents, strict=True)]
+        return images, carried
 
     # -- coding -----------------------------------------------------------------------------
     def encode_stream(self, latents: list[tuple[torch.Tensor, int, int, int]], carried: bytes,
@@ -319,7 +369,7 @@ class BitsBackCodec(LatentSynthesis):
             z_index = torch.from_numpy(z_index.reshape(self.z_shape(height, width)))
             y_ids, y_anchors, _ = self.y_symbols(z_index, quality)
             self.y_coder.push(stack, y_hat.numpy().ravel() - y_anchors, y_ids)
-            self.z_coder.push(stack, z_index.numpy().ravel(), self._z_table_ids(z_index.shape))
+            self.z_coder.push(stack, z_index.numpy().ravel(), self.z_table_ids(z_index.shape))
             images.append(CodedImage(height, width, quality, bbvi_steps, posterior.checksum()))
         return BitsBackStream(words_to_bytes(stack.get_compressed()), images, len(carried), padding, borrowed)
 
@@ -334,9 +384,9 @@ class BitsBackCodec(LatentSynthesis):
         stack = stack_from_bytes(data)
         latents: list[torch.Tensor] = []
         for image in reversed(images):
-            self._check_quality(image.quality)
+            self.qualities.check(image.quality)
             shape = self.z_shape(image.height, image.width)
-            z_index = torch.from_numpy(self.z_coder.pop(stack, self._z_table_ids(shape)).reshape(shape))
+            z_index = torch.from_numpy(self.z_coder.pop(stack, self.z_table_ids(shape)).reshape(shape))
             y_ids, y_anchors, means = self.y_symbols(z_index, image.quality)
             y_hat = torch.from_numpy((self.y_coder.pop(stack, y_ids) + y_anchors).reshape(means.shape))
             posterior = self.reproducible_bbvi(y_hat, image.quality, image.bbvi_steps)
@@ -416,69 +466,53 @@ def _reproducible():
 # ---------------------------------------------------------------------------------------------
 # Encode-time inference (Algorithm 1, line 2): SGA over y-hat jointly with BBVI over q(z)
 # ---------------------------------------------------------------------------------------------
-def refine_latents(codec: BitsBackCodec, image: torch.Tensor, quality: int, options,
-                   on_progress: Callable[[int, float], None] | None = None) -> torch.Tensor:
+def refine_latents(codec: BitsBackCodec, image: torch.Tensor, quality: int, options: RefineOptions,
+                   on_progress: ProgressCallback | None = None) -> torch.Tensor:
     """Integer y-hat for one image, optimised for its R-D objective with tempered stochastic
     rounding (SGA) while q(z) follows by reparameterised BBVI. Candidates are scored with the
     decoder's own pixels and the model's rate at the mean of q; the best one seen is returned,
-    starting from the amortized rounding. options: models.sga.SgaOptions."""
-    from .sga import sga_round, temperature
+    starting from the amortized rounding."""
     model = codec.model
     height, width = image.shape[1:]
     q = torch.tensor([quality])
     lam = float(model.lambdas[quality])
-    inv_gain_y = model._gain(model.log_inv_gain_y, q).detach().float()
-    inv_gain_z = model._gain(model.log_inv_gain_z, q).detach().float()
     target = image.float().cpu()
     y, _ = codec.analyse(image, quality)
     with torch.no_grad():
         mean, log_scale = model.posterior(y.to(codec.device), q.to(codec.device))
 
-    def loss_of(y_values, z, log_sigma, rate_only_from_mean=False):
+    def objective(y_values: torch.Tensor, z: torch.Tensor, log_sigma: torch.Tensor, x_hat: torch.Tensor):
         with precision.autocast(codec.compute, codec.device):
-            means, scales = model.h_s((z * inv_gain_z).to(codec.device)).float().chunk(2, dim=1)
-        bits = -torch.log2(gaussian_likelihood(y_values, means.cpu(), scales.cpu())).sum()
+            means, scales = model.hyper_synthesis(z.to(codec.device), q.to(codec.device))
+        bits = -torch.log2(gaussian_likelihood(y_values, means.float().cpu(), scales.float().cpu())).sum()
         bits = bits + model.z_net_bits(z, log_sigma).sum()
-        y_in = (y_values * inv_gain_y).to(codec.device).contiguous(memory_format=torch.channels_last)
-        with precision.autocast(codec.compute, codec.device):
-            x_hat = model.g_s(y_in).float().cpu()[0, :, :height, :width]
         return bits / (height * width) + lam * 255**2 * torch.mean((x_hat - target) ** 2)
 
-    @torch.no_grad()
-    def score(y_hat: torch.Tensor, z_mean: torch.Tensor, log_sigma: torch.Tensor) -> float:
+    def relaxed_loss(tau: float, generator: torch.Generator) -> torch.Tensor:
+        z = mean + log_scale.exp() * torch.randn(mean.shape, generator=generator)
+        y_values = sga_round(proxy, tau, generator)
+        y_in = y_values.to(codec.device).contiguous(memory_format=torch.channels_last)
         with precision.autocast(codec.compute, codec.device):
-            means, scales = model.h_s((z_mean * inv_gain_z).to(codec.device)).float().chunk(2, dim=1)
-        bits = -torch.log2(gaussian_likelihood(y_hat.float(), means.cpu(), scales.cpu())).sum()
-        bits = bits + model.z_net_bits(z_mean, log_sigma).sum()
-        pixels = torch.round(codec.reconstruct(y_hat, quality, height, width) * 255) / 255
-        return float(bits / (height * width) + lam * 255**2 * torch.mean((pixels - target) ** 2))
+            x_hat = model.synthesis(y_in, q.to(codec.device)).float().cpu()[0, :, :height, :width]
+        return objective(y_values, z, log_scale, x_hat)
 
-    best_y = torch.round(y).to(torch.int64)
-    best = score(best_y, mean.cpu(), log_scale.cpu())
+    @torch.no_grad()
+    def exact(y_hat: torch.Tensor, z_mean: torch.Tensor, log_sigma: torch.Tensor) -> float:
+        pixels = torch.round(codec.reconstruct(y_hat, quality, height, width) * 255) / 255
+        return float(objective(y_hat.float(), z_mean, log_sigma, pixels))
+
+    best = {"y": torch.round(y).to(torch.int64)}
+    best["loss"] = exact(best["y"], mean.cpu(), log_scale.cpu())
     proxy = y.clone().requires_grad_(True)
     mean = mean.cpu().clone().requires_grad_(True)
     log_scale = log_scale.cpu().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([proxy, mean, log_scale], lr=options.lr)
-    generator = torch.Generator().manual_seed(options.seed)
-    model.requires_grad_(False)
-    started = time.monotonic()
-    try:
-        for step in range(1, options.steps + 1):
-            if options.seconds is not None and time.monotonic() - started > options.seconds:
-                break
-            tau = temperature(step - 1, options.steps)
-            z = mean + log_scale.exp() * torch.randn(mean.shape, generator=generator)
-            loss = loss_of(sga_round(proxy, tau, generator), z, log_scale)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if step % options.evaluate_every == 0 or step == options.steps:
-                candidate = torch.round(proxy.detach()).to(torch.int64)
-                value = score(candidate, mean.detach(), log_scale.detach())
-                if value < best:
-                    best, best_y = value, candidate
-                if on_progress is not None:
-                    on_progress(step, best)
-    finally:
-        model.requires_grad_(True)
-    return best_y
+
+    def score(step: int) -> float:
+        candidate = torch.round(proxy.detach()).to(torch.int64)
+        value = exact(candidate, mean.detach(), log_scale.detach())
+        if value < best["loss"]:
+            best.update(loss=value, y=candidate)
+        return best["loss"]
+
+    anneal(model, [proxy, mean, log_scale], relaxed_loss, score, options, on_progress)
+    return best["y"]

@@ -67,3 +67,13 @@ def synthesis_threads(device: torch.device | str) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def select_device(name: str) -> torch.device:
+    """'auto' (CUDA when present, else the CPU), 'cpu' or 'cuda'; ValueError when CUDA is asked
+    for and absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return torch.device(name)

@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from . import precision
 from .entropy import gaussian_likelihood
-from .hyper import HyperCodec
+from .interface import ProgressCallback, RefineOptions
+
+if TYPE_CHECKING:
+    from .hyper import HyperCodec
 
 TAU_MAX = 0.5
 EDGE = 1e-6
-
-
-@dataclass(frozen=True)
-class SgaOptions:
-    steps: int = 300
-    lr: float = 5e-3
-    seconds: float | None = None  # stop early when this wall-clock budget is spent
-    evaluate_every: int = 10
-    seed: int = 0
+SgaOptions = RefineOptions
 
 
 @dataclass
@@ -62,6 +59,39 @@ def sga_round(proxy: torch.Tensor, tau: float, generator: torch.Generator) -> to
     return down + weights[..., 1]
 
 
+def anneal(model: nn.Module, variables: Sequence[torch.Tensor],
+           relaxed_loss: Callable[[float, torch.Generator], torch.Tensor], score: Callable[[int], float],
+           options: RefineOptions, on_progress: ProgressCallback | None = None) -> int:
+    """The annealing loop every family's SGA shares: Adam on `variables` (leaf tensors) against
+    relaxed_loss(tau, generator) while the temperature falls, the network frozen. score(step)
+    rounds the current variables, scores them with the real coding objective, keeps the best
+    candidate and returns the best loss so far; it runs every options.evaluate_every steps and
+    after the last step. Returns the number of steps taken (fewer when options.seconds runs out)."""
+    generator = torch.Generator().manual_seed(options.seed)
+    optimizer = torch.optim.Adam(list(variables), lr=options.lr)
+    model.requires_grad_(False)
+    started = time.monotonic()
+    step = scored = 0
+    try:
+        while step < options.steps:
+            if options.seconds is not None and time.monotonic() - started > options.seconds:
+                break
+            loss = relaxed_loss(temperature(step, options.steps), generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step % options.evaluate_every == 0 or step == options.steps:
+                best, scored = score(step), step
+                if on_progress is not None:
+                    on_progress(step, best)
+    finally:
+        model.requires_grad_(True)
+    if scored != step:  # stopped by the clock between two scorings
+        score(step)
+    return step
+
+
 class RateDistortion:
     """The R-D objective of one image under one quality of a HyperCodec (bpp + lambda 255^2 MSE)."""
 
@@ -73,8 +103,8 @@ class RateDistortion:
         self.height, self.width = image.shape[1:]
         self.lam = float(self.model.lambdas[quality])
         q = torch.tensor([quality])
-        self.inv_gain_y = self.model._gain(self.model.log_inv_gain_y, q).detach().float()
-        self.inv_gain_z = self.model._gain(self.model.log_inv_gain_z, q).detach().float()
+        self.inv_gain_y = self.model.gain(self.model.log_inv_gain_y, q).detach().float()
+        self.inv_gain_z = self.model.gain(self.model.log_inv_gain_z, q).detach().float()
 
     def relaxed(self, z_soft: torch.Tensor, residual_soft: torch.Tensor) -> torch.Tensor:
         codec = self.codec
@@ -94,8 +124,8 @@ class RateDistortion:
     def exact(self, z_hat: torch.Tensor, residuals: torch.Tensor) -> float:
         """What coding (z_hat, residuals) really costs: integer-table bits and the decoder's pixels."""
         codec = self.codec
-        means, table_ids = codec._latent_distribution(z_hat.to(torch.float64), self.quality)
-        bits = codec.z_coder.tables.bits(z_hat.numpy().ravel(), codec._z_table_ids(z_hat.shape))
+        means, table_ids = codec.latent_distribution(z_hat, self.quality)
+        bits = codec.z_coder.tables.bits(z_hat.numpy().ravel(), codec.z_table_ids(z_hat.shape))
         bits += codec.y_coder.tables.bits(residuals.numpy().ravel(), table_ids)
         x_hat = codec.synthesise(residuals, means, self.quality, self.height, self.width)
         x_hat = torch.round(x_hat * 255) / 255  # the 8-bit pixels the decoder writes
@@ -106,58 +136,41 @@ class RateDistortion:
         return rate_bits / (self.height * self.width) + self.lam * 255**2 * mse
 
 
-def refine(codec: HyperCodec, image: torch.Tensor, quality: int, options: SgaOptions = SgaOptions(),
-           on_progress: Callable[[int, float], None] | None = None) -> SgaResult:
+def refine(codec: HyperCodec, image: torch.Tensor, quality: int, options: RefineOptions | None = None,
+           on_progress: ProgressCallback | None = None) -> SgaResult:
     """Run SGA for one image; returns the best integer latents found (never worse than the start)."""
+    options = options or RefineOptions()
     objective = RateDistortion(codec, image, quality)
     y, z = codec.analyse(image, quality)
     start = codec.quantise(y, z, quality)
-    z_start, residual_start = start.z_hat, start.residuals
-    best = (objective.exact(z_start, residual_start), z_start, residual_start)
-    result = SgaResult(z_start, residual_start, best[0], best[0], 0, [(0, best[0])])
-
-    generator = torch.Generator().manual_seed(options.seed)
-    model = codec.model
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+    initial = objective.exact(start.z_hat, start.residuals)
+    result = SgaResult(start.z_hat, start.residuals, initial, initial, 0, [(0, initial)])
     with torch.no_grad():
-        float_means = model.h_s(torch.round(z) * objective.inv_gain_z).chunk(2, dim=1)[0]
+        float_means, _ = codec.model.hyper_synthesis(torch.round(z), torch.tensor([quality]))
     z_proxy = z.clone().requires_grad_(True)
     residual_proxy = (y - float_means).clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([z_proxy, residual_proxy], lr=options.lr)
-    started = time.monotonic()
-    step = 0
-    try:
-        while step < options.steps:
-            if options.seconds is not None and time.monotonic() - started > options.seconds:
-                break
-            tau = temperature(step, options.steps)
-            loss = objective.relaxed(sga_round(z_proxy, tau, generator), sga_round(residual_proxy, tau, generator))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if step % options.evaluate_every == 0 or step == options.steps:
-                best = _keep_best(objective, codec, quality, z_proxy, residual_proxy, best, result, step)
-                if on_progress is not None:
-                    on_progress(step, best[0])
-    finally:
-        for parameter in model.parameters():
-            parameter.requires_grad_(True)
-    if result.history[-1][0] != step:  # the last step was not scored inside the loop
-        best = _keep_best(objective, codec, quality, z_proxy, residual_proxy, best, result, step)
-    result.best_loss, result.z_hat, result.residuals, result.steps = best[0], best[1], best[2], step
+
+    def relaxed_loss(tau: float, generator: torch.Generator) -> torch.Tensor:
+        return objective.relaxed(sga_round(z_proxy, tau, generator), sga_round(residual_proxy, tau, generator))
+
+    def score(step: int) -> float:
+        z_hat, residuals = _rounded(objective, codec, quality, z_proxy, residual_proxy)
+        loss = objective.exact(z_hat, residuals)
+        result.history.append((step, loss))
+        if loss < result.best_loss:
+            result.best_loss, result.z_hat, result.residuals = loss, z_hat, residuals
+        return result.best_loss
+
+    result.steps = anneal(codec.model, [z_proxy, residual_proxy], relaxed_loss, score, options, on_progress)
     return result
 
 
-def _keep_best(objective, codec, quality, z_proxy, residual_proxy, best, result, step):
-    with torch.no_grad():
-        z_hat = torch.round(z_proxy).to(torch.int64)
-        # The proxy residual is relative to the float means of the relaxed z; re-anchor it on the
-        # exact means the decoder will use for this z_hat.
-        float_means = objective.model.h_s(z_hat.float() * objective.inv_gain_z).chunk(2, dim=1)[0]
-        target = float_means.double() + residual_proxy.double()
-        residuals = torch.round(target - codec.latent_means(z_hat, quality)).to(torch.int64)
-    loss = objective.exact(z_hat, residuals)
-    result.history.append((step, loss))
-    return (loss, z_hat, residuals) if loss < best[0] else best
+@torch.no_grad()
+def _rounded(objective: RateDistortion, codec: HyperCodec, quality: int, z_proxy: torch.Tensor,
+             residual_proxy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The integer latents of the current proxies. The proxy residual is relative to the float
+    means of the relaxed z; it is re-anchored on the exact means the decoder will use for z_hat."""
+    z_hat = torch.round(z_proxy).to(torch.int64)
+    float_means, _ = objective.model.hyper_synthesis(z_hat.float(), torch.tensor([quality]))
+    target = float_means.double() + residual_proxy.double()
+    return z_hat, torch.round(target - codec.latent_means(z_hat, quality)).to(torch.int64)

@@ -1,4 +1,9 @@
-"""Registry: zoo names -> builders, shipped weight files, and the weight-file format.
+"""The registry: every zoo model and what differs per family.
+
+A family is one module in ``models/`` (network, entropy models, a codec implementing
+``models.interface.ImageCodec``) plus one ``ZooEntry`` here: builder, codec, weight file, coded
+sections, operating points, training driver and its options. The CLI, the benchmarks and the
+conformance tests work from these entries and never name a family.
 
 A weight file is a ``torch.save``d dict of plain types and tensors, loaded with
 ``weights_only=True`` (no unpickling of arbitrary objects):
@@ -18,7 +23,16 @@ import torch
 from torch import nn
 
 from . import gc, hyper_bb
-from .hyper import HyperCodec, HyperConfig, MeanScaleHyperprior, freeze_coding_tensors, grow_latents, retarget_gains
+from .hyper import (
+    HyperCodec,
+    HyperConfig,
+    MeanScaleHyperprior,
+    freeze_coding_tensors,
+    grow_latents,
+    ladder_qualities,
+    retarget_gains,
+)
+from .interface import ImageCodec, Qualities
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 WEIGHTS_FORMAT = "lic-weights"
@@ -27,16 +41,36 @@ HASH_BYTES = 8
 
 
 @dataclass(frozen=True)
+class Training:
+    """How `lic train` trains a family.
+
+    driver: the training loop ("rate-distortion": one R-D loss over a quality ladder; "gan": the
+    distortion-then-adversarial schedule with a discriminator). options: the `lic train` options
+    (parameter names) that only this family takes. sizes: `lic train` size option -> config key."""
+
+    driver: str
+    options: frozenset[str] = frozenset()
+    sizes: dict[str, str] = dataclasses.field(default_factory=dict)
+    # The sizes a run started from weights of this configuration keeps (--init): config -> config.
+    inherited_sizes: Callable[[dict], dict] = lambda config: config
+
+
+@dataclass(frozen=True)
 class ZooEntry:
     name: str
     description: str
     build: Callable[[dict], nn.Module]
-    codec: Callable
+    codec: Callable[..., ImageCodec]  # (network, coding tensors, device, compute) -> codec
     weight_file: str
     config: dict
     freeze: Callable[[nn.Module], dict]  # the exact coding tensors derived from a trained network
+    sections: tuple[str, ...]  # the coded container sections its codec writes (bitstream.container names)
+    qualities: Callable[[dict], Qualities]  # operating points of a configuration, without loading weights
+    training: Training
+    tiny_config: dict  # a network small enough for logic tests (random weights, seconds per round trip)
     init_from: dict[str, Callable] = dataclasses.field(default_factory=dict)  # other zoo model -> adapter
-    family: str = "hyper"  # which training driver: "hyper" (R-D, one network per rate) or "gc" (GAN)
+    # Adapts a trained state to the target network's sizes (e.g. a grown latent, another ladder).
+    fit_state: Callable[[dict, nn.Module], dict] | None = None
     shipped: bool = True  # False: registered and trainable, but no weight file is committed yet
     bench_by_default: bool = True  # False: `lic bench` runs it only when asked (--models)
 
@@ -57,6 +91,22 @@ def _gc(config: dict) -> gc.GenerativeCompression:
     return gc.GenerativeCompression(gc.GcConfig(**config))
 
 
+def _ladder(config: dict) -> Qualities:
+    return ladder_qualities(config.get("lambdas", HyperConfig().lambdas))
+
+
+def _fit_hyper_state(state: dict, target: nn.Module) -> dict:
+    return retarget_gains(grow_latents(state, target), target.config.lambdas)
+
+
+def _hyper_sizes(config: dict) -> dict:
+    # An unset hyper-synthesis width follows M; a grown latent keeps the trained width.
+    return {**config, "hyper_width": config.get("hyper_width") or config.get("latent_channels")}
+
+
+HYPER_SIZES = {"channels": "channels", "latent_channels": "latent_channels", "hyper_width": "hyper_width"}
+HYPER_OPTIONS = frozenset({"hyper_width", "grow_warmup", "qualities", "straight_through_after"})
+HYPER_TINY = {"channels": 8, "latent_channels": 12}
 GC_MODELS = {"gc-c2": (2, True), "gc-c4": (4, True), "gc-c8": (8, True), "gc-c4-mse": (4, False)}
 
 
@@ -67,22 +117,41 @@ def _gc_entry(name: str) -> ZooEntry:
     # Any gc model can start another (e.g. gc-c2 from the distortion-trained gc-c4-mse).
     starts = {other: gc.adapt_state for other in GC_MODELS if other != name}
     bound_bpp = gc.bound_bits(512, 768, bottleneck) / (512 * 768)
+    training = Training("gan", frozenset({"gan_after", "discriminator_width"}),
+                        {"channels": "width", "latent_channels": "context_width"})
     return ZooEntry(name, f"generative compression (Agustsson et al. 2019), {what}, C={bottleneck}: "
                     f"<= {bound_bpp:.4f} bpp at 768x512", _gc, gc.GcCodec, f"{name}.pt", config,
-                    gc.freeze_coding_tensors, starts, family="gc", bench_by_default=False)
+                    gc.freeze_coding_tensors, gc.GcCodec.section_names, lambda _: gc.GcCodec.qualities, training,
+                    {"width": 16, "residual_blocks": 1, "context_width": 8}, starts, bench_by_default=False)
 
+
+HYPER_TRAINING = Training("rate-distortion", HYPER_OPTIONS, HYPER_SIZES, _hyper_sizes)
 
 ZOO: dict[str, ZooEntry] = {
-    "hyper": ZooEntry("hyper", "mean-scale hyperprior (Minnen et al. 2018), MSE, 6 qualities in one network",
-                      _hyper, HyperCodec, "hyper.pt", dataclasses.asdict(HyperConfig()), freeze_coding_tensors),
-    "hyper-bb": ZooEntry("hyper-bb", "hyperprior with lossy bits-back coding of the hyperlatent (Yang et al. 2020); "
-                         "carries metadata/side information and album images for free",
-                         _hyper_bb, hyper_bb.BitsBackCodec, "hyper-bb.pt", dataclasses.asdict(HyperConfig()),
-                         hyper_bb.freeze_coding_tensors, {"hyper": hyper_bb.adapt_hyper_state},
-                         bench_by_default=False),
+    "hyper": ZooEntry(
+        "hyper", "mean-scale hyperprior (Minnen et al. 2018), MSE, 6 qualities in one network",
+        build=_hyper, codec=HyperCodec, weight_file="hyper.pt", config=dataclasses.asdict(HyperConfig()),
+        freeze=freeze_coding_tensors, sections=HyperCodec.section_names, qualities=_ladder,
+        training=dataclasses.replace(HYPER_TRAINING, options=HYPER_OPTIONS | {"freeze_encoder"}),
+        tiny_config=HYPER_TINY, fit_state=_fit_hyper_state),
+    "hyper-bb": ZooEntry(
+        "hyper-bb", "hyperprior with lossy bits-back coding of the hyperlatent (Yang et al. 2020); "
+        "carries metadata/side information and album images for free",
+        build=_hyper_bb, codec=hyper_bb.BitsBackCodec, weight_file="hyper-bb.pt",
+        config=dataclasses.asdict(HyperConfig()), freeze=hyper_bb.freeze_coding_tensors,
+        sections=hyper_bb.BitsBackCodec.section_names, qualities=_ladder, training=HYPER_TRAINING,
+        tiny_config=HYPER_TINY, init_from={"hyper": hyper_bb.adapt_hyper_state}, fit_state=_fit_hyper_state,
+        bench_by_default=False),
     **{name: _gc_entry(name) for name in GC_MODELS},
 }
 DEFAULT_MODEL = "hyper"
+
+
+def register(zoo_entry: ZooEntry) -> None:
+    """Add a model to the zoo (a new family's module calls this, or a test registers a toy one)."""
+    if zoo_entry.name in ZOO:
+        raise ValueError(f"model {zoo_entry.name!r} is already registered")
+    ZOO[zoo_entry.name] = zoo_entry
 
 
 class WeightsError(ValueError):
@@ -92,7 +161,7 @@ class WeightsError(ValueError):
 @dataclass
 class LoadedCodec:
     name: str
-    codec: HyperCodec
+    codec: ImageCodec
     weights_hash: bytes  # first HASH_BYTES of SHA-256 of the file
     path: Path
     card: dict
@@ -169,8 +238,8 @@ def load_network_state(path: Path, name: str, target: nn.Module | None = None) -
     if source != name:
         state = zoo_entry.init_from[source](state, target if target is not None else
                                             build_trainable(name, payload["config"]))
-    if isinstance(target, MeanScaleHyperprior):  # e.g. a wider latent, another quality ladder
-        state = retarget_gains(grow_latents(state, target), target.config.lambdas)
+    if zoo_entry.fit_state is not None and target is not None:
+        state = zoo_entry.fit_state(state, target)
     return state
 
 

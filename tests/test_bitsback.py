@@ -18,6 +18,7 @@ from lic_cli import codec
 from lic_cli.cli import main
 from lic_cli.imageio import ImageData
 from models import hyper_bb, zoo
+from models.interface import EncodeOptions
 
 from .conftest import png_bytes, smooth_image
 
@@ -127,19 +128,19 @@ def _plain_bytes(codec_, stream, latents):
     # Recover z-hat by popping the stream's top image.
     stack = constriction.stream.stack.AnsCoder(np.frombuffer(stream.data, dtype="<u4").astype(np.uint32))
     shape = codec_.z_shape(height, width)
-    z_index = codec_.z_coder.pop(stack, codec_._z_table_ids(shape))
+    z_index = codec_.z_coder.pop(stack, codec_.z_table_ids(shape))
     fresh = constriction.stream.stack.AnsCoder()
     y_ids, y_anchors, _ = codec_.y_symbols(torch.from_numpy(z_index.reshape(shape)), quality)
     codec_.y_coder.push(fresh, y_hat.numpy().ravel() - y_anchors, y_ids)
-    codec_.z_coder.push(fresh, z_index, codec_._z_table_ids(shape))
+    codec_.z_coder.push(fresh, z_index, codec_.z_table_ids(shape))
     return 4 * len(fresh.get_compressed())
 
 
 def test_metadata_comment_and_side_info_ride_inside_and_come_back(bb):
     pixels = smooth_image(30, 41, channels=4, seed=9)
     image = ImageData(pixels, icc_profile=b"fake icc profile", exif=b"Exif\0\0fake")
-    data, _stream = codec.encode_bits_back([(None, image)], bb, 2, comment="caption", side_info=b"\0side\0",
-                                          bbvi_steps=5)
+    data, _stream = codec.encode_album([(None, image)], bb, 2, comment="caption", side_info=b"\0side\0",
+                                       options=EncodeOptions(posterior_steps=5))
     container = unpack(data)
     assert container.version == 2 and set(container.sections) == {SectionType.BITSBACK, SectionType.ALBUM}
     session = codec.CodecSession({"hyper-bb": bb.path})
@@ -152,7 +153,7 @@ def test_metadata_comment_and_side_info_ride_inside_and_come_back(bb):
 
 def test_a_mismatching_posterior_is_a_clear_error(bb):
     image = ImageData(smooth_image(20, 20, seed=11))
-    data, _ = codec.encode_bits_back([(None, image)], bb, 1, side_info=b"payload", bbvi_steps=5)
+    data, _ = codec.encode_album([(None, image)], bb, 1, side_info=b"payload", options=EncodeOptions(posterior_steps=5))
     container = unpack(data)
     table = album.unpack_table(container.sections[SectionType.ALBUM], len(container.sections[SectionType.BITSBACK]))
     entry = table.entries[0]
@@ -233,7 +234,7 @@ def test_cli_side_info_round_trip_and_refusal_for_plain_models(tmp_path, tiny_bb
     assert (tmp_path / "side.out").read_bytes() == side.read_bytes()
     refused = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "c.lic"),
                                    "--weights", str(tiny_weights), "--comment", "no"])
-    assert refused.exit_code == 2 and "bits-back" in refused.output
+    assert refused.exit_code == 2 and "carries data" in refused.output
 
 
 def _with_q_grid(weights, tmp_path, grid):

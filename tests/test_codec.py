@@ -128,7 +128,7 @@ def test_default_quality_is_the_one_nearest_lambda_0_0065(tmp_path, lambdas, exp
     from models import zoo
     model = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12, "lambdas": lambdas})
     path = zoo.export_weights(model, "hyper", tmp_path / "w.pt")
-    assert zoo.load_codec("hyper", path).codec.default_quality == expected
+    assert zoo.load_codec("hyper", path).codec.qualities.default == expected
 
 
 def test_wrong_weights_are_reported_not_decoded(session, tmp_path):

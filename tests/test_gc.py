@@ -11,6 +11,7 @@ from bitstream.container import FormatError
 from bitstream.tables import TOTAL
 from lic_cli.cli import main
 from models import gc, zoo
+from models.interface import Geometry
 
 from .conftest import png_bytes, png_folder, smooth_image
 
@@ -63,7 +64,7 @@ def test_both_coders_round_trip_any_size(codec, height, width):
     assert symbols.shape[1:] == gc.latent_size(height, width)
     reference = codec.synthesise(symbols, height, width)
     for payload in (codec.encode_static(symbols), codec.encode_context(symbols)):
-        decoded = codec.decode({"latent": payload}, height, width, 0)
+        decoded = codec.decode({"latent": payload}, Geometry(height, width), 0)
         assert decoded.shape == (3, height, width) and torch.equal(decoded, reference)
 
 
@@ -73,9 +74,9 @@ def test_decoding_is_identical_across_threads(codec):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = codec.decode(payload, 48, 80, 0)
+        one = codec.decode(payload, Geometry(48, 80), 0)
         torch.set_num_threads(2)
-        two = codec.decode(payload, 48, 80, 0)
+        two = codec.decode(payload, Geometry(48, 80), 0)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)
@@ -86,7 +87,7 @@ def test_decoding_is_identical_across_threads(codec):
 ])
 def test_corrupt_latent_payloads_are_clear_errors(codec, payload, message):
     with pytest.raises(FormatError, match=message):
-        codec.decode({"latent": payload}, 32, 32, 0)
+        codec.decode({"latent": payload}, Geometry(32, 32), 0)
 
 
 def test_cli_round_trip_and_untrained_model_error(tmp_path, tiny_gc_weights, monkeypatch):
@@ -114,17 +115,18 @@ class QuietReporter:
         pass
 
 
+@pytest.mark.slow
 def test_training_runs_and_resumes(tmp_path):
     from lic_cli.train import TrainOptions
-    from lic_cli.train_gc import train_gc
+    from lic_cli.train_gan import train_gan
     data = png_folder(tmp_path / "data", 3, 96, 96)
     options = TrainOptions(model="gc-c4", data=data, out=tmp_path / "run", val=data, minutes=10, max_steps=3,
                            batch_size=2, crop=64, config_overrides={"width": 32, "residual_blocks": 1,
                                                                     "context_width": 8},
                            gan_after=0.0, eval_every=100, precision="fp32")
-    checkpoint = train_gc(options, QuietReporter())
+    checkpoint = train_gan(options, QuietReporter())
     options.resume, options.max_steps = True, 5
-    train_gc(options, QuietReporter())
+    train_gan(options, QuietReporter())
     assert torch.load(checkpoint, weights_only=True)["step"] == 5
 
 
@@ -142,18 +144,19 @@ def test_a_model_with_another_bottleneck_starts_from_trained_weights(tiny_gc_wei
         zoo.load_network_state(tiny_gc_weights, "gc-c2", wider)
 
 
+@pytest.mark.slow
 def test_gan_fine_tune_from_another_model_keeps_its_discriminator_on_resume(tmp_path, tiny_gc_weights):
     from lic_cli.train import TrainOptions
-    from lic_cli.train_gc import train_gc
+    from lic_cli.train_gan import train_gan
     data = png_folder(tmp_path / "data", 2, 64, 64)
     options = TrainOptions(model="gc-c2", data=data, out=tmp_path / "run", val=data, minutes=10, max_steps=2,
                            batch_size=1, crop=64, config_overrides={"width": 32, "residual_blocks": 2,
                                                                     "context_width": 8},
                            gan_after=0.0, eval_every=100, precision="fp32", init_weights=tiny_gc_weights,
                            discriminator_width=8)
-    checkpoint = train_gc(options, QuietReporter())
+    checkpoint = train_gan(options, QuietReporter())
     options.resume, options.max_steps, options.discriminator_width = True, 3, 64
-    train_gc(options, QuietReporter())
+    train_gan(options, QuietReporter())
     state = torch.load(checkpoint, weights_only=True)
     assert state["step"] == 3 and state["discriminator_width"] == 8
 

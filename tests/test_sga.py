@@ -4,7 +4,8 @@ import torch
 from click.testing import CliRunner
 
 from lic_cli.cli import main
-from models.sga import SgaOptions, refine, sga_round, temperature
+from models.interface import Geometry, RefineOptions
+from models.sga import refine, sga_round, temperature
 
 from .conftest import png_bytes, smooth_image
 
@@ -28,17 +29,17 @@ def test_sga_rounding_stays_between_neighbours_and_hardens_when_cold():
 def test_refinement_is_never_worse_and_its_latents_decode(tiny_codec):
     codec = tiny_codec.codec
     image = torch.from_numpy(smooth_image(40, 56)).permute(2, 0, 1).float() / 255
-    result = refine(codec, image, 2, SgaOptions(steps=12, evaluate_every=4))
+    result = refine(codec, image, 2, RefineOptions(steps=12, evaluate_every=4))
     assert result.best_loss <= result.initial_loss
     assert [step for step, _ in result.history] == [0, 4, 8, 12]
     sections = codec.encode_latents(result.z_hat, result.residuals, 2)
-    decoded = codec.decode(sections, 40, 56, 2)
+    decoded = codec.decode(sections, Geometry(40, 56), 2)
     assert decoded.shape == (3, 40, 56)
 
 
 def test_time_budget_stops_refinement(tiny_codec):
     image = torch.rand(3, 32, 32)
-    result = refine(tiny_codec.codec, image, 0, SgaOptions(steps=10_000, seconds=0.0))
+    result = refine(tiny_codec.codec, image, 0, RefineOptions(steps=10_000, seconds=0.0))
     assert result.steps == 0 and result.best_loss == result.initial_loss
 
 

@@ -11,6 +11,8 @@ from models import zoo
 
 from .conftest import SAMPLE
 
+pytestmark = pytest.mark.slow
+
 MAX_WEIGHT_BYTES = 16 * 1024 * 1024
 # Floors about 1 dB under what the shipped CPU-budget weights measure on this crop (hyper: 26.7 /
 # 37.7 dB at q1 / q6; hyper-bb: 30.2 dB at q3); a broken or untrained model lands far below (8-20 dB).
@@ -43,7 +45,7 @@ def test_every_shipped_zoo_model_has_small_weights_with_a_card():
 def test_quality_scale_trades_bytes_for_fidelity(session, crop):
     loaded = session.get("hyper")
     results = []
-    for quality in (0, loaded.codec.num_qualities - 1):
+    for quality in (0, loaded.codec.qualities.count - 1):
         data = encode_image(ImageData(crop), loaded, quality)
         decoded = decode_file(data, session).image.pixels
         results.append((8 * len(data) / (crop.shape[0] * crop.shape[1]), psnr(crop, decoded)))
@@ -89,19 +91,21 @@ def test_shipped_bits_back_album_returns_everything_and_carries_for_free(session
     """hyper-bb with real weights: two images and side information come back exactly, the decoded
     pixels are those of the latents, and the bits the second image borrows make the album smaller
     than the two images coded on their own with the same carried data."""
-    from lic_cli.codec import encode_bits_back
+    from lic_cli.codec import encode_album
+    from models.interface import EncodeOptions
 
     loaded = session.get("hyper-bb")
     first, second = ImageData(crop), ImageData(np.ascontiguousarray(crop[::-1, ::-1]))
     side_info = bytes(range(256)) * 8
-    data, stream = encode_bits_back([("a", first), ("b", second)], loaded, 2, side_info=side_info, bbvi_steps=5)
+    five_steps = EncodeOptions(posterior_steps=5)
+    data, coded = encode_album([("a", first), ("b", second)], loaded, 2, side_info=side_info, options=five_steps)
     decoded = decode_file(data, session)
     assert decoded.side_info == side_info and decoded.names == ["a", "b"]
     for original, restored in zip((first, second), decoded.images, strict=True):
         assert psnr(original.pixels, restored.pixels) > BITS_BACK_PSNR
-    alone = [encode_bits_back([(name, image)], loaded, 2, side_info=side_info if name == "a" else None,
-                              bbvi_steps=5)[0] for name, image in (("a", first), ("b", second))]
-    assert stream.borrowed_bits[1] > 0
+    alone = [encode_album([(name, image)], loaded, 2, side_info=side_info if name == "a" else None,
+                          options=five_steps)[0] for name, image in (("a", first), ("b", second))]
+    assert coded.borrowed_bytes_between_images > 0
     assert len(data) < sum(len(d) for d in alone)
 
 

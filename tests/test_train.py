@@ -9,6 +9,7 @@ from models import hyper, zoo
 from .conftest import png_bytes, png_folder, smooth_image
 
 
+@pytest.mark.slow
 def test_tiny_training_run_resumes_and_exports_usable_weights(tmp_path):
     data = png_folder(tmp_path / "data", 10, 80, 96)
     out = tmp_path / "run"
@@ -112,6 +113,7 @@ def tiny_init_and_train_args(tmp_path) -> tuple:
                   "--crop", "64", "--threads", "1"]
 
 
+@pytest.mark.slow
 def test_training_grows_a_narrower_init_into_a_wider_latent(tmp_path):
     init, args = tiny_init_and_train_args(tmp_path)
     common = args + ["--steps", "2", "--grow-warmup", "1"]
@@ -131,6 +133,7 @@ def test_training_grows_a_narrower_init_into_a_wider_latent(tmp_path):
     assert conflict.exit_code == 2 and "drop --latent-channels" in conflict.output
 
 
+@pytest.mark.slow
 def test_training_some_qualities_leaves_the_others_gains_alone(tmp_path):
     init, args = tiny_init_and_train_args(tmp_path)
     common = args + ["--steps", "3", "--lr", "0.05", "--init", str(init)]
@@ -146,6 +149,7 @@ def test_training_some_qualities_leaves_the_others_gains_alone(tmp_path):
         assert not torch.equal(after[key][5], before[key][5])
 
 
+@pytest.mark.slow
 def test_frozen_encoder_trains_the_decoder_side_on_exactly_quantized_latents(tmp_path):
     init, args = tiny_init_and_train_args(tmp_path)
     common = args + ["--steps", "3", "--lr", "0.05", "--init", str(init)]

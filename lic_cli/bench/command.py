@@ -28,9 +28,9 @@ def _split(value: str | None) -> list[str] | None:
 
 @click.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--models", help="Comma-separated lic models ('none' for none). Default: every shipped model "
-              "except hyper-bb (bits-back needs data to carry; see benchmarks/bitsback_kodak.py) and the gc models "
-              "(one extreme rate each, no R-D curve; see benchmarks/gc_kodak.py).")
+@click.option("--models", help="Comma-separated lic models ('none' for none). Default: the shipped models that "
+              f"make an R-D curve ({', '.join(n for n, e in zoo.ZOO.items() if e.bench_by_default)}); the others "
+              "have their own benchmarks (benchmarks/bitsback_kodak.py, benchmarks/gc_kodak.py).")
 @click.option("--codecs", help=f"Comma-separated classical codecs ('none' for none) from {','.join(CLASSICAL)}. "
               "Default: all that are installed.")
 @click.option("--anchor", default="heic", show_default=True, help="Codec the BD-rates are measured against.")
@@ -53,7 +53,7 @@ def bench(folders, models, codecs, anchor, out, jobs, threads, weights, quick):
     \b
     lic bench ../shared/data/kodak                     # everything installed, ~1 h on 2 cores
     lic bench ../shared/data/kodak --quick --jobs 2
-    lic bench kodak/ --models hyper --codecs jpeg,webp,heic
+    lic bench kodak/ --models MODEL --codecs jpeg,webp,heic
     """
     images = [str(p) for folder in folders for p in list_images(folder)]
     if not images:
@@ -69,8 +69,10 @@ def bench(folders, models, codecs, anchor, out, jobs, threads, weights, quick):
     for name in model_names:
         try:
             codec = runner.lic_codec(name, Path(weight_map[name]) if name in weight_map else None, threads)
-        except (KeyError, zoo.WeightsError) as error:
-            _fail(str(error.args[0]) if isinstance(error, KeyError) else str(error))
+        except KeyError as error:
+            _fail(str(error.args[0]))
+        except zoo.WeightsError as error:
+            _fail(str(error))
         options[codec.name], settings[codec.name] = codec.options, codec.settings
     for name, reason in skipped.items():
         console.print(f"skipping {name}: {reason}", markup=False)

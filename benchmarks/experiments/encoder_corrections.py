@@ -1,4 +1,7 @@
-"""Two cheap ways to give `hyper`'s decoder better latents, both measured worse (docs/results.md,
+"""Showed: a closed-loop re-analysis and an encoder fine-tune under SGA's relaxation both fail to close q6
+(docs/notes/2026-11-hyper-cpu-training.md, session 21).
+
+Two cheap ways to give `hyper`'s decoder better latents, both measured worse (docs/results.md,
 "Session 21"); kept so that the negative results can be reproduced.
 
 closed-loop: code an image, then analyse again with the reconstruction error fed back, either
@@ -6,13 +9,13 @@ into the pixels (p: analyse x + a (x - x_hat)) or into the latents (l: y + a (g_
 and code that. Rates are the coded sections' bytes (the container header, the same for every
 variant, left out).
 
-    python benchmarks/encoder_corrections.py closed-loop --images 6 --quality 6 --variants p0.5,p1,l0.5,l1
+    python benchmarks/experiments/encoder_corrections.py closed-loop --images 6 --quality 6 --variants p0.5,p1,l0.5,l1
 
 finetune: train only the encoder side (analysis, hyper-analysis, encoder gains) under SGA's
 Gumbel rounding relaxation at a fixed temperature, the decoder unchanged bit for bit; logs
 validation on the 8 held-out photos that `lic train` uses, as `lic train` does.
 
-    python benchmarks/encoder_corrections.py finetune --minutes 40 --lr 1e-5 --tau 0.25 --out runs/esga-a
+    python benchmarks/experiments/encoder_corrections.py finetune --minutes 40 --lr 1e-5 --tau 0.25 --out runs/esga-a
 """
 from __future__ import annotations
 
@@ -87,11 +90,11 @@ def closed_loop(args: argparse.Namespace) -> None:
 def relaxed_loss(model, x: torch.Tensor, quality: torch.Tensor, tau: float, generator: torch.Generator) -> torch.Tensor:
     """bpp + lambda 255^2 MSE with z and y - mean rounded by SGA's relaxation (as `models.sga` does)."""
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = model.g_a(x).float() * model._gain(model.log_gain_y, quality)
-        z_soft = sga_round(model.h_a(y).float() * model._gain(model.log_gain_z, quality), tau, generator)
-        means, scales = model.h_s(z_soft * model._gain(model.log_inv_gain_z, quality)).float().chunk(2, dim=1)
+        y = model.g_a(x).float() * model.gain(model.log_gain_y, quality)
+        z_soft = sga_round(model.h_a(y).float() * model.gain(model.log_gain_z, quality), tau, generator)
+        means, scales = model.h_s(z_soft * model.gain(model.log_inv_gain_z, quality)).float().chunk(2, dim=1)
         residual_soft = sga_round(y - means, tau, generator)
-        x_hat = model.g_s((means + residual_soft) * model._gain(model.log_inv_gain_y, quality)).float()
+        x_hat = model.g_s((means + residual_soft) * model.gain(model.log_inv_gain_y, quality)).float()
     bits = -(torch.log2(gaussian_likelihood(residual_soft, torch.zeros_like(scales), scales)).sum(dim=(1, 2, 3))
              + torch.log2(model.density.likelihood(z_soft)).sum(dim=(1, 2, 3)))
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))

@@ -1,4 +1,7 @@
-"""Do decoded pixels depend on the thread count? Decode the same files with 1-4 torch threads.
+"""Showed: decoded pixels depended on the thread count on AVX-512 until the synthesis ran on fixed threads
+(docs/notes/2026-11-determinism.md).
+
+Do decoded pixels depend on the thread count? Decode the same files with 1-4 torch threads.
 
 Each file is decoded once per caller thread count; the table counts the pixels (values of the
 uint8 output) that differ from the 1-thread decode, summed over the images, and gives the mean
@@ -7,8 +10,8 @@ instead of the fixed ``models.precision.SYNTHESIS_THREADS`` (what lic did before
 the fixed count is for. The counts depend on the CPU's kernels: an AVX-512 CPU differed, the AVX2
 and AMX machines of earlier sessions passed the 1-vs-2-thread test.
 
-    python benchmarks/thread_determinism.py --images 6 --out runs/threads.json
-    python benchmarks/thread_determinism.py --images 6 --caller-threads --out runs/threads-caller.json
+    python benchmarks/experiments/thread_determinism.py --images 6 --out runs/threads.json
+    python benchmarks/experiments/thread_determinism.py --images 6 --caller-threads --out runs/threads-caller.json
 
 ``--no-onednn`` decodes with PyTorch's own convolution kernels; ``--kernels`` only scans single
 convolutions and transposed convolutions of our networks' shapes over thread counts.

@@ -1,4 +1,7 @@
-"""Do older x86 CPUs decode our files to the same pixels, and can they decode bits-back files at all?
+"""Showed: every file decodes under AVX2 and SSE4 caps; BBVI floats stay >= 1e-5 grid steps from a table boundary
+(docs/notes/2026-11-determinism.md).
+
+Do older x86 CPUs decode our files to the same pixels, and can they decode bits-back files at all?
 
 lic's entropy coding is integer arithmetic, except for one float computation: a bits-back
 decoder repeats the encoder's reproducible BBVI (float64) and snaps the result to a grid of
@@ -11,7 +14,7 @@ Files are encoded once, natively. Each process decodes every file; the report gi
 whether every file decoded, how many uint8 pixel values differ from the native decode, and how
 far the raw BBVI floats moved, next to how close the native floats come to a snapping boundary.
 
-    python benchmarks/cpu_kinds.py --images 3 --out runs/cpu-kinds.json
+    python benchmarks/experiments/cpu_kinds.py --images 3 --out runs/cpu-kinds.json
 """
 from __future__ import annotations
 

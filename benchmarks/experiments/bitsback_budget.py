@@ -1,6 +1,9 @@
-"""Where hyper-bb's bits go, by the models' own likelihoods (fp32, no coding tables, no files).
+"""Showed: hyper-bb's q tables needed scales below 0.5 grid steps; what is left of its net overhead is in the
+network (docs/notes, results.md bits-back section).
 
-    python benchmarks/bitsback_budget.py [--image ../shared/data/kodak/kodim01.png] [--qualities 1,2,4,6]
+Where hyper-bb's bits go, by the models' own likelihoods (fp32, no coding tables, no files).
+
+    python benchmarks/experiments/bitsback_budget.py [--image ../shared/data/kodak/kodim01.png] [--qualities 1,2,4,6]
 
 Per quality, in bits per pixel: `hyper`'s y (rounded around the predicted mean) and z; hyper-bb's
 y on the integer lattice with z at the mean of q(z|y) and with z drawn from q (what the coder
@@ -27,7 +30,7 @@ from models.hyper_bb import LEGACY_Q_SCALES, Z_STEP, gaussian_entropy_bits
 
 
 def y_bits(model, y: torch.Tensor, z: torch.Tensor, quality: torch.Tensor, around_mean: bool) -> float:
-    means, scales = model.h_s(z * model._gain(model.log_inv_gain_z, quality)).float().chunk(2, dim=1)
+    means, scales = model.h_s(z * model.gain(model.log_inv_gain_z, quality)).float().chunk(2, dim=1)
     y_hat = torch.round(y - means) + means if around_mean else torch.round(y)
     return float(-torch.log2(gaussian_likelihood(y_hat, means, scales)).sum())
 
@@ -40,12 +43,12 @@ def budget(image: torch.Tensor, quality: int, hyper, bb_codec, legacy_grid: bool
     q = torch.tensor([quality])
     pixels = image.shape[2] * image.shape[3]
 
-    y = hyper.g_a(image).float() * hyper._gain(hyper.log_gain_y, q)
-    z = torch.round(hyper.h_a(y).float() * hyper._gain(hyper.log_gain_z, q))
+    y = hyper.g_a(image).float() * hyper.gain(hyper.log_gain_y, q)
+    z = torch.round(hyper.h_a(y).float() * hyper.gain(hyper.log_gain_z, q))
     hyper_y = y_bits(hyper, y, z, q, around_mean=True)
     hyper_z = float(-torch.log2(hyper.density.likelihood(z)).sum())
 
-    y = bb.g_a(image).float() * bb._gain(bb.log_gain_y, q)
+    y = bb.g_a(image).float() * bb.gain(bb.log_gain_y, q)
     mean, log_scale = bb.posterior(y, q)
     noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
     sample = mean + log_scale.exp() * noise

@@ -1,4 +1,6 @@
-"""Two ways to decode `hyper` files better without training, measured on Kodak (PSNR only; the
+"""Showed: neither decoder-side variant is worth shipping (docs/notes/2026-11-decoder-variants.md).
+
+Two ways to decode `hyper` files better without training, measured on Kodak (PSNR only; the
 rate does not change):
 
 1. Bin centroids: rebuild each latent at the mean of y within its quantization bin instead of at
@@ -7,7 +9,7 @@ rate does not change):
 2. Precision of the transforms: encoder and synthesis each in bf16 or fp32, and a bf16 synthesis
    whose last layer (the one that writes the pixels) runs in fp32; with the synthesis time.
 
-    python benchmarks/decoder_variants.py --kodak ../shared/data/kodak [--weights FILE] [--qualities 4,5,6]
+    python benchmarks/experiments/decoder_variants.py --kodak ../shared/data/kodak [--weights FILE] [--qualities 4,5,6]
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lic_cli.codec import _to_pixels
+from lic_cli import codec as lic_codec
 from lic_cli.imageio import list_images, load_rgb_array
 from lic_cli.metrics import psnr
 from models import precision, zoo
@@ -30,7 +32,7 @@ FP32_TAIL = "bf16 + fp32 last layer"
 
 def to_pixels(x_hat: torch.Tensor) -> np.ndarray:
     """The 8-bit RGB pixels `lic decode` would write for a (3, H, W) reconstruction."""
-    return _to_pixels(x_hat, channels=3)
+    return lic_codec.to_pixels(x_hat, channels=3)
 
 
 def quantized_latents(codec, pixels: np.ndarray, quality: int) -> dict:

@@ -1,6 +1,8 @@
-"""Is fp16 storage lossless enough? Kodak R-D of the fp32 checkpoint vs the fp16 weight file.
+"""Showed: fp16 weight storage is lossless enough (Kodak R-D of the fp32 checkpoint and the fp16 file agree).
 
-    python benchmarks/fp16_check.py runs/hyper/last.pt models/weights/hyper.pt
+Is fp16 storage lossless enough? Kodak R-D of the fp32 checkpoint vs the fp16 weight file.
+
+    python benchmarks/experiments/fp16_check.py runs/hyper/last.pt models/weights/hyper.pt
 
 Both are evaluated with the same fp32 arithmetic and the model's rounded forward pass (estimated
 bits), so the only difference is the parameter storage.
@@ -15,16 +17,17 @@ import torch
 
 from lic_cli.imageio import list_images, load_rgb_array
 from models import zoo
-from models.hyper import _pad, rate_distortion_loss
+from models.geometry import pad_to_multiple
+from models.hyper import DOWNSAMPLING
 
 
 def evaluate(model, images, quality: int) -> tuple[float, float]:
     bpps, psnrs = [], []
     with torch.no_grad():
         for pixels in images:
-            x = _pad(torch.from_numpy(pixels).permute(2, 0, 1).float()[None] / 255)
+            x = pad_to_multiple(torch.from_numpy(pixels).permute(2, 0, 1).float()[None] / 255, DOWNSAMPLING)
             q = torch.tensor([quality])
-            stats = rate_distortion_loss(model, x, q, model(x, q))
+            stats = model.rate_distortion(x, q, model(x, q))
             bpps.append(float(stats["bpp"]))
             psnrs.append(float(stats["psnr"]))
     return float(np.mean(bpps)), float(np.mean(psnrs))

@@ -1,5 +1,5 @@
-"""Training driver for the generative-compression family (gc-cN): distortion-only warm-up, then
-the least-squares GAN with a multi-scale discriminator, the context model trained alongside."""
+"""The "gan" training driver: distortion-only warm-up, then a least-squares GAN with the model's
+multi-scale discriminator, the model's context (entropy) model trained alongside."""
 from __future__ import annotations
 
 import random
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import gc, zoo
+from models import zoo
 
 from .train import (
     CropSampler,
@@ -26,14 +26,14 @@ ADAM_BETAS = (0.5, 0.999)  # pix2pixHD / the paper's GAN setting
 CONTEXT_LR = 1e-3
 
 
-def train_gc(options: TrainOptions, reporter) -> Path:
+def train_gan(options: TrainOptions, reporter) -> Path:
     log = reporter.log
     run = prepare_run(options)
     device, bf16, checkpoint_path = run.device, run.bf16, run.checkpoint_path
     model = zoo.build_trainable(options.model, options.config_overrides).to(device)
     adversarial = model.config.adversarial
     discriminator_width = _discriminator_width(checkpoint_path, options)
-    discriminator = gc.MultiScaleDiscriminator(base=discriminator_width).to(device)
+    discriminator = model.make_discriminator(discriminator_width).to(device)
     coder_params = list(model.encoder.parameters()) + list(model.generator.parameters())
     opt_g = torch.optim.Adam(coder_params, lr=options.lr, betas=ADAM_BETAS)
     opt_c = torch.optim.Adam(model.context.parameters(), lr=CONTEXT_LR)
@@ -78,7 +78,7 @@ def _step(model, discriminator, x, gan_on, bf16, device, opt_g, opt_c, opt_d) ->
         out = model(x)
         real = discriminator(x) if gan_on else None
         fake = discriminator(out["x_hat"]) if gan_on else None
-        losses = gc.generator_losses(x, out["x_hat"].float(), real, fake)
+        losses = model.generator_losses(x, out["x_hat"].float(), real, fake)
     context_bits = model.context.bits(out["w_hat"].detach(), out["symbols"]).mean()
     opt_g.zero_grad(set_to_none=True)
     opt_c.zero_grad(set_to_none=True)
@@ -92,7 +92,7 @@ def _step(model, discriminator, x, gan_on, bf16, device, opt_g, opt_c, opt_d) ->
     if gan_on:
         discriminator.requires_grad_(True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            d_loss = gc.discriminator_loss(discriminator(x), discriminator(out["x_hat"].detach()))
+            d_loss = model.discriminator_loss(discriminator(x), discriminator(out["x_hat"].detach()))
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -111,7 +111,7 @@ def _report(model, images, device, step, log) -> None:
         mse = torch.mean((out["x_hat"].clamp(0, 1) - x) ** 2)
         psnrs.append(float(10 * torch.log10(1 / mse.clamp(min=1e-10))))
         bits = float(model.context.bits(out["w_hat"], out["symbols"])[0])
-        ratios.append(bits / gc.bound_bits(x.shape[2], x.shape[3], model.config.bottleneck))
+        ratios.append(bits / model.rate_bound_bits(x.shape[2], x.shape[3]))
     model.train()
     log(f"validation @ step {step}: PSNR {np.mean(psnrs):.2f} dB, context model at {np.mean(ratios):.1%} of the "
         f"log2(5) bound")

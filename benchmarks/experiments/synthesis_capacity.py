@@ -1,4 +1,6 @@
-"""Is the synthesis transform what caps hyper at high rates? Train the synthesis alone.
+"""Showed: the synthesis alone is not what caps hyper at high rates (docs/notes/2026-11-high-rate-gap.md).
+
+Is the synthesis transform what caps hyper at high rates? Train the synthesis alone.
 
 The analysis, hyperprior and gains of a trained weight file are frozen, so every latent, and every
 rate, stays exactly what the codec codes. Only the synthesis g_s trains, on the rounded latents
@@ -10,7 +12,7 @@ on Kodak at unchanged rate measures how much the synthesis, rather than the late
 curve. The rate term never sees the new units, so they cannot be silenced the way grown latent
 channels were.
 
-    python benchmarks/synthesis_capacity.py --extra 64 --minutes 22 --out runs/synth-wide.json
+    python benchmarks/experiments/synthesis_capacity.py --extra 64 --minutes 22 --out runs/synth-wide.json
 
 The transforms run in bf16 where the CPU has it natively and in fp32 elsewhere (``--precision``;
 emulated bf16 is many times slower); the session-15 numbers in docs/results.md are bf16.
@@ -70,11 +72,11 @@ def decoder_inputs(model: MeanScaleHyperprior, x: torch.Tensor, quality: torch.T
     """What g_s receives when the codec decodes x at `quality`: rounded latents, inverse gain."""
     with precision.autocast(arithmetic, "cpu"):
         features = model.g_a(x)
-    y = features.float() * model._gain(model.log_gain_y, quality)
-    z = model.h_a(y).float() * model._gain(model.log_gain_z, quality)
-    means, _ = model.h_s(torch.round(z) * model._gain(model.log_inv_gain_z, quality)).float().chunk(2, dim=1)
+    y = features.float() * model.gain(model.log_gain_y, quality)
+    z = model.h_a(y).float() * model.gain(model.log_gain_z, quality)
+    means, _ = model.h_s(torch.round(z) * model.gain(model.log_inv_gain_z, quality)).float().chunk(2, dim=1)
     y_hat = torch.round(y - means) + means
-    return y_hat * model._gain(model.log_inv_gain_y, quality)
+    return y_hat * model.gain(model.log_inv_gain_y, quality)
 
 
 def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> float:

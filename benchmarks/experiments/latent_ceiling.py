@@ -1,4 +1,7 @@
-"""How much of the distortion at each quality comes from quantization, and how much from the
+"""Showed: at q6 most of hyper's distortion comes from the transforms, not from rounding
+(docs/notes/2026-11-high-rate-gap.md).
+
+How much of the distortion at each quality comes from quantization, and how much from the
 transforms themselves: Kodak PSNR of `hyper` with its latents rounded (what the codec does) and
 not rounded at all (the transforms' ceiling at that quality's gains), in fp32. Also how many
 rounded latent values are nonzero in each block of 64 channels (a grown latent's new channels are
@@ -8,7 +11,7 @@ A linear reference for the latent width: a PCA of the 16x16x3 pixel blocks of th
 (the latent has M values per such block), keeping the first M components. It is an oracle fitted
 to the test images themselves, so only its trend with M means something.
 
-    python benchmarks/latent_ceiling.py --kodak ../shared/data/kodak [--weights FILE] [--out FILE.json]
+    python benchmarks/experiments/latent_ceiling.py --kodak ../shared/data/kodak [--weights FILE] [--out FILE.json]
 """
 from __future__ import annotations
 
@@ -44,13 +47,13 @@ def transform_psnr(model, pixels: np.ndarray) -> list[tuple[float, float, list[f
 
 def _quality_psnr(model, image: torch.Tensor, pixels: np.ndarray, quality: int) -> tuple[float, float, list[float]]:
     q = torch.tensor([quality])
-    y = model.g_a(image) * model._gain(model.log_gain_y, q)
-    z_hat = torch.round(model.h_a(y) * model._gain(model.log_gain_z, q))
-    means, _ = model.h_s(z_hat * model._gain(model.log_inv_gain_z, q)).chunk(2, dim=1)
+    y = model.g_a(image) * model.gain(model.log_gain_y, q)
+    z_hat = torch.round(model.h_a(y) * model.gain(model.log_gain_z, q))
+    means, _ = model.h_s(z_hat * model.gain(model.log_inv_gain_z, q)).chunk(2, dim=1)
     residuals = torch.round(y - means)
     results = []
     for latent in (residuals + means, y):
-        x_hat = model.g_s(latent * model._gain(model.log_inv_gain_y, q))[0].permute(1, 2, 0)
+        x_hat = model.g_s(latent * model.gain(model.log_inv_gain_y, q))[0].permute(1, 2, 0)
         results.append(psnr(pixels, to_pixels(x_hat)))
     nonzero = [float((group != 0).float().mean()) for group in residuals.split(CHANNEL_GROUP, dim=1)]
     return results[0], results[1], nonzero

@@ -1,6 +1,9 @@
-"""Does a hyper model work as well on whole images as on its training crops?
+"""Showed: 128-pixel training crops taught the hyperprior image borders; 256 crops fixed most of it
+(docs/notes/2026-11-whole-images-vs-crops.md).
 
-    python benchmarks/tile_gap.py models/weights/hyper.pt [--kodak DIR] [--quality 4] [--every 3]
+Does a hyper model work as well on whole images as on its training crops?
+
+    python benchmarks/experiments/tile_gap.py models/weights/hyper.pt [--kodak DIR] [--quality 4] [--every 3]
 
 Estimates the rate (model likelihoods, rounded latents) and PSNR of Kodak images coded whole and
 cut into independent 256² and 128² tiles. A model that has learnt its entropy model for large

@@ -1,11 +1,14 @@
-"""Per Kodak image: how far a lic operating point is from another codec's curve for the same image,
+"""Showed: on kodim08/13/24 the transforms cannot reach WebP's PSNR at q6's rate even unrounded
+(docs/notes/2026-11-hyper-cpu-training.md).
+
+Per Kodak image: how far a lic operating point is from another codec's curve for the same image,
 and, for chosen images, whether the transforms could reach that codec's PSNR with nothing rounded.
 
 Reads the per-image points of a `lic bench` run (points.csv). For each image, the other codec's
 PSNR at lic's bit rate is interpolated in log rate between that image's points; the gap is lic's
 PSNR minus it. `--ceiling` then runs `latent_ceiling.transform_psnr` (fp32) on the named images.
 
-    python benchmarks/gap_per_image.py --bench bench-out/kodak --setting q=6 \\
+    python benchmarks/experiments/gap_per_image.py --bench bench-out/kodak --setting q=6 \\
         --ceiling kodim08,kodim24,kodim13,kodim19,kodim23
 """
 from __future__ import annotations

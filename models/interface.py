@@ -1,0 +1,136 @@
+"""The interface every model family's codec implements, and what a family declares about itself.
+
+Workflow (the CLI, the benchmarks and the conformance tests use nothing else)::
+
+    codec = zoo.load_codec("hyper").codec               # an ImageCodec, weights loaded once
+    q = codec.qualities.default                          # 0-based operating point
+    sections = codec.encode(image, q, EncodeOptions())   # {section name: bytes}
+    pixels = codec.decode(sections, Geometry(h, w), q)   # (3, h, w) float in [0, 1]
+
+``image`` is a (3, H, W) float tensor in [0, 1]; a codec never sees files, grey or alpha planes
+(the container and the CLI handle those). Section names are the ones the family's registry
+entry declares; the container maps them to its section types.
+
+A codec whose capabilities say ``carries_data`` (bits-back coding) also codes *albums*: several
+images and arbitrary carried bytes in one stream (``encode_album`` / ``decode_album``); for it,
+``encode`` is an album of one image carrying nothing.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+ProgressCallback = Callable[[int, float], None]  # (step, best loss so far) of an encode-time optimisation
+
+
+@dataclass(frozen=True)
+class Qualities:
+    """A family's operating points, numbered 0..count-1 (users see 1..count)."""
+
+    count: int
+    default: int  # 0-based: what `lic encode` uses without -q
+    description: str  # for users, e.g. "6 (lambda 0.0006 ... 0.1)" or "1 (a fixed rate)"
+
+    def check(self, quality: int) -> None:
+        if not 0 <= quality < self.count:
+            raise ValueError(f"quality index {quality} outside 0..{self.count - 1}")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a family can do beyond encode/decode; the CLI reads these instead of probing types."""
+
+    refine: tuple[str, ...] = ()  # encode-time refinement methods it accepts, e.g. ("sga",)
+    carries_data: bool = False  # bits-back: comments, side information and albums ride in the stream
+    progressive: bool = False  # a prefix of the coded sections decodes to a coarser image
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """Encode-time optimisation of one image's latents (the decoder is unchanged)."""
+
+    method: str = "sga"
+    steps: int = 300
+    lr: float = 5e-3
+    seconds: float | None = None  # stop early when this wall-clock budget is spent
+    evaluate_every: int = 10
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    refine: RefineOptions | None = None
+    posterior_steps: int | None = None  # carrying codecs: iterations of the posterior fit (None: default)
+    on_progress: ProgressCallback | None = None
+
+
+PLAIN = EncodeOptions()  # no refinement, default effort
+
+
+@dataclass(frozen=True)
+class Geometry:
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class AlbumImage:
+    """One image of an album as its codec sees it; channels (1, 3 or 4) is recorded, not coded."""
+
+    pixels: torch.Tensor  # (3, H, W) float in [0, 1]
+    quality: int
+    channels: int = 3
+
+
+@dataclass(frozen=True)
+class DecodedAlbumImage:
+    pixels: torch.Tensor  # (3, H, W) float in [0, 1]
+    quality: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class EncodedAlbum:
+    sections: dict[str, bytes]
+    carried_bytes: int
+    padding_bytes: int  # bytes the stream spent because the carried data was too small to borrow from
+    borrowed_bytes: tuple[float, ...]  # per image: ideal bytes its choice of hyperlatents took back
+
+    @property
+    def borrowed_bytes_between_images(self) -> float:
+        """What the second and later images borrowed from the images coded before them."""
+        return sum(self.borrowed_bytes[1:])
+
+
+@runtime_checkable
+class ImageCodec(Protocol):
+    """A trained model ready to code: what `zoo.load_codec` returns for every family."""
+
+    qualities: Qualities
+    capabilities: Capabilities
+    section_names: tuple[str, ...]
+
+    def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions) -> dict[str, bytes]:
+        ...
+
+    def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
+        ...
+
+
+class CarryingCodec(ImageCodec, Protocol):
+    """A codec with ``capabilities.carries_data``: albums and carried bytes in one stream."""
+
+    def encode_album(self, images: Sequence[AlbumImage], carried: bytes, options: EncodeOptions) -> EncodedAlbum:
+        ...
+
+    def decode_album(self, sections: dict[str, bytes]) -> tuple[list[DecodedAlbumImage], bytes]:
+        ...
+
+
+def check_refine(capabilities: Capabilities, options: EncodeOptions, name: str) -> None:
+    if options.refine is not None and options.refine.method not in capabilities.refine:
+        offered = ", ".join(capabilities.refine) or "none"
+        raise ValueError(f"--refine {options.refine.method} is not available for {name} (it offers: {offered})")

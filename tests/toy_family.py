@@ -1,0 +1,75 @@
+"""A toy model family for the conformance suite: one strided convolution, one transposed one, and
+zlib for the entropy coder. It exists to prove that a family plugs in through models/interface.py
+and one registry entry, with no change to lic_cli/ or bitstream/."""
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from bitstream.container import FormatError
+from models import zoo
+from models.geometry import ceil_div, pad_to_multiple
+from models.interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
+
+NAME = "toy-1layer"
+STRIDE = 8
+STEPS = (1.0, 0.25)  # quantization step per quality
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    channels: int = 4
+
+
+class ToyNet(nn.Module):
+    def __init__(self, config: ToyConfig):
+        super().__init__()
+        self.config = config
+        self.analysis = nn.Conv2d(3, config.channels, STRIDE, STRIDE)
+        self.synthesis = nn.ConvTranspose2d(config.channels, 3, STRIDE, STRIDE)
+
+
+class ToyCodec:
+    section_names = ("latent",)
+    qualities = Qualities(len(STEPS), 0, f"1-{len(STEPS)} (two quantization steps)")
+    capabilities = Capabilities()
+
+    def __init__(self, model: ToyNet, coding: dict, device="cpu", compute: str = "auto"):
+        self.model = model.eval()
+
+    @torch.inference_mode()
+    def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
+        self.qualities.check(quality)
+        check_refine(self.capabilities, options, NAME)
+        y = self.model.analysis(pad_to_multiple(image[None], STRIDE))
+        symbols = torch.round(y / STEPS[quality]).clamp(-127, 127).to(torch.int8)
+        return {"latent": zlib.compress(symbols.numpy().tobytes(), 9)}
+
+    @torch.inference_mode()
+    def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
+        self.qualities.check(quality)
+        shape = (1, self.model.config.channels, ceil_div(geometry.height, STRIDE), ceil_div(geometry.width, STRIDE))
+        inflater = zlib.decompressobj()
+        try:
+            raw = inflater.decompress(sections["latent"], int(np.prod(shape)) + 1)
+        except zlib.error:
+            raise FormatError("latent section is not valid zlib data") from None
+        if len(raw) != int(np.prod(shape)) or not inflater.eof or inflater.unused_data:
+            raise FormatError("latent section does not hold exactly the latents of this image")
+        symbols = torch.from_numpy(np.frombuffer(raw, dtype=np.int8).reshape(shape).astype(np.float32))
+        x_hat = self.model.synthesis(symbols * STEPS[quality])
+        return x_hat[0, :, : geometry.height, : geometry.width].clamp(0, 1)
+
+
+def entry() -> zoo.ZooEntry:
+    return zoo.ZooEntry(
+        NAME, "test-only toy family: one convolution each way, zlib-coded latents",
+        build=lambda config: ToyNet(ToyConfig(**config)), codec=ToyCodec, weight_file=f"{NAME}.pt",
+        config=dataclasses.asdict(ToyConfig()), freeze=lambda model: {}, sections=ToyCodec.section_names,
+        qualities=lambda config: ToyCodec.qualities, training=zoo.Training("none"),
+        tiny_config={"channels": 4}, shipped=False, bench_by_default=False)
