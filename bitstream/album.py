@@ -14,7 +14,7 @@ from .container import FormatError, check_geometry
 
 MAX_IMAGES = 64
 MAX_TOTAL_PIXELS = 1 << 27
-MAX_BBVI_STEPS = 2000
+MAX_BBVI_STEPS = 100  # what an encoder may write and a decoder will run: the decoder repeats every step
 _HEAD = struct.Struct("<BII")  # image count, carried bytes, padding words
 _ENTRY = struct.Struct("<IIBBHI")  # width, height, channels, quality, bbvi steps, posterior checksum
 _RECORD = struct.Struct("<BBI")  # kind, image index (255 = whole file), length

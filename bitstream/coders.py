@@ -34,7 +34,9 @@ class TableCoder:
     def decode(self, data: bytes, table_ids: np.ndarray) -> np.ndarray:
         """The values of a stream written by ``encode``; it must be consumed exactly."""
         if not data and np.size(table_ids):
-            # An ANS stack with symbols on it is never empty, but popping from an empty one succeeds.
+            # Popping from an empty stack "succeeds" with each table's first symbol, and only those
+            # symbols leave a stack empty when pushed. They are the far tails of these tables, so
+            # a stream of them all is no encoder's output: an empty stream is a damaged one.
             raise FormatError("entropy-coded stream is empty (corrupted file?)")
         coder = stack_from_bytes(data)
         values = self.pop(coder, table_ids)
@@ -56,7 +58,7 @@ class TableCoder:
             coder.encode_reverse(symbols, self._models[table])
 
     def pop(self, coder, table_ids: np.ndarray) -> np.ndarray:
-        table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
+        table_ids = _flat_ids(table_ids)
         values = np.empty(len(table_ids), dtype=np.int64)
         for table, positions in self._groups(table_ids):
             symbols = np.asarray(coder.decode(self._models[table], len(positions)), dtype=np.int64)
@@ -108,7 +110,7 @@ class ClosedTableCoder(TableCoder):
             coder.encode_reverse(local.astype(np.int32), self._models[table])
 
     def pop(self, coder, table_ids: np.ndarray) -> np.ndarray:
-        table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
+        table_ids = _flat_ids(table_ids)
         values = np.empty(len(table_ids), dtype=np.int64)
         for table, positions in self._groups(table_ids):
             symbols = np.asarray(coder.decode(self._models[table], len(positions)), dtype=np.int64)
@@ -116,9 +118,15 @@ class ClosedTableCoder(TableCoder):
         return values
 
 
+def _flat_ids(table_ids: np.ndarray) -> np.ndarray:
+    """Table ids flattened, in whatever integer type they come (a large image has one per latent)."""
+    table_ids = np.asarray(table_ids).ravel()
+    return table_ids if table_ids.dtype.kind in "iu" else table_ids.astype(np.int64)
+
+
 def _flat_pair(values: np.ndarray, table_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values = np.asarray(values, dtype=np.int64).ravel()
-    table_ids = np.asarray(table_ids, dtype=np.int64).ravel()
+    table_ids = _flat_ids(table_ids)
     if values.shape != table_ids.shape:
         raise ValueError("values and table_ids must have the same number of elements")
     return values, table_ids

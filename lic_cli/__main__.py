@@ -1,4 +1,4 @@
-from .cli import main
+"""`python -m lic_cli` is `lic`."""
+from .entry import main
 
-if __name__ == "__main__":
-    main(prog_name="lic")
+main()

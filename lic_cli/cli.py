@@ -9,22 +9,23 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import click
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
-from bitstream.album import unpack_table
-from bitstream.container import FormatError, SectionType, unpack
-from models import zoo
+from bitstream.album import MAX_BBVI_STEPS, unpack_table
+from bitstream.container import MAX_PIXELS, FormatError, SectionType, unpack
+from models.defaults import DEFAULT_MODEL, SYNTHESIS_THREADS
 from models.interface import EncodeOptions, RefineOptions
-from models.precision import SYNTHESIS_THREADS, select_device
 
-from . import codec, files
-from .imageio import ImageReadError, encode_image_file, read_image
+from . import files
+from .imageio import ImageReadError
 
+# Torch, the networks and Pillow load only in the commands that code images, so that --help,
+# --version and `lic info` start at once.
 EXIT_FAILURE = 2
-USER_ERRORS = (FormatError, ImageReadError, files.PlanError, zoo.WeightsError, KeyError, ValueError, OSError)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells expect of a program stopped by Ctrl-C
+# WeightsError subclasses ValueError; every user-facing failure is one of these.
+USER_ERRORS = (FormatError, ImageReadError, files.PlanError, KeyError, ValueError, OSError)
 stderr = Console(stderr=True, highlight=False)
 
 
@@ -56,9 +57,20 @@ def parse_weights(values: tuple[str, ...]) -> dict[str, Path]:
     return mapping
 
 
-def set_threads(threads: int | None) -> None:
+def interrupted() -> None:
+    """Ctrl-C: one line, exit status 130. Outputs are written atomically, so none is left half-written."""
+    say("lic: interrupted (no partial output was left behind)")
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def load_torch(threads: int | None = None):
+    """Import torch for a command that runs networks, with a one-line error where it cannot work."""
+    import torch
+
+    check_numpy_bridge(torch)
     if threads:
         torch.set_num_threads(threads)
+    return torch
 
 
 def runtime_options(command):
@@ -71,6 +83,9 @@ def runtime_options(command):
         click.option("--threads", type=int, help="CPU threads for the networks (default: PyTorch's choice). "
                      f"The transform that makes decoded pixels always runs on {SYNTHESIS_THREADS}, so the "
                      "pixels do not depend on it."),
+        click.option("--max-pixels", type=click.IntRange(1, MAX_PIXELS), default=MAX_PIXELS, show_default=True,
+                     help="Refuse images (and files declaring images) with more pixels than this, before any "
+                     "memory is set aside for them."),
         click.option("--quiet", is_flag=True, help="Print nothing but errors."),
         click.option("-v", "--verbose", is_flag=True, help="Always print a summary line per file (also when piped)."),
     ]
@@ -79,7 +94,18 @@ def runtime_options(command):
     return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class CommandLine(click.Group):
+    """The `lic` group: Ctrl-C inside any command is one line and exit status 130 (click would print
+    "Aborted!" and exit 1)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            interrupted()
+
+
+@click.group(cls=CommandLine, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="lic", prog_name="lic")
 def main() -> None:
     """lic: learned image compression.
@@ -90,10 +116,9 @@ def main() -> None:
     Pipelines:   cat a.png | lic encode - -o - | lic decode - -o - > b.png
     Inspect:     lic info photo.lic      Compare: lic compare a.png b.png
     """
-    check_numpy_bridge()
 
 
-def check_numpy_bridge() -> None:
+def check_numpy_bridge(torch) -> None:
     """Fail in one line where torch cannot exchange arrays with the installed NumPy: the torch 2.2
     wheels were built for NumPy 1.x, and nothing in a requirement can pin NumPy for them alone."""
     import numpy as np
@@ -119,7 +144,7 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
                 if verbose or (not quiet and (stderr.is_terminal or len(jobs) > 1)):
                     say(summary)
             except KeyboardInterrupt:
-                fail("interrupted (no partial output was left behind)")
+                interrupted()
             except USER_ERRORS as error:
                 failures += 1
                 name = "<stdin>" if job.source == files.STDIO else job.source
@@ -134,7 +159,7 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input), directory (several), or '-' for stdout. "
               "Default: next to each input with the suffix .lic.")
-@click.option("-m", "--model", default=zoo.DEFAULT_MODEL, show_default=True, help="Zoo model (see `lic models`).")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Zoo model (see `lic models`).")
 @click.option("-q", "--quality", type=int,
               help="Operating point, 1 (smallest files) .. N (best quality); `lic models` lists each model's "
               "points [default: the model's middle point, about 0.5 bpp on photos where it has a ladder].")
@@ -150,13 +175,15 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.option("--side-info", "side_info", type=click.Path(exists=True, dir_okay=False),
               help="A file whose bytes ride inside the coded stream (models that carry data; "
               "`lic decode --side-info-out` writes it back).")
-@click.option("--bbvi-steps", type=click.IntRange(0, 2000),
+@click.option("--bbvi-steps", type=click.IntRange(0, MAX_BBVI_STEPS),
               help="Models that carry data: iterations of the posterior fit, which the decoder repeats "
               "[default: the model's].")
+@click.option("--frame", type=click.IntRange(0), help="Which frame of an animation or multi-page input to code "
+              "(0 = the first); such inputs are refused without it.")
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one.")
 @runtime_options
 def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seconds, comment, side_info, bbvi_steps,
-           weights, device, precision, threads, quiet, verbose):
+           frame, weights, device, precision, threads, max_pixels, quiet, verbose):
     """Compress images (PNG, JPEG, WebP, TIFF, PPM, BMP) into .lic files.
 
     \b
@@ -176,7 +203,10 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
       lic encode photo.png -o photo.lic --model MODEL --comment "Lake, 2026"
       lic encode a.png b.png c.png -o album.lic --model MODEL
     """
-    set_threads(threads)
+    load_torch(threads)
+    from . import codec
+    from .imageio import read_image
+
     try:
         session = codec.CodecSession(_weights_for(weights, model), _device(device), precision)
         loaded = session.get(model)
@@ -198,12 +228,12 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
     refine_options = RefineOptions(refine, steps, lr, refine_seconds) if refine != "none" else None
     if album_target:
         _encode_album(inputs, album_target, force, loaded, quality, comment, extra,
-                      EncodeOptions(refine_options, bbvi_steps), quiet, verbose)
+                      EncodeOptions(refine_options, bbvi_steps), (frame, max_pixels), quiet, verbose)
         return
 
     def work(job: files.Job) -> str:
         started = time.perf_counter()
-        image = read_image(files.read_input(job.source))
+        image = read_image(files.read_input(job.source), frame, max_pixels)
         for warning in image.warnings:
             say(f"lic: warning: {job.source}: {warning}")
         with _refine_progress(job.source, steps, quiet or refine_options is None) as on_progress:
@@ -239,9 +269,12 @@ def _check_quality(qualities, quality: int | None, model: str) -> int:
     return quality - 1
 
 
-def _encode_album(inputs, target, force, loaded, quality, comment, extra, options, quiet, verbose):
+def _encode_album(inputs, target, force, loaded, quality, comment, extra, options, reading, quiet, verbose):
     """Several images into one file of a model that carries data: each image's stream is what the
     next one borrows."""
+    from . import codec
+    from .imageio import read_image
+
     started = time.perf_counter()
     if files.STDIO in inputs:
         fail("an album cannot read standard input")
@@ -250,14 +283,14 @@ def _encode_album(inputs, target, force, loaded, quality, comment, extra, option
     items = []
     try:
         for source in inputs:
-            image = read_image(files.read_input(source))
+            image = read_image(files.read_input(source), *reading)
             for warning in image.warnings:
                 say(f"lic: warning: {source}: {warning}")
             items.append((Path(source).stem, image))
         data, coded = codec.encode_album(items, loaded, quality, comment, extra, options)
         files.write_output(target, data)
     except KeyboardInterrupt:
-        fail("interrupted (no partial output was left behind)")
+        interrupted()
     except USER_ERRORS as error:
         fail(describe(error))
     pixels = sum(image.width * image.height for _, image in items)
@@ -278,7 +311,7 @@ def _encode_album(inputs, target, force, loaded, quality, comment, extra, option
               help="Write the side information carried by a bits-back file (lic encode --side-info) here.")
 @click.option("--weights", multiple=True, help="NAME=FILE: decode model NAME with this weight file.")
 @runtime_options
-def decode(inputs, output, fmt, force, side_info_out, weights, device, precision, threads, quiet, verbose):
+def decode(inputs, output, fmt, force, side_info_out, weights, device, precision, threads, max_pixels, quiet, verbose):
     """Decompress .lic files to lossless images (PNG by default), restoring ICC/EXIF and alpha.
 
     \b
@@ -289,9 +322,15 @@ def decode(inputs, output, fmt, force, side_info_out, weights, device, precision
       lic decode album.lic -o photos/           # every image of a bits-back album
       lic decode photo.lic --side-info-out notes.txt
     """
-    set_threads(threads)
+    load_torch(threads)
+    from . import codec
+    from .imageio import check_output_suffix, encode_image_file
+
     try:
         jobs = files.plan_jobs(inputs, output, "." + fmt, force)
+        for job in jobs:
+            if job.target != files.STDIO:
+                check_output_suffix(Path(job.target).suffix or "." + fmt)
         if side_info_out and len(jobs) > 1:
             raise ValueError("--side-info-out takes a single input")
     except USER_ERRORS as error:
@@ -300,7 +339,7 @@ def decode(inputs, output, fmt, force, side_info_out, weights, device, precision
 
     def work(job: files.Job) -> str:
         started = time.perf_counter()
-        decoded = codec.decode_file(files.read_input(job.source), session)
+        decoded = codec.decode_file(files.read_input(job.source), session, max_pixels)
         if len(decoded.images) > 1:
             targets = _album_targets(job, output, decoded.names, fmt, force)
         else:
@@ -377,7 +416,10 @@ def info(inputs, as_json):
 @click.argument("distorted", type=click.Path(exists=True, dir_okay=False))
 def compare(reference, distorted):
     """PSNR (RGB, 8-bit) and MS-SSIM between two images of the same size."""
+    from .imageio import read_image
     from .metrics import ms_ssim, psnr
+
+    load_torch()
     try:
         a = read_image(Path(reference).read_bytes())
         b = read_image(Path(distorted).read_bytes())
@@ -397,6 +439,10 @@ def list_models():
     Measured Kodak numbers are in each weight file's model card (models/weights/NAME.md) and in
     docs/results.md.
     """
+    from rich.table import Table
+
+    from models import zoo
+
     table = Table("model", "qualities (-q)", "also", "weights", "description")
     for name, item in zoo.ZOO.items():
         path = zoo.default_weights_path(name)
@@ -456,6 +502,8 @@ def _weights_for(values: tuple[str, ...], model: str) -> dict[str, Path]:
 
 
 def _device(name: str) -> str:
+    from models.precision import select_device
+
     try:
         return str(select_device(name))
     except ValueError as error:

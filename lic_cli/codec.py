@@ -12,6 +12,7 @@ from bitstream import album
 from bitstream.album import Record, RecordKind
 from bitstream.container import (
     CODED_SECTIONS,
+    MAX_PIXELS,
     Container,
     FormatError,
     SectionType,
@@ -21,6 +22,7 @@ from bitstream.container import (
     unpack,
 )
 from models import zoo
+from models.geometry import to_uint8
 from models.interface import PLAIN, AlbumImage, EncodedAlbum, EncodeOptions, Geometry
 
 from .imageio import ImageData
@@ -55,14 +57,16 @@ class DecodedFile:
 
 
 def rgb_tensor(image: ImageData) -> torch.Tensor:
-    """(3, H, W) float tensor in [0, 1]; grey is repeated to RGB, alpha is left out (it is coded separately)."""
+    """(3, H, W) uint8 tensor, what codecs take; grey is repeated to RGB, alpha is left out (it is
+    coded separately)."""
     rgb = image.pixels[:, :, :3] if image.channels != 1 else np.repeat(image.pixels, 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
 
 
 def to_pixels(x_hat: torch.Tensor, channels: int) -> np.ndarray:
-    """(H, W, channels) uint8 pixels of a (3, H, W) reconstruction in [0, 1] (grey: the mean of RGB)."""
-    pixels = torch.round(x_hat * 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    """(H, W, channels) uint8 pixels of a (3, H, W) reconstruction, uint8 or in [0, 1] (grey: the
+    mean of RGB)."""
+    pixels = (x_hat if x_hat.dtype == torch.uint8 else to_uint8(x_hat)).permute(1, 2, 0).numpy()
     if channels == 1:
         pixels = np.round(pixels.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     return pixels
@@ -72,7 +76,7 @@ def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: int, option
     """One image into one .lic file; quality is the 0-based operating point."""
     if loaded.codec.capabilities.carries_data:
         return encode_album([(None, image)], loaded, quality, options=options)[0]
-    check_geometry(image.width, image.height)
+    check_size(image, loaded)
     coded = loaded.codec.encode(rgb_tensor(image), quality, options)
     sections = {section_type(name): payload for name, payload in coded.items()}
     if image.icc_profile:
@@ -86,10 +90,21 @@ def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: int, option
     return pack(container)
 
 
-def decode_file(data: bytes, session: CodecSession) -> DecodedFile:
+def check_size(image: ImageData, loaded: zoo.LoadedCodec) -> None:
+    """The container's limits, and the model's where it codes less."""
+    check_geometry(image.width, image.height)
+    limit = loaded.codec.capabilities.max_pixels
+    if limit is not None and image.width * image.height > limit:
+        raise ValueError(f"image of {image.width}x{image.height} = {image.width * image.height} pixels is larger than "
+                         f"model {loaded.name} codes ({limit} pixels)")
+
+
+def decode_file(data: bytes, session: CodecSession, max_pixels: int = MAX_PIXELS) -> DecodedFile:
+    """Decode a .lic file; images it declares over max_pixels are refused before any model runs."""
     container = unpack(data)
+    _check_declared_size(container, max_pixels)
     loaded = _codec_for(container, session)
-    coded = _coded_sections(container, loaded)
+    coded = coded_sections(container, loaded)
     if loaded.codec.capabilities.carries_data:
         return _decode_album(container, loaded, coded)
     x_hat = loaded.codec.decode(coded, Geometry(container.height, container.width), container.quality)
@@ -102,6 +117,26 @@ def decode_file(data: bytes, session: CodecSession) -> DecodedFile:
     return DecodedFile([image], container)
 
 
+def decode_symbols(data: bytes, session: CodecSession) -> list[np.ndarray]:
+    """The entropy-decoded integers of a file (no pixels): what every machine must agree on."""
+    container = unpack(data)
+    loaded = _codec_for(container, session)
+    return loaded.codec.decode_symbols(coded_sections(container, loaded), Geometry(container.height, container.width),
+                                       container.quality)
+
+
+def _check_declared_size(container: Container, max_pixels: int, limit: str | None = None) -> None:
+    sizes = [(container.width, container.height)]
+    if SectionType.ALBUM in container.sections and SectionType.BITSBACK in container.sections:
+        table = album.unpack_table(container.sections[SectionType.ALBUM], len(container.sections[SectionType.BITSBACK]))
+        sizes += [(entry.width, entry.height) for entry in table.entries]
+    for width, height in sizes:
+        if width * height > max_pixels:
+            raise FormatError(f"declares an image of {width}x{height} = {width * height} pixels, over "
+                              + (f"{limit}, {max_pixels}" if limit else f"the limit of {max_pixels} (raise it with "
+                                 f"--max-pixels, at most {MAX_PIXELS})"))
+
+
 def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
     try:
         loaded = session.get(container.model_id)
@@ -111,12 +146,15 @@ def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
         raise FormatError(f"file was made with {container.model_id} weights {container.weights_hash.hex()}, "
                           f"installed weights are {loaded.weights_hash.hex()} ({loaded.path}); "
                           f"pass --weights {container.model_id}=FILE (docs/models.md lists every shipped weight file)")
+    limit = loaded.codec.capabilities.max_pixels
+    if limit is not None:
+        _check_declared_size(container, limit, f"the most model {container.model_id} codes")
     if container.quality >= loaded.codec.qualities.count:
         raise FormatError(f"quality index {container.quality} is not an operating point of {container.model_id}")
     return loaded
 
 
-def _coded_sections(container: Container, loaded: zoo.LoadedCodec) -> dict[str, bytes]:
+def coded_sections(container: Container, loaded: zoo.LoadedCodec) -> dict[str, bytes]:
     """The model's sections of a file by name; every one it writes must be there, and no other."""
     expected = {section_type(name): name for name in loaded.codec.section_names}
     present = {kind for kind in container.sections if kind in CODED_SECTIONS.values()}
@@ -140,7 +178,7 @@ def encode_album(items: list[tuple[str | None, ImageData]], loaded: zoo.LoadedCo
         raise ValueError(f"model {loaded.name} cannot carry data or albums")
     records: list[Record] = []
     for index, (name, image) in enumerate(items):
-        check_geometry(image.width, image.height)
+        check_size(image, loaded)
         records += _image_records(index, name, image)
     if comment:
         records.append(Record(RecordKind.COMMENT, album.WHOLE_FILE, comment.encode("utf-8")))

@@ -33,6 +33,8 @@ def plan_jobs(inputs: tuple[str, ...], output: str | None, suffix: str, force: b
     seen: dict[str, str] = {}
     for job in jobs:
         if job.target == STDIO:
+            if sys.stdout.isatty():
+                raise PlanError("refusing to write binary data to a terminal: redirect standard output or use -o FILE")
             continue
         key = os.path.realpath(job.target)
         if key in seen:
@@ -52,8 +54,7 @@ def _target_for(source: str, output: str | None, suffix: str, several: bool) -> 
     if output is None:
         return str(Path(source).with_name(name))
     if several or os.path.isdir(output) or output.endswith(os.sep):
-        Path(output).mkdir(parents=True, exist_ok=True)
-        return str(Path(output) / name)
+        return str(Path(output) / name)  # the folder is made when the first output is written
     return output
 
 
@@ -83,13 +84,27 @@ def write_output(target: str, data: bytes) -> None:
         sys.stdout.buffer.flush()
         return
     path = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, target) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # like cp or cwebp; mkstemp would leave 0600
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror, target) from None  # name the output, not the temporary
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

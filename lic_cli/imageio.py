@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from bitstream.container import MAX_PIXELS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".bmp"}
 LOSSLESS_OUTPUT = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM",
@@ -52,14 +55,24 @@ def load_rgb_array(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
-def read_image(data: bytes) -> ImageData:
-    """Decode image bytes (PNG, JPEG, WebP, TIFF, PPM/PGM, BMP) into 8-bit grey, RGB or RGBA."""
+def read_image(data: bytes, frame: int | None = None, max_pixels: int = MAX_PIXELS) -> ImageData:
+    """Decode image bytes (PNG, JPEG, WebP, TIFF, PPM/PGM, BMP) into 8-bit grey, RGB or RGBA.
+
+    frame: which frame of an animation or multi-page file (0-based); such files are refused
+    without it. Images over max_pixels are refused from their header, before their pixels load."""
     if not data:
         raise ImageReadError("empty input")
     try:
-        image = Image.open(io.BytesIO(data))
-        sixteen_bit = _has_16bit_samples(image)  # must be asked before load() clears image.tile
-        image.load()
+        with warnings.catch_warnings():
+            # Pillow warns (two lines on stderr) between its limit and twice it; our own check speaks.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            _check_size(image, max_pixels)
+            _select_frame(image, frame)
+            sixteen_bit = _has_16bit_samples(image)  # must be asked before load() clears image.tile
+            image.load()
+    except ImageReadError:
+        raise
     except UnidentifiedImageError:
         raise ImageReadError(
             "cannot read image (not a format lic reads: PNG, JPEG, WebP, TIFF, PPM/PGM, BMP)") from None
@@ -67,11 +80,30 @@ def read_image(data: bytes) -> ImageData:
         raise ImageReadError(f"cannot read image ({_first_line(error)})") from None
     except Image.DecompressionBombError:
         raise ImageReadError("image is larger than lic's 33.5-megapixel limit") from None
-    warnings: list[str] = []
-    pixels = _to_8bit_pixels(image, warnings)
-    if sixteen_bit and not warnings:
-        warnings.append("16-bit image converted to 8 bits")
-    return ImageData(pixels, image.info.get("icc_profile") or None, _exif_bytes(image), warnings)
+    notes: list[str] = []
+    pixels = _to_8bit_pixels(image, notes)
+    if sixteen_bit and not notes:
+        notes.append("16-bit image converted to 8 bits")
+    return ImageData(pixels, image.info.get("icc_profile") or None, _exif_bytes(image), notes)
+
+
+def _check_size(image: Image.Image, max_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageReadError(f"image of {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} "
+                             f"(--max-pixels; at most {MAX_PIXELS})")
+
+
+def _select_frame(image: Image.Image, frame: int | None) -> None:
+    frames = getattr(image, "n_frames", 1)
+    if frame is None:
+        if frames > 1:
+            raise ImageReadError(f"holds {frames} frames (an animation or a multi-page file); lic codes one "
+                                 f"image: choose it with --frame 0..{frames - 1}")
+        return
+    if not 0 <= frame < frames:
+        raise ImageReadError(f"has no frame {frame} (it holds {frames}: --frame 0..{frames - 1})")
+    image.seek(frame)
 
 
 def _to_8bit_pixels(image: Image.Image, warnings: list[str]) -> np.ndarray:
@@ -115,12 +147,17 @@ def _first_line(error: Exception) -> str:
     return text[0] if text else type(error).__name__
 
 
+def check_output_suffix(suffix: str) -> None:
+    """Refuse an output name whose format lic does not write (before anything is decoded)."""
+    if suffix.lower() not in LOSSLESS_OUTPUT:
+        raise ImageReadError(f"cannot write {suffix!r}: lic writes lossless formats "
+                             f"({', '.join(sorted(LOSSLESS_OUTPUT))})")
+
+
 def encode_image_file(image: ImageData, suffix: str) -> bytes:
     """Serialise decoded pixels in a lossless format chosen by suffix, with ICC/EXIF where it fits."""
     suffix = suffix.lower() or ".png"
-    if suffix not in LOSSLESS_OUTPUT:
-        raise ImageReadError(f"cannot write {suffix!r}: lic writes lossless formats "
-                             f"({', '.join(sorted(LOSSLESS_OUTPUT))})")
+    check_output_suffix(suffix)
     fmt = LOSSLESS_OUTPUT[suffix]
     pixels = image.pixels
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[image.channels]

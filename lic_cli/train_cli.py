@@ -4,13 +4,16 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from models import zoo
+from models.defaults import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from models.zoo import Training
 
 console = Console(stderr=True, highlight=False)
 
@@ -54,7 +57,7 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
 
 
 @click.command()
-@click.option("-m", "--model", default=zoo.DEFAULT_MODEL, show_default=True, help="Zoo model to train.")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Zoo model to train.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Folder of training images (PNG/JPEG/WebP/...).")
 @click.option("--val", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -117,8 +120,12 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
     Options marked for some models are refused for the others. docs/models.md has the exact
     command behind every shipped weight file.
     """
+    from models import zoo
+
+    from .cli import load_torch
     from .train import TrainOptions
 
+    load_torch()
     if crop % 64:
         raise click.BadParameter("must be a multiple of 64", param_hint="--crop")
     try:
@@ -156,7 +163,7 @@ FAMILY_OPTIONS = ("hyper_width", "grow_warmup", "qualities", "freeze_encoder", "
                   "discriminator_width")
 
 
-def _refuse_foreign_options(context: click.Context, model: str, training: zoo.Training) -> None:
+def _refuse_foreign_options(context: click.Context, model: str, training: Training) -> None:
     """A family-specific option given on the command line for a model whose training ignores it."""
     for name in FAMILY_OPTIONS:
         given = context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
@@ -188,6 +195,10 @@ def export(checkpoint, output, data_note):
 
 
 def export_checkpoint(checkpoint: Path, output: Path, data_note) -> Path:
+    import torch
+
+    from models import zoo
+
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     name = state["zoo_name"]
     model = zoo.build_trainable(name, state["config"])

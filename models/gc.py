@@ -34,7 +34,7 @@ from bitstream.container import FormatError
 from bitstream.tables import TOTAL
 
 from . import fixedpoint, precision
-from .geometry import ceil_div, pad_to_multiple
+from .geometry import Tiles, ceil_div, pad_to_multiple, to_uint8, unit_float
 from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
 
 CENTRES = (-2.0, -1.0, 0.0, 1.0, 2.0)
@@ -42,6 +42,10 @@ NUM_SYMBOLS = len(CENTRES)
 DOWNSAMPLING = 16
 MIN_LATENT = 2
 LAMBDA = 10.0
+# Tiles that bound the memory of any image (see models/geometry.py): the encoder in pixels (its
+# receptive field: ±34 pixels), the generator in latents (±21 latents: nine residual blocks).
+ENCODER_TILES = Tiles(core=1024, margin=64)
+GENERATOR_TILES = Tiles(core=64, margin=24)
 # 2^(32 - j/16) for j = 0..15, rounded (computed with 60-digit decimals): the integer softmax.
 EXP2_TABLE = np.array([4294967296, 4112874773, 3938502376, 3771522796, 3611622603, 3458501653, 3311872529,
                        3171459999, 3037000500, 2908241642, 2784941738, 2666869345, 2553802834, 2445529972,
@@ -357,10 +361,13 @@ class GcCodec:
     @torch.inference_mode()
     def symbols(self, image: torch.Tensor) -> np.ndarray:
         """The (C, h, w) symbols 0..4 of a (3, H, W) image in [0, 1]."""
-        x = pad_to_multiple(image.to(self.device)[None], DOWNSAMPLING, MIN_LATENT)
+        def encoder(tile: torch.Tensor) -> torch.Tensor:
+            return self.model.encoder(unit_float(tile.to(self.device)) * 2 - 1).float().cpu()
+
+        x = pad_to_multiple(image[None], DOWNSAMPLING, MIN_LATENT)
         with precision.autocast(self.compute, self.device):
-            _, symbols = self.model.analyse(x)
-        return symbols[0].cpu().numpy().astype(np.int64)
+            _, symbols = quantize(ENCODER_TILES.run(encoder, x, down=DOWNSAMPLING))
+        return symbols[0].numpy().astype(np.int64)
 
     def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
         self.qualities.check(quality)
@@ -399,6 +406,12 @@ class GcCodec:
 
     @torch.inference_mode()
     def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
+        symbols = self.decode_symbols(sections, geometry, quality)[0]
+        return self.synthesise(symbols, geometry.height, geometry.width, pixels=True)
+
+    @torch.inference_mode()
+    def decode_symbols(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> list[np.ndarray]:
+        """The entropy-decoded (C, h, w) symbols 0..4 of W."""
         self.qualities.check(quality)
         payload = sections["latent"]
         shape = (self.model.config.bottleneck, *latent_size(geometry.height, geometry.width))
@@ -415,12 +428,16 @@ class GcCodec:
             counts = counts.reshape(shape[0], NUM_SYMBOLS)
             if np.any(counts.sum(axis=1) != TOTAL):
                 raise FormatError("invalid symbol frequency table")
-            coder = _nonempty_stack(body[table_bytes:])
+            coder = stack_from_bytes(body[table_bytes:])
+            if coder.is_empty() and not np.array_equal(counts, static_counts(np.zeros(shape, dtype=np.int64))):
+                # An empty stream decodes to the first symbol everywhere, which is what only an
+                # image of that symbol alone codes to, and its table would say so.
+                raise FormatError("empty entropy-coded stream under a table of other symbols (corrupted file?)")
             for channel in range(shape[0]):
                 model = constriction.stream.model.Categorical(counts[channel] / TOTAL, perfect=False)
                 symbols[channel] = np.asarray(coder.decode(model, shape[1] * shape[2])).reshape(shape[1:])
         elif mode == MODE_CONTEXT:
-            coder = _nonempty_stack(body)
+            coder = stack_from_bytes(body)
             family = constriction.stream.model.Categorical(perfect=False)
             w_hat = torch.zeros((1, *shape), dtype=torch.float64)
             for channel, _, positions, counts in self._context_steps(w_hat):
@@ -431,21 +448,20 @@ class GcCodec:
             raise FormatError(f"unknown latent coding mode {mode}")
         if not coder.is_empty():
             raise FormatError("entropy-coded stream has data left over (corrupted file?)")
-        return self.synthesise(symbols, geometry.height, geometry.width)
+        return [symbols]
 
     @torch.inference_mode()
-    def synthesise(self, symbols: np.ndarray, height: int, width: int) -> torch.Tensor:
-        w_hat = torch.tensor(CENTRES, dtype=torch.float32)[torch.from_numpy(symbols)][None].to(self.device)
+    def synthesise(self, symbols: np.ndarray, height: int, width: int, pixels: bool = False) -> torch.Tensor:
+        """The generator's image (3, height, width) in [0, 1] (pixels=True: 8-bit) of (C, h, w) symbols."""
+        w_hat = torch.tensor(CENTRES, dtype=torch.float32)[torch.from_numpy(symbols)][None]
+
+        def generator(tile: torch.Tensor) -> torch.Tensor:
+            x_hat = self.model.synthesise(tile.to(self.device)).float().clamp_(0, 1).cpu()
+            return to_uint8(x_hat) if pixels else x_hat
+
         with precision.synthesis_threads(self.device), precision.autocast(self.compute, self.device):
-            x_hat = self.model.synthesise(w_hat)[0, :, :height, :width].float()
-        return x_hat.clamp(0, 1).cpu()
-
-
-def _nonempty_stack(data: bytes):
-    # Popping from an empty ANS stack succeeds, but a stream that holds symbols is never empty.
-    if not data:
-        raise FormatError("empty entropy-coded stream (corrupted file?)")
-    return stack_from_bytes(data)
+            x_hat = GENERATOR_TILES.run(generator, w_hat, up=DOWNSAMPLING)
+        return x_hat[0, :, :height, :width]
 
 
 def bound_bits(height: int, width: int, bottleneck: int) -> float:

@@ -19,7 +19,7 @@ from bitstream.tables import IntegerTables, quantize_pmfs
 
 from . import fixedpoint, precision
 from .entropy import FactorizedDensity, gaussian_likelihood, gaussian_pmfs, gaussian_scale_table
-from .geometry import ceil_div, pad_to_multiple
+from .geometry import Tiles, ceil_div, pad_to_multiple, to_uint8, unit_float
 from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
 from .layers import GDN, conv, deconv
 
@@ -30,6 +30,15 @@ from .layers import GDN, conv, deconv
 # lambda at the top, hence the wider steps there (see docs/models.md).
 LAMBDAS = (0.0006, 0.0012, 0.0025, 0.0065, 0.0240, 0.1000)
 DOWNSAMPLING = 64  # total stride of g_a followed by h_a
+LATENT_STRIDE = 16  # pixels per latent position (g_a), latents per hyperlatent: 4 (h_a)
+# Tiles that bound the memory of any image: the analysis in pixels, the hyper-analysis in latents,
+# the fixed-point hyper-synthesis in hyperlatents, the synthesis in latents. Each margin is over
+# twice its network's receptive field (g_a: ±30 pixels, h_a: ±7 latents, h_s: ±2 hyperlatents,
+# g_s: ±2 latents), so tiles meet without seams; an image up to 1024x1024 is a single tile.
+ANALYSIS_TILES = Tiles(core=1024, margin=64)
+HYPER_ANALYSIS_TILES = Tiles(core=64, margin=16)
+HYPER_SYNTHESIS_TILES = Tiles(core=16, margin=4)
+SYNTHESIS_TILES = Tiles(core=64, margin=4)
 
 
 @dataclass(frozen=True)
@@ -324,22 +333,39 @@ class LatentSynthesis:
 
     def padded_batch(self, image: torch.Tensor) -> torch.Tensor:
         """A (3, H, W) image as the (1, 3, H', W') batch the analysis takes (sides padded to 64)."""
-        return pad_to_multiple(image.to(self.device)[None], DOWNSAMPLING).contiguous(memory_format=torch.channels_last)
+        return pad_to_multiple(image[None], DOWNSAMPLING)
+
+    def analysis_latents(self, image: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """Gain-scaled continuous latents y of a (3, H, W) image, tile by tile (float32, CPU)."""
+        def analysis(tile: torch.Tensor) -> torch.Tensor:
+            tile = unit_float(tile.to(self.device)).contiguous(memory_format=torch.channels_last)
+            return self.model.analysis(tile, q).float().cpu()
+
+        with precision.autocast(self.compute, self.device):
+            return ANALYSIS_TILES.run(analysis, self.padded_batch(image), down=LATENT_STRIDE)
 
     def latent_shape(self, geometry: Geometry, channels: int, stride: int) -> tuple[int, int, int, int]:
         return (1, channels, ceil_div(geometry.height, stride), ceil_div(geometry.width, stride))
 
     @torch.inference_mode()
     def synthesise(self, residuals: torch.Tensor, means: torch.Tensor, quality: int, height: int,
-                   width: int) -> torch.Tensor:
-        """The decoder's reconstruction (3, height, width) in [0, 1] from integer residuals and the
-        exact means; the one place that turns latents into pixels, for decoding and for SGA's score."""
-        y_hat = residuals.to(torch.float64) + means
-        gain = torch.exp(self.model.log_inv_gain_y[quality].detach().double())[None, :, None, None]
-        y_hat = (y_hat * gain).to(torch.float32).to(self.device).contiguous(memory_format=torch.channels_last)
+                   width: int, pixels: bool = False) -> torch.Tensor:
+        """The decoder's reconstruction (3, height, width) from integer residuals and the exact
+        means, in [0, 1] (pixels=True: 8-bit, what the decoder writes); the one place that turns
+        latents into pixels, for decoding and for SGA's score."""
+        y_hat = residuals.to(torch.float64, copy=True)
+        y_hat += means
+        y_hat *= torch.exp(self.model.log_inv_gain_y[quality].detach().double())[None, :, None, None]
+        y_hat = y_hat.to(torch.float32)
+
+        def synthesis(tile: torch.Tensor) -> torch.Tensor:
+            tile = tile.to(self.device).contiguous(memory_format=torch.channels_last)
+            x_hat = self.model.g_s(tile).float().clamp_(0, 1).cpu()
+            return to_uint8(x_hat) if pixels else x_hat
+
         with precision.synthesis_threads(self.device), precision.autocast(self.compute, self.device):
-            x_hat = self.model.g_s(y_hat)[0, :, :height, :width].float()
-        return x_hat.clamp(0, 1).cpu()
+            x_hat = SYNTHESIS_TILES.run(synthesis, y_hat, up=LATENT_STRIDE)
+        return x_hat[0, :, :height, :width]
 
     def z_table_ids(self, shape) -> np.ndarray:
         """The table of each hyperlatent of a (1, N, h, w) array: one factorized density per channel."""
@@ -370,27 +396,29 @@ class HyperCodec(LatentSynthesis):
         """The amortized (encoder-network) latents of a (3, H, W) image in [0, 1]: continuous y and z
         in the gain-scaled domain, shapes (1, M, H'/16, W'/16) and (1, N, H'/64, W'/64), H' padded."""
         self.qualities.check(quality)
-        q = torch.tensor([quality], device=self.device)
-        with precision.autocast(self.compute, self.device):
-            y = self.model.analysis(self.padded_batch(image), q)
-        return y.float().cpu(), self.hyper_analyse(y, quality)
+        y = self.analysis_latents(image, torch.tensor([quality], device=self.device))
+        return y, self.hyper_analyse(y, quality)
 
     @torch.inference_mode()
     def hyper_analyse(self, y: torch.Tensor, quality: int) -> torch.Tensor:
         """The continuous hyperlatents z of gain-scaled latents y (as `analyse` returns them)."""
-        y = y.to(self.device).contiguous(memory_format=torch.channels_last)
         q = torch.tensor([quality], device=self.device)
+
+        def hyper_analysis(tile: torch.Tensor) -> torch.Tensor:
+            tile = tile.to(self.device).contiguous(memory_format=torch.channels_last)
+            return self.model.hyper_analysis(tile, q).float().cpu()
+
         with precision.autocast(self.compute, self.device):
-            z = self.model.hyper_analysis(y, q)
-        return z.float().cpu()
+            return HYPER_ANALYSIS_TILES.run(hyper_analysis, y, down=DOWNSAMPLING // LATENT_STRIDE)
 
     def quantise(self, y: torch.Tensor, z: torch.Tensor, quality: int) -> Quantised:
         """What plain encoding codes for continuous latents: z rounded, y rounded around the exact
         means that z_hat predicts."""
         z_hat = torch.round(z).to(torch.int64)
         means, table_ids = self.latent_distribution(z_hat, quality)
-        residuals = torch.round(y.to(torch.float64) - means).to(torch.int64)
-        return Quantised(z_hat, residuals, means, table_ids)
+        residuals = y.to(torch.float64, copy=True)
+        residuals -= means
+        return Quantised(z_hat, residuals.round_().to(torch.int64), means, table_ids)
 
     def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
         """image: (3, H, W) float in [0, 1]. Returns the coded sections; options.refine runs SGA first."""
@@ -400,7 +428,9 @@ class HyperCodec(LatentSynthesis):
             result = refine(self, image, quality, options.refine, options.on_progress)
             return self.encode_latents(result.z_hat, result.residuals, quality)
         coded = self.quantise(*self.analyse(image, quality), quality)
-        return self.encode_latents(coded.z_hat, coded.residuals, quality, coded.table_ids)
+        z_hat, residuals, table_ids = coded.z_hat, coded.residuals, coded.table_ids
+        del coded  # the means: as large as the latents, and not needed for coding
+        return self.encode_latents(z_hat, residuals, quality, table_ids)
 
     def encode_latents(self, z_hat: torch.Tensor, residuals: torch.Tensor, quality: int,
                        table_ids: np.ndarray | None = None) -> dict[str, bytes]:
@@ -420,20 +450,35 @@ class HyperCodec(LatentSynthesis):
 
     @torch.inference_mode()
     def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
-        """Returns the (3, height, width) reconstruction, clamped to [0, 1]."""
+        """Returns the (3, height, width) uint8 reconstruction."""
+        _, residuals, means = self._entropy_decode(sections, geometry, quality)
+        return self.synthesise(residuals, means, quality, geometry.height, geometry.width, pixels=True)
+
+    def decode_symbols(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> list[np.ndarray]:
+        """The entropy-decoded integers: hyperlatents and latent residuals."""
+        z_hat, residuals, _ = self._entropy_decode(sections, geometry, quality)
+        return [z_hat.numpy(), residuals.numpy()]
+
+    def _entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(z_hat, residuals, exact means) of a file's two sections."""
         self.qualities.check(quality)
         z_shape = self.latent_shape(geometry, self.model.config.channels, DOWNSAMPLING)
         z_values = self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(z_shape))
         z_hat = torch.from_numpy(z_values.reshape(z_shape))
         means, table_ids = self.latent_distribution(z_hat, quality)
-        y_symbols = self.y_coder.decode(sections["latent"], table_ids)
-        residuals = torch.from_numpy(y_symbols.reshape(means.shape))
-        return self.synthesise(residuals, means, quality, geometry.height, geometry.width)
+        residuals = torch.from_numpy(self.y_coder.decode(sections["latent"], table_ids).reshape(means.shape))
+        return z_hat, residuals, means
 
     def latent_distribution(self, z_hat: torch.Tensor, quality: int) -> tuple[torch.Tensor, np.ndarray]:
         """Bit-exact means (float64, CPU) and scale-table indices of y given integer z_hat: the
         fixed-point hyper-synthesis that both encoder and decoder run."""
         scaled = z_hat.to(torch.float64) * self.inv_gain_z[quality][None, :, None, None]
-        params = fixedpoint.run(self.hyper_synthesis, scaled)
-        means, scales = params.chunk(2, dim=1)
-        return means, self.scale_index(scales.numpy().ravel())
+        id_type = np.uint8 if len(self.y_table_scales) <= 256 else np.int64
+
+        def hyper_synthesis(tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            means, scales = fixedpoint.run(self.hyper_synthesis, tile).chunk(2, dim=1)
+            return means.contiguous(), torch.from_numpy(self.scale_index(scales.numpy()).astype(id_type))
+
+        means, table_ids = HYPER_SYNTHESIS_TILES.run(hyper_synthesis, scaled, up=DOWNSAMPLING // LATENT_STRIDE)
+        return means, table_ids.numpy().ravel()

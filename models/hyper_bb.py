@@ -27,6 +27,7 @@ from bitstream.tables import TOTAL, IntegerTables, quantize_pmfs
 
 from . import fixedpoint, precision
 from .entropy import gaussian_likelihood, gaussian_scale_table, shifted_gaussian_pmfs
+from .geometry import unit_float
 from .hyper import DOWNSAMPLING, GAIN_FRAC_BITS, HyperConfig, LatentSynthesis, MeanScaleHyperprior, ste_round
 from .interface import (
     PLAIN,
@@ -57,8 +58,8 @@ LOG_SCALE_RANGE = (-7.0, 3.0)
 BBVI_LR = 3e-3  # the paper's reproducible_BBVI learning rate
 BBVI_SEED = 0
 DEFAULT_BBVI_STEPS = 20  # each step is ~0.3 s for a Kodak image, on encoder and decoder alike
-MAX_BBVI_STEPS = 5000
 PADDING_MARGIN_BITS = 256  # padding target above the expected number of borrowed bits
+MAX_PIXELS = 1 << 22  # per image, 4.2 Mpixel (2048x2048): the posterior fit is not tiled
 
 
 def gaussian_entropy_bits(log_scale: torch.Tensor) -> torch.Tensor:
@@ -189,7 +190,8 @@ class BitsBackCodec(LatentSynthesis):
     """Codes an album of images into one ANS stack that also carries arbitrary bytes."""
 
     section_names = ("bitsback", "album")
-    capabilities = Capabilities(refine=("sga",), carries_data=True)
+    # The posterior fit runs on the whole image in float64 on one thread, on both sides: bounded here.
+    capabilities = Capabilities(refine=("sga",), carries_data=True, max_pixels=MAX_PIXELS)
 
     def __init__(self, model: BitsBackHyperprior, coding: dict[str, torch.Tensor], device="cpu",
                  compute: str = "auto"):
@@ -221,10 +223,9 @@ class BitsBackCodec(LatentSynthesis):
         """Continuous y and the mean of q(z|y) (gain-scaled domain) of a (3, H, W) image in [0, 1]."""
         self.qualities.check(quality)
         q = torch.tensor([quality], device=self.device)
-        with precision.autocast(self.compute, self.device):
-            y = self.model.analysis(self.padded_batch(image), q)
-        mean, _ = self.model.posterior(y, q)
-        return y.float().cpu(), mean.float().cpu()
+        y = self.analysis_latents(image, q)
+        mean, _ = self.model.posterior(y.to(self.device), q)
+        return y, mean.float().cpu()
 
     # -- reproducible BBVI ------------------------------------------------------------------
     def reproducible_bbvi(self, y_hat: torch.Tensor, quality: int, steps: int = DEFAULT_BBVI_STEPS) -> Posterior:
@@ -304,6 +305,14 @@ class BitsBackCodec(LatentSynthesis):
             raise FormatError("header geometry disagrees with the album's first image")
         return first.pixels
 
+    def decode_symbols(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> list[np.ndarray]:
+        """The integer latents of every image, then the carried bytes."""
+        stream = sections["bitsback"]
+        table = album.unpack_table(sections["album"], len(stream))
+        coded = [CodedImage(e.height, e.width, e.quality, e.bbvi_steps, e.checksum) for e in table.entries]
+        latents, carried = self.decode_stream(stream, coded, table.carried_bytes, table.padding_words)
+        return [y_hat.numpy() for y_hat in latents] + [np.frombuffer(carried, dtype=np.uint8)]
+
     def encode_album(self, images: Sequence[AlbumImage], carried: bytes, options: EncodeOptions = PLAIN
                      ) -> EncodedAlbum:
         """Several images and the carried bytes in one stream; sections 'bitsback' (the ANS stack)
@@ -337,8 +346,8 @@ class BitsBackCodec(LatentSynthesis):
                 raise FormatError(f"quality index {entry.quality} is not an operating point of this model")
         coded = [CodedImage(e.height, e.width, e.quality, e.bbvi_steps, e.checksum) for e in table.entries]
         latents, carried = self.decode_stream(stream, coded, table.carried_bytes, table.padding_words)
-        images = [DecodedAlbumImage(self.reconstruct(y_hat, e.quality, e.height, e.width), e.quality, e.channels)
-                  for e, y_hat in zip(table.entries, latents, strict=True)]
+        images = [DecodedAlbumImage(self.reconstruct(y_hat, e.quality, e.height, e.width, pixels=True), e.quality,
+                                    e.channels) for e, y_hat in zip(table.entries, latents, strict=True)]
         return images, carried
 
     # -- coding -----------------------------------------------------------------------------
@@ -399,8 +408,9 @@ class BitsBackCodec(LatentSynthesis):
         carried = bitsback.recover_carried(stack, carried_bytes, padding)
         return latents[::-1], carried
 
-    def reconstruct(self, y_hat: torch.Tensor, quality: int, height: int, width: int) -> torch.Tensor:
-        return self.synthesise(y_hat, torch.zeros_like(y_hat, dtype=torch.float64), quality, height, width)
+    def reconstruct(self, y_hat: torch.Tensor, quality: int, height: int, width: int,
+                    pixels: bool = False) -> torch.Tensor:
+        return self.synthesise(y_hat, torch.zeros_like(y_hat, dtype=torch.float64), quality, height, width, pixels)
 
 
 def q_scale_grid(coding: dict[str, torch.Tensor]) -> np.ndarray:
@@ -476,7 +486,7 @@ def refine_latents(codec: BitsBackCodec, image: torch.Tensor, quality: int, opti
     height, width = image.shape[1:]
     q = torch.tensor([quality])
     lam = float(model.lambdas[quality])
-    target = image.float().cpu()
+    target = unit_float(image.cpu())
     y, _ = codec.analyse(image, quality)
     with torch.no_grad():
         mean, log_scale = model.posterior(y.to(codec.device), q.to(codec.device))

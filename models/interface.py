@@ -5,10 +5,12 @@ Workflow (the CLI, the benchmarks and the conformance tests use nothing else)::
     codec = zoo.load_codec("hyper").codec               # an ImageCodec, weights loaded once
     q = codec.qualities.default                          # 0-based operating point
     sections = codec.encode(image, q, EncodeOptions())   # {section name: bytes}
-    pixels = codec.decode(sections, Geometry(h, w), q)   # (3, h, w) float in [0, 1]
+    pixels = codec.decode(sections, Geometry(h, w), q)   # (3, h, w) uint8
 
-``image`` is a (3, H, W) float tensor in [0, 1]; a codec never sees files, grey or alpha planes
-(the container and the CLI handle those). Section names are the ones the family's registry
+``image`` is a (3, H, W) uint8 tensor of RGB pixels (a float one in [0, 1] is accepted too); a
+codec never sees files, grey or alpha planes (the container and the CLI handle those). Codecs
+run large images through their networks in tiles (``models.geometry.Tiles``), so memory stays
+bounded whatever the image size. Section names are the ones the family's registry
 entry declares; the container maps them to its section types.
 
 A codec whose capabilities say ``carries_data`` (bits-back coding) also codes *albums*: several
@@ -19,9 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:  # the CLI reads these classes before (and often without) loading torch
+    import numpy as np
+    import torch
 
 ProgressCallback = Callable[[int, float], None]  # (step, best loss so far) of an encode-time optimisation
 
@@ -46,6 +50,7 @@ class Capabilities:
     refine: tuple[str, ...] = ()  # encode-time refinement methods it accepts, e.g. ("sga",)
     carries_data: bool = False  # bits-back: comments, side information and albums ride in the stream
     progressive: bool = False  # a prefix of the coded sections decodes to a coarser image
+    max_pixels: int | None = None  # largest image it codes, if below the container's limit
 
 
 @dataclass(frozen=True)
@@ -80,14 +85,14 @@ class Geometry:
 class AlbumImage:
     """One image of an album as its codec sees it; channels (1, 3 or 4) is recorded, not coded."""
 
-    pixels: torch.Tensor  # (3, H, W) float in [0, 1]
+    pixels: torch.Tensor  # (3, H, W) uint8
     quality: int
     channels: int = 3
 
 
 @dataclass(frozen=True)
 class DecodedAlbumImage:
-    pixels: torch.Tensor  # (3, H, W) float in [0, 1]
+    pixels: torch.Tensor  # (3, H, W) uint8
     quality: int
     channels: int
 
@@ -117,6 +122,11 @@ class ImageCodec(Protocol):
         ...
 
     def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
+        ...
+
+    def decode_symbols(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> list[np.ndarray]:
+        """The entropy-decoded integers (and carried bytes): what every machine must decode alike,
+        whatever its arithmetic; the conformance files check them."""
         ...
 
 

@@ -18,11 +18,7 @@ import torch
 
 CHOICES = ("auto", "bf16", "fp32")
 
-# Intra-op threads of every transform that produces decoded pixels, whatever --threads says. On an
-# AVX-512 CPU, oneDNN rounded differently with 3 threads than with 1 or 2 (and with 2 on small
-# images; docs/results.md, "Decoded pixels and thread count"). On that 2-core CPU, 4 cost hyper
-# about 4% of its decode time against 2 (8: about 15%) and lets a 4-core CPU use all its cores.
-SYNTHESIS_THREADS = 4
+from .defaults import SYNTHESIS_THREADS
 
 
 @cache

@@ -19,6 +19,7 @@ from torch import nn
 
 from . import precision
 from .entropy import gaussian_likelihood
+from .geometry import unit_float
 from .interface import ProgressCallback, RefineOptions
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class RateDistortion:
         self.codec = codec
         self.model = codec.model
         self.quality = quality
-        self.image = image.float().cpu()
+        self.image = unit_float(image.cpu())
         self.height, self.width = image.shape[1:]
         self.lam = float(self.model.lambdas[quality])
         q = torch.tensor([quality])

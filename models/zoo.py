@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import gc, hyper_bb
+from . import defaults, gc, hyper_bb
 from .hyper import (
     HyperCodec,
     HyperConfig,
@@ -144,7 +144,7 @@ ZOO: dict[str, ZooEntry] = {
         bench_by_default=False),
     **{name: _gc_entry(name) for name in GC_MODELS},
 }
-DEFAULT_MODEL = "hyper"
+DEFAULT_MODEL = defaults.DEFAULT_MODEL
 
 
 def register(zoo_entry: ZooEntry) -> None:

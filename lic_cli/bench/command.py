@@ -7,11 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-from models import zoo
 
 from ..imageio import list_images
 from . import report, runner
@@ -29,8 +26,7 @@ def _split(value: str | None) -> list[str] | None:
 @click.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--models", help="Comma-separated lic models ('none' for none). Default: the shipped models that "
-              f"make an R-D curve ({', '.join(n for n, e in zoo.ZOO.items() if e.bench_by_default)}); the others "
-              "have their own benchmarks (benchmarks/bitsback_kodak.py, benchmarks/gc_kodak.py).")
+              "make an R-D curve (`lic models`); the others have their own benchmarks (benchmarks/).")
 @click.option("--codecs", help=f"Comma-separated classical codecs ('none' for none) from {','.join(CLASSICAL)}. "
               "Default: all that are installed.")
 @click.option("--anchor", default="heic", show_default=True, help="Codec the BD-rates are measured against.")
@@ -55,6 +51,11 @@ def bench(folders, models, codecs, anchor, out, jobs, threads, weights, quick):
     lic bench ../shared/data/kodak --quick --jobs 2
     lic bench kodak/ --models MODEL --codecs jpeg,webp,heic
     """
+    from models import zoo
+
+    from ..cli import load_torch
+
+    torch = load_torch()
     images = [str(p) for folder in folders for p in list_images(folder)]
     if not images:
         _fail("no images found in the given folders")

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from ..imageio import load_rgb_array
-from ..metrics import haarpsi, ms_ssim, psnr
 from .codecs import Codec, classical_codec
 
 LIC_PREFIX = "lic-"
@@ -84,6 +83,8 @@ def _codec_in_worker(name: str) -> Codec:
 
 def run_job(job: Job) -> dict:
     codec = _codec_in_worker(job.codec)
+    from ..metrics import haarpsi, ms_ssim, psnr  # torch: only where jobs run
+
     pixels = load_rgb_array(Path(job.image))
     started = time.perf_counter()
     data = codec.encode(pixels, job.setting)

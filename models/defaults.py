@@ -1,0 +1,9 @@
+"""Constants the command line shows before any network is loaded (this module imports nothing heavy)."""
+
+DEFAULT_MODEL = "hyper"
+
+# Intra-op threads of every transform that produces decoded pixels, whatever --threads says. On an
+# AVX-512 CPU, oneDNN rounded differently with 3 threads than with 1 or 2 (and with 2 on small
+# images; docs/notes/2026-11-determinism.md). On that 2-core CPU, 4 cost hyper about 4% of its
+# decode time against 2 (8: about 15%) and lets a 4-core CPU use all its cores.
+SYNTHESIS_THREADS = 4

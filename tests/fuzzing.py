@@ -1,0 +1,48 @@
+"""Mutations of .lic files for fuzzing the decoders (tests/test_fuzz.py, benchmarks/fuzz.py).
+
+Most mutations recompute the container checksum, so that they reach the section decoders instead
+of stopping at the CRC."""
+from __future__ import annotations
+
+import random
+import struct
+import zlib
+
+from bitstream.container import MAGIC
+
+HEADER_FIELDS = 40  # bytes from the start where the header's counts and sizes live
+
+
+def with_checksum(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """One random mutation of a file (a few bytes changed, cut, repeated or replaced)."""
+    body = bytearray(data[:-4])
+    kind = rng.randrange(7)
+    if kind == 0:  # flip bits anywhere
+        for _ in range(rng.randint(1, 4)):
+            body[rng.randrange(len(body))] ^= 1 << rng.randrange(8)
+    elif kind == 1:  # overwrite a header byte (sizes, counts, quality, channels)
+        position = rng.randrange(len(MAGIC), min(len(body), HEADER_FIELDS + 8))
+        body[position] = rng.choice([0, 1, 2, 3, 4, 5, 0x7F, 0x80, 0xFF, rng.randrange(256)])
+    elif kind == 2:  # truncate
+        body = body[: rng.randrange(len(body))]
+    elif kind == 3:  # replace a run with random bytes
+        start = rng.randrange(len(body))
+        length = rng.randint(1, 64)
+        body[start:start + length] = bytes(rng.randrange(256) for _ in range(length))
+    elif kind == 4:  # duplicate a run (shifts everything after it)
+        start = rng.randrange(len(body))
+        body[start:start] = body[start:start + rng.randint(1, 32)]
+    elif kind == 5:  # a 32-bit field set to an extreme
+        if len(body) > 4:
+            position = rng.randrange(len(MAGIC), len(body) - 4)
+            body[position:position + 4] = struct.pack("<I", rng.choice([0, 1, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF]))
+    else:  # delete a run
+        start = rng.randrange(len(body))
+        del body[start:start + rng.randint(1, 32)]
+    if rng.random() < 0.1:  # leave the checksum stale now and then
+        return bytes(body) + data[-4:]
+    return with_checksum(bytes(body))
