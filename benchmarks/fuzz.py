@@ -6,7 +6,8 @@ a hang (the worker is restarted).
     python benchmarks/fuzz.py --minutes 30 [--seed 0] [--out docs/results-fuzz.json]
 
 Seeds: the conformance files of every shipped model and the regression corpus (tests/).
-Files that crash or hang are written to --keep for the regression corpus.
+Files that crash or hang are written to --keep; add them to tests/corpus/found/ with the phrase
+their error must contain (expected.json) once the decoder refuses them.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ class Worker:
 
 
 def seeds() -> list[tuple[str, bytes]]:
-    folders = (ROOT / "tests" / "conformance", ROOT / "tests" / "corpus")
+    folders = (ROOT / "tests" / "conformance", ROOT / "tests" / "corpus", ROOT / "tests" / "corpus" / "found")
     return [(path.name, path.read_bytes()) for folder in folders for path in sorted(folder.glob("*.lic"))]
 
 

@@ -5,7 +5,7 @@ import constriction
 import numpy as np
 
 from .container import FormatError
-from .tables import IntegerTables
+from .tables import TOTAL, IntegerTables
 
 _BIT_LENGTH_MODEL = constriction.stream.model.Uniform(65)
 _CHUNK_BITS = 16
@@ -25,6 +25,7 @@ class TableCoder:
         self._models = [
             constriction.stream.model.Categorical(tables.probabilities(t), perfect=False) for t in range(len(tables))
         ]
+        self._costs = [symbol_costs(tables.counts[t, : tables.lengths[t] + 1]) for t in range(len(tables))]
 
     def encode(self, values: np.ndarray, table_ids: np.ndarray) -> bytes:
         coder = constriction.stream.stack.AnsCoder()
@@ -60,8 +61,10 @@ class TableCoder:
     def pop(self, coder, table_ids: np.ndarray) -> np.ndarray:
         table_ids = _flat_ids(table_ids)
         values = np.empty(len(table_ids), dtype=np.int64)
+        budget = InformationBudget(coder)
         for table, positions in self._groups(table_ids):
             symbols = np.asarray(coder.decode(self._models[table], len(positions)), dtype=np.int64)
+            budget.spend(self._costs[table][symbols].sum())
             group = symbols + self.tables.offsets[table]
             for i in np.nonzero(symbols == self.tables.lengths[table])[0]:
                 group[i] = _pop_escaped_value(coder)
@@ -116,6 +119,31 @@ class ClosedTableCoder(TableCoder):
             symbols = np.asarray(coder.decode(self._models[table], len(positions)), dtype=np.int64)
             values[positions] = symbols + self.tables.offsets[table]
         return values
+
+
+def symbol_costs(counts: np.ndarray) -> np.ndarray:
+    """-log2 of each symbol's probability under integer counts (summing to 2^16)."""
+    return -np.log2(np.asarray(counts, dtype=np.float64) / TOTAL)
+
+
+class InformationBudget:
+    """Stops decoding a stream that cannot hold the symbols popped from it.
+
+    An ANS stack holds at least the information of its symbols (less the state's 64 bits), but
+    popping from an exhausted stack never fails: a few garbage bytes would decode to any number
+    of symbols. So a decoder spends each popped symbol's -log2 p against the bits the stack held,
+    and a stream that overdraws by more than rounding can explain is refused at once."""
+
+    SLACK = 1.01
+
+    def __init__(self, coder):
+        self.available = self.SLACK * coder.num_bits() + 1024
+        self.spent = 0.0
+
+    def spend(self, bits: float) -> None:
+        self.spent += float(bits)
+        if self.spent > self.available:
+            raise FormatError("entropy-coded stream is too short for the image it declares (corrupted file?)")
 
 
 def _flat_ids(table_ids: np.ndarray) -> np.ndarray:

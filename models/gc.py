@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitstream.coders import stack_from_bytes, words_to_bytes
+from bitstream.coders import InformationBudget, stack_from_bytes, symbol_costs, words_to_bytes
 from bitstream.container import FormatError
 from bitstream.tables import TOTAL
 
@@ -433,15 +433,19 @@ class GcCodec:
                 # An empty stream decodes to the first symbol everywhere, which is what only an
                 # image of that symbol alone codes to, and its table would say so.
                 raise FormatError("empty entropy-coded stream under a table of other symbols (corrupted file?)")
+            budget = InformationBudget(coder)
             for channel in range(shape[0]):
                 model = constriction.stream.model.Categorical(counts[channel] / TOTAL, perfect=False)
                 symbols[channel] = np.asarray(coder.decode(model, shape[1] * shape[2])).reshape(shape[1:])
+                budget.spend(symbol_costs(counts[channel])[symbols[channel]].sum())
         elif mode == MODE_CONTEXT:
             coder = stack_from_bytes(body)
             family = constriction.stream.model.Categorical(perfect=False)
             w_hat = torch.zeros((1, *shape), dtype=torch.float64)
+            budget = InformationBudget(coder)
             for channel, _, positions, counts in self._context_steps(w_hat):
                 decoded = np.asarray(coder.decode(family, counts / TOTAL), dtype=np.int64)
+                budget.spend(symbol_costs(np.take_along_axis(counts, decoded[:, None], axis=1)).sum())
                 symbols[channel][positions] = decoded
                 w_hat[0, channel][torch.from_numpy(positions)] = torch.tensor(CENTRES, dtype=torch.float64)[decoded]
         else:

@@ -20,6 +20,9 @@ def with_checksum(body: bytes) -> bytes:
 def mutate(data: bytes, rng: random.Random) -> bytes:
     """One random mutation of a file (a few bytes changed, cut, repeated or replaced)."""
     body = bytearray(data[:-4])
+    if len(body) <= HEADER_FIELDS:  # already cut short: grow it back with random bytes
+        body += bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+        return with_checksum(bytes(body))
     kind = rng.randrange(7)
     if kind == 0:  # flip bits anywhere
         for _ in range(rng.randint(1, 4)):
@@ -37,9 +40,8 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
         start = rng.randrange(len(body))
         body[start:start] = body[start:start + rng.randint(1, 32)]
     elif kind == 5:  # a 32-bit field set to an extreme
-        if len(body) > 4:
-            position = rng.randrange(len(MAGIC), len(body) - 4)
-            body[position:position + 4] = struct.pack("<I", rng.choice([0, 1, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF]))
+        position = rng.randrange(len(MAGIC), len(body) - 4)
+        body[position:position + 4] = struct.pack("<I", rng.choice([0, 1, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF]))
     else:  # delete a run
         start = rng.randrange(len(body))
         del body[start:start + rng.randint(1, 32)]

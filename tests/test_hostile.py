@@ -39,11 +39,21 @@ def lic(runner, *args):
     return runner.invoke(main, [str(a) for a in args])
 
 
+def regression_corpus() -> dict[Path, str]:
+    """File -> a phrase its one-line error must contain: the made bombs (corpus/regenerate.py) and
+    what fuzz runs found (corpus/found/, from benchmarks/fuzz.py)."""
+    cases = {}
+    for folder in (CORPUS, CORPUS / "found"):
+        expected = json.loads((folder / "expected.json").read_text())
+        cases.update({folder / name: phrase for name, phrase in expected.items()})
+    return cases
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(json.loads((CORPUS / "expected.json").read_text())))
-def test_the_regression_corpus_is_refused_in_one_line(runner, tmp_path, name):
-    expected = json.loads((CORPUS / "expected.json").read_text())[name]
-    result = lic(runner, "decode", CORPUS / name, "-o", tmp_path / "out.png")
+@pytest.mark.parametrize("path", sorted(regression_corpus()), ids=lambda path: path.name)
+def test_the_regression_corpus_is_refused_in_one_line(runner, tmp_path, path):
+    expected = regression_corpus()[path]
+    result = lic(runner, "decode", path, "-o", tmp_path / "out.png")
     assert result.exit_code == 2 and expected in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out.png").exists()
 
