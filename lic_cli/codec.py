@@ -125,16 +125,22 @@ def decode_symbols(data: bytes, session: CodecSession) -> list[np.ndarray]:
                                        container.quality)
 
 
-def _check_declared_size(container: Container, max_pixels: int, limit: str | None = None) -> None:
+def _declared_sizes(container: Container) -> list[tuple[int, int]]:
+    """(width, height) of every image a file declares: its header's, and an album's entries."""
     sizes = [(container.width, container.height)]
     if SectionType.ALBUM in container.sections and SectionType.BITSBACK in container.sections:
         table = album.unpack_table(container.sections[SectionType.ALBUM], len(container.sections[SectionType.BITSBACK]))
         sizes += [(entry.width, entry.height) for entry in table.entries]
-    for width, height in sizes:
+    return sizes
+
+
+def _check_declared_size(container: Container, max_pixels: int, whose: str | None = None) -> None:
+    """Refuse a declared image over max_pixels: the --max-pixels limit, or a model's (whose)."""
+    for width, height in _declared_sizes(container):
         if width * height > max_pixels:
-            raise FormatError(f"declares an image of {width}x{height} = {width * height} pixels, over "
-                              + (f"{limit}, {max_pixels}" if limit else f"the limit of {max_pixels} (raise it with "
-                                 f"--max-pixels, at most {MAX_PIXELS})"))
+            limit = (f"the {max_pixels} pixels {whose}" if whose else
+                     f"the limit of {max_pixels} (raise it with --max-pixels, at most {MAX_PIXELS})")
+            raise FormatError(f"declares an image of {width}x{height} = {width * height} pixels, over {limit}")
 
 
 def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
@@ -148,7 +154,7 @@ def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
                           f"pass --weights {container.model_id}=FILE (docs/models.md lists every shipped weight file)")
     limit = loaded.codec.capabilities.max_pixels
     if limit is not None:
-        _check_declared_size(container, limit, f"the most model {container.model_id} codes")
+        _check_declared_size(container, limit, f"model {container.model_id} codes at most")
     if container.quality >= loaded.codec.qualities.count:
         raise FormatError(f"quality index {container.quality} is not an operating point of {container.model_id}")
     return loaded

@@ -119,10 +119,12 @@ def _gc_entry(name: str) -> ZooEntry:
     bound_bpp = gc.bound_bits(512, 768, bottleneck) / (512 * 768)
     training = Training("gan", frozenset({"gan_after", "discriminator_width"}),
                         {"channels": "width", "latent_channels": "context_width"})
-    return ZooEntry(name, f"generative compression (Agustsson et al. 2019), {what}, C={bottleneck}: "
-                    f"<= {bound_bpp:.4f} bpp at 768x512", _gc, gc.GcCodec, f"{name}.pt", config,
-                    gc.freeze_coding_tensors, gc.GcCodec.section_names, lambda _: gc.GcCodec.qualities, training,
-                    {"width": 16, "residual_blocks": 1, "context_width": 8}, starts, bench_by_default=False)
+    return ZooEntry(
+        name, f"generative compression (Agustsson et al. 2019), {what}, C={bottleneck}: "
+        f"<= {bound_bpp:.4f} bpp at 768x512", build=_gc, codec=gc.GcCodec, weight_file=f"{name}.pt", config=config,
+        freeze=gc.freeze_coding_tensors, sections=gc.GcCodec.section_names, qualities=lambda _: gc.GcCodec.qualities,
+        training=training, tiny_config={"width": 16, "residual_blocks": 1, "context_width": 8}, init_from=starts,
+        bench_by_default=False)
 
 
 HYPER_TRAINING = Training("rate-distortion", HYPER_OPTIONS, HYPER_SIZES, _hyper_sizes)

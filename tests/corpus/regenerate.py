@@ -45,7 +45,7 @@ def main() -> None:
         "gc-c4-empty-8192x4096.lic": (Container("gc-c4", hashes["gc-c4"], 0, 8192, 4096, 3, {
             SectionType.LATENT: b"\0" + counts.tobytes()}), "empty entropy-coded stream"),
         "hyper-bb-2000-steps.lic": (_with_entry(real_bb, greedy, table), "BBVI steps"),
-        "hyper-bb-8192x4096.lic": (_with_entry(real_bb, huge, table, 8192, 4096), "the most model hyper-bb codes"),
+        "hyper-bb-8192x4096.lic": (_with_entry(real_bb, huge, table, 8192, 4096), "model hyper-bb codes at most"),
     }
     expected = {}
     for name, (container, message) in files.items():
