@@ -106,7 +106,8 @@ def main() -> None:
             print(f"{count} files: {dict(outcomes)}, slowest {slowest[0]:.2f} s ({slowest[1]}), "
                   f"peak RSS {peak:.2f} GiB", flush=True)
     current.stop()
-    summary = {"minutes": args.minutes, "files": count, "outcomes": dict(outcomes), "slowest_s": slowest[0],
+    summary = {"command": "python benchmarks/fuzz.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d"),
+               "minutes": args.minutes, "files": count, "outcomes": dict(outcomes), "slowest_s": slowest[0],
                "slowest_seed": slowest[1], "peak_rss_gib": peak, "problems": problems}
     print(json.dumps(summary, indent=1))
     if args.out:

@@ -77,7 +77,19 @@ def main() -> None:
                       f"encode {encode[0]:.1f} s {encode[1]:.2f} GiB, decode {decode[0]:.1f} s {decode[1]:.2f} GiB, "
                       f"{row['bytes']:,} bytes", flush=True)
     if args.out:
-        args.out.write_text(json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
+        command = "python benchmarks/large_images.py " + " ".join(sys.argv[1:])
+        args.out.write_text(json.dumps({"command": command, "date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(),
+                                        "threads": args.threads, "rows": rows}, indent=1) + "\n")
+
+
+def cpu_name() -> str:
+    """The CPU's model name and whether it does bf16 natively (what `--precision auto` picks)."""
+    from models.precision import cpu_has_native_bf16
+
+    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")]
+    return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} cores, " + \
+        ("bf16 transforms" if cpu_has_native_bf16() else "fp32 transforms")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ shows exactly what the benchmark commands produced.
     python benchmarks/render_results.py --bench bench-out/kodak      # after `lic bench`
     python benchmarks/render_results.py --hyper docs/results-hyper.json
     python benchmarks/render_results.py --gc docs/results-gc.json --gallery docs/gallery/gallery.json
+    python benchmarks/render_results.py --large docs/results-large.json --fuzz docs/results-fuzz.json
 """
 from __future__ import annotations
 
@@ -124,6 +125,28 @@ def gallery_block(path: Path) -> str:
     return "\n".join(lines)
 
 
+def large_block(path: Path) -> str:
+    result = json.loads(path.read_text())
+    lines = [f"Command: `{result['command']}` — {result['cpu']}, {result['threads']} torch threads, "
+             f"{result['date']}. Peak RSS of each `lic` process (the kernel's accounting), wall time.", "",
+             "| model | image | Mpixel | bytes | encode (s) | encode peak (GiB) | decode (s) | decode peak (GiB) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['model']} | {r['width']}×{r['height']} | {r['megapixels']:.1f} | {r['bytes']:,} "
+                     f"| {r['encode_s']:.1f} | {r['encode_gib']:.2f} | {r['decode_s']:.1f} | {r['decode_gib']:.2f} |")
+    return "\n".join(lines)
+
+
+def fuzz_block(path: Path) -> str:
+    result = json.loads(path.read_text())
+    outcomes = ", ".join(f"{count:,} {outcome}" for outcome, count in sorted(result["outcomes"].items()))
+    problems = ", ".join(p["outcome"] for p in result["problems"]) or "none"
+    return (f"Command: `{result['command']}` — {result['date']}. {result['files']:,} mutated files in "
+            f"{result['minutes']:g} minutes: {outcomes}; crashes and hangs: {problems}. Slowest file "
+            f"{result['slowest_s']:.2f} s (a mutation of {result['slowest_seed']}), peak RSS of the decoding "
+            f"process {result['peak_rss_gib']:.2f} GiB (every shipped model loaded).")
+
+
 def _pct(value) -> str:
     return "n/a (no overlap)" if value is None else f"{value:+.1f}%"
 
@@ -139,6 +162,8 @@ def main() -> None:
     parser.add_argument("--bitsback", type=Path, help="JSON written by benchmarks/bitsback_kodak.py")
     parser.add_argument("--gc", type=Path, help="JSON written by benchmarks/gc_kodak.py")
     parser.add_argument("--gallery", type=Path, help="gallery.json written by benchmarks/gc_gallery.py")
+    parser.add_argument("--large", type=Path, help="JSON written by benchmarks/large_images.py")
+    parser.add_argument("--fuzz", type=Path, help="JSON written by benchmarks/fuzz.py")
     args = parser.parse_args()
     text = DOC.read_text()
     if args.bench:
@@ -153,6 +178,10 @@ def main() -> None:
         text = replace_block(text, "gc", gc_block(args.gc.resolve()))
     if args.gallery:
         text = replace_block(text, "gallery", gallery_block(args.gallery.resolve()))
+    if args.large:
+        text = replace_block(text, "large", large_block(args.large.resolve()))
+    if args.fuzz:
+        text = replace_block(text, "fuzz", fuzz_block(args.fuzz.resolve()))
     DOC.write_text(text)
 
 

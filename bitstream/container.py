@@ -87,6 +87,9 @@ class Container:
             raise FormatError("an RGBA image needs exactly one alpha section")
         if self.bit_depth != 8:
             raise FormatError(f"unsupported bit depth {self.bit_depth}")
+        for name, kind in CODED_SECTIONS.items():
+            if kind in self.sections and not self.sections[kind]:
+                raise FormatError(f"empty {name} section (no model writes one)")
         if len(self.sections) > MAX_SECTIONS:
             raise FormatError("too many sections")
 

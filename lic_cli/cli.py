@@ -1,6 +1,7 @@
 """The `lic` command line."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -322,9 +323,8 @@ def decode(inputs, output, fmt, force, side_info_out, weights, device, precision
       lic decode album.lic -o photos/           # every image of a bits-back album
       lic decode photo.lic --side-info-out notes.txt
     """
-    load_torch(threads)
-    from . import codec
     from .imageio import check_output_suffix, encode_image_file
+    from .limits import check_declared_size
 
     try:
         jobs = files.plan_jobs(inputs, output, "." + fmt, force)
@@ -335,11 +335,20 @@ def decode(inputs, output, fmt, force, side_info_out, weights, device, precision
             raise ValueError("--side-info-out takes a single input")
     except USER_ERRORS as error:
         fail(describe(error))
-    session = codec.CodecSession(parse_weights(weights), _device(device), precision)
+    @functools.cache
+    def session():
+        """The models: torch loads only for the first file that passes the header checks."""
+        load_torch(threads)
+        from . import codec
+        return codec.CodecSession(parse_weights(weights), _device(device), precision)
 
     def work(job: files.Job) -> str:
         started = time.perf_counter()
-        decoded = codec.decode_file(files.read_input(job.source), session, max_pixels)
+        data = files.read_input(job.source)
+        check_declared_size(unpack(data), max_pixels)
+        models = session()
+        from . import codec
+        decoded = codec.decode_file(data, models, max_pixels)
         if len(decoded.images) > 1:
             targets = _album_targets(job, output, decoded.names, fmt, force)
         else:

@@ -26,6 +26,7 @@ from models.geometry import to_uint8
 from models.interface import PLAIN, AlbumImage, EncodedAlbum, EncodeOptions, Geometry
 
 from .imageio import ImageData
+from .limits import check_declared_size
 
 
 class CodecSession:
@@ -102,7 +103,7 @@ def check_size(image: ImageData, loaded: zoo.LoadedCodec) -> None:
 def decode_file(data: bytes, session: CodecSession, max_pixels: int = MAX_PIXELS) -> DecodedFile:
     """Decode a .lic file; images it declares over max_pixels are refused before any model runs."""
     container = unpack(data)
-    _check_declared_size(container, max_pixels)
+    check_declared_size(container, max_pixels)
     loaded = _codec_for(container, session)
     coded = coded_sections(container, loaded)
     if loaded.codec.capabilities.carries_data:
@@ -125,24 +126,6 @@ def decode_symbols(data: bytes, session: CodecSession) -> list[np.ndarray]:
                                        container.quality)
 
 
-def _declared_sizes(container: Container) -> list[tuple[int, int]]:
-    """(width, height) of every image a file declares: its header's, and an album's entries."""
-    sizes = [(container.width, container.height)]
-    if SectionType.ALBUM in container.sections and SectionType.BITSBACK in container.sections:
-        table = album.unpack_table(container.sections[SectionType.ALBUM], len(container.sections[SectionType.BITSBACK]))
-        sizes += [(entry.width, entry.height) for entry in table.entries]
-    return sizes
-
-
-def _check_declared_size(container: Container, max_pixels: int, whose: str | None = None) -> None:
-    """Refuse a declared image over max_pixels: the --max-pixels limit, or a model's (whose)."""
-    for width, height in _declared_sizes(container):
-        if width * height > max_pixels:
-            limit = (f"the {max_pixels} pixels {whose}" if whose else
-                     f"the limit of {max_pixels} (raise it with --max-pixels, at most {MAX_PIXELS})")
-            raise FormatError(f"declares an image of {width}x{height} = {width * height} pixels, over {limit}")
-
-
 def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
     try:
         loaded = session.get(container.model_id)
@@ -154,7 +137,7 @@ def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
                           f"pass --weights {container.model_id}=FILE (docs/models.md lists every shipped weight file)")
     limit = loaded.codec.capabilities.max_pixels
     if limit is not None:
-        _check_declared_size(container, limit, f"model {container.model_id} codes at most")
+        check_declared_size(container, limit, f"model {container.model_id} codes at most")
     if container.quality >= loaded.codec.qualities.count:
         raise FormatError(f"quality index {container.quality} is not an operating point of {container.model_id}")
     return loaded

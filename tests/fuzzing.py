@@ -8,7 +8,7 @@ import random
 import struct
 import zlib
 
-from bitstream.container import MAGIC
+from bitstream.container import MAGIC, Container
 
 HEADER_FIELDS = 40  # bytes from the start where the header's counts and sizes live
 
@@ -48,3 +48,16 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     if rng.random() < 0.1:  # leave the checksum stale now and then
         return bytes(body) + data[-4:]
     return with_checksum(bytes(body))
+
+
+def pack_unchecked(container: Container, version: int | None = None) -> bytes:
+    """A container written per docs/format.md without the writer's validation: how a damaged or
+    hostile file is made."""
+    model_id = container.model_id.encode("ascii")
+    flags = 1 if 5 in container.sections else 0
+    parts = [MAGIC, bytes([version or container.version, flags, len(model_id)]), model_id, container.weights_hash,
+             struct.pack("<BIIBBB", container.quality, container.width, container.height, container.channels,
+                         container.bit_depth, len(container.sections))]
+    for kind in sorted(container.sections):
+        parts += [struct.pack("<BI", int(kind), len(container.sections[kind])), container.sections[kind]]
+    return with_checksum(b"".join(parts))
