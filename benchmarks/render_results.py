@@ -170,18 +170,12 @@ def main() -> None:
         text = replace_block(text, "bench", bench_block(args.bench))
         if (args.bench / "rd.png").exists():
             shutil.copyfile(args.bench / "rd.png", DOC.parent / "rd-kodak.png")
-    if args.hyper:
-        text = replace_block(text, "hyper", hyper_block(args.hyper.resolve()))
-    if args.bitsback:
-        text = replace_block(text, "bitsback", bitsback_block(args.bitsback.resolve()))
-    if args.gc:
-        text = replace_block(text, "gc", gc_block(args.gc.resolve()))
-    if args.gallery:
-        text = replace_block(text, "gallery", gallery_block(args.gallery.resolve()))
-    if args.large:
-        text = replace_block(text, "large", large_block(args.large.resolve()))
-    if args.fuzz:
-        text = replace_block(text, "fuzz", fuzz_block(args.fuzz.resolve()))
+    renderers = {"hyper": hyper_block, "bitsback": bitsback_block, "gc": gc_block, "gallery": gallery_block,
+                 "large": large_block, "fuzz": fuzz_block}
+    for name, render in renderers.items():
+        path = getattr(args, name)
+        if path:
+            text = replace_block(text, name, render(path.resolve()))
     DOC.write_text(text)
 
 
