@@ -33,12 +33,8 @@ class TableCoder:
         return words_to_bytes(coder.get_compressed())
 
     def decode(self, data: bytes, table_ids: np.ndarray) -> np.ndarray:
-        """The values of a stream written by ``encode``; it must be consumed exactly."""
-        if not data and np.size(table_ids):
-            # Popping from an empty stack "succeeds" with each table's first symbol, and only those
-            # symbols leave a stack empty when pushed. They are the far tails of these tables, so
-            # a stream of them all is no encoder's output: an empty stream is a damaged one.
-            raise FormatError("entropy-coded stream is empty (corrupted file?)")
+        """The values of a stream written by ``encode``; it must be consumed exactly. (An empty
+        stream is valid here: it is what values that are all their tables' first symbols code to.)"""
         coder = stack_from_bytes(data)
         values = self.pop(coder, table_ids)
         if not coder.is_empty():

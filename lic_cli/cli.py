@@ -344,11 +344,11 @@ def decode(inputs, output, fmt, force, side_info_out, weights, device, precision
 
     def work(job: files.Job) -> str:
         started = time.perf_counter()
-        data = files.read_input(job.source)
-        check_declared_size(unpack(data), max_pixels)
+        container = unpack(files.read_input(job.source))
+        check_declared_size(container, max_pixels)
         models = session()
         from . import codec
-        decoded = codec.decode_file(data, models, max_pixels)
+        decoded = codec.decode_container(container, models)
         if len(decoded.images) > 1:
             targets = _album_targets(job, output, decoded.names, fmt, force)
         else:

@@ -104,6 +104,11 @@ def decode_file(data: bytes, session: CodecSession, max_pixels: int = MAX_PIXELS
     """Decode a .lic file; images it declares over max_pixels are refused before any model runs."""
     container = unpack(data)
     check_declared_size(container, max_pixels)
+    return decode_container(container, session)
+
+
+def decode_container(container: Container, session: CodecSession) -> DecodedFile:
+    """Decode a parsed file whose declared sizes the caller has checked (decode_file does both)."""
     loaded = _codec_for(container, session)
     coded = coded_sections(container, loaded)
     if loaded.codec.capabilities.carries_data:

@@ -211,9 +211,13 @@ class GenerativeCompression(nn.Module):
         self.generator = Generator(config.width, config.bottleneck, config.residual_blocks, config.norm)
         self.context = ChannelContext(config.bottleneck, config.context_width)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x in [0, 1], sides multiples of 16 -> the encoder's continuous W (B, C, h, w)."""
+        return self.encoder(x * 2 - 1).float()
+
     def analyse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x in [0, 1], sides multiples of 16 -> (w_hat, symbols (B, C, h, w) in 0..4)."""
-        return quantize(self.encoder(x * 2 - 1).float())
+        return quantize(self.features(x))
 
     def synthesise(self, w_hat: torch.Tensor) -> torch.Tensor:
         return (self.generator(w_hat).float() + 1) / 2
@@ -360,9 +364,9 @@ class GcCodec:
 
     @torch.inference_mode()
     def symbols(self, image: torch.Tensor) -> np.ndarray:
-        """The (C, h, w) symbols 0..4 of a (3, H, W) image in [0, 1]."""
+        """The (C, h, w) symbols 0..4 of a (3, H, W) uint8 image."""
         def encoder(tile: torch.Tensor) -> torch.Tensor:
-            return self.model.encoder(unit_float(tile.to(self.device)) * 2 - 1).float().cpu()
+            return self.model.features(unit_float(tile.to(self.device))).cpu()
 
         x = pad_to_multiple(image[None], DOWNSAMPLING, MIN_LATENT)
         with precision.autocast(self.compute, self.device):

@@ -393,7 +393,7 @@ class HyperCodec(LatentSynthesis):
 
     @torch.inference_mode()
     def analyse(self, image: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The amortized (encoder-network) latents of a (3, H, W) image in [0, 1]: continuous y and z
+        """The amortized (encoder-network) latents of a (3, H, W) uint8 image: continuous y and z
         in the gain-scaled domain, shapes (1, M, H'/16, W'/16) and (1, N, H'/64, W'/64), H' padded."""
         self.qualities.check(quality)
         y = self.analysis_latents(image, torch.tensor([quality], device=self.device))
@@ -421,7 +421,7 @@ class HyperCodec(LatentSynthesis):
         return Quantised(z_hat, residuals.round_().to(torch.int64), means, table_ids)
 
     def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
-        """image: (3, H, W) float in [0, 1]. Returns the coded sections; options.refine runs SGA first."""
+        """image: (3, H, W) uint8. Returns the coded sections; options.refine runs SGA first."""
         check_refine(self.capabilities, options, "this model")
         if options.refine is not None:
             from .sga import refine

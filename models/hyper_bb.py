@@ -220,7 +220,7 @@ class BitsBackCodec(LatentSynthesis):
 
     @torch.inference_mode()
     def analyse(self, image: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Continuous y and the mean of q(z|y) (gain-scaled domain) of a (3, H, W) image in [0, 1]."""
+        """Continuous y and the mean of q(z|y) (gain-scaled domain) of a (3, H, W) uint8 image."""
         self.qualities.check(quality)
         q = torch.tensor([quality], device=self.device)
         y = self.analysis_latents(image, q)
@@ -307,10 +307,7 @@ class BitsBackCodec(LatentSynthesis):
 
     def decode_symbols(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> list[np.ndarray]:
         """The integer latents of every image, then the carried bytes."""
-        stream = sections["bitsback"]
-        table = album.unpack_table(sections["album"], len(stream))
-        coded = [CodedImage(e.height, e.width, e.quality, e.bbvi_steps, e.checksum) for e in table.entries]
-        latents, carried = self.decode_stream(stream, coded, table.carried_bytes, table.padding_words)
+        _, latents, carried = self._decode_latents(sections)
         return [y_hat.numpy() for y_hat in latents] + [np.frombuffer(carried, dtype=np.uint8)]
 
     def encode_album(self, images: Sequence[AlbumImage], carried: bytes, options: EncodeOptions = PLAIN
@@ -339,6 +336,13 @@ class BitsBackCodec(LatentSynthesis):
                             4 * stream.padding_words, tuple(bits / 8 for bits in stream.borrowed_bits))
 
     def decode_album(self, sections: dict[str, bytes]) -> tuple[list[DecodedAlbumImage], bytes]:
+        table, latents, carried = self._decode_latents(sections)
+        images = [DecodedAlbumImage(self.reconstruct(y_hat, e.quality, e.height, e.width, pixels=True), e.quality,
+                                    e.channels) for e, y_hat in zip(table.entries, latents, strict=True)]
+        return images, carried
+
+    def _decode_latents(self, sections: dict[str, bytes]) -> tuple[album.AlbumTable, list[torch.Tensor], bytes]:
+        """(image table, each image's integer y-hat, carried bytes) of a file's two sections."""
         stream = sections["bitsback"]
         table = album.unpack_table(sections["album"], len(stream))
         for entry in table.entries:
@@ -346,9 +350,7 @@ class BitsBackCodec(LatentSynthesis):
                 raise FormatError(f"quality index {entry.quality} is not an operating point of this model")
         coded = [CodedImage(e.height, e.width, e.quality, e.bbvi_steps, e.checksum) for e in table.entries]
         latents, carried = self.decode_stream(stream, coded, table.carried_bytes, table.padding_words)
-        images = [DecodedAlbumImage(self.reconstruct(y_hat, e.quality, e.height, e.width, pixels=True), e.quality,
-                                    e.channels) for e, y_hat in zip(table.entries, latents, strict=True)]
-        return images, carried
+        return table, latents, carried
 
     # -- coding -----------------------------------------------------------------------------
     def encode_stream(self, latents: list[tuple[torch.Tensor, int, int, int]], carried: bytes,

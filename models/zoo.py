@@ -64,7 +64,6 @@ class ZooEntry:
     weight_file: str
     config: dict
     freeze: Callable[[nn.Module], dict]  # the exact coding tensors derived from a trained network
-    sections: tuple[str, ...]  # the coded container sections its codec writes (bitstream.container names)
     qualities: Callable[[dict], Qualities]  # operating points of a configuration, without loading weights
     training: Training
     tiny_config: dict  # a network small enough for logic tests (random weights, seconds per round trip)
@@ -73,6 +72,11 @@ class ZooEntry:
     fit_state: Callable[[dict, nn.Module], dict] | None = None
     shipped: bool = True  # False: registered and trainable, but no weight file is committed yet
     bench_by_default: bool = True  # False: `lic bench` runs it only when asked (--models)
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """The coded container sections its codec writes (bitstream.container names)."""
+        return tuple(self.codec.section_names)
 
 
 def _hyper_config(config: dict) -> HyperConfig:
@@ -122,7 +126,7 @@ def _gc_entry(name: str) -> ZooEntry:
     return ZooEntry(
         name, f"generative compression (Agustsson et al. 2019), {what}, C={bottleneck}: "
         f"<= {bound_bpp:.4f} bpp at 768x512", build=_gc, codec=gc.GcCodec, weight_file=f"{name}.pt", config=config,
-        freeze=gc.freeze_coding_tensors, sections=gc.GcCodec.section_names, qualities=lambda _: gc.GcCodec.qualities,
+        freeze=gc.freeze_coding_tensors, qualities=lambda _: gc.GcCodec.qualities,
         training=training, tiny_config={"width": 16, "residual_blocks": 1, "context_width": 8}, init_from=starts,
         bench_by_default=False)
 
@@ -133,7 +137,7 @@ ZOO: dict[str, ZooEntry] = {
     "hyper": ZooEntry(
         "hyper", "mean-scale hyperprior (Minnen et al. 2018), MSE, 6 qualities in one network",
         build=_hyper, codec=HyperCodec, weight_file="hyper.pt", config=dataclasses.asdict(HyperConfig()),
-        freeze=freeze_coding_tensors, sections=HyperCodec.section_names, qualities=_ladder,
+        freeze=freeze_coding_tensors, qualities=_ladder,
         training=dataclasses.replace(HYPER_TRAINING, options=HYPER_OPTIONS | {"freeze_encoder"}),
         tiny_config=HYPER_TINY, fit_state=_fit_hyper_state),
     "hyper-bb": ZooEntry(
@@ -141,7 +145,7 @@ ZOO: dict[str, ZooEntry] = {
         "carries metadata/side information and album images for free",
         build=_hyper_bb, codec=hyper_bb.BitsBackCodec, weight_file="hyper-bb.pt",
         config=dataclasses.asdict(HyperConfig()), freeze=hyper_bb.freeze_coding_tensors,
-        sections=hyper_bb.BitsBackCodec.section_names, qualities=_ladder, training=HYPER_TRAINING,
+        qualities=_ladder, training=HYPER_TRAINING,
         tiny_config=HYPER_TINY, init_from={"hyper": hyper_bb.adapt_hyper_state}, fit_state=_fit_hyper_state,
         bench_by_default=False),
     **{name: _gc_entry(name) for name in GC_MODELS},

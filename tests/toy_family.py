@@ -73,6 +73,6 @@ def entry() -> zoo.ZooEntry:
     return zoo.ZooEntry(
         NAME, "test-only toy family: one convolution each way, zlib-coded latents",
         build=lambda config: ToyNet(ToyConfig(**config)), codec=ToyCodec, weight_file=f"{NAME}.pt",
-        config=dataclasses.asdict(ToyConfig()), freeze=lambda model: {}, sections=ToyCodec.section_names,
+        config=dataclasses.asdict(ToyConfig()), freeze=lambda model: {},
         qualities=lambda config: ToyCodec.qualities, training=zoo.Training("none"),
         tiny_config={"channels": 4}, shipped=False, bench_by_default=False)
