@@ -46,6 +46,8 @@ class TrainOptions:
     grow_warmup: int = 0  # a latent grown from narrower --init weights: steps before the new channels pay rate
     qualities: tuple[int, ...] | None = None  # 0-based quality indices to draw from (None: all, evenly)
     freeze_encoder: bool = False  # train the decoder side alone on exactly quantized latents
+    mix: Path | None = None  # a second image folder (e.g. illustrations and screenshots) ...
+    mix_share: float = 0.2  # ... that this share of the crops comes from
 
 
 def keep_freed_buffers_in_the_heap() -> bool:
@@ -74,25 +76,38 @@ def hardware_description(device: str) -> str:
 
 
 class CropSampler:
-    """All training images decoded once into memory; random crops with flips, batched on device."""
+    """All training images decoded once into memory; random crops with flips, batched on device.
 
-    def __init__(self, paths: list[Path], crop: int, device: torch.device, log):
+    mix_paths: a second pool (e.g. illustrations and screenshots, which a photo-only model codes
+    badly) that a share mix_share of the crops is drawn from."""
+
+    def __init__(self, paths: list[Path], crop: int, device: torch.device, log, mix_paths: list[Path] = (),
+                 mix_share: float = 0.0):
         self.crop = crop
         self.device = device
-        self.images = []
-        for i, path in enumerate(paths):
-            array = load_rgb_array(path)
-            if min(array.shape[:2]) >= crop:
-                self.images.append(torch.from_numpy(array))
-            if (i + 1) % 200 == 0:
-                log(f"loaded {i + 1}/{len(paths)} training images")
+        self.images = self._load(paths, log)
+        self.mixed = self._load(mix_paths, log) if mix_paths else []
+        self.mix_share = mix_share if self.mixed else 0.0
         if not self.images:
             raise ValueError(f"no training image is at least {crop}x{crop} pixels")
+        if mix_paths:
+            log(f"mixing in {len(self.mixed)} images of {len(mix_paths)} ({mix_share:.0%} of the crops)")
+
+    def _load(self, paths: list[Path], log) -> list[torch.Tensor]:
+        images = []
+        for i, path in enumerate(paths):
+            array = load_rgb_array(path)
+            if min(array.shape[:2]) >= self.crop:
+                images.append(torch.from_numpy(array))
+            if (i + 1) % 200 == 0:
+                log(f"loaded {i + 1}/{len(paths)} training images")
+        return images
 
     def batch(self, size: int, rng: random.Random) -> torch.Tensor:
         crops = []
         for _ in range(size):
-            image = self.images[rng.randrange(len(self.images))]
+            pool = self.mixed if self.mix_share and rng.random() < self.mix_share else self.images
+            image = pool[rng.randrange(len(pool))]
             top = rng.randrange(image.shape[0] - self.crop + 1)
             left = rng.randrange(image.shape[1] - self.crop + 1)
             patch = image[top : top + self.crop, left : left + self.crop]
@@ -112,20 +127,25 @@ def learning_rate(base: float, progress: float) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+REPORTED_STATS = ("bpp", "psnr", "msssim")  # what a model's rate_distortion may report besides its loss
+
+
 @torch.no_grad()
-def evaluate(model, images: list[torch.Tensor], device: torch.device) -> list[tuple[float, float]]:
-    """(estimated bpp, PSNR) per quality on centre crops, with hard rounding."""
+def evaluate(model, images: list[torch.Tensor], device: torch.device) -> list[dict[str, float]]:
+    """Mean estimated bpp, PSNR (and MS-SSIM where the model reports it) per quality on centre
+    crops, with hard rounding."""
     model.eval()
     results = []
     for q in range(model.num_qualities):
-        bpps, psnrs = [], []
+        values: dict[str, list[float]] = {}
         for image in images:
             x = image.to(device)[None]
             quality = torch.tensor([q], device=device)
             stats = model.rate_distortion(x, quality, model(x, quality))
-            bpps.append(float(stats["bpp"]))
-            psnrs.append(float(stats["psnr"]))
-        results.append((float(np.mean(bpps)), float(np.mean(psnrs))))
+            for key in REPORTED_STATS:
+                if key in stats:
+                    values.setdefault(key, []).append(float(stats[key]))
+        results.append({key: float(np.mean(v)) for key, v in values.items()})
     model.train()
     return results
 
@@ -189,6 +209,13 @@ def restore_or_initialise(checkpoint_path: Path, options: TrainOptions, model, o
         model.load_state_dict(zoo.load_network_state(options.init_weights, options.model, model))
         log(f"initialised from {options.init_weights}")
     return 0, 0.0
+
+
+def make_sampler(options: TrainOptions, run: RunSetup, log) -> CropSampler:
+    mix_paths = list_images(options.mix) if options.mix is not None else []
+    if options.mix is not None and not mix_paths:
+        raise ValueError(f"no images found in --mix {options.mix}")
+    return CropSampler(run.paths, options.crop, run.device, log, mix_paths, options.mix_share)
 
 
 def split_images(options: TrainOptions) -> tuple[list[Path], list[Path]]:
@@ -285,7 +312,7 @@ def train(options: TrainOptions, reporter) -> Path:
 
     init_config = None if options.init_weights is None else zoo.weight_file_config(options.init_weights, options.model)
     model = zoo.build_trainable(options.model, network_sizes(options, checkpoint_path, init_config))
-    model = model.to(device).to(memory_format=torch.channels_last)
+    model = channels_last(model.to(device))
     if options.freeze_encoder:
         model.exact_quantization = True
     trainable = trainable_parameters(options, model)
@@ -294,7 +321,7 @@ def train(options: TrainOptions, reporter) -> Path:
 
     first_new_channel = grown_channels_start(options, model, init_config)
     trained_qualities = qualities_to_train(options, model.num_qualities)
-    sampler = CropSampler(run.paths, options.crop, device, log)
+    sampler = make_sampler(options, run, log)
     val_images = load_validation(run.val_paths, log)
 
     def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float, done: int) -> dict[str, float]:
@@ -313,7 +340,7 @@ def train(options: TrainOptions, reporter) -> Path:
         stats["loss"].backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
-        return {key: float(stats[key].detach()) for key in ("loss", "bpp", "psnr")}
+        return {key: float(stats[key].detach()) for key in ("loss", *REPORTED_STATS) if key in stats}
 
     def validate(at_step: int) -> None:
         if val_images:
@@ -324,12 +351,21 @@ def train(options: TrainOptions, reporter) -> Path:
         save=lambda at_step, seconds: save_checkpoint(checkpoint_path, model, {"optimizer": optimizer}, at_step,
                                                       seconds, options, run.hardware),
         validate=validate,
-        describe=lambda r: f"loss {r['loss']:.3f} | bpp {r['bpp']:.3f} | psnr {r['psnr']:.2f} dB",
+        describe=describe_running,
     )
     model.train()
     step = run_budgeted_loop(options, sampler, step, elapsed, hooks, reporter)
     log(f"finished at step {step}; checkpoint {checkpoint_path}")
     return checkpoint_path
+
+
+def channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """The 2D convolutions' weights in channels-last layout (faster on CPUs and GPUs); other
+    parameters (e.g. a 3D context model's) keep theirs."""
+    for parameter in model.parameters():
+        if parameter.dim() == 4:
+            parameter.data = parameter.data.contiguous(memory_format=torch.channels_last)
+    return model
 
 
 def trainable_parameters(options: TrainOptions, model) -> list[torch.nn.Parameter]:
@@ -409,6 +445,12 @@ def grown_channel_rate_weights(channels: int, first_new: int, warmup: int, step:
     return weights
 
 
-def report_validation(results: list[tuple[float, float]], step: int, log) -> None:
-    points = "  ".join(f"q{q + 1}: {bpp:.3f} bpp {psnr:.2f} dB" for q, (bpp, psnr) in enumerate(results))
+def describe_running(running: dict[str, float]) -> str:
+    line = f"loss {running['loss']:.3f} | bpp {running['bpp']:.3f} | psnr {running['psnr']:.2f} dB"
+    return line + (f" | ms-ssim {running['msssim']:.4f}" if "msssim" in running else "")
+
+
+def report_validation(results: list[dict[str, float]], step: int, log) -> None:
+    points = "  ".join(f"q{q + 1}: {r['bpp']:.3f} bpp {r['psnr']:.2f} dB"
+                       + (f" {r['msssim']:.4f}" if "msssim" in r else "") for q, r in enumerate(results))
     log(f"validation @ step {step}: {points}")

@@ -62,6 +62,11 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
               help="Folder of training images (PNG/JPEG/WebP/...).")
 @click.option("--val", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Validation folder (default: the last 8 images of --data are held out).")
+@click.option("--mix", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A second folder of training images that --mix-share of the crops come from, e.g. "
+              "illustrations and screenshots: a model trained on photos alone codes flat colours and text badly.")
+@click.option("--mix-share", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Share of the crops drawn from --mix.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/train"),
               show_default=True, help="Run folder: last.pt checkpoint and the exported weight file.")
 @click.option("--minutes", type=float, default=60.0, show_default=True,
@@ -106,8 +111,8 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
 @click.option("--discriminator-width", type=click.IntRange(4, 512), default=64, show_default=True,
               help="GAN models: width of the multi-scale discriminator's first layer (pix2pixHD: 64; 32 is "
               "cheaper on a CPU).")
-def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed, threads,
-          eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, qualities,
+def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed,
+          threads, eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, qualities,
           freeze_encoder, straight_through_after, gan_after, discriminator_width):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
@@ -138,9 +143,9 @@ def train(model, data, val, out, minutes, steps, batch_size, crop, lr, device, r
         raise click.BadParameter("needs --init, the weights to grow", param_hint="--grow-warmup")
     given = {"channels": channels, "latent_channels": latent_channels, "hyper_width": hyper_width}
     overrides = {training.sizes[option]: value for option, value in given.items() if value and option in training.sizes}
-    options = TrainOptions(model=model, data=data, out=out, val=val, minutes=minutes, max_steps=steps,
-                           batch_size=batch_size, crop=crop, lr=lr, device=device, resume=resume, seed=seed,
-                           threads=threads, eval_every=eval_every, config_overrides=overrides,
+    options = TrainOptions(model=model, data=data, out=out, val=val, mix=mix, mix_share=mix_share, minutes=minutes,
+                           max_steps=steps, batch_size=batch_size, crop=crop, lr=lr, device=device, resume=resume,
+                           seed=seed, threads=threads, eval_every=eval_every, config_overrides=overrides,
                            init_weights=init_weights, precision=precision,
                            straight_through_after=straight_through_after, gan_after=gan_after,
                            discriminator_width=discriminator_width, grow_warmup=grow_warmup,

@@ -11,10 +11,10 @@ import torch
 from models import zoo
 
 from .train import (
-    CropSampler,
     LoopHooks,
     TrainOptions,
     load_validation,
+    make_sampler,
     peek_checkpoint,
     prepare_run,
     restore_or_initialise,
@@ -44,7 +44,7 @@ def train_gan(options: TrainOptions, reporter) -> Path:
         f"{'GAN after ' + format(options.gan_after, '.0%') + ' of the budget' if adversarial else 'MSE only'}"
         + (f", discriminator width {discriminator_width}" if adversarial else ""))
 
-    sampler = CropSampler(run.paths, options.crop, device, log)
+    sampler = make_sampler(options, run, log)
     val_images = load_validation(run.val_paths, log)
 
     def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float, done: int) -> dict[str, float]:

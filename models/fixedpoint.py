@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bitstream.tables import TOTAL
+
 WEIGHT_FRAC_BITS = 14
 ACT_FRAC_BITS = 8
 PRODUCT_FRAC_BITS = WEIGHT_FRAC_BITS + ACT_FRAC_BITS
@@ -101,3 +103,34 @@ class TableIndex:
         """Indices for grid values (negative ones -> 0, beyond the table -> the last index)."""
         units = np.clip(np.rint(values * 2.0**ACT_FRAC_BITS), 0, len(self.lookup) - 1).astype(np.int64)
         return self.lookup[units]
+
+
+# 2^(32 - j/16) for j = 0..15, rounded (computed with 60-digit decimals): the integer softmax.
+EXP2_TABLE = np.array([4294967296, 4112874773, 3938502376, 3771522796, 3611622603, 3458501653, 3311872529,
+                       3171459999, 3037000500, 2908241642, 2784941738, 2666869345, 2553802834, 2445529972,
+                       2341847524, 2242560872], dtype=np.int64)
+LOGIT_STEPS = 16  # logits (base 2) are floored to 1/16 before the integer softmax
+LOGIT_RANGE = 32  # ... and their spread is capped at 32 (probability ratio 2^-32, far below a count of 1)
+
+
+def integer_softmax(logits_fixed: np.ndarray) -> np.ndarray:
+    """Counts (..., n) summing to TOTAL, each >= 1, from base-2 logits, in integer arithmetic only.
+
+    logits_fixed: float64 logits on the fixed-point grid (exact binary fractions), so flooring
+    them to 1/16 is exact and machine-independent.
+    """
+    steps = np.floor(logits_fixed * LOGIT_STEPS).astype(np.int64)
+    gap = np.minimum(steps.max(axis=-1, keepdims=True) - steps, LOGIT_RANGE * LOGIT_STEPS)
+    weights = EXP2_TABLE[gap % LOGIT_STEPS] >> (gap // LOGIT_STEPS)
+    return counts_from_weights(weights)
+
+
+def counts_from_weights(weights: np.ndarray) -> np.ndarray:
+    """Integer counts (..., n) summing to TOTAL, each >= 1, proportional to non-negative integer
+    weights (..., n) below 2^47: the remainder goes to the largest weight."""
+    spare = TOTAL - weights.shape[-1]
+    counts = 1 + (spare * weights) // weights.sum(axis=-1, keepdims=True)
+    leftover = TOTAL - counts.sum(axis=-1)
+    top = np.argmax(weights, axis=-1)[..., None]
+    np.put_along_axis(counts, top, np.take_along_axis(counts, top, -1) + leftover[..., None], -1)
+    return counts

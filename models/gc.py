@@ -46,12 +46,6 @@ LAMBDA = 10.0
 # receptive field: ±34 pixels), the generator in latents (±21 latents: nine residual blocks).
 ENCODER_TILES = Tiles(core=1024, margin=64)
 GENERATOR_TILES = Tiles(core=64, margin=24)
-# 2^(32 - j/16) for j = 0..15, rounded (computed with 60-digit decimals): the integer softmax.
-EXP2_TABLE = np.array([4294967296, 4112874773, 3938502376, 3771522796, 3611622603, 3458501653, 3311872529,
-                       3171459999, 3037000500, 2908241642, 2784941738, 2666869345, 2553802834, 2445529972,
-                       2341847524, 2242560872], dtype=np.int64)
-LOGIT_STEPS = 16  # logits (base 2) are floored to 1/16 before the integer softmax
-LOGIT_RANGE = 32  # ... and their spread is capped at 32 (probability ratio 2^-32, far below a count of 1)
 
 
 @dataclass(frozen=True)
@@ -312,23 +306,6 @@ def generator_losses(x: torch.Tensor, x_hat: torch.Tensor, real: list[list[torch
 # ---------------------------------------------------------------------------------------------
 # Exact probabilities for the entropy coder
 # ---------------------------------------------------------------------------------------------
-def integer_softmax(logits_fixed: np.ndarray) -> np.ndarray:
-    """Counts (..., 5) summing to TOTAL, each >= 1, from base-2 logits, in integer arithmetic only.
-
-    logits_fixed: float64 logits on the fixed-point grid (exact binary fractions), so flooring
-    them to 1/16 is exact and machine-independent.
-    """
-    steps = np.floor(logits_fixed * LOGIT_STEPS).astype(np.int64)
-    gap = np.minimum(steps.max(axis=-1, keepdims=True) - steps, LOGIT_RANGE * LOGIT_STEPS)
-    weights = EXP2_TABLE[gap % LOGIT_STEPS] >> (gap // LOGIT_STEPS)
-    spare = TOTAL - NUM_SYMBOLS
-    counts = 1 + (spare * weights) // weights.sum(axis=-1, keepdims=True)
-    leftover = TOTAL - counts.sum(axis=-1)
-    np.put_along_axis(counts, np.argmax(weights, axis=-1)[..., None],
-                      np.take_along_axis(counts, np.argmax(weights, axis=-1)[..., None], -1) + leftover[..., None], -1)
-    return counts
-
-
 def static_counts(symbols: np.ndarray) -> np.ndarray:
     """Per-channel counts (C, 5) summing to TOTAL with every count >= 1, from a (C, h, w) array."""
     channels = symbols.shape[0]
@@ -406,7 +383,7 @@ class GcCodec:
                 positions = ChannelContext.phase_mask(height, width, phase).numpy().astype(bool)
                 inputs = self.model.context.inputs(w_hat.double(), channel, phase)
                 logits = fixedpoint.run(self.context, inputs)[0].numpy()  # (5, h, w)
-                yield channel, phase, positions, integer_softmax(logits[:, positions].T)
+                yield channel, phase, positions, fixedpoint.integer_softmax(logits[:, positions].T)
 
     @torch.inference_mode()
     def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:

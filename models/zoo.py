@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import defaults, gc, hyper_bb
+from . import cpm, defaults, gc, hyper_bb
 from .hyper import (
     HyperCodec,
     HyperConfig,
@@ -149,6 +149,16 @@ ZOO: dict[str, ZooEntry] = {
         tiny_config=HYPER_TINY, init_from={"hyper": hyper_bb.adapt_hyper_state}, fit_state=_fit_hyper_state,
         bench_by_default=False),
     **{name: _gc_entry(name) for name in GC_MODELS},
+    "cpm": ZooEntry(
+        "cpm", "conditional probability models (Mentzer et al. 2018): importance map, learned centres, "
+        "3D-CNN context model decoded in wavefronts; MS-SSIM, 4 qualities in one network",
+        build=cpm.build, codec=cpm.CpmCodec, weight_file="cpm.pt", config=dataclasses.asdict(cpm.CpmConfig()),
+        freeze=cpm.freeze_coding_tensors, qualities=cpm.qualities,
+        training=Training("rate-distortion", frozenset({"qualities"}),
+                          {"channels": "channels", "latent_channels": "latent_channels"}),
+        tiny_config={"channels": 8, "stem_channels": 4, "groups": 1, "blocks_per_group": 1, "latent_channels": 6,
+                     "context_width": 8},
+        shipped=False),
 }
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
 

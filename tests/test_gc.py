@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from bitstream.container import FormatError
 from bitstream.tables import TOTAL
 from lic_cli.cli import main
-from models import gc, zoo
+from models import fixedpoint, gc, zoo
 from models.interface import Geometry
 
 from .conftest import png_bytes, png_folder, smooth_image
@@ -42,7 +42,7 @@ def test_integer_softmax_gives_valid_ordered_counts():
     rng = np.random.default_rng(0)
     logits = np.round(rng.normal(0, 8, size=(1000, 5)) * 256) / 256
     logits[0] = [100, -100, 0, 0, 0]
-    counts = gc.integer_softmax(logits)
+    counts = fixedpoint.integer_softmax(logits)
     assert np.all(counts.sum(axis=1) == TOTAL) and np.all(counts >= 1)
     steps = np.floor(logits * 16)
     smaller_logit = steps[:, :, None] < steps[:, None, :]
