@@ -271,15 +271,40 @@ class ConditionalProbabilityModel(nn.Module):
                         channel_rate_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """100 (1 - MS-SSIM) + beta max(bpp - target_q, 0) per sample, plus the context model's
         cross-entropy in bpp (weight 1: it trains the context model at every step and nudges the
-        encoder only a little next to beta). channel_rate_weights: unused (no grown latents)."""
+        encoder only a little next to beta). bpp counts the symbols and the importance map, which
+        the file codes too. channel_rate_weights: unused (no grown latents)."""
         pixels = x.shape[2] * x.shape[3]
-        bpp = self.symbol_bits(out, quality) / pixels
+        symbol_bpp = self.symbol_bits(out, quality) / pixels
+        bpp = symbol_bpp + importance_map_bits(out["mask"].sum(dim=1), self.config.latent_channels) / pixels
         similarity = ms_ssim_batch(out["x_hat"], x.float())
         hinge = torch.relu(bpp - self.targets[quality])
-        loss = DISTORTION_SCALE * (1 - similarity) + self.config.beta * hinge + bpp
+        loss = DISTORTION_SCALE * (1 - similarity) + self.config.beta * hinge + symbol_bpp
         mse = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3))
         return {"loss": loss.mean(), "bpp": bpp.mean(), "msssim": similarity.mean(), "mse": mse.mean(),
                 "psnr": (10 * torch.log10(1 / mse.clamp(min=1e-10))).mean()}
+
+
+def importance_map_bits(counts: torch.Tensor, channels: int) -> torch.Tensor:
+    """Bits (B,) of coded-channel counts (B, h, w) under the coder's model: median-edge prediction
+    residuals r, a two-sided geometric distribution fitted to each map (its ratio from mean |r|).
+    Differentiable through the counts (straight-through masks), so training smooths the map."""
+    height, width = counts.shape[1:]
+    rows = torch.arange(height, device=counts.device)[:, None]
+    cols = torch.arange(width, device=counts.device)[None, :]
+    has_up, has_left = rows > 0, cols > 0
+    left_of = F.pad(counts, (1, 0))[:, :, :width]
+    above = F.pad(counts, (0, 0, 1, 0))[:, :height]
+    corner_of = F.pad(counts, (1, 0, 1, 0))[:, :height, :width]
+    left = torch.where(has_left, left_of, torch.where(has_up, above, torch.full_like(counts, channels // 2)))
+    up = torch.where(has_up, above, left)
+    corner = torch.where(has_up & has_left, corner_of, torch.where(has_up, up, left))
+    low, high = torch.minimum(left, up), torch.maximum(left, up)
+    prediction = torch.where(corner >= high, low, torch.where(corner <= low, high, left + up - corner))
+    magnitude = (counts - prediction).abs()
+    mean = magnitude.mean(dim=(1, 2)).detach().clamp(min=1e-3)
+    ratio = ((torch.sqrt(1 + mean**2) - 1) / mean).clamp(max=1 - 1e-6)  # E|r| = 2 ratio / (1 - ratio^2)
+    per_position = -torch.log2((1 - ratio) / (1 + ratio))[:, None, None] - magnitude * torch.log2(ratio)[:, None, None]
+    return per_position.sum(dim=(1, 2))
 
 
 def ms_ssim_batch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

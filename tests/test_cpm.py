@@ -212,3 +212,15 @@ def test_skipping_unneeded_positions_changes_no_logit():
     pruned, volume = logits(True)
     assert volume.needed[0].sum() < mask.size  # something was skipped
     assert np.array_equal(pruned, logits(False)[0])
+
+
+def test_training_estimate_of_the_importance_map_follows_the_coder():
+    import constriction
+    channels = 32
+    rng = np.random.default_rng(0)
+    smooth = np.clip(np.cumsum(rng.integers(-1, 2, (24, 40)), axis=1) // 3 + 12, 0, channels)
+    estimate = float(cpm.importance_map_bits(torch.from_numpy(smooth)[None].float(), channels)[0])
+    coder = constriction.stream.stack.AnsCoder()
+    cpm.push_importance(coder, smooth, channels)
+    real = 32 * len(coder.get_compressed())
+    assert 0.8 * real < estimate < 1.1 * real
