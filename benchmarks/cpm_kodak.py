@@ -180,7 +180,7 @@ def main() -> None:
                   f"MS-SSIM {r['ms_ssim']:.4f}, {r['psnr']:.2f} dB, encode {r['encode_s']:.2f} s, "
                   f"decode {r['decode_s']:.2f} s ({r['wavefront_steps']} steps)", flush=True)
     result = {
-        "command": "python benchmarks/cpm_kodak.py " + " ".join(sys.argv[1:]),
+        "benchmark": "cpm_kodak", "command": "python benchmarks/cpm_kodak.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "cpu": cpu_name(), "threads": args.threads,
         "torch": torch.__version__, "weights": str(loaded.path), "weights_hash": loaded.weights_hash.hex(),
         "images": len(paths), "fixed_point_bits": [fixedpoint.WEIGHT_FRAC_BITS, fixedpoint.ACT_FRAC_BITS],

@@ -3,6 +3,7 @@
     python benchmarks/model_card.py --model hyper --results docs/results-hyper.json --notes notes.md
     python benchmarks/model_card.py --model gc-c4 --results docs/results-gc.json --notes notes.md
     python benchmarks/model_card.py --model hyper-bb --results docs/results-bitsback.json --notes notes.md
+    python benchmarks/model_card.py --model cpm --results docs/results-cpm.json --notes notes.md
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ def render(name: str, results: dict | list, notes: str) -> str:
         return render_gc(name, next(r for r in results if r["model"] == name), notes)
     if "bb_weights" in results:
         return render_bitsback(name, results, notes)
+    if results.get("benchmark") == "cpm_kodak":
+        return render_cpm(name, results, notes)
     lines = header(name) + [
         "## Measured on Kodak (24 images, real files)", "",
         f"`python benchmarks/kodak_hyper.py` — {results['threads']} torch threads, {results['date']}:", "",
@@ -70,6 +73,28 @@ def render_gc(name: str, result: dict, notes: str) -> str:
         f"| {s['bpp']:.4f} | {s['bpp_static']:.4f} | {s['bpp_context']:.4f} | {s['bpp_bound']:.4f} | {s['psnr']:.2f} "
         f"| {s['ms_ssim']:.4f} | {s['haarpsi']:.4f} | {s['encode_s']:.2f} | {s['decode_s']:.2f} |",
         "", notes.strip(), ""]
+    return "\n".join(lines)
+
+
+def render_cpm(name: str, result: dict, notes: str) -> str:
+    loaded = zoo.load_codec(name)
+    if result["weights_hash"] != loaded.weights_hash.hex():
+        raise SystemExit(f"{name}: the results are for weights {result['weights_hash']}, "
+                         f"the weight file is {loaded.weights_hash.hex()}")
+    targets = file_config(name).get("targets", [])
+    lines = header(name) + [
+        f"## Measured on Kodak ({result['images']} images, real latent sections)", "",
+        f"`{result['command']}` — {result['cpu']}, {result['threads']} torch threads, {result['date']}:", "",
+        "| quality | rate target (bpp) | bpp (latent section) | of it: importance map | MS-SSIM | PSNR (dB) "
+        "| context model vs factorized | encode (s) | decode (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for quality, s in result["summary"].items():
+        target = targets[int(quality) - 1] if int(quality) <= len(targets) else ""
+        lines.append(f"| {quality} | {target} | {s['section_bpp']:.4f} | {s['importance_bpp']:.4f} "
+                     f"| {s['ms_ssim']:.4f} | {s['psnr']:.2f} | {-100 * s['context_saving']:+.1f}% "
+                     f"| {s['encode_s']:.2f} | {s['decode_s']:.2f} |")
+    lines += ["", notes.strip(), ""]
     return "\n".join(lines)
 
 

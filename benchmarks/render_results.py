@@ -5,14 +5,20 @@ shows exactly what the benchmark commands produced.
     python benchmarks/render_results.py --hyper docs/results-hyper.json
     python benchmarks/render_results.py --gc docs/results-gc.json --gallery docs/gallery/gallery.json
     python benchmarks/render_results.py --large docs/results-large.json --fuzz docs/results-fuzz.json
+    python benchmarks/render_results.py --cpm docs/results-cpm.json --cpm-bench bench-out/cpm
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import re
 import shutil
 from pathlib import Path
+
+from lic_cli.bench.bdrate import ms_ssim_db
+from lic_cli.bench.report import bd_rates
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
 
@@ -147,6 +153,74 @@ def fuzz_block(path: Path) -> str:
             f"process {result['peak_rss_gib']:.2f} GiB (every shipped model loaded).")
 
 
+def cpm_block(path: Path) -> str:
+    """The cpm family: where its bytes and seconds go (benchmarks/cpm_kodak.py)."""
+    result = json.loads(path.read_text())
+    lines = [f"Command: `{result['command']}` — {result['images']} Kodak images, {result['cpu']}, "
+             f"{result['threads']} torch threads, torch {result['torch']}, {result['date']}; weights "
+             f"`{Path(result['weights']).name}` ({result['weights_hash']}).", "",
+             "Rates in bpp of the latent section (the file adds a ~40-byte header): its real bits; their ideal "
+             "parts (symbols under the exact tables, the importance map); the float model's cross-entropy "
+             "(what training estimates); a factorized prior on the same symbols (each channel's own histogram "
+             "of the image, its table not counted: a lower bound for any per-channel static model) and the "
+             "context model's saving against it.", "",
+             "| quality | section | symbols (ideal) | importance map | float cross-entropy | factorized | "
+             "context saves | coded symbols | MS-SSIM | PSNR (dB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for quality, s in result["summary"].items():
+        lines.append(f"| {quality} | {s['section_bpp']:.4f} | {s['ideal_symbol_bpp']:.4f} | {s['importance_bpp']:.4f} "
+                     f"| {s['float_cross_entropy_bpp']:.4f} | {s['factorized_bpp']:.4f} "
+                     f"| {100 * s['context_saving']:.1f}% | {100 * s['coded_share']:.1f}% | {s['ms_ssim']:.4f} "
+                     f"| {s['psnr']:.2f} |")
+    lines += ["", "Seconds per image: the encoder (network, the context model's parallel pass, the rest: ANS) and "
+              "the decoder (importance map, the wavefront steps split into the context network and the rest: "
+              "integer softmax and ANS, then the synthesis).", "",
+              "| quality | encode | network | context pass | decode | importance map | wavefront network "
+              "| wavefront coder | synthesis | steps |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for quality, s in result["summary"].items():
+        lines.append(f"| {quality} | {s['encode_s']:.2f} | {s['encode_network_s']:.2f} | {s['encode_context_s']:.2f} "
+                     f"| {s['decode_s']:.2f} | {s['decode_importance_s']:.3f} | {s['decode_wavefront_network_s']:.2f} "
+                     f"| {s['decode_wavefront_coder_s']:.2f} | {s['decode_synthesis_s']:.2f} "
+                     f"| {s['wavefront_steps']:.0f} |")
+    return "\n".join(lines)
+
+
+def cpm_bench_block(folder: Path) -> str:
+    """cpm against the anchor and `hyper` in one `lic bench` run: BD-rates, and at each cpm point
+    the rate that the anchor needs for the same MS-SSIM."""
+    summary = json.loads((folder / "summary.json").read_text())
+    curves, anchor = summary["curves"], summary["anchor"]
+    lines = [f"Command: `{summary['command']}` — {summary['images']} images, {summary['date']}, "
+             f"{summary['machine']} ({summary['cpu_count']} cores), lic one job at a time with "
+             f"{summary['lic_threads']} torch thread(s), torch {summary['torch']}.", "",
+             "| codec | BD-rate MS-SSIM vs " + anchor + " | BD-rate PSNR vs " + anchor
+             + " | BD-rate MS-SSIM vs hyper | BD-rate PSNR vs hyper |", "|---|---|---|---|---|"]
+    against_anchor, against_hyper = bd_rates(curves, anchor), bd_rates(curves, "hyper")
+    for codec in curves:
+        a, h = against_anchor.get(codec, {}), against_hyper.get(codec, {})
+        lines.append(f"| {codec} | {_pct(a.get('ms_ssim'))} | {_pct(a.get('psnr'))} | {_pct(h.get('ms_ssim'))} "
+                     f"| {_pct(h.get('psnr'))} |")
+    lines += ["", f"| cpm quality | bpp | MS-SSIM | PSNR (dB) | {anchor} bpp at that MS-SSIM | hyper bpp at that "
+              "MS-SSIM | encode (s) | decode (s) | hyper: encode / decode (s) at its nearest rate |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for point in curves.get("cpm", []):
+        quality = ms_ssim_db(point["ms_ssim"])
+        nearest = min(curves.get("hyper", [point]), key=lambda p: abs(p["bpp"] - point["bpp"]))
+        lines.append(f"| {point['setting']} | {point['bpp']:.4f} | {point['ms_ssim']:.4f} | {point['psnr']:.2f} "
+                     f"| {_rate_at(curves.get(anchor, []), quality)} | {_rate_at(curves.get('hyper', []), quality)} "
+                     f"| {point['encode_s']:.2f} | {point['decode_s']:.2f} "
+                     f"| {nearest['encode_s']:.2f} / {nearest['decode_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def _rate_at(points: list[dict], quality_db: float) -> str:
+    """A curve's bpp at an MS-SSIM (in dB), interpolating log-rate linearly; n/a outside it."""
+    known = sorted((ms_ssim_db(p["ms_ssim"]), math.log(p["bpp"])) for p in points if p["ms_ssim"] is not None)
+    for (q0, r0), (q1, r1) in itertools.pairwise(known):
+        if q0 <= quality_db <= q1 and q1 > q0:
+            return f"{math.exp(r0 + (r1 - r0) * (quality_db - q0) / (q1 - q0)):.4f}"
+    return "n/a (outside its range)"
+
+
 def _pct(value) -> str:
     return "n/a (no overlap)" if value is None else f"{value:+.1f}%"
 
@@ -164,6 +238,8 @@ def main() -> None:
     parser.add_argument("--gallery", type=Path, help="gallery.json written by benchmarks/gc_gallery.py")
     parser.add_argument("--large", type=Path, help="JSON written by benchmarks/large_images.py")
     parser.add_argument("--fuzz", type=Path, help="JSON written by benchmarks/fuzz.py")
+    parser.add_argument("--cpm", type=Path, help="JSON written by benchmarks/cpm_kodak.py")
+    parser.add_argument("--cpm-bench", type=Path, help="output folder of `lic bench --models cpm,hyper`")
     args = parser.parse_args()
     text = DOC.read_text()
     if args.bench:
@@ -171,11 +247,15 @@ def main() -> None:
         if (args.bench / "rd.png").exists():
             shutil.copyfile(args.bench / "rd.png", DOC.parent / "rd-kodak.png")
     renderers = {"hyper": hyper_block, "bitsback": bitsback_block, "gc": gc_block, "gallery": gallery_block,
-                 "large": large_block, "fuzz": fuzz_block}
+                 "large": large_block, "fuzz": fuzz_block, "cpm": cpm_block, "cpm_bench": cpm_bench_block}
     for name, render in renderers.items():
         path = getattr(args, name)
         if path:
-            text = replace_block(text, name, render(path.resolve()))
+            text = replace_block(text, name.replace("_", "-"), render(path.resolve()))
+    if args.cpm_bench and (args.cpm_bench / "summary.json").exists():
+        shutil.copyfile(args.cpm_bench / "summary.json", DOC.parent / "results-cpm-bench.json")
+        if (args.cpm_bench / "rd.png").exists():
+            shutil.copyfile(args.cpm_bench / "rd.png", DOC.parent / "rd-cpm.png")
     DOC.write_text(text)
 
 
