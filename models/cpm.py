@@ -38,7 +38,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pytorch_msssim import ms_ssim
 from torch import nn
 
 from bitstream.coders import InformationBudget, stack_from_bytes, symbol_costs, words_to_bytes
@@ -258,27 +257,40 @@ class ConditionalProbabilityModel(nn.Module):
         coded = z_hat * mask
         return {"x_hat": self.synthesis(coded, quality), "coded": coded, "mask": mask, "symbols": symbols}
 
-    def symbol_bits(self, out: dict[str, torch.Tensor], quality: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy (B,) in bits of the coded symbols under the context model."""
+    def symbol_bits(self, out: dict[str, torch.Tensor], quality: torch.Tensor,
+                    train: str = "both") -> torch.Tensor:
+        """Cross-entropy (B,) in bits of the coded symbols under the context model.
+
+        train: which side its gradient reaches: "encoder" (the context model's parameters held
+        fixed), "context" (the symbols and masks held fixed: its own cross-entropy loss), "both"."""
         planes = context_planes(out["coded"], out["mask"], quality_values(self.num_qualities).float()
-                                .to(out["coded"].device)[quality])
-        logits = self.context(planes.float())
+                                .to(out["coded"].device)[quality]).float()
+        mask, symbols = out["mask"], out["symbols"]
+        if train == "context":
+            planes, mask = planes.detach(), mask.detach()
+        if train == "encoder":
+            fixed = {name: value.detach() for name, value in self.context.state_dict(keep_vars=True).items()}
+            logits = torch.func.functional_call(self.context, fixed, (planes,))
+        else:
+            logits = self.context(planes)
         log2_probs = torch.log_softmax(logits * math.log(2), dim=1) / math.log(2)
-        picked = log2_probs.gather(1, out["symbols"][:, None]).squeeze(1)
-        return -(picked * out["mask"]).sum(dim=(1, 2, 3))
+        picked = log2_probs.gather(1, symbols[:, None]).squeeze(1)
+        return -(picked * mask).sum(dim=(1, 2, 3))
 
     def rate_distortion(self, x: torch.Tensor, quality: torch.Tensor, out: dict[str, torch.Tensor],
                         channel_rate_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """100 (1 - MS-SSIM) + beta max(bpp - target_q, 0) per sample, plus the context model's
-        cross-entropy in bpp (weight 1: it trains the context model at every step and nudges the
-        encoder only a little next to beta). bpp counts the symbols and the importance map, which
-        the file codes too. channel_rate_weights: unused (no grown latents)."""
+        """100 (1 - MS-SSIM) + beta max(bpp - target_q, 0) per sample for the auto-encoder, whose
+        bpp counts the symbols (under the context model, held fixed) and the importance map, which
+        the file codes too; plus the context model's own cross-entropy on the detached symbols, so
+        it trains concurrently (two passes of the small 3D network). channel_rate_weights: unused
+        (no grown latents)."""
         pixels = x.shape[2] * x.shape[3]
-        symbol_bpp = self.symbol_bits(out, quality) / pixels
-        bpp = symbol_bpp + importance_map_bits(out["mask"].sum(dim=1), self.config.latent_channels) / pixels
+        importance_bpp = importance_map_bits(out["mask"].sum(dim=1), self.config.latent_channels) / pixels
+        bpp = self.symbol_bits(out, quality, train="encoder") / pixels + importance_bpp
+        context_bpp = self.symbol_bits(out, quality, train="context") / pixels if self.training else 0
         similarity = ms_ssim_batch(out["x_hat"], x.float())
         hinge = torch.relu(bpp - self.targets[quality])
-        loss = DISTORTION_SCALE * (1 - similarity) + self.config.beta * hinge + symbol_bpp
+        loss = DISTORTION_SCALE * (1 - similarity) + self.config.beta * hinge + context_bpp
         mse = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3))
         return {"loss": loss.mean(), "bpp": bpp.mean(), "msssim": similarity.mean(), "mse": mse.mean(),
                 "psnr": (10 * torch.log10(1 / mse.clamp(min=1e-10))).mean()}
@@ -307,14 +319,51 @@ def importance_map_bits(counts: torch.Tensor, channels: int) -> torch.Tensor:
     return per_position.sum(dim=(1, 2))
 
 
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
 def ms_ssim_batch(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """MS-SSIM (B,) of images in [0, 1]; five scales with the standard 11-tap window where the
-    images allow it (sides > 160), a narrower window on smaller validation crops."""
+    """Differentiable MS-SSIM (B,) of RGB images in [0, 1], as pytorch-msssim computes it (Gaussian
+    window, sigma 1.5, five scales, the standard weights), except that each scale's term is
+    floored at 1e-4: pytorch-msssim's relu(cs) ** w has an infinite gradient at 0, which turns a
+    training step on an unlucky crop into NaN. Smaller images than five scales of an 11-tap window
+    allow (validation crops) use a narrower window."""
     side = min(a.shape[-2:])
-    window = 11
-    while window > 3 and (window - 1) * 16 >= side:
-        window -= 2
-    return ms_ssim(a, b, data_range=1.0, size_average=False, win_size=window)
+    size = 11
+    while size > 3 and (size - 1) * 16 >= side:
+        size -= 2
+    coords = torch.arange(size, dtype=a.dtype, device=a.device) - size // 2
+    window = torch.exp(-(coords**2) / (2 * 1.5**2))
+    window = (window / window.sum()).view(1, 1, 1, size).repeat(a.shape[1], 1, 1, 1)
+    terms = []
+    for scale in range(len(MS_SSIM_WEIGHTS)):
+        similarity, contrast = _ssim_terms(a, b, window)
+        last = scale == len(MS_SSIM_WEIGHTS) - 1
+        terms.append((similarity if last else contrast).clamp(min=1e-4))
+        if not last:
+            padding = [s % 2 for s in a.shape[2:]]
+            a, b = F.avg_pool2d(a, 2, padding=padding), F.avg_pool2d(b, 2, padding=padding)
+    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=a.dtype, device=a.device).view(-1, 1, 1)
+    return torch.prod(torch.stack(terms) ** weights, dim=0).mean(dim=1)
+
+
+def _ssim_terms(a: torch.Tensor, b: torch.Tensor, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(SSIM, contrast-structure) per image and channel (B, C), data range 1."""
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        channels = x.shape[1]
+        if x.shape[3] >= window.shape[-1]:
+            x = F.conv2d(x, window, groups=channels)
+        if x.shape[2] >= window.shape[-1]:
+            x = F.conv2d(x, window.transpose(2, 3), groups=channels)
+        return x
+
+    c1, c2 = 0.01**2, 0.03**2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
+    covariance = blur(a * b) - mu_a * mu_b
+    contrast = (2 * covariance + c2) / (var_a + var_b + c2)
+    luminance = (2 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1)
+    return (luminance * contrast).flatten(2).mean(-1), contrast.flatten(2).mean(-1)
 
 
 # ---------------------------------------------------------------------------------------------
