@@ -139,10 +139,18 @@ def quantize(z: torch.Tensor, centres: torch.Tensor, sigma: float = 1.0) -> tupl
 
 
 def channel_masks(importance: torch.Tensor, channels: int) -> torch.Tensor:
-    """(B, 1, h, w) importance y in [0, K] -> (B, K, h, w) masks: ceil(clip(y - k, 0, 1)) forward,
-    the gradient of the soft clip backward."""
-    soft = torch.clamp(importance - torch.arange(channels, device=importance.device)[None, :, None, None], 0, 1)
-    return soft + ((soft > 0).to(soft.dtype) - soft).detach()
+    """(B, 1, h, w) importance y in [0, K] -> (B, K, h, w) masks: channel k is coded iff y > k (the
+    paper's ceil(clip(y - k, 0, 1))).
+
+    Backward, each mask follows clip((y - k + 1) / 2, 0, 1), a ramp over (k - 1, k + 1), so the
+    gradient on y weighs both the last coded channel and the first uncoded one (whose symbol and
+    its cost exist in training): with the paper's clip(y - k, 0, 1) only the last coded channel
+    has a gradient, nothing says what a further channel would buy, and the rate stayed far below
+    its targets."""
+    ramp = (importance - torch.arange(channels, device=importance.device)[None, :, None, None] + 1) / 2
+    soft = torch.clamp(ramp, 0, 1)
+    hard = (ramp > 0.5).to(soft.dtype)
+    return hard + (soft - soft.detach())
 
 
 # Kernel offsets (depth, row, column) of a 2x3x3 masked kernel that a layer may read, besides the
