@@ -389,13 +389,14 @@ def _ssim_terms(a: torch.Tensor, b: torch.Tensor, window: torch.Tensor) -> tuple
 class ContextVolume:
     """One context tile's symbol volume (K, h, w) in a zero-padded flat layout (one channel slice
     in front, one row/column on each side: the context model's padding), with every layer's
-    activations (flat position, channels) in float64 on the fixed-point grid."""
+    activations (flat position, channels) on the fixed-point grid."""
 
     def __init__(self, channels: int, height: int, width: int, widths: list[int]):
         self.shape = (channels, height, width)
         self.padded = (channels + 1, height + 2, width + 2)
         size = self.padded[0] * self.padded[1] * self.padded[2]
-        self.activations = [np.zeros((size, w), dtype=np.float64) for w in widths]
+        # float32 holds every activation exactly (a 2^-8 grid within +-2^12: 21 significant bits).
+        self.activations = [np.zeros((size, w), dtype=np.float32) for w in widths]
         plane, row = self.padded[1] * self.padded[2], self.padded[2]
         self.offsets = np.array([(d - 1) * plane + (r - 1) * row + (c - 1)
                                  for d in range(2) for r in range(3) for c in range(3)], dtype=np.int64)
@@ -474,7 +475,7 @@ class FixedContext:
             return np.zeros((0, layer.bias.size))
         flat = volume.flat[positions]
         neighbourhoods = volume.activations[index][flat[:, None] + volume.offsets[None, :]]
-        x = neighbourhoods.reshape(len(flat), -1) @ layer.weight + layer.bias
+        x = neighbourhoods.reshape(len(flat), -1).astype(np.float64) @ layer.weight + layer.bias
         if layer.relu:
             np.maximum(x, 0, out=x)
         np.clip(x, -fixedpoint.ACT_LIMIT, fixedpoint.ACT_LIMIT, out=x)
