@@ -194,7 +194,7 @@ def cpm_bench_block(folder: Path) -> str:
              f"{summary['lic_threads']} torch thread(s), torch {summary['torch']}.", "",
              "| codec | BD-rate MS-SSIM vs " + anchor + " | BD-rate PSNR vs " + anchor
              + " | BD-rate MS-SSIM vs hyper | BD-rate PSNR vs hyper |", "|---|---|---|---|---|"]
-    against_anchor, against_hyper = bd_rates(curves, anchor), bd_rates(curves, "hyper")
+    against_anchor, against_hyper = bd_rates(curves, anchor), bd_rates(curves, "lic-hyper")
     for codec in curves:
         a, h = against_anchor.get(codec, {}), against_hyper.get(codec, {})
         lines.append(f"| {codec} | {_pct(a.get('ms_ssim'))} | {_pct(a.get('psnr'))} | {_pct(h.get('ms_ssim'))} "
@@ -202,11 +202,12 @@ def cpm_bench_block(folder: Path) -> str:
     lines += ["", f"| cpm quality | bpp | MS-SSIM | PSNR (dB) | {anchor} bpp at that MS-SSIM | hyper bpp at that "
               "MS-SSIM | encode (s) | decode (s) | hyper: encode / decode (s) at its nearest rate |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for point in curves.get("cpm", []):
+    for point in curves.get("lic-cpm", []):
         quality = ms_ssim_db(point["ms_ssim"])
-        nearest = min(curves.get("hyper", [point]), key=lambda p: abs(p["bpp"] - point["bpp"]))
+        hyper = curves.get("lic-hyper", [])
+        nearest = min(hyper or [point], key=lambda p: abs(p["bpp"] - point["bpp"]))
         lines.append(f"| {point['setting']} | {point['bpp']:.4f} | {point['ms_ssim']:.4f} | {point['psnr']:.2f} "
-                     f"| {_rate_at(curves.get(anchor, []), quality)} | {_rate_at(curves.get('hyper', []), quality)} "
+                     f"| {_rate_at(curves.get(anchor, []), quality)} | {_rate_at(hyper, quality)} "
                      f"| {point['encode_s']:.2f} | {point['decode_s']:.2f} "
                      f"| {nearest['encode_s']:.2f} / {nearest['decode_s']:.2f} |")
     return "\n".join(lines)

@@ -158,7 +158,7 @@ ZOO: dict[str, ZooEntry] = {
                           {"channels": "channels", "latent_channels": "latent_channels"}),
         tiny_config={"channels": 8, "stem_channels": 4, "groups": 1, "blocks_per_group": 1, "latent_channels": 6,
                      "context_width": 8},
-        shipped=False),
+        ),
 }
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
 

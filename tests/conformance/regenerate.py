@@ -50,6 +50,8 @@ def main() -> None:
         "gc-c4-grey.lic": encode_image(ImageData(grey), session.get("gc-c4"), 0),
         "gc-c8.lic": encode_image(ImageData(rgb), session.get("gc-c8"), 0),
         "gc-c4-mse.lic": encode_image(ImageData(rgb), session.get("gc-c4-mse"), 0),
+        "cpm-q1-grey.lic": encode_image(ImageData(grey), session.get("cpm"), 0),
+        "cpm-q4.lic": encode_image(ImageData(rgb), session.get("cpm"), 3),
     }
     manifest = {}
     for name, data in files.items():

@@ -1,5 +1,5 @@
 """Write the regression corpus of hostile files (tests/test_hostile.py decodes each and expects a
-one-line error): decompression bombs with empty or garbage sections, a bits-back file asking for
+one-line error): decompression bombs with empty or garbage sections (hyper, gc-c4, cpm), a bits-back file asking for
 more posterior-fit steps than any encoder writes, and one declaring more pixels than its model
 codes. They name the shipped weights, so run this again after shipping new ones:
 
@@ -29,7 +29,7 @@ from tests.fuzzing import pack_unchecked
 
 def main() -> None:
     session = CodecSession()
-    hashes = {name: session.get(name).weights_hash for name in ("hyper", "gc-c4", "hyper-bb")}
+    hashes = {name: session.get(name).weights_hash for name in ("hyper", "gc-c4", "hyper-bb", "cpm")}
     garbage = random.Random(0).randbytes(64)
     counts = np.full((4, 5), TOTAL // 5, dtype="<u2")
     counts[:, 0] += TOTAL - counts.sum(axis=1)
@@ -47,6 +47,8 @@ def main() -> None:
             SectionType.HYPERLATENT: garbage, SectionType.LATENT: garbage}), "corrupted file"),
         "gc-c4-empty-8192x4096.lic": (Container("gc-c4", hashes["gc-c4"], 0, 8192, 4096, 3, {
             SectionType.LATENT: b"\0" + counts.tobytes()}), "empty entropy-coded stream"),
+        "cpm-garbage-8192x4096.lic": (Container("cpm", hashes["cpm"], 0, 8192, 4096, 3, {
+            SectionType.LATENT: garbage}), "corrupted file"),
         "hyper-bb-2000-steps.lic": (_with_entry(real_bb, greedy, table), "BBVI steps"),
         "hyper-bb-8192x4096.lic": (_with_entry(real_bb, huge, table, 8192, 4096), "model hyper-bb codes at most"),
     }
