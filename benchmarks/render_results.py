@@ -5,7 +5,8 @@ shows exactly what the benchmark commands produced.
     python benchmarks/render_results.py --hyper docs/results-hyper.json
     python benchmarks/render_results.py --gc docs/results-gc.json --gallery docs/gallery/gallery.json
     python benchmarks/render_results.py --large docs/results-large.json --fuzz docs/results-fuzz.json
-    python benchmarks/render_results.py --cpm docs/results-cpm.json --cpm-bench bench-out/cpm
+    python benchmarks/render_results.py --cpm docs/results-cpm.json --cpm-bench bench-out/cpm \
+        --large-cpm docs/results-large-cpm.json
 """
 from __future__ import annotations
 
@@ -240,6 +241,7 @@ def main() -> None:
     parser.add_argument("--large", type=Path, help="JSON written by benchmarks/large_images.py")
     parser.add_argument("--fuzz", type=Path, help="JSON written by benchmarks/fuzz.py")
     parser.add_argument("--cpm", type=Path, help="JSON written by benchmarks/cpm_kodak.py")
+    parser.add_argument("--large-cpm", type=Path, help="JSON written by benchmarks/large_images.py --models cpm")
     parser.add_argument("--cpm-bench", type=Path, help="output folder of `lic bench --models cpm,hyper`")
     args = parser.parse_args()
     text = DOC.read_text()
@@ -248,7 +250,8 @@ def main() -> None:
         if (args.bench / "rd.png").exists():
             shutil.copyfile(args.bench / "rd.png", DOC.parent / "rd-kodak.png")
     renderers = {"hyper": hyper_block, "bitsback": bitsback_block, "gc": gc_block, "gallery": gallery_block,
-                 "large": large_block, "fuzz": fuzz_block, "cpm": cpm_block, "cpm_bench": cpm_bench_block}
+                 "large": large_block, "fuzz": fuzz_block, "cpm": cpm_block, "cpm_bench": cpm_bench_block,
+                 "large_cpm": large_block}
     for name, render in renderers.items():
         path = getattr(args, name)
         if path:
