@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -187,3 +189,23 @@ def test_exact_quantization_trains_on_what_evaluation_measures():
 def test_a_quality_listed_twice_is_drawn_twice_as_often(tmp_path):
     options = train.TrainOptions(model="hyper", data=tmp_path, out=tmp_path, qualities=(5, 0, 5))
     assert train.qualities_to_train(options, 6) == [0, 5, 5]
+
+
+@pytest.mark.slow
+def test_cpm_trains_with_mixed_data_reports_ms_ssim_and_resumes(tmp_path):
+    photos = png_folder(tmp_path / "photos", 10, 80, 96)
+    graphics = png_folder(tmp_path / "graphics", 3, 64, 64)
+    out = tmp_path / "run"
+    common = ["train", "--model", "cpm", "--data", str(photos), "--mix", str(graphics), "--mix-share", "0.5",
+              "--out", str(out), "--channels", "8", "--latent-channels", "6", "--batch-size", "2", "--crop", "64",
+              "--threads", "1", "--eval-every", "2"]
+    runner = CliRunner()
+    first = runner.invoke(main, common + ["--steps", "2"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert "mixing in 3 images" in first.output
+    assert re.search(r"validation @ step 2: q1: [\d.]+ bpp [\d.]+ dB 0\.\d{4}", first.output)  # MS-SSIM too
+    resumed = runner.invoke(main, common + ["--steps", "3", "--resume"], catch_exceptions=False)
+    assert resumed.exit_code == 0 and "resumed" in resumed.output
+    assert zoo.load_codec("cpm", out / "cpm.pt").card["steps"] == 3
+    wrong = runner.invoke(main, common + ["--steps", "3", "--hyper-width", "8", "--out", str(tmp_path / "x")])
+    assert wrong.exit_code == 2 and "does not apply to --model cpm" in wrong.output
