@@ -84,14 +84,20 @@ def measure(codec: cpm.CpmCodec, path: Path, quality: int) -> dict:
     watch = Stopwatch()
     started = time.perf_counter()
     counts, symbols = watch.timed("encoder network", codec.analyse)(pixels, quality)
-    coding_order = codec.coding_order
-    codec.coding_order = watch.timed("context model (parallel)", coding_order)
+    coding_order, ordered = codec.coding_order, []
+    timed_order = watch.timed("context model (parallel)", coding_order)
+
+    def recorded_order(*args):
+        ordered.append(timed_order(*args))
+        return ordered[-1]
+
+    codec.coding_order = recorded_order
     data = codec.encode_symbols(counts, symbols, quality)
     codec.coding_order = coding_order
     encode_seconds = time.perf_counter() - started
 
-    tables = coding_order(counts, symbols, quality)
-    ideal_symbol_bits = float(cpm.symbol_costs(np.take_along_axis(tables[1], tables[0][:, None], 1)).sum())
+    coded, tables = ordered[0]  # what the encoder coded, with its counts
+    ideal_symbol_bits = float(cpm.symbol_costs(np.take_along_axis(tables, coded[:, None], 1)).sum())
     mask = cpm.channel_mask(counts, codec.channels)
 
     context = codec.context

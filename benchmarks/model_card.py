@@ -39,6 +39,12 @@ def header(name: str) -> list[str]:
     ]
 
 
+def check_results_match_weights(name: str, measured_hash: str) -> None:
+    shipped = zoo.load_codec(name).weights_hash.hex()
+    if measured_hash != shipped:
+        raise SystemExit(f"{name}: the results are for weights {measured_hash}, the weight file is {shipped}")
+
+
 def render(name: str, results: dict | list, notes: str) -> str:
     if isinstance(results, list):
         return render_gc(name, next(r for r in results if r["model"] == name), notes)
@@ -77,10 +83,7 @@ def render_gc(name: str, result: dict, notes: str) -> str:
 
 
 def render_cpm(name: str, result: dict, notes: str) -> str:
-    loaded = zoo.load_codec(name)
-    if result["weights_hash"] != loaded.weights_hash.hex():
-        raise SystemExit(f"{name}: the results are for weights {result['weights_hash']}, "
-                         f"the weight file is {loaded.weights_hash.hex()}")
+    check_results_match_weights(name, result["weights_hash"])
     targets = file_config(name).get("targets", [])
     lines = header(name) + [
         f"## Measured on Kodak ({result['images']} images, real latent sections)", "",
@@ -100,10 +103,7 @@ def render_cpm(name: str, result: dict, notes: str) -> str:
 
 def render_bitsback(name: str, result: dict, notes: str) -> str:
     """hyper-bb: per quality, the net and the stand-alone rate next to `hyper` on the same images."""
-    loaded = zoo.load_codec(name)
-    if result["bb_weights"] != loaded.weights_hash.hex():
-        raise SystemExit(f"{name}: the results are for weights {result['bb_weights']}, "
-                         f"the weight file is {loaded.weights_hash.hex()}")
+    check_results_match_weights(name, result["bb_weights"])
     lambdas = file_config(name).get("lambdas", [])
     rows = result["rows"]
     lines = header(name) + [

@@ -422,12 +422,9 @@ class FixedContext:
     def __init__(self, model: ConditionalProbabilityModel):
         self.layers = []
         for i, (layer, mask) in enumerate(zip(model.context.layers, model.context.masks(), strict=True)):
-            weight = torch.round(layer.weight.detach().double().cpu() * mask.double().cpu()
-                                 * 2.0**fixedpoint.WEIGHT_FRAC_BITS)
-            bias = torch.round(layer.bias.detach().double().cpu() * 2.0**fixedpoint.PRODUCT_FRAC_BITS)
-            worst = weight.abs().sum(dim=(1, 2, 3, 4)) * fixedpoint.ACT_LIMIT * 2.0**fixedpoint.ACT_FRAC_BITS
-            if float((worst + bias.abs()).max()) >= fixedpoint.EXACT_LIMIT:
-                raise ValueError("fixed-point context layer could overflow the exact float64 range")
+            weight = fixedpoint.integer_weight(layer.weight * mask)
+            bias = fixedpoint.integer_bias(layer.bias)
+            fixedpoint.check_exactness(weight, bias)
             # (out, in, d, r, c) -> (d, r, c, in, out): rows match a gathered (position, offset, channel) block.
             matrix = weight.permute(2, 3, 4, 1, 0).reshape(-1, weight.shape[0]) * 2.0**-fixedpoint.WEIGHT_FRAC_BITS
             self.layers.append(FixedContextLayer(matrix.numpy(), bias.numpy() * 2.0**-fixedpoint.PRODUCT_FRAC_BITS,
@@ -478,8 +475,7 @@ class FixedContext:
         x = neighbourhoods.reshape(len(flat), -1).astype(np.float64) @ layer.weight + layer.bias
         if layer.relu:
             np.maximum(x, 0, out=x)
-        np.clip(x, -fixedpoint.ACT_LIMIT, fixedpoint.ACT_LIMIT, out=x)
-        x = np.round(x * 2.0**fixedpoint.ACT_FRAC_BITS) * 2.0**-fixedpoint.ACT_FRAC_BITS
+        x = fixedpoint.snap_array(x)
         if index + 1 < len(self.layers):
             volume.activations[index + 1][flat] = x
         return x

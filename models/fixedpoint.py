@@ -60,22 +60,38 @@ def freeze(stack: nn.Sequential) -> list[FixedLayer]:
             continue
         if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             raise TypeError(f"cannot freeze {type(module).__name__} to fixed point")
-        weight = torch.round(module.weight.detach().double().cpu() * 2.0**WEIGHT_FRAC_BITS).to(torch.int32)
-        bias = torch.round(module.bias.detach().double().cpu() * 2.0**PRODUCT_FRAC_BITS).to(torch.int64)
+        weight, bias = integer_weight(module.weight), integer_bias(module.bias)
         transposed = isinstance(module, nn.ConvTranspose2d)
-        layers.append(FixedLayer(weight, bias, transposed, module.stride[0], module.padding[0],
-                                 module.output_padding[0] if transposed else 0, relu=False))
-        _check_exactness(layers[-1])
+        check_exactness(weight, bias, output_axis=1 if transposed else 0)
+        layers.append(FixedLayer(weight.to(torch.int32), bias.to(torch.int64), transposed, module.stride[0],
+                                 module.padding[0], module.output_padding[0] if transposed else 0, relu=False))
     return layers
 
 
-def _check_exactness(layer: FixedLayer) -> None:
-    # Worst case |sum| per output channel: every input at the activation limit.
-    per_output = layer.weight.abs().to(torch.float64)
-    per_output = per_output.sum(dim=(0, 2, 3)) if layer.transposed else per_output.sum(dim=(1, 2, 3))
-    worst = per_output * ACT_LIMIT * 2.0**ACT_FRAC_BITS + layer.bias.abs().to(torch.float64)
+def integer_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A layer's weights as integers on the 2^-14 grid (float64 tensor of whole numbers)."""
+    return torch.round(weight.detach().double().cpu() * 2.0**WEIGHT_FRAC_BITS)
+
+
+def integer_bias(bias: torch.Tensor) -> torch.Tensor:
+    """A layer's biases as integers on the 2^-22 product grid (float64 tensor of whole numbers)."""
+    return torch.round(bias.detach().double().cpu() * 2.0**PRODUCT_FRAC_BITS)
+
+
+def check_exactness(weight: torch.Tensor, bias: torch.Tensor, output_axis: int = 0) -> None:
+    """Refuse integer weights whose worst-case sum (every input at the activation limit) could
+    leave the exact float64 range."""
+    magnitudes = weight.abs().to(torch.float64)
+    per_output = magnitudes.sum(dim=[d for d in range(weight.dim()) if d != output_axis])
+    worst = per_output * ACT_LIMIT * 2.0**ACT_FRAC_BITS + bias.abs().to(torch.float64)
     if float(worst.max()) >= EXACT_LIMIT:
         raise ValueError("fixed-point layer could overflow the exact float64 range")
+
+
+def snap_array(x: np.ndarray) -> np.ndarray:
+    """snap_activation for a float64 numpy array (in place where it can)."""
+    np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
+    return np.round(x * 2.0**ACT_FRAC_BITS) * 2.0**-ACT_FRAC_BITS
 
 
 def run(layers: list[FixedLayer], x: torch.Tensor) -> torch.Tensor:
