@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 MAGIC = b"\x89LIC\r\n\x1a\n"
-FORMAT_VERSION = 2  # written only when a file needs it; plain files stay version 1
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # written only when a file needs it; plain files stay version 1
+READABLE_VERSIONS = (1, 2, 3)
 MAX_FILE_BYTES = 1 << 30
 MAX_DIMENSION = 65535
 MAX_PIXELS = 1 << 25
@@ -36,12 +36,19 @@ class SectionType(IntEnum):
     ALPHA = 5
     BITSBACK = 6  # version 2: one ANS stack holding every image of the file and the carried data
     ALBUM = 7  # version 2: the image table of a bits-back stream
+    DETAIL1 = 8  # version 3: the first refinement level of a progressive model (may be empty)
+    DETAIL2 = 9  # version 3: the second refinement level (may be empty; needs DETAIL1)
 
 
 # The sections a model's codec writes, by the names codecs use for them (models/interface.py).
 CODED_SECTIONS = {"hyperlatent": SectionType.HYPERLATENT, "latent": SectionType.LATENT,
-                  "bitsback": SectionType.BITSBACK, "album": SectionType.ALBUM}
+                  "bitsback": SectionType.BITSBACK, "album": SectionType.ALBUM,
+                  "detail1": SectionType.DETAIL1, "detail2": SectionType.DETAIL2}
 BITS_BACK_SECTIONS = {SectionType.BITSBACK, SectionType.ALBUM}
+# A progressive model's refinement levels: an empty one means "every latent of it is predicted".
+DETAIL_SECTIONS = {SectionType.DETAIL1, SectionType.DETAIL2}
+# The lowest format version that holds each section type (types not listed: version 1).
+SECTION_VERSIONS = {SectionType.BITSBACK: 2, SectionType.ALBUM: 2, SectionType.DETAIL1: 3, SectionType.DETAIL2: 3}
 RAW_SECTIONS = {SectionType.HYPERLATENT, SectionType.LATENT, SectionType.ICC, SectionType.EXIF, SectionType.ALPHA}
 
 
@@ -66,7 +73,7 @@ class Container:
 
     @property
     def version(self) -> int:
-        return 2 if self.bits_back else 1
+        return max((SECTION_VERSIONS.get(kind, 1) for kind in self.sections), default=1)
 
     def validate(self) -> None:
         if not MODEL_ID_PATTERN.fullmatch(self.model_id.encode("ascii", "replace")):
@@ -81,14 +88,16 @@ class Container:
         if self.bits_back:
             if not BITS_BACK_SECTIONS <= self.sections.keys():
                 raise FormatError("a bits-back file needs both its bitsback and album sections")
-            if RAW_SECTIONS & self.sections.keys():
+            if (RAW_SECTIONS | DETAIL_SECTIONS) & self.sections.keys():
                 raise FormatError("a bits-back file carries its metadata and alpha inside the stream")
         elif (self.channels == 4) != (SectionType.ALPHA in self.sections):
             raise FormatError("an RGBA image needs exactly one alpha section")
         if self.bit_depth != 8:
             raise FormatError(f"unsupported bit depth {self.bit_depth}")
+        if SectionType.DETAIL2 in self.sections and SectionType.DETAIL1 not in self.sections:
+            raise FormatError("a detail2 section needs a detail1 section")
         for name, kind in CODED_SECTIONS.items():
-            if kind in self.sections and not self.sections[kind]:
+            if kind in self.sections and not self.sections[kind] and kind not in DETAIL_SECTIONS:
                 raise FormatError(f"empty {name} section (no model writes one)")
         if len(self.sections) > MAX_SECTIONS:
             raise FormatError("too many sections")
@@ -168,7 +177,7 @@ def _parse_body(body: bytes, version: int) -> Container:
             raise FormatError(f"unknown section type {kind}") from None
         if kind in sections:
             raise FormatError(f"duplicate {kind.name.lower()} section")
-        if kind in BITS_BACK_SECTIONS and version < 2:
+        if SECTION_VERSIONS.get(kind, 1) > version:
             raise FormatError(f"{kind.name.lower()} section in a version {version} file")
         sections[kind] = reader.take(length)
     if reader.remaining():

@@ -311,8 +311,12 @@ def _encode_album(inputs, target, force, loaded, quality, comment, extra, option
 @click.option("--side-info-out", type=click.Path(dir_okay=False, writable=True),
               help="Write the side information carried by a bits-back file (lic encode --side-info) here.")
 @click.option("--weights", multiple=True, help="NAME=FILE: decode model NAME with this weight file.")
+@click.option("--levels", type=click.IntRange(1), metavar="N",
+              help="Progressive models (lic models lists them): decode a preview from the first N levels of "
+                   "the file only, the finer ones predicted. Default: all.")
 @runtime_options
-def decode(inputs, output, fmt, force, side_info_out, weights, device, precision, threads, max_pixels, quiet, verbose):
+def decode(inputs, output, fmt, force, side_info_out, weights, levels, device, precision, threads, max_pixels, quiet,
+           verbose):
     """Decompress .lic files to lossless images (PNG by default), restoring ICC/EXIF and alpha.
 
     \b
@@ -322,6 +326,7 @@ def decode(inputs, output, fmt, force, side_info_out, weights, device, precision
       lic decode - -o - < photo.lic > photo.png
       lic decode album.lic -o photos/           # every image of a bits-back album
       lic decode photo.lic --side-info-out notes.txt
+      lic decode photo.lic --levels 1 -o preview.png   # flow: the coarse level alone
     """
     from .imageio import check_output_suffix, encode_image_file
     from .limits import check_declared_size
@@ -348,7 +353,7 @@ def decode(inputs, output, fmt, force, side_info_out, weights, device, precision
         check_declared_size(container, max_pixels)
         models = session()
         from . import codec
-        decoded = codec.decode_container(container, models)
+        decoded = codec.decode_container(container, models, levels)
         if len(decoded.images) > 1:
             targets = _album_targets(job, output, decoded.names, fmt, force)
         else:

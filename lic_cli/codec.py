@@ -100,17 +100,22 @@ def check_size(image: ImageData, loaded: zoo.LoadedCodec) -> None:
                          f"model {loaded.name} codes ({limit} pixels)")
 
 
-def decode_file(data: bytes, session: CodecSession, max_pixels: int = MAX_PIXELS) -> DecodedFile:
+def decode_file(data: bytes, session: CodecSession, max_pixels: int = MAX_PIXELS,
+                levels: int | None = None) -> DecodedFile:
     """Decode a .lic file; images it declares over max_pixels are refused before any model runs."""
     container = unpack(data)
     check_declared_size(container, max_pixels)
-    return decode_container(container, session)
+    return decode_container(container, session, levels)
 
 
-def decode_container(container: Container, session: CodecSession) -> DecodedFile:
-    """Decode a parsed file whose declared sizes the caller has checked (decode_file does both)."""
+def decode_container(container: Container, session: CodecSession, levels: int | None = None) -> DecodedFile:
+    """Decode a parsed file whose declared sizes the caller has checked (decode_file does both).
+
+    levels: for a progressive model, decode only its first `levels` coded sections (a preview)."""
     loaded = _codec_for(container, session)
     coded = coded_sections(container, loaded)
+    if levels is not None:
+        coded = section_prefix(coded, loaded, levels)
     if loaded.codec.capabilities.carries_data:
         return _decode_album(container, loaded, coded)
     x_hat = loaded.codec.decode(coded, Geometry(container.height, container.width), container.quality)
@@ -158,6 +163,16 @@ def coded_sections(container: Container, loaded: zoo.LoadedCodec) -> dict[str, b
     if missing:
         raise FormatError(f"file lacks its {', '.join(missing)} section")
     return {name: container.sections[kind] for kind, name in expected.items()}
+
+
+def section_prefix(coded: dict[str, bytes], loaded: zoo.LoadedCodec, levels: int) -> dict[str, bytes]:
+    """The first `levels` of a progressive codec's sections (in its declared order)."""
+    names = loaded.codec.section_names
+    if not loaded.codec.capabilities.progressive:
+        raise ValueError(f"--levels: model {loaded.name} is not progressive (its file decodes only whole)")
+    if not 1 <= levels <= len(names):
+        raise ValueError(f"--levels {levels}: model {loaded.name} has levels 1-{len(names)}")
+    return {name: coded[name] for name in names[:levels]}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,40 +47,49 @@ class FactorizedDensity(nn.Module):
                 x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
         return x
 
-    def interval_mass(self, centres: torch.Tensor, width: float = 1.0) -> torch.Tensor:
-        """Probability of [c - width/2, c + width/2] for centres of shape (C, 1, N)."""
+    def interval_mass(self, centres: torch.Tensor, width: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """Probability of [c - width/2, c + width/2] for centres of shape (C, 1, N) (width: a number
+        or a tensor that broadcasts to them)."""
         lower = self.cdf_logits(centres - width / 2)
         upper = self.cdf_logits(centres + width / 2)
         # Evaluate in the tail where the sigmoid is not saturated, for accuracy.
         sign = -torch.sign(lower + upper).detach()
         return torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
 
-    def likelihood(self, z: torch.Tensor, width: float = 1.0) -> torch.Tensor:
-        """Mass of the bin of the given width centred on each element of z (B, C, H, W)."""
+    def likelihood(self, z: torch.Tensor, width: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """Mass of the bin of the given width (a number, or a tensor shaped like z) centred on each
+        element of z (B, C, H, W)."""
         channels = z.shape[1]
-        flat = z.transpose(0, 1).reshape(channels, 1, -1)
-        mass = self.interval_mass(flat, width).reshape(channels, z.shape[0], *z.shape[2:]).transpose(0, 1)
+
+        def flat(t: torch.Tensor) -> torch.Tensor:
+            return t.transpose(0, 1).reshape(channels, 1, -1)
+
+        widths = flat(width) if isinstance(width, torch.Tensor) else width
+        mass = self.interval_mass(flat(z), widths).reshape(channels, z.shape[0], *z.shape[2:]).transpose(0, 1)
         return LowerBound.apply(mass, LIKELIHOOD_FLOOR)
 
     @torch.no_grad()
-    def tabulate(self, search_radius: int = 512, step: float = 1.0) -> tuple[np.ndarray, list[np.ndarray]]:
+    def tabulate(self, search_radius: int = 512, step: float | np.ndarray = 1.0) -> tuple[np.ndarray, list[np.ndarray]]:
         """Per channel, the support [lo, hi] (in units of `step`) holding all but TAIL_MASS of the mass.
 
-        Returns (offsets, rows): offsets[c] = lo and rows[c][k] = P(bin (lo + k) * step), float64.
+        step: the bin width, one for all channels or one per channel. Returns (offsets, rows):
+        offsets[c] = lo and rows[c][k] = P(bin (lo + k) * step[c]), float64.
         """
         channels = self.matrices[0].shape[0]
-        grid = torch.arange(-round(search_radius / step), round(search_radius / step) + 1, dtype=torch.float64)
+        steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (channels,))
+        reach = round(search_radius / float(steps.min()))
+        grid = torch.arange(-reach, reach + 1, dtype=torch.float64)
+        step_column = torch.tensor(steps, dtype=torch.float64)[:, None, None]
         density = self.double()
         try:
-            centres = (grid * step).expand(channels, 1, -1).contiguous()
-            mass = density.interval_mass(centres, step)[:, 0, :].numpy()
+            mass = density.interval_mass(grid * step_column, step_column)[:, 0, :].numpy()
         finally:
             self.float()
         offsets, rows = [], []
         for c in range(channels):
             cdf = np.cumsum(mass[c])
             inside = np.nonzero((cdf > TAIL_MASS) & (cdf - mass[c] < 1 - TAIL_MASS))[0]
-            lo, hi = (inside[0], inside[-1]) if inside.size else (search_radius, search_radius)
+            lo, hi = (inside[0], inside[-1]) if inside.size else (reach, reach)
             offsets.append(int(grid[lo]))
             rows.append(mass[c, lo : hi + 1])
         return np.asarray(offsets, dtype=np.int64), rows

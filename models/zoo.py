@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import cpm, defaults, gc, hyper_bb
+from . import cpm, defaults, flow, gc, hyper_bb
 from .hyper import (
     HyperCodec,
     HyperConfig,
@@ -159,6 +159,14 @@ ZOO: dict[str, ZooEntry] = {
         tiny_config={"channels": 8, "stem_channels": 4, "groups": 1, "blocks_per_group": 1, "latent_channels": 6,
                      "context_width": 8},
         ),
+    "flow": ZooEntry(
+        "flow", "normalizing-flow codec (Helminger et al.): a bijective transform, one network from low rates "
+        "to near-lossless, stable re-encoding, progressive decoding",
+        build=flow.build, codec=flow.FlowCodec, weight_file="flow.pt", config=dataclasses.asdict(flow.FlowConfig()),
+        freeze=flow.freeze_coding_tensors, qualities=flow.qualities,
+        training=Training("rate-distortion"),
+        tiny_config={"widths": [4, 4, 4], "steps_per_level": 1, "blocks": 1, "prior_width": 4},
+        shipped=False),
 }
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
 

@@ -125,6 +125,8 @@ def damaged_files(data: bytes):
     container = unpack(data)
     for kind in [k for k in container.sections if k in CODED_SECTIONS.values()]:
         payload = container.sections[kind]
+        if not payload:  # a refinement level with nothing coded (allowed empty): nothing to damage
+            continue
         middle = len(payload) // 2
         flipped = payload[:middle] + bytes([payload[middle] ^ 0x10]) + payload[middle + 1 :]
         for what, damaged in (("truncated", payload[: max(0, len(payload) - 4)]), ("emptied", b""),

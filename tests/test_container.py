@@ -38,7 +38,7 @@ def test_size_is_header_plus_sections_plus_crc():
 @pytest.mark.parametrize("data, message", [
     (b"", "bad magic"),
     (b"GIF89a" + b"\0" * 40, "bad magic"),
-    (MAGIC + b"\x03" + b"\0" * 40, "unsupported format version 3"),
+    (MAGIC + b"\x04" + b"\0" * 40, "unsupported format version 4"),
     (MAGIC + b"\x00" + b"\0" * 40, "unsupported format version 0"),
     (MAGIC + b"\x01", "truncated"),
 ])
@@ -152,3 +152,29 @@ def test_random_mutations_of_version_2_files_never_pass_silently(data):
     mutated[position] ^= data.draw(st.integers(1, 255))
     with pytest.raises(FormatError):
         unpack(bytes(mutated))
+
+
+def progressive_container() -> Container:
+    return sample_container(model_id="flow", sections={SectionType.LATENT: b"z0"})
+
+
+def test_detail_sections_make_a_version_3_file_and_may_be_empty():
+    container = progressive_container()
+    container.sections.update({SectionType.DETAIL1: b"z1", SectionType.DETAIL2: b""})
+    data = pack(container)
+    assert data[len(MAGIC)] == 3
+    assert unpack(data) == container
+    assert pack(sample_container())[len(MAGIC)] == 1  # files without them keep version 1
+
+
+def test_a_detail_section_in_an_older_version_or_without_its_coarser_level_is_rejected():
+    container = progressive_container()
+    container.sections[SectionType.DETAIL1] = b"z1"
+    data = bytearray(pack(container))
+    data[len(MAGIC)] = 1
+    with pytest.raises(FormatError, match="detail1 section in a version 1 file"):
+        unpack(with_crc(bytes(data[:-4])))
+    del container.sections[SectionType.DETAIL1]
+    container.sections[SectionType.DETAIL2] = b"z2"
+    with pytest.raises(FormatError, match="detail2 section needs a detail1"):
+        pack(container)

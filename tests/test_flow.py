@@ -1,0 +1,126 @@
+"""The flow family's own logic: the bijection, exact priors, progressive decoding, stable
+re-encoding and the training objective (tiny random networks)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bitstream.container import FormatError
+from models import flow, zoo
+from models.interface import Geometry
+
+TINY = zoo.entry("flow").tiny_config
+
+
+def tiny_model(seed: int = 0) -> flow.FlowCompression:
+    """A tiny flow whose couplings are not the identity, with a prior that predicts something."""
+    torch.manual_seed(seed)
+    model = flow.build(TINY)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, flow.TranslationNet):
+                module.tail.weight.normal_(0, 0.3)
+        for prior in (model.prior1, model.prior2):  # scales of a few grey levels, not ~0
+            prior[-1].bias[prior[-1].out_channels // 2:] = 4.0
+    return model.eval()
+
+
+def tiny_codec(seed: int = 0) -> flow.FlowCodec:
+    model = tiny_model(seed)
+    # What export_weights does: fp16 parameters, coding tables frozen from them.
+    model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    return flow.FlowCodec(model, flow.freeze_coding_tensors(model))
+
+
+def smooth(height: int, width: int, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    small = rng.random((3, height // 8 + 2, width // 8 + 2))
+    big = torch.nn.functional.interpolate(torch.from_numpy(small)[None], size=(height, width), mode="bilinear")[0]
+    noise = torch.from_numpy(rng.normal(0, 0.03, (3, height, width)))
+    return torch.round((big + noise).clamp(0, 1) * 255).to(torch.uint8)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return 10 * np.log10(255**2 / max(mse, 1e-12))
+
+
+def test_the_flow_is_a_bijection_with_the_paper_latent_shapes():
+    model = tiny_model()
+    x = flow.pixels_to_flow(torch.rand(2, 3, 32, 48))
+    z0, z1, z2 = model.flow(x)
+    assert (z0.shape, z1.shape, z2.shape) == ((2, 48, 4, 6), (2, 12, 8, 12), (2, 6, 16, 24))
+    assert torch.allclose(model.flow.inverse(z0, z1, z2), x, atol=1e-3)
+    assert not torch.allclose(z0, torch.nn.functional.pixel_unshuffle(x, 8)[:, :48], atol=1)  # not the identity
+
+
+@pytest.mark.parametrize("size", [(1, 1), (13, 29), (40, 24)])
+def test_round_trip_decodes_the_coded_symbols(size):
+    codec = tiny_codec()
+    image = smooth(*size) if min(size) >= 8 else torch.full((3, *size), 77, dtype=torch.uint8)
+    geometry = Geometry(*size)
+    latents = codec.quantise(codec.analyse(image), 5)
+    sections = codec.encode_latents(latents, 5)
+    decoded = codec.decode_symbols(sections, geometry, 5)
+    for coded, back in zip(latents.symbols, decoded, strict=True):
+        np.testing.assert_array_equal(coded, back)
+    assert codec.decode(sections, geometry, 5).shape == (3, *size)
+
+
+def test_finer_steps_cost_more_bytes_and_reach_near_lossless():
+    codec = tiny_codec()
+    image = smooth(32, 40)
+    sizes, qualities = [], []
+    for quality in (0, 5, codec.qualities.count - 1):
+        sections = codec.encode(image, quality)
+        sizes.append(sum(map(len, sections.values())))
+        qualities.append(psnr(codec.decode(sections, Geometry(32, 40), quality), image))
+    assert sizes == sorted(sizes) and qualities == sorted(qualities)
+    assert qualities[-1] > 45  # step 1: uniform error of at most half a grey level per latent
+
+
+def test_a_prefix_of_the_sections_decodes_a_preview():
+    codec = tiny_codec()
+    image = smooth(32, 32)
+    sections = codec.encode(image, 8)
+    full = codec.decode(sections, Geometry(32, 32), 8)
+    coarse = codec.decode({"latent": sections["latent"]}, Geometry(32, 32), 8)
+    middle = codec.decode({k: sections[k] for k in ("latent", "detail1")}, Geometry(32, 32), 8)
+    assert coarse.shape == middle.shape == full.shape
+    assert psnr(full, image) > psnr(coarse, image)
+    symbols = codec.decode_symbols({"latent": sections["latent"]}, Geometry(32, 32), 8)
+    assert not symbols[1].any() and not symbols[2].any()
+    with pytest.raises(FormatError, match="needs its detail1"):
+        codec.decode({k: sections[k] for k in ("latent", "detail2")}, Geometry(32, 32), 8)
+
+
+def test_latents_the_prior_is_sure_of_are_not_coded():
+    codec = tiny_codec()
+    latents = codec.quantise(codec.analyse(smooth(32, 32)), 0)
+    skipped = codec.predicted_tables[latents.table_ids[0]]
+    assert skipped.any() and not latents.symbols[1][skipped].any()
+
+
+def test_re_encoding_a_decoded_image_gives_back_its_symbols():
+    codec = tiny_codec()
+    image = smooth(32, 48, seed=3)
+    quality = 3
+    first = codec.quantise(codec.analyse(image), quality)
+    decoded = codec.synthesise(first.values, Geometry(32, 48))
+    second = codec.quantise(codec.analyse(decoded), quality)
+    changed = sum(int((a != b).sum()) for a, b in zip(first.symbols, second.symbols, strict=True))
+    total = sum(a.size for a in first.symbols)
+    assert changed <= 0.02 * total
+
+
+def test_training_objective_reports_rate_and_both_reconstructions():
+    model = flow.build(TINY).train()
+    x = torch.rand(2, 3, 16, 16)
+    quality = torch.tensor([0, 1])
+    out = model(x, quality)
+    stats = model.rate_distortion(x, quality, out)
+    stats["loss"].backward()
+    assert out["x_preview"].shape == x.shape and stats["bpp"] > 0
+    assert model.flow.levels[0][0].translation.tail.weight.grad is not None
+    assert model.prior1[0].weight.grad is not None and model.density.biases[0].grad is not None
