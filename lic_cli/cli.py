@@ -461,17 +461,19 @@ def list_models():
     for name, item in zoo.ZOO.items():
         path = zoo.default_weights_path(name)
         status = path.name if path.exists() else ("missing" if item.shipped else "not trained yet")
-        table.add_row(name, item.qualities(item.config).description, _capability_text(item.codec.capabilities),
-                      status, item.description)
+        also = _capability_text(item.codec.capabilities, item.tune is not None)
+        table.add_row(name, item.qualities(item.config).description, also, status, item.description)
     Console().print(table)
 
 
-def _capability_text(capabilities) -> str:
+def _capability_text(capabilities, tunable: bool = False) -> str:
     parts = [f"--refine {method}" for method in capabilities.refine]
     if capabilities.carries_data:
         parts.append("carries data, albums")
     if capabilities.progressive:
-        parts.append("progressive")
+        parts.append("progressive (decode --levels)")
+    if tunable:
+        parts.append("tune")
     return ", ".join(parts) or "-"
 
 
@@ -525,8 +527,9 @@ def _device(name: str) -> str:
 
 
 from .bench.command import bench
-from .train_cli import export, train
+from .train_cli import export, train, tune
 
 main.add_command(train)
 main.add_command(export)
+main.add_command(tune)
 main.add_command(bench)

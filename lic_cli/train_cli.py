@@ -215,3 +215,68 @@ def export_checkpoint(checkpoint: Path, output: Path, data_note) -> Path:
         "batch_size": state.get("batch_size"), "crop": state.get("crop"),
     }
     return zoo.export_weights(model, name, output, card)
+
+
+@click.command()
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-m", "--model", required=True, help="Zoo model the weights are for (lic models: 'tune' lists them).")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Training images to fit on (never the evaluation set).")
+@click.option("--mix", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A second folder (illustrations, screenshots) that --mix-share of the crops come from.")
+@click.option("--mix-share", type=click.FloatRange(0, 1), default=0.2, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The tuned weight file (the input is left as it is).")
+@click.option("--iterations", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=12, show_default=True)
+@click.option("--crop", type=click.IntRange(64), default=128, show_default=True)
+@click.option("--lr", type=float, default=0.1, show_default=True, help="Adam learning rate on the fitted values.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=int, help="CPU threads (default: PyTorch's choice).")
+def tune(weights, model, data, mix, mix_share, output, iterations, batch_size, crop, lr, seed, threads):
+    """Fit the operating points of trained weights to data, the network frozen.
+
+    For models whose rates come from settings chosen after training (flow: the quantization
+    steps of each level and channel at every -q). The tuned file codes differently, so files
+    made with the input weights need the input weights to decode.
+
+    \b
+    Example:
+      lic tune runs/flow/flow.pt --model flow --data photos/ --mix graphics/ -o runs/flow/flow-tuned.pt
+    """
+    import random
+
+    import torch
+
+    from models import zoo
+
+    from .cli import load_torch
+    from .imageio import list_images
+    from .train import CropSampler
+
+    load_torch(threads)
+    try:
+        fit = zoo.entry(model).tune
+        if fit is None:
+            raise ValueError(f"model {model} has no operating points to fit after training")
+        config = zoo.weight_file_config(weights, model)
+        network = zoo.build_trainable(model, config)
+        network.load_state_dict(zoo.load_network_state(weights, model, network))
+        card = dict(zoo.load_codec(model, weights).card)
+        sampler = CropSampler(list_images(data), crop, torch.device("cpu"), lambda line: click.echo(line, err=True),
+                              list_images(mix) if mix else [], mix_share)
+    except (KeyError, ValueError, zoo.WeightsError) as error:
+        click.echo(f"lic: error: {error.args[0] if isinstance(error, KeyError) else error}", err=True)
+        sys.exit(2)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+
+    def batches():
+        while True:
+            yield sampler.batch(batch_size, rng)
+
+    fit(network, batches(), iterations, lr, lambda line: click.echo(line, err=True))
+    card["tuned"] = {"iterations": iterations, "batch_size": batch_size, "crop": crop, "lr": lr,
+                     "data": str(data), "mix": str(mix) if mix else None}
+    path = zoo.export_weights(network, model, output, card)
+    click.echo(f"exported {path}", err=True)

@@ -32,6 +32,7 @@ scales as s^2, weighting it by 1/s^2 trains every rate at the slope a uniform qu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,23 +228,32 @@ class FlowCompression(nn.Module):
         """x: (B, 3, H, W) in [0, 1], sides multiples of 8. Training: a random noise step per sample
         (``quality`` is ignored); evaluation: the steps of ``quality``, latents rounded as coded."""
         noisy = self.training and not self.exact_quantization
-        s0, s1, s2 = self.training_steps(x.shape[0], x.device) if noisy else self.steps(quality)
-        z0, z1, z2 = (z.float() for z in self.flow(pixels_to_flow(x)))
+        steps = self.training_steps(x.shape[0], x.device) if noisy else self.steps(quality)
+        out = self.relaxed(self.flow(pixels_to_flow(x)), steps, noisy)
+        return {**out, "noise_step": steps[1].flatten()}
+
+    def relaxed(self, z: tuple[torch.Tensor, ...], steps: tuple[torch.Tensor, ...], noisy: bool,
+                preview: bool = True) -> dict[str, torch.Tensor]:
+        """Quantise (noisy: add uniform noise of the step's width) latents z with steps (Δ0, Δ1, Δ2)
+        -> likelihoods, the reconstruction x̂ and (preview) x̃ from z0 alone, both in [0, 1]."""
+        s0, s1, s2 = steps
+        z0, z1, z2 = (v.float() for v in z)
         rated0, z0_hat = self.quantise(z0, s0, 0.0, noisy)
         means1, scales1 = self.prior(self.prior1, z0_hat)
         rated1, z1_hat = self.quantise(z1, s1, means1, noisy)
         means2, scales2 = self.prior(self.prior2, z1_hat)
         rated2, z2_hat = self.quantise(z2, s2, means2, noisy)
-        preview_means2, _ = self.prior(self.prior2, means1)
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with torch.autocast(device_type=z0.device.type, enabled=False):
             likelihoods = (
                 self.density.likelihood(rated0.float(), width=s0.expand_as(rated0)),
                 gaussian_likelihood(rated1 / s1, means1 / s1, scales1 / s1),
                 gaussian_likelihood(rated2 / s2, means2 / s2, scales2 / s2),
             )
-        x_hat = flow_to_unit(self.flow.inverse(z0_hat, z1_hat, z2_hat).float())
-        x_preview = flow_to_unit(self.flow.inverse(z0_hat, means1, preview_means2).float())
-        return {"x_hat": x_hat, "x_preview": x_preview, "likelihoods": likelihoods, "noise_step": s1.flatten()}
+        out = {"x_hat": flow_to_unit(self.flow.inverse(z0_hat, z1_hat, z2_hat).float()), "likelihoods": likelihoods}
+        if preview:
+            preview_means2, _ = self.prior(self.prior2, means1)
+            out["x_preview"] = flow_to_unit(self.flow.inverse(z0_hat, means1, preview_means2).float())
+        return out
 
     def rate_distortion(self, x: torch.Tensor, quality: torch.Tensor, out: dict[str, torch.Tensor],
                         channel_rate_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -261,6 +271,42 @@ class FlowCompression(nn.Module):
         return {"loss": loss.mean(), "bpp": bpp.mean(), "mse": mse.mean(),
                 "psnr": (10 * torch.log10(1 / coded_mse.clamp(min=1e-10))).mean(),
                 "preview_psnr": (10 * torch.log10(PIXEL_SCALE**2 / preview_mse.clamp(min=1e-10))).mean()}
+
+
+def fit_steps(model: FlowCompression, batches: Iterator[torch.Tensor], iterations: int, lr: float = 0.1,
+              log: Callable[[str], None] = print) -> None:
+    """Fit every operating point's steps (Δ0 per channel, Δ1, Δ2) to training crops, the network
+    frozen: Adam on the log steps (the paper's recipe, lr 0.1) minimising the noise-relaxed
+    bits/pixel + distortion_weight / ladder[q]^2 * MSE, i.e. each point keeps its rate-distortion
+    slope and trades bits between levels and channels where that pays. Writes model.log_steps."""
+    model.eval().requires_grad_(False)
+    log_steps = nn.Parameter(model.log_steps.detach().clone().float())
+    slopes = model.config.distortion_weight / torch.tensor(model.config.ladder, device=log_steps.device) ** 2
+    optimizer = torch.optim.Adam([log_steps], lr=lr)
+    c0, count = LATENT_CHANNELS[0], model.num_qualities
+    running = None
+    for iteration in range(iterations):
+        x = next(batches)
+        quality = (iteration * x.shape[0] + torch.arange(x.shape[0], device=x.device)) % count
+        with torch.no_grad():
+            z = model.flow(pixels_to_flow(x))
+        steps = torch.exp(log_steps[quality])[:, :, None, None]
+        out = model.relaxed(z, (steps[:, :c0], steps[:, c0:c0 + 1], steps[:, c0 + 1:]), noisy=True, preview=False)
+        bits = sum(-torch.log2(lik).sum(dim=(1, 2, 3)) for lik in out["likelihoods"])
+        mse = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3)) * PIXEL_SCALE**2
+        loss = (bits / (x.shape[2] * x.shape[3]) + slopes[quality] * mse).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = float(loss.detach())
+        running = value if running is None else 0.95 * running + 0.05 * value
+        if (iteration + 1) % 20 == 0 or iteration + 1 == iterations:
+            log(f"fit {iteration + 1}/{iterations}: loss {running:.4f}")
+    model.log_steps.copy_(log_steps.detach())
+    for q in range(count):
+        steps = torch.exp(log_steps[q].detach())
+        log(f"q{q + 1}: Δ0 {float(steps[:c0].min()):.3g}-{float(steps[:c0].max()):.3g}, "
+            f"Δ1 {float(steps[c0]):.3g}, Δ2 {float(steps[c0 + 1]):.3g}")
 
 
 def build(config: dict) -> FlowCompression:

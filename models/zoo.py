@@ -70,6 +70,9 @@ class ZooEntry:
     init_from: dict[str, Callable] = dataclasses.field(default_factory=dict)  # other zoo model -> adapter
     # Adapts a trained state to the target network's sizes (e.g. a grown latent, another ladder).
     fit_state: Callable[[dict, nn.Module], dict] | None = None
+    # Fits a trained network's operating points to data, the network frozen (`lic tune`):
+    # (network, batches of crops in [0, 1], iterations, learning rate, log) -> None, in place.
+    tune: Callable[..., None] | None = None
     shipped: bool = True  # False: registered and trainable, but no weight file is committed yet
     bench_by_default: bool = True  # False: `lic bench` runs it only when asked (--models)
 
@@ -166,7 +169,7 @@ ZOO: dict[str, ZooEntry] = {
         freeze=flow.freeze_coding_tensors, qualities=flow.qualities,
         training=Training("rate-distortion"),
         tiny_config={"widths": [4, 4, 4], "steps_per_level": 1, "blocks": 1, "prior_width": 4},
-        shipped=False),
+        tune=flow.fit_steps, shipped=False),
 }
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
 

@@ -124,3 +124,25 @@ def test_training_objective_reports_rate_and_both_reconstructions():
     assert out["x_preview"].shape == x.shape and stats["bpp"] > 0
     assert model.flow.levels[0][0].translation.tail.weight.grad is not None
     assert model.prior1[0].weight.grad is not None and model.density.biases[0].grad is not None
+
+
+def test_lic_tune_fits_the_steps_of_every_operating_point(tmp_path):
+    from click.testing import CliRunner
+
+    from lic_cli.cli import main
+
+    from .conftest import png_folder
+
+    torch.manual_seed(0)
+    weights = zoo.export_weights(tiny_model(), "flow", tmp_path / "tiny.pt")
+    photos = png_folder(tmp_path / "photos", 3, 80, 96)
+    runner = CliRunner()
+    result = runner.invoke(main, ["tune", str(weights), "--model", "flow", "--data", str(photos), "-o",
+                                  str(tmp_path / "tuned.pt"), "--iterations", "3", "--batch-size", "2", "--crop", "64"])
+    assert result.exit_code == 0, result.output
+    before = zoo.load_codec("flow", weights).codec.steps
+    tuned = zoo.load_codec("flow", tmp_path / "tuned.pt")
+    assert not torch.equal(tuned.codec.steps, before) and tuned.card["tuned"]["iterations"] == 3
+    refused = runner.invoke(main, ["tune", str(weights), "--model", "hyper", "--data", str(photos), "-o",
+                                   str(tmp_path / "x.pt")])
+    assert refused.exit_code == 2 and "no operating points to fit" in refused.output
