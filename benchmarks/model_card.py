@@ -4,6 +4,7 @@
     python benchmarks/model_card.py --model gc-c4 --results docs/results-gc.json --notes notes.md
     python benchmarks/model_card.py --model hyper-bb --results docs/results-bitsback.json --notes notes.md
     python benchmarks/model_card.py --model cpm --results docs/results-cpm.json --notes notes.md
+    python benchmarks/model_card.py --model flow --results docs/results-flow.json --notes notes.md
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ def render(name: str, results: dict | list, notes: str) -> str:
         return render_bitsback(name, results, notes)
     if results.get("benchmark") == "cpm_kodak":
         return render_cpm(name, results, notes)
+    if results.get("benchmark") == "flow_kodak":
+        return render_flow(name, results, notes)
     lines = header(name) + [
         "## Measured on Kodak (24 images, real files)", "",
         f"`python benchmarks/kodak_hyper.py` — {results['threads']} torch threads, {results['date']}:", "",
@@ -97,6 +100,27 @@ def render_cpm(name: str, result: dict, notes: str) -> str:
         lines.append(f"| {quality} | {target} | {s['section_bpp']:.4f} | {s['importance_bpp']:.4f} "
                      f"| {s['ms_ssim']:.4f} | {s['psnr']:.2f} | {-100 * s['context_saving']:+.1f}% "
                      f"| {s['encode_s']:.2f} | {s['decode_s']:.2f} |")
+    lines += ["", notes.strip(), ""]
+    return "\n".join(lines)
+
+
+def render_flow(name: str, result: dict, notes: str) -> str:
+    check_results_match_weights(name, result["weights_hash"])
+    ladder = file_config(name).get("ladder", [])
+    lines = header(name) + [
+        f"## Measured on Kodak ({result['images']} images, real files)", "",
+        f"`{result['command']}` — {result['cpu']}, {result['threads']} torch threads, {result['date']}:", "",
+        "| quality | nominal step | bpp | PSNR (dB) | 1 level: bpp | PSNR (dB) | 2 levels: bpp | PSNR (dB) "
+        "| encode (s) | decode (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, s in result["summary"].items():
+        model, quality = key.split("/")
+        if model != name:
+            continue
+        step = ladder[int(quality) - 1] if int(quality) <= len(ladder) else ""
+        lines.append(f"| {quality} | {step} | {s['bpp']:.4f} | {s['psnr']:.2f} | {s['bpp_1']:.4f} | {s['psnr_1']:.2f} "
+                     f"| {s['bpp_2']:.4f} | {s['psnr_2']:.2f} | {s['encode_s']:.2f} | {s['decode_s']:.2f} |")
     lines += ["", notes.strip(), ""]
     return "\n".join(lines)
 

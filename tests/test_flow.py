@@ -146,3 +146,33 @@ def test_lic_tune_fits_the_steps_of_every_operating_point(tmp_path):
     refused = runner.invoke(main, ["tune", str(weights), "--model", "hyper", "--data", str(photos), "-o",
                                    str(tmp_path / "x.pt")])
     assert refused.exit_code == 2 and "no operating points to fit" in refused.output
+
+
+def test_lic_decode_levels_writes_previews_and_refuses_what_it_cannot(tmp_path, tiny_weights):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from lic_cli.cli import main
+
+    from .conftest import png_bytes, smooth_image
+
+    weights = zoo.export_weights(tiny_model(), "flow", tmp_path / "tiny.pt")
+    source = tmp_path / "a.png"
+    source.write_bytes(png_bytes(smooth_image(24, 40)))
+    runner = CliRunner()
+
+    def lic(*args):
+        return runner.invoke(main, [str(a) for a in args])
+
+    coded, flow_weights = tmp_path / "a.lic", f"flow={weights}"
+    assert lic("encode", source, "-o", coded, "--model", "flow", "--weights", weights, "-q", 9).exit_code == 0
+    for levels in (1, 2, 3):
+        result = lic("decode", coded, "-o", tmp_path / f"a{levels}.png", "--levels", levels, "--weights", flow_weights)
+        assert result.exit_code == 0, result.output
+        assert Image.open(tmp_path / f"a{levels}.png").size == (40, 24)
+    too_many = lic("decode", coded, "-o", tmp_path / "b.png", "--levels", 4, "--weights", flow_weights)
+    assert too_many.exit_code == 2 and "levels 1-3" in too_many.output
+    assert lic("encode", source, "-o", tmp_path / "h.lic", "--weights", tiny_weights).exit_code == 0
+    whole = lic("decode", tmp_path / "h.lic", "-o", tmp_path / "h.png", "--levels", 1,
+                "--weights", f"hyper={tiny_weights}")
+    assert whole.exit_code == 2 and "not progressive" in whole.output
