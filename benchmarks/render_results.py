@@ -7,6 +7,7 @@ shows exactly what the benchmark commands produced.
     python benchmarks/render_results.py --large docs/results-large.json --fuzz docs/results-fuzz.json
     python benchmarks/render_results.py --cpm docs/results-cpm.json --cpm-bench bench-out/cpm \
         --large-cpm docs/results-large-cpm.json
+    python benchmarks/render_results.py --flow docs/results-flow.json --flow-bench bench-out/flow
 """
 from __future__ import annotations
 
@@ -214,9 +215,78 @@ def cpm_bench_block(folder: Path) -> str:
     return "\n".join(lines)
 
 
-def _rate_at(points: list[dict], quality_db: float) -> str:
-    """A curve's bpp at an MS-SSIM (in dB), interpolating log-rate linearly; n/a outside it."""
-    known = sorted((ms_ssim_db(p["ms_ssim"]), math.log(p["bpp"])) for p in points if p["ms_ssim"] is not None)
+def flow_block(path: Path) -> str:
+    """The flow family (benchmarks/flow_kodak.py): progressive levels, speed next to hyper, and
+    re-encoding generations."""
+    result = json.loads(path.read_text())
+    summary = result["summary"]
+    lines = [f"Command: `{result['command']}` — {result['images']} Kodak images, {result['cpu']}, "
+             f"{result['threads']} torch threads, torch {result['torch']}, {result['date']}; weights "
+             f"`{Path(result['weights']).name}` ({result['weights_hash']}), "
+             f"hyper ({result['hyper_weights_hash']}).", "",
+             "**Progressive decoding**: the same files decoded from their first level (`lic decode --levels 1`: "
+             "z0, the finer latents at their predicted means), two levels, and whole. The rate of a preview "
+             "counts the header, the sections it reads and the checksum.", "",
+             "| quality | 1 level: bpp | PSNR (dB) | 2 levels: bpp | PSNR (dB) | 3 levels (the file): bpp | PSNR (dB) "
+             "| encode (s) | decode (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, row in summary.items():
+        model, quality = key.split("/")
+        if model == "flow":
+            lines.append(f"| {quality} | {row['bpp_1']:.4f} | {row['psnr_1']:.2f} | {row['bpp_2']:.4f} "
+                         f"| {row['psnr_2']:.2f} | {row['bpp']:.4f} | {row['psnr']:.2f} | {row['encode_s']:.2f} "
+                         f"| {row['decode_s']:.2f} |")
+    lines += ["", "`hyper` in the same run, same threads:", "",
+              "| quality | bpp | PSNR (dB) | encode (s) | decode (s) |", "|---|---|---|---|---|"]
+    for key, row in summary.items():
+        model, quality = key.split("/")
+        if model == "hyper":
+            lines.append(f"| {quality} | {row['bpp']:.4f} | {row['psnr']:.2f} | {row['encode_s']:.2f} "
+                         f"| {row['decode_s']:.2f} |")
+    runs = result["generations"]
+    lines += ["", f"**Re-encoding**: decode → 8-bit pixels → encode at the same setting, generation after "
+              f"generation, on the first {runs['images']} Kodak images; `flow` q{runs['flow_quality']} is the "
+              f"quality whose PSNR is nearest to `hyper` q{runs['hyper_quality']}'s. PSNR against the original, "
+              "bytes per file (means).", "",
+              "| generation | flow PSNR (dB) | flow bytes | hyper PSNR (dB) | hyper bytes |", "|---|---|---|---|---|"]
+    generations = sorted({int(key.split("/")[1]) for key in runs["summary"]})
+    for g in generations:
+        f, h = runs["summary"][f"flow/{g}"], runs["summary"][f"hyper/{g}"]
+        lines.append(f"| {g} | {f['psnr']:.2f} | {f['bytes']:.0f} | {h['psnr']:.2f} | {h['bytes']:.0f} |")
+    return "\n".join(lines)
+
+
+def flow_bench_block(folder: Path) -> str:
+    """flow against the anchor, hyper and the classical codecs in one `lic bench` run: BD-rates,
+    and at each flow point the rate the anchor and hyper need for the same PSNR."""
+    summary = json.loads((folder / "summary.json").read_text())
+    curves, anchor = summary["curves"], summary["anchor"]
+    lines = [f"Command: `{summary['command']}` — {summary['images']} images, {summary['date']}, "
+             f"{summary['machine']} ({summary['cpu_count']} cores), lic one job at a time with "
+             f"{summary['lic_threads']} torch thread(s), torch {summary['torch']}.", "",
+             f"| codec | BD-rate PSNR vs {anchor} | BD-rate PSNR vs hyper | top point |", "|---|---|---|---|"]
+    against_anchor, against_hyper = bd_rates(curves, anchor), bd_rates(curves, "lic-hyper")
+    for codec, points in curves.items():
+        top = max(points, key=lambda p: p["psnr"])
+        lines.append(f"| {codec} | {_pct(against_anchor.get(codec, {}).get('psnr'))} "
+                     f"| {_pct(against_hyper.get(codec, {}).get('psnr'))} | {top['bpp']:.3f} bpp, "
+                     f"{top['psnr']:.2f} dB |")
+    lines += ["", f"| flow quality | bpp | PSNR (dB) | MS-SSIM | {anchor} bpp at that PSNR | hyper bpp at that PSNR "
+              "| encode (s) | decode (s) |", "|---|---|---|---|---|---|---|---|"]
+    for point in curves.get("lic-flow", []):
+        lines.append(f"| {point['setting']} | {point['bpp']:.4f} | {point['psnr']:.2f} | {_num(point['ms_ssim'])} "
+                     f"| {_rate_at(curves.get(anchor, []), point['psnr'], 'psnr')} "
+                     f"| {_rate_at(curves.get('lic-hyper', []), point['psnr'], 'psnr')} "
+                     f"| {point['encode_s']:.2f} | {point['decode_s']:.2f} |")
+    lines += ["", "![flow on Kodak](rd-flow.png)"]
+    return "\n".join(lines)
+
+
+def _rate_at(points: list[dict], quality_db: float, metric: str = "ms_ssim") -> str:
+    """A curve's bpp at an MS-SSIM (in dB) or a PSNR, interpolating log-rate linearly; n/a outside it."""
+    def db(point: dict) -> float:
+        return ms_ssim_db(point["ms_ssim"]) if metric == "ms_ssim" else point["psnr"]
+
+    known = sorted((db(p), math.log(p["bpp"])) for p in points if p[metric] is not None)
     for (q0, r0), (q1, r1) in itertools.pairwise(known):
         if q0 <= quality_db <= q1 and q1 > q0:
             return f"{math.exp(r0 + (r1 - r0) * (quality_db - q0) / (q1 - q0)):.4f}"
@@ -243,6 +313,8 @@ def main() -> None:
     parser.add_argument("--cpm", type=Path, help="JSON written by benchmarks/cpm_kodak.py")
     parser.add_argument("--large-cpm", type=Path, help="JSON written by benchmarks/large_images.py --models cpm")
     parser.add_argument("--cpm-bench", type=Path, help="output folder of `lic bench --models cpm,hyper`")
+    parser.add_argument("--flow", type=Path, help="JSON written by benchmarks/flow_kodak.py")
+    parser.add_argument("--flow-bench", type=Path, help="output folder of `lic bench --models flow,hyper`")
     args = parser.parse_args()
     text = DOC.read_text()
     if args.bench:
@@ -251,7 +323,7 @@ def main() -> None:
             shutil.copyfile(args.bench / "rd.png", DOC.parent / "rd-kodak.png")
     renderers = {"hyper": hyper_block, "bitsback": bitsback_block, "gc": gc_block, "gallery": gallery_block,
                  "large": large_block, "fuzz": fuzz_block, "cpm": cpm_block, "cpm_bench": cpm_bench_block,
-                 "large_cpm": large_block}
+                 "large_cpm": large_block, "flow": flow_block, "flow_bench": flow_bench_block}
     for name, render in renderers.items():
         path = getattr(args, name)
         if path:
@@ -260,6 +332,10 @@ def main() -> None:
         shutil.copyfile(args.cpm_bench / "summary.json", DOC.parent / "results-cpm-bench.json")
         if (args.cpm_bench / "rd.png").exists():
             shutil.copyfile(args.cpm_bench / "rd.png", DOC.parent / "rd-cpm.png")
+    if args.flow_bench and (args.flow_bench / "summary.json").exists():
+        shutil.copyfile(args.flow_bench / "summary.json", DOC.parent / "results-flow-bench.json")
+        if (args.flow_bench / "rd.png").exists():
+            shutil.copyfile(args.flow_bench / "rd.png", DOC.parent / "rd-flow.png")
     DOC.write_text(text)
 
 
