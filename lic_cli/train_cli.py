@@ -1,6 +1,7 @@
 """`lic train` and `lic export`: reproduce and package the zoo's weights."""
 from __future__ import annotations
 
+import itertools
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -233,7 +234,9 @@ def export_checkpoint(checkpoint: Path, output: Path, data_note) -> Path:
 @click.option("--lr", type=float, default=0.1, show_default=True, help="Adam learning rate on the fitted values.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=int, help="CPU threads (default: PyTorch's choice).")
-def tune(weights, model, data, mix, mix_share, output, iterations, batch_size, crop, lr, seed, threads):
+@click.option("--ladder", metavar="LIST", help="Replace the operating points: comma-separated nominal steps, "
+              "coarsest first (flow: quantization steps in grey levels, e.g. 96,64,48,...,1).")
+def tune(weights, model, data, mix, mix_share, output, iterations, batch_size, crop, lr, seed, threads, ladder):
     """Fit the operating points of trained weights to data, the network frozen.
 
     For models whose rates come from settings chosen after training (flow: the quantization
@@ -260,6 +263,8 @@ def tune(weights, model, data, mix, mix_share, output, iterations, batch_size, c
         if fit is None:
             raise ValueError(f"model {model} has no operating points to fit after training")
         config = zoo.weight_file_config(weights, model)
+        if ladder:
+            config["ladder"] = parse_ladder(ladder)
         network = zoo.build_trainable(model, config)
         network.load_state_dict(zoo.load_network_state(weights, model, network))
         card = dict(zoo.load_codec(model, weights).card)
@@ -277,6 +282,16 @@ def tune(weights, model, data, mix, mix_share, output, iterations, batch_size, c
 
     fit(network, batches(), iterations, lr, lambda line: click.echo(line, err=True))
     card["tuned"] = {"iterations": iterations, "batch_size": batch_size, "crop": crop, "lr": lr,
-                     "data": str(data), "mix": str(mix) if mix else None}
+                     "data": str(data), "mix": str(mix) if mix else None, "ladder": ladder}
     path = zoo.export_weights(network, model, output, card)
     click.echo(f"exported {path}", err=True)
+
+
+def parse_ladder(text: str) -> list[float]:
+    try:
+        steps = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint="--ladder") from None
+    if not steps or any(b >= a for a, b in itertools.pairwise(steps)) or steps[-1] <= 0:
+        raise click.BadParameter("steps must be positive and decreasing (coarsest first)", param_hint="--ladder")
+    return steps

@@ -309,6 +309,16 @@ def fit_steps(model: FlowCompression, batches: Iterator[torch.Tensor], iteration
             f"Δ1 {float(steps[c0]):.3g}, Δ2 {float(steps[c0 + 1]):.3g}")
 
 
+def fit_ladder(state: dict[str, torch.Tensor], target: FlowCompression) -> dict[str, torch.Tensor]:
+    """A trained state moved to the target's ladder of operating points: the flow and the priors
+    serve any step, so only the steps change (each quality starts at its nominal step everywhere;
+    `lic tune` fits them)."""
+    wanted = target.log_steps
+    if state["log_steps"].shape == wanted.shape and torch.allclose(state["log_steps"].float(), wanted, atol=1e-3):
+        return state
+    return {**state, "log_steps": wanted.detach().clone().to(state["log_steps"].dtype)}
+
+
 def build(config: dict) -> FlowCompression:
     fields = {**config}
     for key in ("widths", "ladder", "noise_range"):

@@ -143,6 +143,11 @@ def test_lic_tune_fits_the_steps_of_every_operating_point(tmp_path):
     before = zoo.load_codec("flow", weights).codec.steps
     tuned = zoo.load_codec("flow", tmp_path / "tuned.pt")
     assert not torch.equal(tuned.codec.steps, before) and tuned.card["tuned"]["iterations"] == 3
+    reladdered = runner.invoke(main, ["tune", str(weights), "--model", "flow", "--data", str(photos), "-o",
+                                      str(tmp_path / "wide.pt"), "--iterations", "1", "--batch-size", "2", "--crop",
+                                      "64", "--ladder", "96,48,24,12,6,3,1.5"])
+    assert reladdered.exit_code == 0, reladdered.output
+    assert zoo.load_codec("flow", tmp_path / "wide.pt").codec.qualities.count == 7
     refused = runner.invoke(main, ["tune", str(weights), "--model", "hyper", "--data", str(photos), "-o",
                                    str(tmp_path / "x.pt")])
     assert refused.exit_code == 2 and "no operating points to fit" in refused.output

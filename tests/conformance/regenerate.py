@@ -52,6 +52,8 @@ def main() -> None:
         "gc-c4-mse.lic": encode_image(ImageData(rgb), session.get("gc-c4-mse"), 0),
         "cpm-q1-grey.lic": encode_image(ImageData(grey), session.get("cpm"), 0),
         "cpm-q4.lic": encode_image(ImageData(rgb), session.get("cpm"), 3),
+        "flow-q2-grey.lic": encode_image(ImageData(grey), session.get("flow"), 1),
+        "flow-q12.lic": encode_image(ImageData(rgb), session.get("flow"), 11),
     }
     manifest = {}
     for name, data in files.items():

@@ -1,7 +1,7 @@
 """Write the regression corpus of hostile files (tests/test_hostile.py decodes each and expects a
-one-line error): decompression bombs with empty or garbage sections (hyper, gc-c4, cpm), a bits-back file asking for
-more posterior-fit steps than any encoder writes, and one declaring more pixels than its model
-codes. They name the shipped weights, so run this again after shipping new ones:
+one-line error): decompression bombs with empty or garbage sections (hyper, gc-c4, cpm, flow), a
+bits-back file asking for more posterior-fit steps than any encoder writes, and one declaring more
+pixels than its model codes. They name the shipped weights, so run this again after shipping new ones:
 
     python tests/corpus/regenerate.py
 """
@@ -29,7 +29,7 @@ from tests.fuzzing import pack_unchecked
 
 def main() -> None:
     session = CodecSession()
-    hashes = {name: session.get(name).weights_hash for name in ("hyper", "gc-c4", "hyper-bb", "cpm")}
+    hashes = {name: session.get(name).weights_hash for name in ("hyper", "gc-c4", "hyper-bb", "cpm", "flow")}
     garbage = random.Random(0).randbytes(64)
     counts = np.full((4, 5), TOTAL // 5, dtype="<u2")
     counts[:, 0] += TOTAL - counts.sum(axis=1)
@@ -49,6 +49,8 @@ def main() -> None:
             SectionType.LATENT: b"\0" + counts.tobytes()}), "empty entropy-coded stream"),
         "cpm-garbage-8192x4096.lic": (Container("cpm", hashes["cpm"], 0, 8192, 4096, 3, {
             SectionType.LATENT: garbage}), "corrupted file"),
+        "flow-garbage-8192x4096.lic": (Container("flow", hashes["flow"], 11, 8192, 4096, 3, {
+            SectionType.LATENT: garbage, SectionType.DETAIL1: garbage, SectionType.DETAIL2: b""}), "corrupted file"),
         "hyper-bb-2000-steps.lic": (_with_entry(real_bb, greedy, table), "BBVI steps"),
         "hyper-bb-8192x4096.lic": (_with_entry(real_bb, huge, table, 8192, 4096), "model hyper-bb codes at most"),
     }
