@@ -392,7 +392,7 @@ class Latents:
 
 def channel_ids(shape: tuple[int, ...]) -> np.ndarray:
     """Table of each element of a (C, h, w) array coded with one table per channel."""
-    return np.broadcast_to(np.arange(shape[0], dtype=np.int64)[:, None, None], shape).ravel()
+    return np.broadcast_to(np.arange(shape[0], dtype=np.uint8)[:, None, None], shape).ravel()
 
 
 class FlowCodec:
@@ -413,6 +413,8 @@ class FlowCodec:
             raise ValueError("coding steps do not match the network")
         self.priors = (fixedpoint.freeze(model.prior1), fixedpoint.freeze(model.prior2))
         self.detail_scales = coding["detail_scales"].numpy().astype(np.float64)
+        if len(self.detail_scales) > 256:  # table ids are 8-bit
+            raise ValueError("coding tables do not match the network")
         detail_tables = tables_from_tensors(coding, "detail_tables")
         self.detail_coder = TableCoder(detail_tables)
         zero = -detail_tables.offsets
@@ -447,10 +449,10 @@ class FlowCodec:
 
         def prior(tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             means, scales = fixedpoint.run(layers, tile).chunk(2, dim=1)
-            return means.contiguous(), torch.from_numpy(index(scales.numpy()).astype(np.int16))
+            return means.contiguous(), torch.from_numpy(index(scales.numpy()).astype(np.uint8))
 
         means, table_ids = PRIOR_TILES.run(prior, coarser * PRIOR_INPUT_SCALE, up=2)
-        return means, table_ids.numpy()[0].astype(np.int64)
+        return means, table_ids.numpy()[0]
 
     @torch.inference_mode()
     def analyse(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -149,3 +149,26 @@ def test_shipped_cpm_spends_more_bytes_for_more_fidelity_and_decodes_determinist
         scores.append(ms_ssim(crop, one))
         assert scores[-1] > floor
     assert sizes[1] > 2 * sizes[0] and scores[1] > scores[0]
+
+
+def test_shipped_flow_reaches_near_lossless_previews_progressively_and_re_encodes_stably(session, crop):
+    from lic_cli.codec import decode_symbols
+
+    loaded = session.get("flow")
+    top = loaded.codec.qualities.count - 1
+    sizes, scores = [], []
+    for quality in (0, top):
+        data = encode_image(ImageData(crop), loaded, quality)
+        one, *others = decode_with_threads(data, session, THREAD_COUNTS)
+        assert all(np.array_equal(one, other) for other in others)
+        sizes.append(len(data))
+        scores.append(psnr(crop, one))
+    assert sizes[1] > 4 * sizes[0] and scores[0] > FLOW_LOWEST_PSNR and scores[1] > FLOW_TOP_PSNR
+    middle = encode_image(ImageData(crop), loaded, FLOW_MIDDLE)
+    decoded = decode_file(middle, session).image.pixels
+    preview = decode_file(middle, session, levels=1).image.pixels
+    assert psnr(crop, preview) < psnr(crop, decoded) - 3
+    again = encode_image(ImageData(decoded), loaded, FLOW_MIDDLE)
+    first, second = decode_symbols(middle, session), decode_symbols(again, session)
+    changed = sum(int((a != b).sum()) for a, b in zip(first, second, strict=True))
+    assert changed <= 0.001 * sum(a.size for a in first)
