@@ -209,3 +209,20 @@ def test_cpm_trains_with_mixed_data_reports_ms_ssim_and_resumes(tmp_path):
     assert zoo.load_codec("cpm", out / "cpm.pt").card["steps"] == 3
     wrong = runner.invoke(main, common + ["--steps", "3", "--hyper-width", "8", "--out", str(tmp_path / "x")])
     assert wrong.exit_code == 2 and "does not apply to --model cpm" in wrong.output
+
+
+@pytest.mark.slow
+def test_flow_trains_through_the_common_driver_and_resumes(tmp_path):
+    photos = png_folder(tmp_path / "photos", 10, 80, 96)
+    out = tmp_path / "run"
+    common = ["train", "--model", "flow", "--data", str(photos), "--out", str(out), "--batch-size", "2", "--crop",
+              "64", "--threads", "1", "--eval-every", "2"]
+    runner = CliRunner()
+    first = runner.invoke(main, common + ["--steps", "2"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    assert re.search(r"validation @ step 2: q1: [\d.]+ bpp [\d.]+ dB .* q12: [\d.]+ bpp", first.output)
+    resumed = runner.invoke(main, common + ["--steps", "3", "--resume"], catch_exceptions=False)
+    assert resumed.exit_code == 0 and "resumed" in resumed.output
+    assert zoo.load_codec("flow", out / "flow.pt").card["steps"] == 3
+    wrong = runner.invoke(main, common + ["--steps", "3", "--channels", "8", "--out", str(tmp_path / "x")])
+    assert wrong.exit_code == 2 and "does not apply to --model flow" in wrong.output
