@@ -68,7 +68,7 @@ class FlowConfig:
     prior_width: int = 64  # channels of φ1, φ2
     # Quantization steps of the operating points, coarse to fine (users' -q 1 is the coarsest). The
     # per-level steps start at these and are fitted after training (fit_steps).
-    ladder: tuple[float, ...] = (48.0, 32.0, 22.0, 16.0, 11.0, 8.0, 5.6, 4.0, 2.8, 2.0, 1.4, 1.0)
+    ladder: tuple[float, ...] = (160.0, 112.0, 80.0, 56.0, 40.0, 28.0, 20.0, 14.0, 10.0, 6.0, 3.0, 1.0)
     noise_range: tuple[float, float] = (0.7, 64.0)  # training draws s log-uniformly in this range
     # 3 pixel values per pixel, each costing about log2(1/s) bits: at the slope of a uniform
     # quantizer, d(bits)/d(MSE) = 3 * 6 / (ln 2 * s^2) per pixel.
@@ -191,8 +191,9 @@ class FlowCompression(nn.Module):
         self.prior1 = prior_net(c0, c1, config.prior_width)
         self.prior2 = prior_net(c1, c2, config.prior_width)
         # log of each operating point's steps: [Δ0 of each z0 channel, Δ1, Δ2] (fit_steps tunes them).
-        ladder = torch.tensor(config.ladder, dtype=torch.float32).log()
-        self.register_buffer("log_steps", ladder[:, None].repeat(1, c0 + 2))
+        ladder = torch.tensor(config.ladder, dtype=torch.float32)
+        self.register_buffer("ladder", ladder)  # the nominal steps the fitted ones started from
+        self.register_buffer("log_steps", ladder.log()[:, None].repeat(1, c0 + 2))
         self.straight_through = False
         self.exact_quantization = False
 
@@ -313,10 +314,12 @@ def fit_ladder(state: dict[str, torch.Tensor], target: FlowCompression) -> dict[
     """A trained state moved to the target's ladder of operating points: the flow and the priors
     serve any step, so only the steps change (each quality starts at its nominal step everywhere;
     `lic tune` fits them)."""
-    wanted = target.log_steps
-    if state["log_steps"].shape == wanted.shape and torch.allclose(state["log_steps"].float(), wanted, atol=1e-3):
-        return state
-    return {**state, "log_steps": wanted.detach().clone().to(state["log_steps"].dtype)}
+    trained = state.get("ladder")
+    if trained is None:  # a checkpoint from before the ladder was stored: its steps are nominal
+        trained = state["log_steps"][:, 0].float().exp()
+    if trained.shape == target.ladder.shape and torch.allclose(trained.float(), target.ladder, rtol=1e-3):
+        return {**state, "ladder": trained.to(target.ladder.dtype)}
+    return {**state, "ladder": target.ladder.clone(), "log_steps": target.log_steps.detach().clone()}
 
 
 def build(config: dict) -> FlowCompression:

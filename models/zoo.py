@@ -169,7 +169,7 @@ ZOO: dict[str, ZooEntry] = {
         freeze=flow.freeze_coding_tensors, qualities=flow.qualities,
         training=Training("rate-distortion"),
         tiny_config={"widths": [4, 4, 4], "steps_per_level": 1, "blocks": 1, "prior_width": 4},
-        fit_state=flow.fit_ladder, tune=flow.fit_steps, shipped=False),
+        fit_state=flow.fit_ladder, tune=flow.fit_steps),
 }
 DEFAULT_MODEL = defaults.DEFAULT_MODEL
 

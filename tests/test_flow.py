@@ -143,6 +143,10 @@ def test_lic_tune_fits_the_steps_of_every_operating_point(tmp_path):
     before = zoo.load_codec("flow", weights).codec.steps
     tuned = zoo.load_codec("flow", tmp_path / "tuned.pt")
     assert not torch.equal(tuned.codec.steps, before) and tuned.card["tuned"]["iterations"] == 3
+    # Training or tuning again from the tuned file starts from its fitted steps, not the nominal ones.
+    network = flow.build(zoo.weight_file_config(tmp_path / "tuned.pt", "flow"))
+    state = zoo.load_network_state(tmp_path / "tuned.pt", "flow", network)
+    assert torch.allclose(state["log_steps"].double().exp(), tuned.codec.steps, rtol=1e-3)
     reladdered = runner.invoke(main, ["tune", str(weights), "--model", "flow", "--data", str(photos), "-o",
                                       str(tmp_path / "wide.pt"), "--iterations", "1", "--batch-size", "2", "--crop",
                                       "64", "--ladder", "96,48,24,12,6,3,1.5"])

@@ -151,6 +151,13 @@ def test_shipped_cpm_spends_more_bytes_for_more_fidelity_and_decodes_determinist
     assert sizes[1] > 2 * sizes[0] and scores[1] > scores[0]
 
 
+# flow on this crop (CPU-budget weights): about 1 dB under what q1 measures, and the top quality
+# (step 1) well above the near-lossless 45 dB; an untrained flow with a random prior lands far below.
+FLOW_LOWEST_PSNR = 19.0  # measures 20.0 dB at q1 (58.4 dB at q12)
+FLOW_TOP_PSNR = 50.0
+FLOW_MIDDLE = 6  # 0-based: step 20
+
+
 def test_shipped_flow_reaches_near_lossless_previews_progressively_and_re_encodes_stably(session, crop):
     from lic_cli.codec import decode_symbols
 
