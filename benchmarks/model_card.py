@@ -85,12 +85,18 @@ def render_gc(name: str, result: dict, notes: str) -> str:
     return "\n".join(lines)
 
 
-def render_cpm(name: str, result: dict, notes: str) -> str:
+def measured_header(name: str, result: dict, what: str) -> list[str]:
+    """The card's header and the heading of a family benchmark's table (whose weights must be the
+    shipped ones)."""
     check_results_match_weights(name, result["weights_hash"])
+    return header(name) + [
+        f"## Measured on Kodak ({result['images']} images, {what})", "",
+        f"`{result['command']}` — {result['cpu']}, {result['threads']} torch threads, {result['date']}:", ""]
+
+
+def render_cpm(name: str, result: dict, notes: str) -> str:
     targets = file_config(name).get("targets", [])
-    lines = header(name) + [
-        f"## Measured on Kodak ({result['images']} images, real latent sections)", "",
-        f"`{result['command']}` — {result['cpu']}, {result['threads']} torch threads, {result['date']}:", "",
+    lines = measured_header(name, result, "real latent sections") + [
         "| quality | rate target (bpp) | bpp (latent section) | of it: importance map | MS-SSIM | PSNR (dB) "
         "| context model vs factorized | encode (s) | decode (s) |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -105,11 +111,8 @@ def render_cpm(name: str, result: dict, notes: str) -> str:
 
 
 def render_flow(name: str, result: dict, notes: str) -> str:
-    check_results_match_weights(name, result["weights_hash"])
     ladder = file_config(name).get("ladder", [])
-    lines = header(name) + [
-        f"## Measured on Kodak ({result['images']} images, real files)", "",
-        f"`{result['command']}` — {result['cpu']}, {result['threads']} torch threads, {result['date']}:", "",
+    lines = measured_header(name, result, "real files") + [
         "| quality | nominal step | bpp | PSNR (dB) | 1 level: bpp | PSNR (dB) | 2 levels: bpp | PSNR (dB) "
         "| encode (s) | decode (s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
