@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bitstream.tables import IntegerTables
+
 from .layers import LowerBound
 
 LIKELIHOOD_FLOOR = 1e-9
@@ -160,3 +162,22 @@ def _normal_ppf(p: float) -> float:
         else:
             hi = mid
     return hi
+
+
+def tables_to_tensors(tables: IntegerTables, prefix: str) -> dict[str, torch.Tensor]:
+    """Integer tables as coding tensors of a weight file (prefix.offsets, .lengths, .counts)."""
+    return {f"{prefix}.{name}": torch.from_numpy(getattr(tables, name).astype(np.int32))
+            for name in ("offsets", "lengths", "counts")}
+
+
+def tables_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> IntegerTables:
+    return IntegerTables(*(tensors[f"{prefix}.{name}"].numpy().astype(np.int32)
+                           for name in ("offsets", "lengths", "counts")))
+
+
+def channel_table_ids(shape: tuple[int, ...]) -> np.ndarray:
+    """The table of each element of a (..., C, h, w) array coded with table c in channel c, flat in
+    the array's order; 8-bit where the channel count allows (a large image has many elements)."""
+    channels = shape[-3]
+    ids = np.arange(channels, dtype=np.uint8 if channels <= 256 else np.int64)[:, None, None]
+    return np.broadcast_to(ids, shape).ravel()

@@ -42,13 +42,21 @@ from torch import nn
 
 from bitstream.coders import TableCoder
 from bitstream.container import FormatError
-from bitstream.tables import TOTAL, IntegerTables, quantize_pmfs
+from bitstream.tables import TOTAL, quantize_pmfs
 
 from . import fixedpoint, precision
-from .entropy import FactorizedDensity, gaussian_likelihood, gaussian_pmfs, gaussian_scale_table
+from .entropy import (
+    FactorizedDensity,
+    channel_table_ids,
+    gaussian_likelihood,
+    gaussian_pmfs,
+    gaussian_scale_table,
+    tables_from_tensors,
+    tables_to_tensors,
+)
 from .geometry import Tiles, ceil_div, pad_to_multiple, to_uint8
 from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
-from .layers import deconv
+from .layers import deconv, ste_round
 
 LEVELS = 3
 SQUEEZE = 2
@@ -177,10 +185,6 @@ def flow_to_unit(h: torch.Tensor) -> torch.Tensor:
     return (h + PIXEL_OFFSET) / PIXEL_SCALE
 
 
-def ste_round(x: torch.Tensor) -> torch.Tensor:
-    return x + (torch.round(x) - x).detach()
-
-
 class FlowCompression(nn.Module):
     def __init__(self, config: FlowConfig = FlowConfig()):
         super().__init__()
@@ -201,15 +205,18 @@ class FlowCompression(nn.Module):
     def num_qualities(self) -> int:
         return len(self.config.ladder)
 
-    def steps(self, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(Δ0 (B, 48, 1, 1), Δ1 (B, 1, 1, 1), Δ2 (B, 1, 1, 1)) of a batch of qualities."""
-        steps = torch.exp(self.log_steps[quality].float())[:, :, None, None]
+    def steps(self, quality: torch.Tensor, log_steps: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(Δ0 (B, 48, 1, 1), Δ1 (B, 1, 1, 1), Δ2 (B, 1, 1, 1)) of a batch of qualities, from the
+        model's log steps or from others of the same shape (being fitted)."""
+        table = self.log_steps if log_steps is None else log_steps
+        steps = torch.exp(table[quality].float())[:, :, None, None]
         c0 = LATENT_CHANNELS[0]
         return steps[:, :c0], steps[:, c0:c0 + 1], steps[:, c0 + 1:]
 
     def prior(self, net: nn.Sequential, coarser: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        means, scales = net(coarser * PRIOR_INPUT_SCALE).float().chunk(2, dim=1)
-        return means, scales
+        """(means, scales) of the next finer latent."""
+        return net(coarser * PRIOR_INPUT_SCALE).float().chunk(2, dim=1)
 
     def training_steps(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         low, high = (math.log(v) for v in self.config.noise_range)
@@ -260,10 +267,7 @@ class FlowCompression(nn.Module):
                         channel_rate_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Per-sample bpp + distortion_weight / s^2 * MSE(x̂) + preview_weight * MSE(x̃), MSE in
         8-bit pixel units; PSNR of x̂ (as coded: 8-bit clamp) and bpp for the logs."""
-        pixels = x.shape[2] * x.shape[3]
-        bits = sum(-torch.log2(lik).sum(dim=(1, 2, 3)) for lik in out["likelihoods"])
-        bpp = bits / pixels
-        mse = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3)) * PIXEL_SCALE**2
+        bpp, mse = rate_and_mse(x, out)
         preview_mse = torch.mean((out["x_preview"] - x) ** 2, dim=(1, 2, 3)) * PIXEL_SCALE**2
         weight = self.config.distortion_weight / out["noise_step"] ** 2
         loss = bpp + weight * mse + self.config.preview_weight * preview_mse
@@ -272,6 +276,13 @@ class FlowCompression(nn.Module):
         return {"loss": loss.mean(), "bpp": bpp.mean(), "mse": mse.mean(),
                 "psnr": (10 * torch.log10(1 / coded_mse.clamp(min=1e-10))).mean(),
                 "preview_psnr": (10 * torch.log10(PIXEL_SCALE**2 / preview_mse.clamp(min=1e-10))).mean()}
+
+
+def rate_and_mse(x: torch.Tensor, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: estimated bits per pixel of all three levels, and MSE(x, x̂) in 8-bit units."""
+    bits = sum(-torch.log2(lik).sum(dim=(1, 2, 3)) for lik in out["likelihoods"])
+    mse = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3)) * PIXEL_SCALE**2
+    return bits / (x.shape[2] * x.shape[3]), mse
 
 
 def fit_steps(model: FlowCompression, batches: Iterator[torch.Tensor], iterations: int, lr: float = 0.1,
@@ -291,11 +302,9 @@ def fit_steps(model: FlowCompression, batches: Iterator[torch.Tensor], iteration
         quality = (iteration * x.shape[0] + torch.arange(x.shape[0], device=x.device)) % count
         with torch.no_grad():
             z = model.flow(pixels_to_flow(x))
-        steps = torch.exp(log_steps[quality])[:, :, None, None]
-        out = model.relaxed(z, (steps[:, :c0], steps[:, c0:c0 + 1], steps[:, c0 + 1:]), noisy=True, preview=False)
-        bits = sum(-torch.log2(lik).sum(dim=(1, 2, 3)) for lik in out["likelihoods"])
-        mse = torch.mean((out["x_hat"] - x) ** 2, dim=(1, 2, 3)) * PIXEL_SCALE**2
-        loss = (bits / (x.shape[2] * x.shape[3]) + slopes[quality] * mse).mean()
+        out = model.relaxed(z, model.steps(quality, log_steps), noisy=True, preview=False)
+        bpp, mse = rate_and_mse(x, out)
+        loss = (bpp + slopes[quality] * mse).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -363,16 +372,6 @@ def freeze_coding_tensors(model: FlowCompression) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def tables_to_tensors(tables: IntegerTables, prefix: str) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.{name}": torch.from_numpy(getattr(tables, name).astype(np.int32))
-            for name in ("offsets", "lengths", "counts")}
-
-
-def tables_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> IntegerTables:
-    return IntegerTables(*(tensors[f"{prefix}.{name}"].numpy().astype(np.int32)
-                           for name in ("offsets", "lengths", "counts")))
-
-
 def pack_latents(z0: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """(z0, z1, z2) as one (B, 192, H/8, W/8) tensor, so that tiles cut all three alike."""
     return torch.cat([z0, F.pixel_unshuffle(z1, 2), F.pixel_unshuffle(z2, 4)], dim=1)
@@ -391,11 +390,6 @@ class Latents:
     symbols: list[np.ndarray]  # k0 (48, h, w), k1 (12, 2h, 2w), k2 (6, 4h, 4w); 0 where not coded
     table_ids: list[np.ndarray]  # of z1 and z2, shaped like k1 and k2
     values: list[torch.Tensor]  # ẑ0, ẑ1, ẑ2 as (1, C, ...) float64
-
-
-def channel_ids(shape: tuple[int, ...]) -> np.ndarray:
-    """Table of each element of a (C, h, w) array coded with one table per channel."""
-    return np.broadcast_to(np.arange(shape[0], dtype=np.uint8)[:, None, None], shape).ravel()
 
 
 class FlowCodec:
@@ -490,7 +484,7 @@ class FlowCodec:
 
     def encode_latents(self, latents: Latents, quality: int) -> dict[str, bytes]:
         k0 = latents.symbols[0]
-        sections = {"latent": self.z0_coder(quality).encode(k0, channel_ids(k0.shape))}
+        sections = {"latent": self.z0_coder(quality).encode(k0, channel_table_ids(k0.shape))}
         for name, k, table_ids in zip(self.section_names[1:], latents.symbols[1:], latents.table_ids, strict=True):
             coded = ~self.predicted_tables[table_ids]
             sections[name] = self.detail_coder.encode(k[coded], table_ids[coded])
@@ -505,7 +499,7 @@ class FlowCodec:
         height, width = ceil_div(geometry.height, DOWNSAMPLING), ceil_div(geometry.width, DOWNSAMPLING)
         shape = (LATENT_CHANNELS[0], height, width)
         step0, *detail_steps = self.level_steps(quality)
-        k0 = self.z0_coder(quality).decode(sections["latent"], channel_ids(shape)).reshape(shape)
+        k0 = self.z0_coder(quality).decode(sections["latent"], channel_table_ids(shape)).reshape(shape)
         latents = Latents([k0], [], [torch.from_numpy(k0)[None] * step0])
         for level, name in ((1, "detail1"), (2, "detail2")):
             means, table_ids = self.detail_distribution(level, latents.values[-1], quality)

@@ -15,13 +15,21 @@ import torch
 from torch import nn
 
 from bitstream.coders import TableCoder
-from bitstream.tables import IntegerTables, quantize_pmfs
+from bitstream.tables import quantize_pmfs
 
 from . import fixedpoint, precision
-from .entropy import FactorizedDensity, gaussian_likelihood, gaussian_pmfs, gaussian_scale_table
+from .entropy import (
+    FactorizedDensity,
+    channel_table_ids,
+    gaussian_likelihood,
+    gaussian_pmfs,
+    gaussian_scale_table,
+    tables_from_tensors,
+    tables_to_tensors,
+)
 from .geometry import Tiles, ceil_div, pad_to_multiple, to_uint8, unit_float
 from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
-from .layers import GDN, conv, deconv
+from .layers import GDN, conv, deconv, ste_round
 
 # Distortion weights per quality, for MSE on images scaled to [0, 1]: loss = bpp + lambda * 255^2 * MSE.
 # CompressAI's ladder is 0.0018 ... 0.0940 (x2.2 per step). Ours is placed so that -q 1 ... 6 land
@@ -49,11 +57,6 @@ class HyperConfig:
     # Width of the hyper-synthesis hidden layers (w, 3w/2); None: M, the layout of Minnen et al.
     # A wider latent with hyper_width=192 keeps the weight file under 16 MiB (M=256: 16.5 MB).
     hyper_width: int | None = None
-
-
-def ste_round(x: torch.Tensor) -> torch.Tensor:
-    """Round in the forward pass, identity gradient in the backward pass."""
-    return x + (torch.round(x) - x).detach()
 
 
 class MeanScaleHyperprior(nn.Module):
@@ -283,21 +286,10 @@ def freeze_coding_tensors(model: MeanScaleHyperprior) -> dict[str, torch.Tensor]
     tensors = {
         "y_table_scales": torch.from_numpy(scales),
         "inv_gain_z": inv_gain_z.to(torch.int32),
-        **_tables_to_tensors(z_tables, "z_tables"),
-        **_tables_to_tensors(y_tables, "y_tables"),
+        **tables_to_tensors(z_tables, "z_tables"),
+        **tables_to_tensors(y_tables, "y_tables"),
     }
     return tensors
-
-
-def _tables_to_tensors(tables: IntegerTables, prefix: str) -> dict[str, torch.Tensor]:
-    return {f"{prefix}.offsets": torch.from_numpy(tables.offsets.astype(np.int32)),
-            f"{prefix}.lengths": torch.from_numpy(tables.lengths.astype(np.int32)),
-            f"{prefix}.counts": torch.from_numpy(tables.counts.astype(np.int32))}
-
-
-def _tables_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> IntegerTables:
-    return IntegerTables(*(tensors[f"{prefix}.{name}"].numpy().astype(np.int32)
-                           for name in ("offsets", "lengths", "counts")))
 
 
 # The operating point `lic encode` uses without -q: the quality whose lambda is nearest to this
@@ -369,8 +361,7 @@ class LatentSynthesis:
 
     def z_table_ids(self, shape) -> np.ndarray:
         """The table of each hyperlatent of a (1, N, h, w) array: one factorized density per channel."""
-        channels = np.arange(shape[1], dtype=np.int64)[None, :, None, None]
-        return np.broadcast_to(channels, shape).ravel()
+        return channel_table_ids(shape)
 
 
 class HyperCodec(LatentSynthesis):
@@ -386,8 +377,8 @@ class HyperCodec(LatentSynthesis):
         self.scale_index = fixedpoint.TableIndex(self.y_table_scales)
         self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
         self.hyper_synthesis = fixedpoint.freeze(model.h_s)
-        self.z_coder = TableCoder(_tables_from_tensors(coding, "z_tables"))
-        self.y_coder = TableCoder(_tables_from_tensors(coding, "y_tables"))
+        self.z_coder = TableCoder(tables_from_tensors(coding, "z_tables"))
+        self.y_coder = TableCoder(tables_from_tensors(coding, "y_tables"))
         if len(self.z_coder.tables) != model.config.channels or len(self.y_coder.tables) != len(self.y_table_scales):
             raise ValueError("coding tables do not match the network")
 

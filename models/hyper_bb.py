@@ -28,7 +28,7 @@ from bitstream.tables import TOTAL, IntegerTables, quantize_pmfs
 from . import fixedpoint, precision
 from .entropy import gaussian_likelihood, gaussian_scale_table, shifted_gaussian_pmfs
 from .geometry import unit_float
-from .hyper import DOWNSAMPLING, GAIN_FRAC_BITS, HyperConfig, LatentSynthesis, MeanScaleHyperprior, ste_round
+from .hyper import DOWNSAMPLING, GAIN_FRAC_BITS, HyperConfig, LatentSynthesis, MeanScaleHyperprior
 from .interface import (
     PLAIN,
     AlbumImage,
@@ -41,7 +41,7 @@ from .interface import (
     RefineOptions,
     check_refine,
 )
-from .layers import conv
+from .layers import conv, ste_round
 from .sga import anneal, sga_round
 
 Z_STEP = 0.125  # grid of z-hat in the gain-scaled domain (a power of two: exact in fixed point)
