@@ -13,9 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from models import precision, zoo
+from models.cse import ConditionalSourceModel
 
+from . import distributed
+from .distributed import Ranks
 from .imageio import list_images, load_rgb_array
 
 
@@ -48,6 +52,9 @@ class TrainOptions:
     freeze_encoder: bool = False  # train the decoder side alone on exactly quantized latents
     mix: Path | None = None  # a second image folder (e.g. illustrations and screenshots) ...
     mix_share: float = 0.2  # ... that this share of the crops comes from
+    regularizer: str | None = None  # "cse": the conditional source entropy regularizer
+    alpha: float = 0.1  # its weight, relative to the rate in bits per pixel
+    ranks: Ranks = distributed.SINGLE  # this process's place in a torchrun run
 
 
 def keep_freed_buffers_in_the_heap() -> bool:
@@ -78,8 +85,10 @@ def hardware_description(device: str) -> str:
 class CropSampler:
     """All training images decoded once into memory; random crops with flips, batched on device.
 
-    mix_paths: a second pool (e.g. illustrations and screenshots, which a photo-only model codes
-    badly) that a share mix_share of the crops is drawn from."""
+    Images are drawn in epochs: each in a fresh random order, every image once. mix_paths: a
+    second pool (e.g. illustrations and screenshots, which a photo-only model codes badly) that a
+    share mix_share of the crops is drawn from, in epochs of its own. In a distributed run each
+    rank is given its own shard of both pools."""
 
     def __init__(self, paths: list[Path], crop: int, device: torch.device, log, mix_paths: list[Path] = (),
                  mix_share: float = 0.0):
@@ -88,6 +97,7 @@ class CropSampler:
         self.images = self._load(paths, log)
         self.mixed = self._load(mix_paths, log) if mix_paths else []
         self.mix_share = mix_share if self.mixed else 0.0
+        self.orders: dict[int, list[int]] = {id(self.images): [], id(self.mixed): []}
         if not self.images:
             raise ValueError(f"no training image is at least {crop}x{crop} pixels")
         if mix_paths:
@@ -96,18 +106,28 @@ class CropSampler:
     def _load(self, paths: list[Path], log) -> list[torch.Tensor]:
         images = []
         for i, path in enumerate(paths):
-            array = load_rgb_array(path)
+            try:
+                array = load_rgb_array(path)
+            except (OSError, ValueError) as error:
+                raise ValueError(f"cannot read training image {path}: {error}") from None
             if min(array.shape[:2]) >= self.crop:
                 images.append(torch.from_numpy(array))
             if (i + 1) % 200 == 0:
                 log(f"loaded {i + 1}/{len(paths)} training images")
         return images
 
+    def _next_image(self, pool: list[torch.Tensor], rng: random.Random) -> torch.Tensor:
+        order = self.orders[id(pool)]
+        if not order:
+            order.extend(range(len(pool)))
+            rng.shuffle(order)
+        return pool[order.pop()]
+
     def batch(self, size: int, rng: random.Random) -> torch.Tensor:
         crops = []
         for _ in range(size):
             pool = self.mixed if self.mix_share and rng.random() < self.mix_share else self.images
-            image = pool[rng.randrange(len(pool))]
+            image = self._next_image(pool, rng)
             top = rng.randrange(image.shape[0] - self.crop + 1)
             left = rng.randrange(image.shape[1] - self.crop + 1)
             patch = image[top : top + self.crop, left : left + self.crop]
@@ -194,28 +214,49 @@ def save_checkpoint(path: Path, model, others: dict, step: int, elapsed: float, 
 def restore_or_initialise(checkpoint_path: Path, options: TrainOptions, model, others: dict, device,
                           log) -> tuple[int, float]:
     """(step, elapsed seconds): resume model and `others` (checkpoint key -> object with a state
-    dict) from checkpoint_path, refuse to overwrite it without --resume, or start from --init."""
-    if options.resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        for key, stateful in others.items():
-            stateful.load_state_dict(state[key])
-        step, elapsed = int(state["step"]), float(state["elapsed_seconds"])
-        log(f"resumed from {checkpoint_path} at step {step} ({elapsed / 60:.1f} min trained)")
-        return step, elapsed
-    if checkpoint_path.exists():
-        raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --out")
-    if options.init_weights is not None:
-        model.load_state_dict(zoo.load_network_state(options.init_weights, options.model, model))
-        log(f"initialised from {options.init_weights}")
-    return 0, 0.0
+    dict, as save_checkpoint wrote them) from checkpoint_path, refuse to overwrite it without
+    --resume, or start from --init.
+
+    Rank 0 alone reads the files; the others receive what it read (the model's parameters travel
+    when DistributedDataParallel wraps it, the rest here). A checkpoint without one of `others`
+    (e.g. a run continued with --reg cse) leaves that one as built."""
+    ranks = options.ranks
+
+    def read() -> tuple[int, float, dict]:
+        if options.resume and checkpoint_path.exists():
+            state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+            restored = {key: state[key] for key in others if key in state}
+            missing = [key for key in others if key not in state]
+            step, elapsed = int(state["step"]), float(state["elapsed_seconds"])
+            log(f"resumed from {checkpoint_path} at step {step} ({elapsed / 60:.1f} min trained)"
+                + (f"; starting {', '.join(missing)} afresh" if missing else ""))
+            return step, elapsed, restored
+        if checkpoint_path.exists():
+            raise FileExistsError(f"{checkpoint_path} exists: pass --resume to continue it, or choose another --out")
+        if options.init_weights is not None:
+            model.load_state_dict(zoo.load_network_state(options.init_weights, options.model, model))
+            log(f"initialised from {options.init_weights}")
+        return 0, 0.0, {}
+
+    step, elapsed, restored = distributed.on_main(ranks, read)
+    for key, state in restored.items():
+        others[key].load_state_dict(state)
+    return step, elapsed
 
 
 def make_sampler(options: TrainOptions, run: RunSetup, log) -> CropSampler:
     mix_paths = list_images(options.mix) if options.mix is not None else []
     if options.mix is not None and not mix_paths:
         raise ValueError(f"no images found in --mix {options.mix}")
-    return CropSampler(run.paths, options.crop, run.device, log, mix_paths, options.mix_share)
+    return CropSampler(run.paths, options.crop, run.device, log, shard(mix_paths, options.ranks), options.mix_share)
+
+
+def shard(paths: list[Path], ranks: Ranks) -> list[Path]:
+    """This rank's share of a list of images (all of it if there are fewer images than ranks)."""
+    if len(paths) < ranks.world_size:
+        return paths
+    return paths[ranks.rank :: ranks.world_size]
 
 
 def split_images(options: TrainOptions) -> tuple[list[Path], list[Path]]:
@@ -232,15 +273,17 @@ class RunSetup:
     bf16: bool
     hardware: str  # for the model card
     checkpoint_path: Path
-    paths: list[Path]
+    paths: list[Path]  # this rank's shard of the training images
     val_paths: list[Path]
 
 
 def prepare_run(options: TrainOptions) -> RunSetup:
-    """Threads, device and its speed flags, the output folder and the image split, for any family."""
+    """Threads, device and its speed flags, the process group of a distributed run, the output
+    folder and the image split, for any family."""
+    ranks = options.ranks
     if options.threads:
         torch.set_num_threads(options.threads)
-    device = precision.select_device(options.device)
+    device = distributed.start(ranks, precision.select_device(options.device))
     if device.type == "cpu":
         keep_freed_buffers_in_the_heap()
     if device.type == "cuda":
@@ -248,12 +291,15 @@ def prepare_run(options: TrainOptions) -> RunSetup:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     paths, val_paths = split_images(options)
-    if not paths:
-        raise ValueError(f"no training images found in {options.data}")
-    options.out.mkdir(parents=True, exist_ok=True)
+    if len(paths) < ranks.world_size:
+        raise ValueError(f"{len(paths)} training images cannot be shared among {ranks.world_size} processes")
+    if ranks.is_main:
+        options.out.mkdir(parents=True, exist_ok=True)
     bf16 = precision.resolve(options.precision, device) == "bf16"
     hardware = hardware_description(str(device)) + (", bf16 autocast" if bf16 else ", fp32")
-    return RunSetup(device, bf16, hardware, options.out / "last.pt", paths, val_paths)
+    if ranks.distributed:
+        hardware += f", {ranks.world_size} processes (DistributedDataParallel, batch {options.batch_size} each)"
+    return RunSetup(device, bf16, hardware, options.out / "last.pt", shard(paths, ranks), val_paths)
 
 
 @dataclass
@@ -263,30 +309,41 @@ class LoopHooks:
     step: Callable[[torch.Tensor, random.Random, float, float, int], dict[str, float]]
     """(batch, rng, learning rate, budget progress 0..1, steps done before it, earlier sessions
     included) -> scalar stats of one optimisation step."""
-    save: Callable[[int, float], None]  # (step, elapsed seconds): write the checkpoint
-    validate: Callable[[int], None]  # (step): log validation numbers
+    save: Callable[[int, float], None]  # (step, elapsed seconds): write the checkpoint (rank 0 only)
+    validate: Callable[[int], None]  # (step): log validation numbers (rank 0 only)
     describe: Callable[[dict[str, float]], str]  # running stats -> the middle of a log line
     bpp_key: str = "bpp"  # which running stat the progress bar shows as bpp
 
 
+def budget_progress(options: TrainOptions, step: int, elapsed: float) -> float:
+    """How far the run is, 0..1, for the learning-rate schedule: by steps when --steps is given (so
+    that runs meant to be compared follow the same schedule whatever the machine's speed), else by
+    the wall-clock budget."""
+    if options.max_steps:
+        return min(1.0, step / options.max_steps)
+    return min(1.0, elapsed / (options.minutes * 60))
+
+
 def run_budgeted_loop(options: TrainOptions, sampler: CropSampler, step: int, elapsed: float, hooks: LoopHooks,
-                      reporter) -> int:
+                      reporter, device: torch.device | None = None) -> int:
     """Step until the wall-clock budget (or --steps) is spent, counting the time of earlier
     sessions; log, checkpoint and validate on schedule, then save and validate once more.
-    Returns the final step."""
-    # Seeded from the step so that a resumed run does not replay the crops it has already seen.
-    rng = random.Random(options.seed * 1_000_003 + step)
-    torch.manual_seed(options.seed * 1_000_003 + step)
+    Returns the final step. In a distributed run rank 0's clock decides for every rank."""
+    ranks = options.ranks
+    # Seeded from the step (and rank) so that a resumed run does not replay the crops it has seen.
+    rng = random.Random((options.seed * 1_000_003 + step) * 1009 + ranks.rank)
+    torch.manual_seed((options.seed * 1_000_003 + step) * 1009 + ranks.rank)
     budget = options.minutes * 60
     started = time.monotonic() - elapsed
     running: dict[str, float] = {}
     last_line = time.monotonic()
     while True:
-        elapsed = time.monotonic() - started
+        elapsed = distributed.agree(ranks, time.monotonic() - started, device)
         if elapsed >= budget or (options.max_steps is not None and step >= options.max_steps):
             break
-        rate = learning_rate(options.lr, elapsed / budget)
-        stats = hooks.step(sampler.batch(options.batch_size, rng), rng, rate, elapsed / budget, step)
+        progress = budget_progress(options, step, elapsed)
+        rate = learning_rate(options.lr, progress)
+        stats = hooks.step(sampler.batch(options.batch_size, rng), rng, rate, progress, step)
         step += 1
         for key, value in stats.items():
             running[key] = value if key not in running else 0.98 * running[key] + 0.02 * value
@@ -295,52 +352,166 @@ def run_budgeted_loop(options: TrainOptions, sampler: CropSampler, step: int, el
             last_line = time.monotonic()
             reporter.log(f"step {step} | {elapsed / 60:.1f}/{options.minutes:.1f} min | {hooks.describe(running)} "
                          f"| lr {rate:.2e}")
-        if step % options.checkpoint_every == 0:
+        if ranks.is_main and step % options.checkpoint_every == 0:
             hooks.save(step, time.monotonic() - started)
-        if step % options.eval_every == 0:
+        if ranks.is_main and step % options.eval_every == 0:
             hooks.validate(step)
-    hooks.save(step, time.monotonic() - started)
-    hooks.validate(step)
+    if ranks.is_main:
+        hooks.save(step, time.monotonic() - started)
+        hooks.validate(step)
     return step
+
+
+class Objective(nn.Module):
+    """A model's training pass and its loss as one module: what DistributedDataParallel wraps, so
+    that its gradient hooks cover every parameter the loss reads (entropy models included).
+    Returns (stats with "loss", the reconstruction)."""
+
+    def __init__(self, model: nn.Module, bf16: bool):
+        super().__init__()
+        self.model = model
+        self.bf16 = bf16
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor,
+                rate_weights: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(x, quality)
+        return self.model.rate_distortion(x, quality, out, rate_weights), out["x_hat"]
+
+
+SOURCE_MODEL_LR = 1e-3  # the paper's learning rate for q(x | x̂)
+REGULARIZERS = ("cse",)
+
+
+class SourceEntropyRegularizer:
+    """--reg cse: subtract alpha·H(X | X̂) from the codec's loss, H estimated by an auxiliary
+    model q(x | x̂) trained alongside by maximum likelihood (models/cse.py); the two alternate
+    every step. q is initialised from its own seed, so a regularised run draws the same crops
+    and noise as its unregularised twin."""
+
+    def __init__(self, kind: str, alpha: float, options: TrainOptions, device: torch.device):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
+            self.model = ConditionalSourceModel(kind).to(device)
+        self.alpha = alpha
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=SOURCE_MODEL_LR)
+        self.fit_objective = distributed.wrap(SourceFit(self.model), options.ranks, device)
+
+    def penalty(self, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(alpha·E[log2 q(x | x̂)] per pixel, q frozen: its gradient reaches x̂ only; the estimate
+        of H(X | X̂) in bits per pixel)."""
+        self.model.requires_grad_(False)
+        try:
+            bits = self.model.bits_per_pixel(x, x_hat)
+        finally:
+            self.model.requires_grad_(True)
+        return -self.alpha * bits.mean(), float(bits.detach().mean())
+
+    def fit(self, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+        """One maximum-likelihood step of q on the codec's (detached) reconstructions."""
+        bits = self.fit_objective(x, x_hat.detach()).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        bits.backward()
+        self.optimizer.step()
+
+    def checkpoint_entries(self) -> dict:
+        return {"source_model": self.model, "source_optimizer": self.optimizer}
+
+
+class SourceFit(nn.Module):
+    def __init__(self, model: ConditionalSourceModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        return self.model.bits_per_pixel(x, x_hat)
+
+
+@dataclass
+class RateDistortionStep:
+    """One optimisation step of the rate-distortion driver: the codec on its loss (plus the
+    regularizer's penalty), then the regularizer's own model. objective: Objective(model), or a
+    DistributedDataParallel of it, which averages the gradients of all ranks in backward()."""
+
+    model: nn.Module
+    objective: nn.Module
+    optimizer: torch.optim.Optimizer
+    trainable: list[nn.Parameter]
+    regularizer: SourceEntropyRegularizer | None = None
+
+    def __call__(self, x: torch.Tensor, quality: torch.Tensor, rate: float, straight_through: bool,
+                 rate_weights: torch.Tensor | None = None) -> dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        self.model.straight_through = straight_through
+        stats, x_hat = self.objective(x, quality, rate_weights)
+        loss = stats["loss"]
+        reported = {key: float(stats[key].detach()) for key in ("loss", *REPORTED_STATS) if key in stats}
+        if self.regularizer:
+            penalty, reported["cse"] = self.regularizer.penalty(x, x_hat)
+            loss = loss + penalty
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
+        self.optimizer.step()
+        if self.regularizer:
+            self.regularizer.fit(x, x_hat)
+        return reported
+
+
+def make_regularizer(options: TrainOptions, device: torch.device) -> SourceEntropyRegularizer | None:
+    if options.regularizer is None:
+        return None
+    if options.regularizer not in REGULARIZERS:
+        raise ValueError(f"unknown regularizer {options.regularizer!r} (known: {', '.join(REGULARIZERS)})")
+    kind = zoo.entry(options.model).training.source_model
+    if kind is None:
+        raise ValueError(f"--reg {options.regularizer} applies to models trained with a rate-distortion loss, "
+                         f"not to {options.model}")
+    return SourceEntropyRegularizer(kind, options.alpha, options, device)
 
 
 def train(options: TrainOptions, reporter) -> Path:
     log = reporter.log
+    ranks = options.ranks
     run = prepare_run(options)
     device, bf16, checkpoint_path = run.device, run.bf16, run.checkpoint_path
-    log(f"{len(run.paths)} training images, {len(run.val_paths)} validation images, device {device}")
+    log(f"{len(run.paths)} training images, {len(run.val_paths)} validation images, device {device}"
+        + (f", {ranks.world_size} processes, batch {options.batch_size} each" if ranks.distributed else ""))
 
-    init_config = None if options.init_weights is None else zoo.weight_file_config(options.init_weights, options.model)
-    model = zoo.build_trainable(options.model, network_sizes(options, checkpoint_path, init_config))
+    def configuration() -> tuple[dict | None, dict]:
+        init = None if options.init_weights is None else zoo.weight_file_config(options.init_weights, options.model)
+        return init, network_sizes(options, checkpoint_path, init)
+
+    init_config, sizes = distributed.on_main(ranks, configuration)
+    model = zoo.build_trainable(options.model, sizes)
     model = channels_last(model.to(device))
     if options.freeze_encoder:
         model.exact_quantization = True
     trainable = trainable_parameters(options, model)
     optimizer = torch.optim.Adam(trainable, lr=options.lr)
-    step, elapsed = restore_or_initialise(checkpoint_path, options, model, {"optimizer": optimizer}, device, log)
+    regularizer = make_regularizer(options, device)
+    stateful = {"optimizer": optimizer, **(regularizer.checkpoint_entries() if regularizer else {})}
+    step, elapsed = restore_or_initialise(checkpoint_path, options, model, stateful, device, log)
+    if regularizer:
+        log(f"regularizer: conditional source entropy, alpha {options.alpha}, q(x | x^) "
+            f"{zoo.entry(options.model).training.source_model}")
 
     first_new_channel = grown_channels_start(options, model, init_config)
     trained_qualities = qualities_to_train(options, model.num_qualities)
     sampler = make_sampler(options, run, log)
-    val_images = load_validation(run.val_paths, log)
+    val_images = load_validation(run.val_paths, log) if ranks.is_main else []
+    objective = distributed.wrap(Objective(model, bf16), ranks, device)
+
+    stepper = RateDistortionStep(model, objective, optimizer, trainable, regularizer)
 
     def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float, done: int) -> dict[str, float]:
-        for group in optimizer.param_groups:
-            group["lr"] = rate
-        model.straight_through = progress >= options.straight_through_after
         quality = torch.tensor([rng.choice(trained_qualities) for _ in range(options.batch_size)], device=device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(x, quality)
         rate_weights = None
         if first_new_channel is not None:
             rate_weights = grown_channel_rate_weights(model.config.latent_channels, first_new_channel,
                                                       options.grow_warmup, done)
-        stats = model.rate_distortion(x, quality, out, rate_weights)
-        optimizer.zero_grad(set_to_none=True)
-        stats["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        return {key: float(stats[key].detach()) for key in ("loss", *REPORTED_STATS) if key in stats}
+        return stepper(x, quality, rate, progress >= options.straight_through_after, rate_weights)
 
     def validate(at_step: int) -> None:
         if val_images:
@@ -348,15 +519,26 @@ def train(options: TrainOptions, reporter) -> Path:
 
     hooks = LoopHooks(
         step=one_step,
-        save=lambda at_step, seconds: save_checkpoint(checkpoint_path, model, {"optimizer": optimizer}, at_step,
+        save=lambda at_step, seconds: save_checkpoint(checkpoint_path, model, stateful, at_step,
                                                       seconds, options, run.hardware),
         validate=validate,
         describe=describe_running,
     )
     model.train()
-    step = run_budgeted_loop(options, sampler, step, elapsed, hooks, reporter)
+    step = run_budgeted_loop(options, sampler, step, elapsed, hooks, reporter, device)
+    check_replicas(options.ranks, model, device, log)
     log(f"finished at step {step}; checkpoint {checkpoint_path}")
     return checkpoint_path
+
+
+def check_replicas(ranks: Ranks, model: nn.Module, device: torch.device, log) -> None:
+    """Stop with an error if the ranks' parameters differ: the exported file would depend on which
+    rank wrote it."""
+    if not ranks.distributed:
+        return
+    if not distributed.parameters_agree(ranks, model, device):
+        raise RuntimeError("the processes' parameters differ after training: the run is not usable")
+    log(f"{ranks.world_size} processes finished with identical parameters")
 
 
 def channels_last(model: torch.nn.Module) -> torch.nn.Module:
@@ -447,7 +629,8 @@ def grown_channel_rate_weights(channels: int, first_new: int, warmup: int, step:
 
 def describe_running(running: dict[str, float]) -> str:
     line = f"loss {running['loss']:.3f} | bpp {running['bpp']:.3f} | psnr {running['psnr']:.2f} dB"
-    return line + (f" | ms-ssim {running['msssim']:.4f}" if "msssim" in running else "")
+    line += f" | ms-ssim {running['msssim']:.4f}" if "msssim" in running else ""
+    return line + (f" | H(X|X^) {running['cse']:.3f} bpp" if "cse" in running else "")
 
 
 def report_validation(results: list[dict[str, float]], step: int, log) -> None:

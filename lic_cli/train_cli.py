@@ -46,6 +46,19 @@ class Reporter:
             self.progress.stop()
 
 
+class QuietReporter:
+    """The other ranks of a distributed run: rank 0 speaks for all of them."""
+
+    def log(self, message: str) -> None:
+        pass
+
+    def step(self, step: int, elapsed: float, stats: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def parse_qualities(text: str | None) -> tuple[int, ...] | None:
     """'5,6' -> (4, 5): the 0-based indices of 1-based quality numbers."""
     if not text:
@@ -112,9 +125,16 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
 @click.option("--discriminator-width", type=click.IntRange(4, 512), default=64, show_default=True,
               help="GAN models: width of the multi-scale discriminator's first layer (pix2pixHD: 64; 32 is "
               "cheaper on a CPU).")
+@click.option("--reg", "regularizer", type=click.Choice(["cse"]),
+              help="Rate-distortion models: add a training regularizer. cse: maximise the conditional source "
+              "entropy H(X|X^) (Zhang et al.), estimated by a small model trained alongside; none of it is in the "
+              "weight file.")
+@click.option("--alpha", type=click.FloatRange(0, min_open=True), default=0.1, show_default=True,
+              help="--reg cse: its weight against a rate in bits per pixel (the paper: 0.1 for a hyperprior, 1 "
+              "for context models).")
 def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed,
           threads, eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, qualities,
-          freeze_encoder, straight_through_after, gan_after, discriminator_width):
+          freeze_encoder, straight_through_after, gan_after, discriminator_width, regularizer, alpha):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
@@ -122,16 +142,31 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
     Continue it:       the same command with --minutes 200 --resume (the schedule stretches to the new budget)
     Then:              lic encode img.png --model MODEL --weights runs/m/MODEL.pt
     Fine-tune:         lic train --model MODEL --init models/weights/MODEL.pt --lr 3e-5 ...
+    Regularised:       add --reg cse (--alpha 0.1)
+    Fixed schedule:    --steps N spans the learning-rate schedule over N steps instead of --minutes
+
+    \b
+    Several processes (DistributedDataParallel; --batch-size is per process):
+      one machine, 2 GPUs:  torchrun --nproc-per-node 2 -m lic_cli train --device cuda ...
+      two CPU processes:    torchrun --nproc-per-node 2 -m lic_cli train --threads 1 ...
+      two machines:         torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d
+                            --rdzv-endpoint HOST:29500 -m lic_cli train ...  (on each machine)
+    Rank 0 logs, validates, checkpoints and exports; --resume works with any number of processes.
 
     Options marked for some models are refused for the others. docs/models.md has the exact
     command behind every shipped weight file.
     """
     from models import zoo
 
+    from . import distributed
     from .cli import load_torch
     from .train import TrainOptions
 
     load_torch()
+    try:
+        ranks = distributed.from_environment()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     if crop % 64:
         raise click.BadParameter("must be a multiple of 64", param_hint="--crop")
     try:
@@ -140,6 +175,11 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
         raise click.BadParameter(str(error.args[0]), param_hint="--model") from None
     context = click.get_current_context()
     _refuse_foreign_options(context, model, training)
+    if regularizer and training.source_model is None:
+        raise click.BadParameter(f"applies to models trained with a rate-distortion loss, not to {model}",
+                                 param_hint="--reg")
+    if context.get_parameter_source("alpha") is not click.core.ParameterSource.DEFAULT and not regularizer:
+        raise click.BadParameter("needs --reg", param_hint="--alpha")
     if grow_warmup and init_weights is None:
         raise click.BadParameter("needs --init, the weights to grow", param_hint="--grow-warmup")
     given = {"channels": channels, "latent_channels": latent_channels, "hyper_width": hyper_width}
@@ -150,18 +190,26 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
                            init_weights=init_weights, precision=precision,
                            straight_through_after=straight_through_after, gan_after=gan_after,
                            discriminator_width=discriminator_width, grow_warmup=grow_warmup,
-                           qualities=parse_qualities(qualities), freeze_encoder=freeze_encoder)
+                           qualities=parse_qualities(qualities), freeze_encoder=freeze_encoder,
+                           regularizer=regularizer, alpha=alpha, ranks=ranks)
     run_training = _driver(training.driver)
-    reporter = Reporter(minutes * 60)
+    reporter = Reporter(minutes * 60) if ranks.is_main else QuietReporter()
     try:
         result = run_training(options, reporter)
-    except (ValueError, FileExistsError, NotADirectoryError, KeyError, zoo.WeightsError) as error:
+    except distributed.RankFailed:
+        sys.exit(2)  # rank 0 has said why
+    except (ValueError, FileExistsError, NotADirectoryError, KeyError, zoo.WeightsError,
+            *distributed.one_line_failures(ranks)) as error:
         reporter.close()
-        click.echo(f"lic: error: {error}", err=True)
+        where = f" ({ranks.describe()})" if ranks.distributed else ""
+        click.echo(f"lic: error{where}: {error.args[0] if isinstance(error, KeyError) else error}", err=True)
         sys.exit(2)
+    finally:
+        distributed.finish(ranks)
     reporter.close()
-    path = export_checkpoint(result, out / f"{model}.pt", data)
-    click.echo(f"exported {path}", err=True)
+    if ranks.is_main:
+        path = export_checkpoint(result, out / f"{model}.pt", data)
+        click.echo(f"exported {path}", err=True)
 
 
 # Options that only some families' training takes: each zoo entry lists the ones it accepts.

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from models import zoo
 
+from . import distributed
 from .train import (
     LoopHooks,
     TrainOptions,
@@ -19,6 +21,7 @@ from .train import (
     prepare_run,
     restore_or_initialise,
     run_budgeted_loop,
+    check_replicas,
     save_checkpoint,
 )
 
@@ -28,11 +31,12 @@ CONTEXT_LR = 1e-3
 
 def train_gan(options: TrainOptions, reporter) -> Path:
     log = reporter.log
+    ranks = options.ranks
     run = prepare_run(options)
     device, bf16, checkpoint_path = run.device, run.bf16, run.checkpoint_path
     model = zoo.build_trainable(options.model, options.config_overrides).to(device)
     adversarial = model.config.adversarial
-    discriminator_width = _discriminator_width(checkpoint_path, options)
+    discriminator_width = distributed.on_main(ranks, lambda: _discriminator_width(checkpoint_path, options))
     discriminator = model.make_discriminator(discriminator_width).to(device)
     coder_params = list(model.encoder.parameters()) + list(model.generator.parameters())
     opt_g = torch.optim.Adam(coder_params, lr=options.lr, betas=ADAM_BETAS)
@@ -45,13 +49,15 @@ def train_gan(options: TrainOptions, reporter) -> Path:
         + (f", discriminator width {discriminator_width}" if adversarial else ""))
 
     sampler = make_sampler(options, run, log)
-    val_images = load_validation(run.val_paths, log)
+    val_images = load_validation(run.val_paths, log) if ranks.is_main else []
+    coder_step = distributed.wrap(CoderObjective(model, discriminator, bf16), ranks, device)
+    critic_step = distributed.wrap(CriticObjective(model, discriminator, bf16), ranks, device)
 
     def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float, done: int) -> dict[str, float]:
         for group in opt_g.param_groups + opt_d.param_groups:
             group["lr"] = rate
         gan_on = adversarial and progress >= options.gan_after
-        return _step(model, discriminator, x, gan_on, bf16, device, opt_g, opt_c, opt_d)
+        return _step(model, coder_step, critic_step, x, gan_on, opt_g, opt_c, opt_d)
 
     def validate(at_step: int) -> None:
         if val_images:
@@ -66,33 +72,68 @@ def train_gan(options: TrainOptions, reporter) -> Path:
         bpp_key="context_bpp",
     )
     model.train()
-    step = run_budgeted_loop(options, sampler, step, elapsed, hooks, reporter)
+    step = run_budgeted_loop(options, sampler, step, elapsed, hooks, reporter, device)
+    check_replicas(ranks, model, device, log)
     log(f"finished at step {step}; checkpoint {checkpoint_path}")
     return checkpoint_path
 
 
-def _step(model, discriminator, x, gan_on, bf16, device, opt_g, opt_c, opt_d) -> dict[str, float]:
-    pixels = x.shape[2] * x.shape[3]
-    discriminator.requires_grad_(False)
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = model(x)
-        real = discriminator(x) if gan_on else None
-        fake = discriminator(out["x_hat"]) if gan_on else None
-        losses = model.generator_losses(x, out["x_hat"].float(), real, fake)
-    context_bits = model.context.bits(out["w_hat"].detach(), out["symbols"]).mean()
+class CoderObjective(nn.Module):
+    """The coder's step: generator losses (the discriminator judging, held fixed) plus the context
+    model's cross-entropy on the detached symbols, one backward pass for both optimisers.
+
+    The discriminator is held outside the module's parameters (DistributedDataParallel must not
+    wait for gradients it never gets here); CriticObjective trains it."""
+
+    def __init__(self, model: nn.Module, discriminator: nn.Module, bf16: bool):
+        super().__init__()
+        self.model = model
+        self.judge = [discriminator]  # a list: not registered as a submodule
+        self.bf16 = bf16
+
+    def forward(self, x: torch.Tensor, gan_on: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        discriminator = self.judge[0]
+        pixels = x.shape[2] * x.shape[3]
+        discriminator.requires_grad_(False)
+        try:
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                out = self.model(x)
+                real = discriminator(x) if gan_on else None
+                fake = discriminator(out["x_hat"]) if gan_on else None
+                losses = self.model.generator_losses(x, out["x_hat"].float(), real, fake)
+        finally:
+            discriminator.requires_grad_(True)
+        context_bits = self.model.context.bits(out["w_hat"].detach(), out["symbols"]).mean()
+        return losses, context_bits / pixels, out["x_hat"]
+
+
+class CriticObjective(nn.Module):
+    """The discriminator's least-squares loss on real crops and detached reconstructions."""
+
+    def __init__(self, model: nn.Module, discriminator: nn.Module, bf16: bool):
+        super().__init__()
+        self.discriminator = discriminator
+        self.loss = model.discriminator_loss
+        self.bf16 = bf16
+
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.loss(self.discriminator(x), self.discriminator(x_hat.detach()))
+
+
+def _step(model, coder_step, critic_step, x, gan_on, opt_g, opt_c, opt_d) -> dict[str, float]:
+    losses, context_bpp, x_hat = coder_step(x, gan_on)
     opt_g.zero_grad(set_to_none=True)
     opt_c.zero_grad(set_to_none=True)
-    (losses["loss"] + context_bits / pixels).backward()
+    (losses["loss"] + context_bpp).backward()
     torch.nn.utils.clip_grad_norm_(list(model.encoder.parameters()) + list(model.generator.parameters()), 10.0)
     opt_g.step()
     opt_c.step()
     losses = {k: v.detach() for k, v in losses.items()}
     stats = {"loss": float(losses["loss"]), "psnr": float(10 * torch.log10(4 / losses["mse"].clamp(min=1e-10))),
-             "context_bpp": float(context_bits.detach()) / pixels}
+             "context_bpp": float(context_bpp.detach())}
     if gan_on:
-        discriminator.requires_grad_(True)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            d_loss = model.discriminator_loss(discriminator(x), discriminator(out["x_hat"].detach()))
+        d_loss = critic_step(x, x_hat)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()

@@ -46,13 +46,16 @@ class Training:
 
     driver: the training loop ("rate-distortion": one R-D loss over a quality ladder; "gan": the
     distortion-then-adversarial schedule with a discriminator). options: the `lic train` options
-    (parameter names) that only this family takes. sizes: `lic train` size option -> config key."""
+    (parameter names) that only this family takes. sizes: `lic train` size option -> config key.
+    source_model: the form of q(x | x̂) for `--reg cse` (models.cse.KINDS), mirroring the
+    family's latent entropy model; None where the regularizer does not apply."""
 
     driver: str
     options: frozenset[str] = frozenset()
     sizes: dict[str, str] = dataclasses.field(default_factory=dict)
     # The sizes a run started from weights of this configuration keeps (--init): config -> config.
     inherited_sizes: Callable[[dict], dict] = lambda config: config
+    source_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def _gc_entry(name: str) -> ZooEntry:
         bench_by_default=False)
 
 
-HYPER_TRAINING = Training("rate-distortion", HYPER_OPTIONS, HYPER_SIZES, _hyper_sizes)
+HYPER_TRAINING = Training("rate-distortion", HYPER_OPTIONS, HYPER_SIZES, _hyper_sizes, source_model="factorized")
 
 ZOO: dict[str, ZooEntry] = {
     "hyper": ZooEntry(
@@ -158,7 +161,7 @@ ZOO: dict[str, ZooEntry] = {
         build=cpm.build, codec=cpm.CpmCodec, weight_file="cpm.pt", config=dataclasses.asdict(cpm.CpmConfig()),
         freeze=cpm.freeze_coding_tensors, qualities=cpm.qualities,
         training=Training("rate-distortion", frozenset({"qualities"}),
-                          {"channels": "channels", "latent_channels": "latent_channels"}),
+                          {"channels": "channels", "latent_channels": "latent_channels"}, source_model="context"),
         tiny_config={"channels": 8, "stem_channels": 4, "groups": 1, "blocks_per_group": 1, "latent_channels": 6,
                      "context_width": 8},
         ),
@@ -167,7 +170,7 @@ ZOO: dict[str, ZooEntry] = {
         "to near-lossless, stable re-encoding, progressive decoding",
         build=flow.build, codec=flow.FlowCodec, weight_file="flow.pt", config=dataclasses.asdict(flow.FlowConfig()),
         freeze=flow.freeze_coding_tensors, qualities=flow.qualities,
-        training=Training("rate-distortion"),
+        training=Training("rate-distortion", source_model="factorized"),
         tiny_config={"widths": [4, 4, 4], "steps_per_level": 1, "blocks": 1, "prior_width": 4},
         fit_state=flow.fit_ladder, tune=flow.fit_steps),
 }
