@@ -8,6 +8,7 @@ shows exactly what the benchmark commands produced.
     python benchmarks/render_results.py --cpm docs/results-cpm.json --cpm-bench bench-out/cpm \
         --large-cpm docs/results-large-cpm.json
     python benchmarks/render_results.py --flow docs/results-flow.json --flow-bench bench-out/flow
+    python benchmarks/render_results.py --throughput docs/results-train-throughput.json --cse docs/results-cse.json
 """
 from __future__ import annotations
 
@@ -281,6 +282,58 @@ def flow_bench_block(folder: Path) -> str:
     return "\n".join(lines)
 
 
+VARIANT_WORDS = {
+    "baseline": "before: bf16 autocast, channels-last, images in memory",
+    "fp32": "fp32 instead of bf16",
+    "contiguous": "without channels-last",
+    "compile": "+ torch.compile (now the default for long runs)",
+    "fused-adam": "+ Adam's fused kernel",
+    "cse": "+ --reg cse",
+    "compile+cse": "+ torch.compile, --reg cse",
+    "ddp": "2 processes × 1 thread (DistributedDataParallel)",
+    "compile+ddp": "2 processes × 1 thread, + torch.compile",
+}
+
+
+def throughput_block(path: Path) -> str:
+    """benchmarks/train_throughput.py: steps per minute of hyper training per variant."""
+    result = json.loads(path.read_text())
+    rows = [r for r in result["results"] if "steps_per_minute" in r]
+    base = next(r for r in rows if r["variant"] == "baseline")["samples_per_minute"]
+    lines = [f"Command: `{result['command']}` — {result['date']}, {result['cpu']}, {result['threads']} threads in "
+             f"all, torch {result['torch']}; `hyper` (192 channels), batch {result['batch_size']} of "
+             f"{result['crop']}² crops per process; timed after the warm-up steps (compilation included there).", "",
+             "| variant | processes | steps/min | crops/min | vs before | warm-up (s) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {VARIANT_WORDS.get(r['variant'], r['variant'])} | {r['processes']} | "
+                     f"{r['steps_per_minute']:.0f} | {r['samples_per_minute']:.0f} | "
+                     f"{100 * (r['samples_per_minute'] / base - 1):+.0f}% | {r['warmup_seconds']:.0f} |")
+    for r in result["results"]:
+        if r["variant"] == "load":
+            lines += ["", f"Decoding the {r['images']} training images into memory once, at the start: "
+                      f"{r['seconds']:.1f} s."]
+    return "\n".join(lines)
+
+
+def cse_block(path: Path) -> str:
+    """benchmarks/cse_pairs.py: paired fine-tunes with and without --reg cse."""
+    result = json.loads(path.read_text())
+    runs = list(result["train_minutes"])
+    lines = [f"Command: `{result['command']}` — {result['date']}, {result['cpu']}, {result['threads']} threads. "
+             f"Each run: `lic train --model hyper --init {Path(result['init']).name}`, {result['steps']:,} steps of "
+             f"batch 4 × 256², peak learning rate {result['lr']}, same crops and noise within a seed; minutes: "
+             + ", ".join(f"{run} {minutes}" for run, minutes in result["train_minutes"].items()) + ". "
+             "BD-rate (PSNR, real files, 6 qualities) against the shipped file; negative = fewer bytes.", "",
+             "| set | " + " | ".join(runs) + " | mean plain | mean cse | seed spread plain | seed spread cse |",
+             "|---|" + "---|" * (len(runs) + 4)]
+    for name, block in result["sets"].items():
+        rates = block["bd_rate_vs_shipped"]
+        lines.append(f"| {name} | " + " | ".join(_pct(rates[run]) for run in runs)
+                     + f" | {_pct(block['mean']['plain'])} | {_pct(block['mean']['cse'])} "
+                     f"| {block['seed_spread']['plain']:.2f} pt | {block['seed_spread']['cse']:.2f} pt |")
+    return "\n".join(lines)
+
+
 def _rate_at(points: list[dict], quality_db: float, metric: str = "ms_ssim") -> str:
     """A curve's bpp at an MS-SSIM (in dB) or a PSNR, interpolating log-rate linearly; n/a outside it."""
     def db(point: dict) -> float:
@@ -315,6 +368,8 @@ def main() -> None:
     parser.add_argument("--cpm-bench", type=Path, help="output folder of `lic bench --models cpm,hyper`")
     parser.add_argument("--flow", type=Path, help="JSON written by benchmarks/flow_kodak.py")
     parser.add_argument("--flow-bench", type=Path, help="output folder of `lic bench --models flow,hyper`")
+    parser.add_argument("--throughput", type=Path, help="JSON written by benchmarks/train_throughput.py")
+    parser.add_argument("--cse", type=Path, help="JSON written by benchmarks/cse_pairs.py")
     args = parser.parse_args()
     text = DOC.read_text()
     if args.bench:
@@ -323,7 +378,8 @@ def main() -> None:
             shutil.copyfile(args.bench / "rd.png", DOC.parent / "rd-kodak.png")
     renderers = {"hyper": hyper_block, "bitsback": bitsback_block, "gc": gc_block, "gallery": gallery_block,
                  "large": large_block, "fuzz": fuzz_block, "cpm": cpm_block, "cpm_bench": cpm_bench_block,
-                 "large_cpm": large_block, "flow": flow_block, "flow_bench": flow_bench_block}
+                 "large_cpm": large_block, "flow": flow_block, "flow_bench": flow_bench_block,
+                 "throughput": throughput_block, "cse": cse_block}
     for name, render in renderers.items():
         path = getattr(args, name)
         if path:

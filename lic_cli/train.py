@@ -55,6 +55,7 @@ class TrainOptions:
     regularizer: str | None = None  # "cse": the conditional source entropy regularizer
     alpha: float = 0.1  # its weight, relative to the rate in bits per pixel
     ranks: Ranks = distributed.SINGLE  # this process's place in a torchrun run
+    compile: str = "auto"  # torch.compile the training pass: auto | on | off
 
 
 def keep_freed_buffers_in_the_heap() -> bool:
@@ -389,20 +390,22 @@ class SourceEntropyRegularizer:
     every step. q is initialised from its own seed, so a regularised run draws the same crops
     and noise as its unregularised twin."""
 
-    def __init__(self, kind: str, alpha: float, options: TrainOptions, device: torch.device):
+    def __init__(self, kind: str, alpha: float, options: TrainOptions, device: torch.device, bf16: bool = False):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(options.seed)
-            self.model = ConditionalSourceModel(kind).to(device)
+            self.model = channels_last(ConditionalSourceModel(kind).to(device))
         self.alpha = alpha
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=SOURCE_MODEL_LR)
-        self.fit_objective = distributed.wrap(SourceFit(self.model), options.ranks, device)
+        self.fit_objective = distributed.wrap(SourceFit(self.model, bf16), options.ranks, device)
+        self.bf16 = bf16
 
     def penalty(self, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, float]:
         """(alpha·E[log2 q(x | x̂)] per pixel, q frozen: its gradient reaches x̂ only; the estimate
         of H(X | X̂) in bits per pixel)."""
         self.model.requires_grad_(False)
         try:
-            bits = self.model.bits_per_pixel(x, x_hat)
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                bits = self.model.bits_per_pixel(x, x_hat)
         finally:
             self.model.requires_grad_(True)
         return -self.alpha * bits.mean(), float(bits.detach().mean())
@@ -419,12 +422,14 @@ class SourceEntropyRegularizer:
 
 
 class SourceFit(nn.Module):
-    def __init__(self, model: ConditionalSourceModel):
+    def __init__(self, model: ConditionalSourceModel, bf16: bool):
         super().__init__()
         self.model = model
+        self.bf16 = bf16
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        return self.model.bits_per_pixel(x, x_hat)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.model.bits_per_pixel(x, x_hat)
 
 
 @dataclass
@@ -434,7 +439,7 @@ class RateDistortionStep:
     DistributedDataParallel of it, which averages the gradients of all ranks in backward()."""
 
     model: nn.Module
-    objective: nn.Module
+    objective: Callable
     optimizer: torch.optim.Optimizer
     trainable: list[nn.Parameter]
     regularizer: SourceEntropyRegularizer | None = None
@@ -459,7 +464,8 @@ class RateDistortionStep:
         return reported
 
 
-def make_regularizer(options: TrainOptions, device: torch.device) -> SourceEntropyRegularizer | None:
+def make_regularizer(options: TrainOptions, device: torch.device,
+                     bf16: bool = False) -> SourceEntropyRegularizer | None:
     if options.regularizer is None:
         return None
     if options.regularizer not in REGULARIZERS:
@@ -468,7 +474,7 @@ def make_regularizer(options: TrainOptions, device: torch.device) -> SourceEntro
     if kind is None:
         raise ValueError(f"--reg {options.regularizer} applies to models trained with a rate-distortion loss, "
                          f"not to {options.model}")
-    return SourceEntropyRegularizer(kind, options.alpha, options, device)
+    return SourceEntropyRegularizer(kind, options.alpha, options, device, bf16)
 
 
 def train(options: TrainOptions, reporter) -> Path:
@@ -490,7 +496,7 @@ def train(options: TrainOptions, reporter) -> Path:
         model.exact_quantization = True
     trainable = trainable_parameters(options, model)
     optimizer = torch.optim.Adam(trainable, lr=options.lr)
-    regularizer = make_regularizer(options, device)
+    regularizer = make_regularizer(options, device, bf16)
     stateful = {"optimizer": optimizer, **(regularizer.checkpoint_entries() if regularizer else {})}
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, stateful, device, log)
     if regularizer:
@@ -501,7 +507,7 @@ def train(options: TrainOptions, reporter) -> Path:
     trained_qualities = qualities_to_train(options, model.num_qualities)
     sampler = make_sampler(options, run, log)
     val_images = load_validation(run.val_paths, log) if ranks.is_main else []
-    objective = distributed.wrap(Objective(model, bf16), ranks, device)
+    objective = compiled(distributed.wrap(Objective(model, bf16), ranks, device), options, log)
 
     stepper = RateDistortionStep(model, objective, optimizer, trainable, regularizer)
 
@@ -529,6 +535,49 @@ def train(options: TrainOptions, reporter) -> Path:
     check_replicas(options.ranks, model, device, log)
     log(f"finished at step {step}; checkpoint {checkpoint_path}")
     return checkpoint_path
+
+
+COMPILE_AFTER_STEPS = 1000  # auto: runs this long (or --minutes COMPILE_AFTER_MINUTES without --steps) compile
+COMPILE_AFTER_MINUTES = 10
+
+
+def wants_compile(options: TrainOptions) -> bool:
+    """Whether to torch.compile the training pass: its one-off compilation (tens of seconds, cached
+    afterwards) pays back in long runs only (+27-31 % steps per minute for hyper on a 2-core CPU,
+    docs/results.md)."""
+    if options.compile != "auto":
+        return options.compile == "on"
+    if options.max_steps is not None:
+        return options.max_steps >= COMPILE_AFTER_STEPS
+    return options.minutes >= COMPILE_AFTER_MINUTES
+
+
+def compiled(objective: nn.Module, options: TrainOptions, log) -> Callable:
+    """The objective through torch.compile (when wanted), falling back to running it as it is if
+    compilation fails (e.g. no C++ compiler): a real error then shows in the eager run."""
+    if not wants_compile(options):
+        return objective
+    try:
+        fast = torch.compile(objective)
+    except Exception as error:  # e.g. a Python that this torch's compiler does not support
+        log(f"torch.compile is not available ({first_line(error)}); training without it")
+        return objective
+    state = {"run": fast}
+
+    def run(*args):
+        if state["run"] is fast:
+            try:
+                return fast(*args)
+            except Exception as error:  # any compiler failure: the eager pass decides
+                log(f"torch.compile failed ({first_line(error)}); training without it")
+                state["run"] = objective
+        return state["run"](*args)
+
+    return run
+
+
+def first_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:120]}"
 
 
 def check_replicas(ranks: Ranks, model: nn.Module, device: torch.device, log) -> None:

@@ -132,9 +132,12 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
 @click.option("--alpha", type=click.FloatRange(0, min_open=True), default=0.1, show_default=True,
               help="--reg cse: its weight against a rate in bits per pixel (the paper: 0.1 for a hyperprior, 1 "
               "for context models).")
+@click.option("--compile", "compile_mode", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="Rate-distortion models: torch.compile the training pass (hyper: +30% steps per minute on a "
+              "2-core CPU, after a one-off compilation). auto: for runs of 1000+ --steps or 10+ --minutes.")
 def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed,
           threads, eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, qualities,
-          freeze_encoder, straight_through_after, gan_after, discriminator_width, regularizer, alpha):
+          freeze_encoder, straight_through_after, gan_after, discriminator_width, regularizer, alpha, compile_mode):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
@@ -191,7 +194,7 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
                            straight_through_after=straight_through_after, gan_after=gan_after,
                            discriminator_width=discriminator_width, grow_warmup=grow_warmup,
                            qualities=parse_qualities(qualities), freeze_encoder=freeze_encoder,
-                           regularizer=regularizer, alpha=alpha, ranks=ranks)
+                           regularizer=regularizer, alpha=alpha, ranks=ranks, compile=compile_mode)
     run_training = _driver(training.driver)
     reporter = Reporter(minutes * 60) if ranks.is_main else QuietReporter()
     try:

@@ -15,13 +15,13 @@ from . import distributed
 from .train import (
     LoopHooks,
     TrainOptions,
+    check_replicas,
     load_validation,
     make_sampler,
     peek_checkpoint,
     prepare_run,
     restore_or_initialise,
     run_budgeted_loop,
-    check_replicas,
     save_checkpoint,
 )
 

@@ -53,7 +53,7 @@ class ConditionalSourceModel(nn.Module):
     The mean is x̂ plus a learned correction, the scale comes from the same network; kind
     "context" adds features of the already-seen pixels of x (a masked 5×5 convolution)."""
 
-    def __init__(self, kind: str = "factorized", width: int = 32):
+    def __init__(self, kind: str = "factorized", width: int = 16):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"source model kind must be one of {', '.join(KINDS)}")
@@ -73,15 +73,17 @@ class ConditionalSourceModel(nn.Module):
         features = self.reconstruction(x_hat - 0.5)
         if self.context is not None:
             features = features + self.context(x - 0.5)
-        correction, log_scale = self.head(F.leaky_relu(features, 0.2)).chunk(2, dim=1)
+        correction, log_scale = self.head(F.leaky_relu(features, 0.2)).float().chunk(2, dim=1)
         scale = torch.exp(log_scale + self.log_scale_offset).clamp(min=MIN_SCALE)
         return x_hat + correction, scale
 
     def bits_per_pixel(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        """(B,) −log2 q(x | x̂) per pixel (all three channels), x on the 8-bit grid in [0, 1]."""
+        """(B,) −log2 q(x | x̂) per pixel (all three channels), x on the 8-bit grid in [0, 1]. The
+        network runs in the caller's autocast (bf16 halves its cost on CPUs that have it); the
+        likelihoods are always float32."""
+        x, x_hat = x.float(), x_hat.float()
+        mean, scale = self.mean_and_scale(x, x_hat)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x, x_hat = x.float(), x_hat.float()
-            mean, scale = self.mean_and_scale(x, x_hat)
             likelihood = discretized_gaussian_likelihood(x, mean, scale)
             bits = -torch.log2(likelihood).sum(dim=(1, 2, 3))
         return bits / (x.shape[2] * x.shape[3])

@@ -1,4 +1,5 @@
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -226,3 +227,28 @@ def test_flow_trains_through_the_common_driver_and_resumes(tmp_path):
     assert zoo.load_codec("flow", out / "flow.pt").card["steps"] == 3
     wrong = runner.invoke(main, common + ["--steps", "3", "--channels", "8", "--out", str(tmp_path / "x")])
     assert wrong.exit_code == 2 and "does not apply to --model flow" in wrong.output
+
+
+def test_steps_set_the_schedule_and_long_runs_compile():
+    options = train.TrainOptions(model="hyper", data=Path("."), out=Path("."), minutes=60, max_steps=400)
+    assert train.budget_progress(options, 100, elapsed=3000) == 0.25  # steps, not the clock
+    assert not train.wants_compile(options)
+    timed = train.TrainOptions(model="hyper", data=Path("."), out=Path("."), minutes=60)
+    assert train.budget_progress(timed, 100, elapsed=900) == 0.25
+    assert train.wants_compile(timed)
+    assert not train.wants_compile(train.TrainOptions(model="hyper", data=Path("."), out=Path("."), minutes=60,
+                                                      compile="off"))
+
+
+def test_a_failing_compiler_falls_back_to_the_eager_pass(monkeypatch):
+    def broken_compiler(module):
+        def run(*args):
+            raise RuntimeError("no C++ compiler\nmore detail")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compiler)
+    lines = []
+    options = train.TrainOptions(model="hyper", data=Path("."), out=Path("."), compile="on")
+    run = train.compiled(lambda value: value * 2, options, lines.append)
+    assert run(3) == 6 and run(4) == 8
+    assert lines == ["torch.compile failed (RuntimeError: no C++ compiler); training without it"]
