@@ -50,6 +50,7 @@ class TrainOptions:
     grow_warmup: int = 0  # a latent grown from narrower --init weights: steps before the new channels pay rate
     qualities: tuple[int, ...] | None = None  # 0-based quality indices to draw from (None: all, evenly)
     freeze_encoder: bool = False  # train the decoder side alone on exactly quantized latents
+    freeze_transforms: bool = False  # train the context model alone (models with one)
     mix: Path | None = None  # a second image folder (e.g. illustrations and screenshots) ...
     mix_share: float = 0.2  # ... that this share of the crops comes from
     regularizer: str | None = None  # "cse": the conditional source entropy regularizer
@@ -601,10 +602,15 @@ def channels_last(model: torch.nn.Module) -> torch.nn.Module:
 
 def trainable_parameters(options: TrainOptions, model) -> list[torch.nn.Parameter]:
     """All parameters; with --freeze-encoder only the decoder side's, the others excluded from the
-    backward pass (exactly quantized latents pass no gradient to them anyway)."""
-    if not options.freeze_encoder:
+    backward pass (exactly quantized latents pass no gradient to them anyway); with
+    --freeze-transforms only the context model's, the transforms run without gradients."""
+    if options.freeze_transforms:
+        trainable = model.context_parameters()
+        model.transforms_frozen = True
+    elif options.freeze_encoder:
+        trainable = model.decoder_parameters()
+    else:
         return list(model.parameters())
-    trainable = model.decoder_parameters()
     model.requires_grad_(False)
     for parameter in trainable:
         parameter.requires_grad_(True)

@@ -117,6 +117,9 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
               help="Fine-tune the decoder side (synthesis, hyperprior, inverse gains) on exactly what the coder "
               "does, rounded latents and the rates of the rounded values, with the analysis frozen: the 'hard' "
               "stage of soft-then-hard training, for a model trained with noise.")
+@click.option("--freeze-transforms", is_flag=True,
+              help="Models with a context model (hyper-ctx): train the context model alone, the transforms and "
+              "the hyperprior frozen and run without gradients (stage one of its recipe, from --init hyper weights).")
 @click.option("--straight-through-after", type=click.FloatRange(0, 1), default=0.6, show_default=True,
               help="Rate-distortion models: fraction of the budget after which the synthesis sees rounded "
               "latents (straight-through) instead of noisy ones; 0 when fine-tuning a trained model.")
@@ -137,7 +140,8 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
               "2-core CPU, after a one-off compilation). auto: for runs of 1000+ --steps or 10+ --minutes.")
 def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed,
           threads, eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, qualities,
-          freeze_encoder, straight_through_after, gan_after, discriminator_width, regularizer, alpha, compile_mode):
+          freeze_encoder, freeze_transforms, straight_through_after, gan_after, discriminator_width, regularizer, alpha,
+          compile_mode):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
@@ -194,6 +198,7 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
                            straight_through_after=straight_through_after, gan_after=gan_after,
                            discriminator_width=discriminator_width, grow_warmup=grow_warmup,
                            qualities=parse_qualities(qualities), freeze_encoder=freeze_encoder,
+                           freeze_transforms=freeze_transforms,
                            regularizer=regularizer, alpha=alpha, ranks=ranks, compile=compile_mode)
     run_training = _driver(training.driver)
     reporter = Reporter(minutes * 60) if ranks.is_main else QuietReporter()
@@ -216,8 +221,8 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
 
 
 # Options that only some families' training takes: each zoo entry lists the ones it accepts.
-FAMILY_OPTIONS = ("hyper_width", "grow_warmup", "qualities", "freeze_encoder", "straight_through_after", "gan_after",
-                  "discriminator_width")
+FAMILY_OPTIONS = ("hyper_width", "grow_warmup", "qualities", "freeze_encoder", "freeze_transforms",
+                  "straight_through_after", "gan_after", "discriminator_width")
 
 
 def _refuse_foreign_options(context: click.Context, model: str, training: Training) -> None:

@@ -364,11 +364,9 @@ class LatentSynthesis:
         return channel_table_ids(shape)
 
 
-class HyperCodec(LatentSynthesis):
-    """Encodes images to named byte sections and back with a trained MeanScaleHyperprior."""
-
-    section_names = ("hyperlatent", "latent")
-    capabilities = Capabilities(refine=("sga",))
+class HyperpriorCoding(LatentSynthesis):
+    """A trained hyperprior ready to code: its integer tables, the fixed-point hyper-synthesis,
+    and the analysis; what `hyper` and the codecs built on its latents share."""
 
     def __init__(self, model: MeanScaleHyperprior, coding: dict[str, torch.Tensor], device: torch.device | str = "cpu",
                  compute: str = "auto"):
@@ -401,6 +399,14 @@ class HyperCodec(LatentSynthesis):
 
         with precision.autocast(self.compute, self.device):
             return HYPER_ANALYSIS_TILES.run(hyper_analysis, y, down=DOWNSAMPLING // LATENT_STRIDE)
+
+
+
+class HyperCodec(HyperpriorCoding):
+    """Encodes images to named byte sections and back with a trained MeanScaleHyperprior."""
+
+    section_names = ("hyperlatent", "latent")
+    capabilities = Capabilities(refine=("sga",))
 
     def quantise(self, y: torch.Tensor, z: torch.Tensor, quality: int) -> Quantised:
         """What plain encoding codes for continuous latents: z rounded, y rounded around the exact

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import cpm, defaults, flow, gc, hyper_bb
+from . import cpm, defaults, flow, gc, hyper_bb, hyper_ctx
 from .hyper import (
     HyperCodec,
     HyperConfig,
@@ -154,6 +154,15 @@ ZOO: dict[str, ZooEntry] = {
         qualities=_ladder, training=HYPER_TRAINING,
         tiny_config=HYPER_TINY, init_from={"hyper": hyper_bb.adapt_hyper_state}, fit_state=_fit_hyper_state,
         bench_by_default=False),
+    "hyper-ctx": ZooEntry(
+        "hyper-ctx", "hyper's transforms with a channel-conditional checkerboard context model (ELIC-style groups, "
+        "10 parallel passes), 6 qualities",
+        build=hyper_ctx.build, codec=hyper_ctx.HyperCtxCodec, weight_file="hyper-ctx.pt",
+        config=dataclasses.asdict(hyper_ctx.HyperCtxConfig()), freeze=freeze_coding_tensors, qualities=_ladder,
+        training=dataclasses.replace(HYPER_TRAINING, options=HYPER_OPTIONS | {"freeze_transforms"}),
+        tiny_config={"channels": 8, "latent_channels": 12, "hyper_width": 8, "groups": [2, 2, 4, 4],
+                     "context_width": 8},
+        init_from={"hyper": hyper_ctx.adapt_hyper_state}, shipped=False),
     **{name: _gc_entry(name) for name in GC_MODELS},
     "cpm": ZooEntry(
         "cpm", "conditional probability models (Mentzer et al. 2018): importance map, learned centres, "

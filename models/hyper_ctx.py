@@ -1,0 +1,319 @@
+"""`hyper`'s transforms with a channel-conditional checkerboard context model (ELIC-style: He et
+al. 2022, after Minnen & Singh 2020 and He et al. 2021).
+
+The latents are split into uneven channel groups, decoded one after the other; inside a group,
+the "anchor" half of the positions (row + column even) is decoded first, then the other half.
+Each of the 2 × groups passes predicts the mean and scale of its latents from
+
+    the hyperprior's mean and scale of those latents (`hyper`'s hyper-synthesis),
+    every latent of the earlier groups (channel context), and
+    for the second pass, the group's own anchors through a 3×3 convolution (spatial context:
+    the four nearest anchors of every other position),
+
+with a small network of 1×1 convolutions whose output is added to the hyperprior's own mean and
+scale: with its last layer at zero the model is exactly `hyper`, which is where training starts.
+
+Every network that selects a CDF runs in the fixed point of ``models/fixedpoint.py``, so encoder
+and decoder agree bit for bit; a decoder runs 2 × groups small passes at latent resolution
+(10 for the default groups) between the hyper-synthesis and the synthesis.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+import torch
+from torch import nn
+
+from bitstream.coders import stack_from_bytes, words_to_bytes
+from bitstream.container import FormatError
+
+from . import fixedpoint
+from .entropy import gaussian_likelihood
+from .hyper import (
+    DOWNSAMPLING,
+    HYPER_SYNTHESIS_TILES,
+    LATENT_STRIDE,
+    HyperConfig,
+    HyperpriorCoding,
+    MeanScaleHyperprior,
+)
+from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
+from .layers import ste_round
+
+SPATIAL_REACH = 1  # the 3×3 spatial context convolution sees ±1 latent
+BAND_ROWS = 64  # latent rows per band of the coding-time passes, which bounds their memory
+
+
+@dataclass(frozen=True)
+class HyperCtxConfig(HyperConfig):
+    latent_channels: int = 256  # `hyper`'s shipped width, which this model starts from
+    hyper_width: int | None = 192
+    groups: tuple[int, ...] | None = None  # channel groups in decoding order; None: default_groups(M)
+    context_width: int = 128  # hidden width of each group's parameter network
+
+
+def default_groups(channels: int) -> tuple[int, ...]:
+    """ELIC's uneven split (16, 16, 32, 64, rest): small groups first, where context pays most."""
+    if channels < 160:
+        quarter = channels // 4
+        return (quarter, quarter, quarter, channels - 3 * quarter)
+    return (16, 16, 32, 64, channels - 128)
+
+
+def anchor_mask(height: int, width: int) -> torch.Tensor:
+    """(1, 1, height, width) booleans: True where row + column is even (decoded first)."""
+    rows = torch.arange(height)[:, None]
+    cols = torch.arange(width)[None, :]
+    return ((rows + cols) % 2 == 0)[None, None]
+
+
+def group_bounds(groups: tuple[int, ...]) -> list[tuple[int, int]]:
+    bounds, start = [], 0
+    for size in groups:
+        bounds.append((start, start + size))
+        start += size
+    return bounds
+
+
+class ContextHyperprior(MeanScaleHyperprior):
+    """MeanScaleHyperprior whose Gaussian conditional is predicted group by group, pass by pass."""
+
+    def __init__(self, config: HyperCtxConfig = HyperCtxConfig()):
+        m = config.latent_channels
+        if config.groups is None:
+            config = dataclasses.replace(config, groups=default_groups(m))
+        super().__init__(config)
+        if sum(config.groups) != m or min(config.groups) < 1:
+            raise ValueError(f"channel groups {config.groups} do not add up to the {m} latent channels")
+        self.bounds = group_bounds(config.groups)
+        self.spatial = nn.ModuleList(
+            nn.Conv2d(size, size, 2 * SPATIAL_REACH + 1, padding=SPATIAL_REACH) for size in config.groups)
+        self.aggregate = nn.ModuleList(
+            parameter_network(start + 3 * (stop - start), config.context_width, 2 * (stop - start))
+            for start, stop in self.bounds)
+        # Stage one of training: the context model alone, on the frozen transforms of `hyper`.
+        self.transforms_frozen = False
+
+    def context_parameters(self) -> list[nn.Parameter]:
+        return [*self.spatial.parameters(), *self.aggregate.parameters()]
+
+    def hyper_features(self, z_hat: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+        """The hyper-synthesis output (means then scales of every latent, 2M channels), float."""
+        return self.h_s(z_hat * self.gain(self.log_inv_gain_z, quality)).float()
+
+    def group_parameters(self, group: int, features: torch.Tensor, previous: torch.Tensor,
+                         spatial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, scales) of one group's latents: the hyperprior's, corrected from the context."""
+        start, stop = self.bounds[group]
+        m = self.config.latent_channels
+        means, scales = features[:, start:stop], features[:, m + start : m + stop]
+        correction = self.aggregate[group](torch.cat([means, scales, previous, spatial], dim=1)).float()
+        mean_correction, scale_correction = correction.chunk(2, dim=1)
+        return means + mean_correction, scales + scale_correction
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training/evaluation pass, as MeanScaleHyperprior.forward, with the context model:
+        each pass sees the earlier latents as the decoder will, rounded around their means
+        (straight-through, so no gradient flows into the means through them)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.transforms_frozen):
+            y = self.analysis(x, quality)
+            z = self.hyper_analysis(y, quality)
+        exact = self.exact_quantization or not self.training
+        if exact:
+            z_hat = noisy_z = torch.round(z)
+        else:
+            noisy_z = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+            z_hat = ste_round(z) if self.straight_through else noisy_z
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.transforms_frozen):
+            features = self.hyper_features(z_hat, quality)
+        means, scales, y_hat = self.context_passes(y, features, exact)
+        noisy_y = y_hat if exact else y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            z_lik = self.density.likelihood(noisy_z)
+            y_lik = gaussian_likelihood(noisy_y, means, scales)
+        synthesis_input = y_hat if exact or self.straight_through else noisy_y
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.transforms_frozen):
+            x_hat = self.synthesis(synthesis_input, quality)
+        return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
+
+    def context_passes(self, y: torch.Tensor, features: torch.Tensor,
+                       exact: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(means, scales, latents rounded around them) of every group, in decoding order."""
+        batch, _, height, width = y.shape
+        anchors = anchor_mask(height, width).to(y.device)
+        rounded = (lambda v: torch.round(v)) if exact else ste_round
+        all_means, all_scales, y_hat = [], [], []
+        for group, (start, stop) in enumerate(self.bounds):
+            target = y[:, start:stop]
+            previous = torch.cat(y_hat, dim=1) if y_hat else y.new_zeros(batch, 0, height, width)
+            nothing = y.new_zeros(batch, stop - start, height, width)
+            anchor_means, anchor_scales = self.group_parameters(group, features, previous, nothing)
+            anchor_hat = (rounded(target - anchor_means) + anchor_means) * anchors
+            spatial = self.spatial[group](anchor_hat).float()
+            other_means, other_scales = self.group_parameters(group, features, previous, spatial)
+            means = torch.where(anchors, anchor_means, other_means)
+            scales = torch.where(anchors, anchor_scales, other_scales)
+            all_means.append(means)
+            all_scales.append(scales)
+            y_hat.append(rounded(target - means) + means)
+        return torch.cat(all_means, dim=1), torch.cat(all_scales, dim=1), torch.cat(y_hat, dim=1)
+
+
+def parameter_network(inputs: int, width: int, outputs: int) -> nn.Sequential:
+    """1×1 convolutions; the last starts at zero, so that a fresh context model adds nothing."""
+    network = nn.Sequential(nn.Conv2d(inputs, width, 1), nn.ReLU(), nn.Conv2d(width, width, 1), nn.ReLU(),
+                            nn.Conv2d(width, outputs, 1))
+    nn.init.zeros_(network[-1].weight)
+    nn.init.zeros_(network[-1].bias)
+    return network
+
+
+def build(config: dict) -> ContextHyperprior:
+    values = {**config}
+    for key in ("lambdas", "groups"):
+        if values.get(key) is not None:
+            values[key] = tuple(values[key])
+    return ContextHyperprior(HyperCtxConfig(**values))
+
+
+def adapt_hyper_state(state: dict[str, torch.Tensor], target: ContextHyperprior) -> dict[str, torch.Tensor]:
+    """Start from `hyper` weights: its transforms, gains and hyperprior; the context model as built
+    (a zero correction, so the start codes exactly as `hyper` does)."""
+    return {**target.state_dict(), **state}
+
+
+# ---------------------------------------------------------------------------------------------
+# Coding
+# ---------------------------------------------------------------------------------------------
+Choose = Callable[[torch.Tensor, np.ndarray, torch.Tensor], torch.Tensor]
+"""(means of one pass's latents (float64, exact), their table ids, positions) -> their integer
+residuals: the encoder rounds its latents, the decoder pops them from the stream."""
+
+
+class HyperCtxCodec(HyperpriorCoding):
+    """Codes `hyperlatent` as `hyper` does and `latent` as one ANS stream of 2 × groups chunks."""
+
+    section_names = ("hyperlatent", "latent")
+    capabilities = Capabilities()
+
+    def __init__(self, model: ContextHyperprior, coding: dict[str, torch.Tensor], device="cpu", compute="auto"):
+        super().__init__(model, coding, device, compute)
+        self.spatial_layers = [fixedpoint.freeze(nn.Sequential(conv)) for conv in model.spatial]
+        self.aggregate_layers = [fixedpoint.freeze(network) for network in model.aggregate]
+
+    @torch.inference_mode()
+    def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
+        """image: (3, H, W) uint8. Returns the coded sections."""
+        check_refine(self.capabilities, options, "this model")
+        y, z = self.analyse(image, quality)
+        z_hat = torch.round(z).to(torch.int64)
+        chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        latents = y.to(torch.float64)
+
+        def round_latents(means: torch.Tensor, table_ids: np.ndarray, positions: torch.Tensor) -> torch.Tensor:
+            residuals = torch.round(latents[positions] - means).to(torch.int64)
+            chunks.append((residuals.numpy(), table_ids))
+            return residuals
+
+        self.traverse(self.hyper_features(z_hat, quality), round_latents)
+        coder = constriction.stream.stack.AnsCoder()
+        for values, table_ids in reversed(chunks):  # a stack: the first chunk decoded is pushed last
+            self.y_coder.push(coder, values, table_ids)
+        return {"hyperlatent": self.z_coder.encode(z_hat.numpy(), self.z_table_ids(z_hat.shape)),
+                "latent": words_to_bytes(coder.get_compressed())}
+
+    @torch.inference_mode()
+    def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
+        """Returns the (3, height, width) uint8 reconstruction."""
+        _, residuals, means = self.entropy_decode(sections, geometry, quality)
+        return self.synthesise(residuals, means, quality, geometry.height, geometry.width, pixels=True)
+
+    def decode_symbols(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> list[np.ndarray]:
+        """The entropy-decoded integers: hyperlatents and latent residuals."""
+        z_hat, residuals, _ = self.entropy_decode(sections, geometry, quality)
+        return [z_hat.numpy(), residuals.numpy()]
+
+    def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(z_hat, residuals, exact means) of a file's two sections."""
+        self.qualities.check(quality)
+        z_shape = self.latent_shape(geometry, self.model.config.channels, DOWNSAMPLING)
+        z_hat = torch.from_numpy(self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(z_shape))
+                                 .reshape(z_shape))
+        coder = stack_from_bytes(sections["latent"])
+
+        def pop_latents(means: torch.Tensor, table_ids: np.ndarray, positions: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(self.y_coder.pop(coder, table_ids))
+
+        features = self.hyper_features(z_hat, quality)
+        residuals, means = self.traverse(features, pop_latents)
+        if not coder.is_empty():
+            raise FormatError("entropy-coded stream has data left over (corrupted file?)")
+        return z_hat, residuals, means
+
+    def hyper_features(self, z_hat: torch.Tensor, quality: int) -> torch.Tensor:
+        """The fixed-point hyper-synthesis output of integer z_hat: (1, 2M, h, w) float64."""
+        scaled = z_hat.to(torch.float64) * self.inv_gain_z[quality][None, :, None, None]
+        return HYPER_SYNTHESIS_TILES.run(lambda tile: fixedpoint.run(self.hyper_synthesis, tile), scaled,
+                                         up=DOWNSAMPLING // LATENT_STRIDE)
+
+    def traverse(self, features: torch.Tensor, choose: Choose) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the 2 × groups passes in decoding order; returns (residuals int64, exact means
+        float64), both (1, M, h, w). `choose` supplies each pass's residuals."""
+        m = self.model.config.latent_channels
+        _, _, height, width = features.shape
+        residuals = torch.zeros((1, m, height, width), dtype=torch.int64)
+        means = torch.zeros((1, m, height, width), dtype=torch.float64)
+        anchors = anchor_mask(height, width)
+        id_type = np.uint8 if len(self.y_table_scales) <= 256 else np.int64
+        for group, (start, stop) in enumerate(self.model.bounds):
+            for first_pass in (True, False):
+                pass_means, pass_scales = self.pass_parameters(group, first_pass, features, residuals, means, anchors)
+                in_pass = (anchors if first_pass else ~anchors).expand(1, stop - start, height, width)
+                positions = torch.zeros((1, m, height, width), dtype=torch.bool)
+                positions[:, start:stop] = in_pass
+                chosen_means = pass_means[in_pass]
+                table_ids = self.scale_index(pass_scales[in_pass].numpy()).astype(id_type)
+                residuals[positions] = choose(chosen_means, table_ids, positions)
+                means[positions] = chosen_means
+        return residuals, means
+
+    def pass_parameters(self, group: int, first_pass: bool, features: torch.Tensor, residuals: torch.Tensor,
+                        means: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact (means, scales) of one group for every position (the caller keeps its pass's),
+        computed in bands of latent rows."""
+        start, stop = self.model.bounds[group]
+        m = self.model.config.latent_channels
+        height = features.shape[2]
+        out_means, out_scales = [], []
+        for top in range(0, height, BAND_ROWS):
+            bottom = min(height, top + BAND_ROWS)
+            band = slice(top, bottom)
+            latents = residuals[:, :stop, band].to(torch.float64) + means[:, :stop, band]
+            if first_pass:
+                spatial = torch.zeros((1, stop - start, bottom - top, features.shape[3]), dtype=torch.float64)
+            else:
+                spatial = self.spatial_context(group, residuals, means, anchors, top, bottom)
+            own_means, own_scales = features[:, start:stop, band], features[:, m + start : m + stop, band]
+            inputs = torch.cat([own_means, own_scales, latents[:, :start], spatial], dim=1)
+            correction = fixedpoint.run(self.aggregate_layers[group], inputs)
+            out_means.append(own_means + correction[:, : stop - start])
+            out_scales.append(own_scales + correction[:, stop - start :])
+        return torch.cat(out_means, dim=2), torch.cat(out_scales, dim=2)
+
+    def spatial_context(self, group: int, residuals: torch.Tensor, means: torch.Tensor, anchors: torch.Tensor,
+                        top: int, bottom: int) -> torch.Tensor:
+        """The 3×3 convolution of the group's decoded anchors, rows top..bottom (its input band
+        widened by the convolution's reach; zero padding at the image's edges, as in training)."""
+        start, stop = self.model.bounds[group]
+        height = residuals.shape[2]
+        low, high = max(0, top - SPATIAL_REACH), min(height, bottom + SPATIAL_REACH)
+        window = slice(low, high)
+        latents = (residuals[:, start:stop, window].to(torch.float64) + means[:, start:stop, window])
+        latents = latents * anchors[:, :, window]
+        context = fixedpoint.run(self.spatial_layers[group], latents)
+        return context[:, :, top - low : top - low + (bottom - top)]

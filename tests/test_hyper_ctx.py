@@ -1,0 +1,109 @@
+"""hyper-ctx: the channel-conditional checkerboard context model on hyper's latents."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from lic_cli.cli import main
+from models import hyper_ctx, zoo
+from models.interface import PLAIN, Geometry
+
+from .conftest import png_folder, smooth_image
+
+TINY = zoo.entry("hyper-ctx").tiny_config
+
+
+def tiny_model(seed: int = 3, context: bool = True) -> hyper_ctx.ContextHyperprior:
+    """A tiny hyper-ctx whose context model is switched on (random last layers; a fresh one adds 0)."""
+    torch.manual_seed(seed)
+    model = zoo.build_trainable("hyper-ctx", TINY)
+    if context:
+        with torch.no_grad():
+            for network in model.aggregate:
+                network[-1].weight.normal_(0, 0.05)
+                network[-1].bias.normal_(0, 0.05)
+    return model.eval()
+
+
+def codec_of(model, tmp_path):
+    path = zoo.export_weights(model, "hyper-ctx", tmp_path / "tiny-ctx.pt")
+    return zoo.load_codec("hyper-ctx", path).codec
+
+
+def image(height: int, width: int) -> torch.Tensor:
+    return torch.from_numpy(smooth_image(height, width, seed=5)).permute(2, 0, 1).contiguous()
+
+
+def test_context_passes_round_trip_and_every_pass_is_used(tmp_path):
+    codec = codec_of(tiny_model(), tmp_path)
+    pixels = image(96, 160)
+    sections = codec.encode(pixels, 5, PLAIN)
+    geometry = Geometry(96, 160)
+    decoded = codec.decode(sections, geometry, 5)
+    z_hat, residuals = codec.decode_symbols(sections, geometry, 5)
+    y, z = codec.analyse(pixels, 5)
+    assert np.array_equal(z_hat, torch.round(z).numpy().astype(np.int64))
+    # The decoder's residuals are the encoder's: y rounded around the exact means, pass by pass.
+    _, means = codec.traverse(codec.hyper_features(torch.from_numpy(z_hat), 5),
+                              lambda m, ids, positions: torch.round(y.double()[positions] - m).long())
+    assert np.array_equal(residuals, torch.round(y.double() - means).long().numpy())
+    assert decoded.shape == (3, 96, 160) and decoded.dtype == torch.uint8
+
+
+def test_a_fresh_context_model_codes_exactly_what_hyper_does(tmp_path):
+    torch.manual_seed(11)
+    hyper_model = zoo.build_trainable("hyper", {k: v for k, v in TINY.items() if k in ("channels", "latent_channels",
+                                                                                       "hyper_width")})
+    hyper_path = zoo.export_weights(hyper_model, "hyper", tmp_path / "tiny-hyper.pt")
+    target = zoo.build_trainable("hyper-ctx", TINY)
+    target.load_state_dict(zoo.load_network_state(hyper_path, "hyper-ctx", target))
+    context_codec = codec_of(target.eval(), tmp_path)
+    hyper_codec = zoo.load_codec("hyper", hyper_path).codec
+    pixels = image(70, 90)
+    geometry = Geometry(70, 90)
+    ours = context_codec.decode_symbols(context_codec.encode(pixels, 2, PLAIN), geometry, 2)
+    theirs = hyper_codec.decode_symbols(hyper_codec.encode(pixels, 2, PLAIN), geometry, 2)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+
+
+def test_bands_of_latent_rows_code_as_the_whole_image(tmp_path, monkeypatch):
+    codec = codec_of(tiny_model(), tmp_path)
+    pixels = image(150, 40)  # 10 latent rows
+    whole = codec.encode(pixels, 3, PLAIN)
+    decoded = codec.decode(whole, Geometry(150, 40), 3)
+    monkeypatch.setattr(hyper_ctx, "BAND_ROWS", 3)
+    assert codec.encode(pixels, 3, PLAIN) == whole
+    assert torch.equal(codec.decode(whole, Geometry(150, 40), 3), decoded)
+
+
+def test_the_float_model_predicts_what_the_coder_pays(tmp_path):
+    model = tiny_model()
+    codec = codec_of(model, tmp_path)
+    pixels = image(128, 128)
+    bits = 8 * len(codec.encode(pixels, 4, PLAIN)["latent"])
+    with torch.no_grad():
+        out = model(pixels[None].float() / 255, torch.tensor([4]))
+    estimated = float(-torch.log2(out["y_likelihoods"]).sum())
+    assert bits == pytest.approx(estimated, rel=0.1, abs=64)
+
+
+def test_stage_one_trains_the_context_model_alone(tmp_path):
+    torch.manual_seed(2)
+    hyper_model = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12, "hyper_width": 8})
+    init = zoo.export_weights(hyper_model, "hyper", tmp_path / "init.pt")
+    data = png_folder(tmp_path / "data", 10, 80, 96)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "train", "--model", "hyper-ctx", "--init", str(init), "--freeze-transforms", "--data", str(data),
+        "--out", str(out), "--batch-size", "2", "--crop", "64", "--steps", "3", "--threads", "1", "--lr", "1e-2"])
+    assert result.exit_code == 0, result.output
+    trained = zoo.build_trainable("hyper-ctx", zoo.weight_file_config(out / "hyper-ctx.pt", "hyper-ctx"))
+    trained.load_state_dict(zoo.load_network_state(out / "hyper-ctx.pt", "hyper-ctx", trained))
+    start = hyper_model.state_dict()
+    for name, value in trained.state_dict().items():
+        if name.startswith(("spatial.", "aggregate.")):
+            continue
+        assert torch.allclose(value, start[name].to(value.dtype), atol=1e-3), name  # fp16 in the file
+    assert float(trained.aggregate[0][-1].weight.detach().abs().max()) > 0  # the context model learnt
