@@ -189,13 +189,17 @@ def adapt_hyper_state(state: dict[str, torch.Tensor], target: ContextHyperprior)
 # ---------------------------------------------------------------------------------------------
 # Coding
 # ---------------------------------------------------------------------------------------------
-Choose = Callable[[torch.Tensor, np.ndarray, torch.Tensor], torch.Tensor]
-"""(means of one pass's latents (float64, exact), their table ids, positions) -> their integer
-residuals: the encoder rounds its latents, the decoder pops them from the stream."""
+Choose = Callable[[torch.Tensor, np.ndarray, tuple[int, int], torch.Tensor], torch.Tensor]
+"""(means (c, N) of one pass's latents, float64 and exact; their table ids, channel-major; the
+group's channels (start, stop); the pass's N flat positions) -> the (c, N) integer residuals: the
+encoder rounds its latents, the decoder pops them from the stream."""
+
+POSITION_CHUNK = 16384  # latent positions per evaluation of a parameter network (bounds its memory)
 
 
 class HyperCtxCodec(HyperpriorCoding):
-    """Codes `hyperlatent` as `hyper` does and `latent` as one ANS stream of 2 × groups chunks."""
+    """Codes `hyperlatent` as `hyper` does and `latent` as one ANS stream of 2 × groups chunks,
+    each chunk one pass: a group's channels at its anchor (then other) positions, channel-major."""
 
     section_names = ("hyperlatent", "latent")
     capabilities = Capabilities()
@@ -204,6 +208,10 @@ class HyperCtxCodec(HyperpriorCoding):
         super().__init__(model, coding, device, compute)
         self.spatial_layers = [fixedpoint.freeze(nn.Sequential(conv)) for conv in model.spatial]
         self.aggregate_layers = [fixedpoint.freeze(network) for network in model.aggregate]
+        # The first pass has no spatial context (zeros in training): its first layer without those inputs.
+        self.anchor_layers = [without_last_inputs(layers, stop - start)
+                              for layers, (start, stop) in zip(self.aggregate_layers, model.bounds, strict=True)]
+        self.id_type = np.uint8 if len(self.y_table_scales) <= 256 else np.int64
 
     @torch.inference_mode()
     def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
@@ -212,11 +220,12 @@ class HyperCtxCodec(HyperpriorCoding):
         y, z = self.analyse(image, quality)
         z_hat = torch.round(z).to(torch.int64)
         chunks: list[tuple[np.ndarray, np.ndarray]] = []
-        latents = y.to(torch.float64)
+        latents = y.to(torch.float64).flatten(2)[0]
 
-        def round_latents(means: torch.Tensor, table_ids: np.ndarray, positions: torch.Tensor) -> torch.Tensor:
-            residuals = torch.round(latents[positions] - means).to(torch.int64)
-            chunks.append((residuals.numpy(), table_ids))
+        def round_latents(means: torch.Tensor, table_ids: np.ndarray, channels: tuple[int, int],
+                          positions: torch.Tensor) -> torch.Tensor:
+            residuals = torch.round(latents[channels[0] : channels[1], positions] - means).to(torch.int64)
+            chunks.append((residuals.numpy().ravel(), table_ids))
             return residuals
 
         self.traverse(self.hyper_features(z_hat, quality), round_latents)
@@ -246,11 +255,11 @@ class HyperCtxCodec(HyperpriorCoding):
                                  .reshape(z_shape))
         coder = stack_from_bytes(sections["latent"])
 
-        def pop_latents(means: torch.Tensor, table_ids: np.ndarray, positions: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(self.y_coder.pop(coder, table_ids))
+        def pop_latents(means: torch.Tensor, table_ids: np.ndarray, channels: tuple[int, int],
+                        positions: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(self.y_coder.pop(coder, table_ids)).reshape(means.shape)
 
-        features = self.hyper_features(z_hat, quality)
-        residuals, means = self.traverse(features, pop_latents)
+        residuals, means = self.traverse(self.hyper_features(z_hat, quality), pop_latents)
         if not coder.is_empty():
             raise FormatError("entropy-coded stream has data left over (corrupted file?)")
         return z_hat, residuals, means
@@ -266,54 +275,58 @@ class HyperCtxCodec(HyperpriorCoding):
         float64), both (1, M, h, w). `choose` supplies each pass's residuals."""
         m = self.model.config.latent_channels
         _, _, height, width = features.shape
-        residuals = torch.zeros((1, m, height, width), dtype=torch.int64)
-        means = torch.zeros((1, m, height, width), dtype=torch.float64)
-        anchors = anchor_mask(height, width)
-        id_type = np.uint8 if len(self.y_table_scales) <= 256 else np.int64
+        flat_features = features.flatten(2)[0]
+        residuals = torch.zeros((m, height * width), dtype=torch.int64)
+        means = torch.zeros((m, height * width), dtype=torch.float64)
+        anchors = anchor_mask(height, width).flatten()
         for group, (start, stop) in enumerate(self.model.bounds):
             for first_pass in (True, False):
-                pass_means, pass_scales = self.pass_parameters(group, first_pass, features, residuals, means, anchors)
-                in_pass = (anchors if first_pass else ~anchors).expand(1, stop - start, height, width)
-                positions = torch.zeros((1, m, height, width), dtype=torch.bool)
-                positions[:, start:stop] = in_pass
-                chosen_means = pass_means[in_pass]
-                table_ids = self.scale_index(pass_scales[in_pass].numpy()).astype(id_type)
-                residuals[positions] = choose(chosen_means, table_ids, positions)
-                means[positions] = chosen_means
-        return residuals, means
+                positions = torch.nonzero(anchors if first_pass else ~anchors).flatten()
+                spatial = None if first_pass else self.spatial_context(group, residuals, means, height, width)
+                pass_means, pass_scales = self.pass_parameters(group, flat_features, residuals, means, positions,
+                                                               spatial)
+                table_ids = self.scale_index(pass_scales.numpy().ravel()).astype(self.id_type)
+                residuals[start:stop, positions] = choose(pass_means, table_ids, (start, stop), positions)
+                means[start:stop, positions] = pass_means
+        return residuals.reshape(1, m, height, width), means.reshape(1, m, height, width)
 
-    def pass_parameters(self, group: int, first_pass: bool, features: torch.Tensor, residuals: torch.Tensor,
-                        means: torch.Tensor, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact (means, scales) of one group for every position (the caller keeps its pass's),
-        computed in bands of latent rows."""
+    def pass_parameters(self, group: int, features: torch.Tensor, residuals: torch.Tensor, means: torch.Tensor,
+                        positions: torch.Tensor, spatial: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact (means, scales), each (c, N), of one group at one pass's positions."""
         start, stop = self.model.bounds[group]
         m = self.model.config.latent_channels
-        height = features.shape[2]
+        layers = self.anchor_layers[group] if spatial is None else self.aggregate_layers[group]
         out_means, out_scales = [], []
+        for first in range(0, len(positions), POSITION_CHUNK):
+            chunk = positions[first : first + POSITION_CHUNK]
+            own_means, own_scales = features[start:stop, chunk], features[m + start : m + stop, chunk]
+            parts = [own_means, own_scales, residuals[:start, chunk].to(torch.float64) + means[:start, chunk]]
+            if spatial is not None:
+                parts.append(spatial[:, chunk])
+            correction = fixedpoint.run(layers, torch.cat(parts)[None, :, :, None])[0, :, :, 0]
+            out_means.append(own_means + correction[: stop - start])
+            out_scales.append(own_scales + correction[stop - start :])
+        return torch.cat(out_means, dim=1), torch.cat(out_scales, dim=1)
+
+    def spatial_context(self, group: int, residuals: torch.Tensor, means: torch.Tensor, height: int,
+                        width: int) -> torch.Tensor:
+        """(c, h·w): the 3×3 convolution of the group's decoded anchors (the other positions are
+        still zero), in bands of latent rows widened by its reach; zero padding at the edges, as in
+        training."""
+        start, stop = self.model.bounds[group]
+        latents = (residuals[start:stop].to(torch.float64) + means[start:stop]).reshape(1, stop - start, height, width)
+        bands = []
         for top in range(0, height, BAND_ROWS):
             bottom = min(height, top + BAND_ROWS)
-            band = slice(top, bottom)
-            latents = residuals[:, :stop, band].to(torch.float64) + means[:, :stop, band]
-            if first_pass:
-                spatial = torch.zeros((1, stop - start, bottom - top, features.shape[3]), dtype=torch.float64)
-            else:
-                spatial = self.spatial_context(group, residuals, means, anchors, top, bottom)
-            own_means, own_scales = features[:, start:stop, band], features[:, m + start : m + stop, band]
-            inputs = torch.cat([own_means, own_scales, latents[:, :start], spatial], dim=1)
-            correction = fixedpoint.run(self.aggregate_layers[group], inputs)
-            out_means.append(own_means + correction[:, : stop - start])
-            out_scales.append(own_scales + correction[:, stop - start :])
-        return torch.cat(out_means, dim=2), torch.cat(out_scales, dim=2)
+            low, high = max(0, top - SPATIAL_REACH), min(height, bottom + SPATIAL_REACH)
+            context = fixedpoint.run(self.spatial_layers[group], latents[:, :, low:high])
+            bands.append(context[0, :, top - low : bottom - low])
+        return torch.cat(bands, dim=1).flatten(1)
 
-    def spatial_context(self, group: int, residuals: torch.Tensor, means: torch.Tensor, anchors: torch.Tensor,
-                        top: int, bottom: int) -> torch.Tensor:
-        """The 3×3 convolution of the group's decoded anchors, rows top..bottom (its input band
-        widened by the convolution's reach; zero padding at the image's edges, as in training)."""
-        start, stop = self.model.bounds[group]
-        height = residuals.shape[2]
-        low, high = max(0, top - SPATIAL_REACH), min(height, bottom + SPATIAL_REACH)
-        window = slice(low, high)
-        latents = (residuals[:, start:stop, window].to(torch.float64) + means[:, start:stop, window])
-        latents = latents * anchors[:, :, window]
-        context = fixedpoint.run(self.spatial_layers[group], latents)
-        return context[:, :, top - low : top - low + (bottom - top)]
+
+def without_last_inputs(layers: list[fixedpoint.FixedLayer], count: int) -> list[fixedpoint.FixedLayer]:
+    """The same network for inputs whose last `count` channels are zero: exactly equal outputs,
+    fewer multiplications."""
+    first = layers[0]
+    trimmed = dataclasses.replace(first, weight=first.weight[:, : first.weight.shape[1] - count].contiguous())
+    return [trimmed, *layers[1:]]

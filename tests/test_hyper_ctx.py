@@ -46,8 +46,10 @@ def test_context_passes_round_trip_and_every_pass_is_used(tmp_path):
     y, z = codec.analyse(pixels, 5)
     assert np.array_equal(z_hat, torch.round(z).numpy().astype(np.int64))
     # The decoder's residuals are the encoder's: y rounded around the exact means, pass by pass.
+    latents = y.double().flatten(2)[0]
     _, means = codec.traverse(codec.hyper_features(torch.from_numpy(z_hat), 5),
-                              lambda m, ids, positions: torch.round(y.double()[positions] - m).long())
+                              lambda m, ids, channels, positions: torch.round(latents[slice(*channels), positions] - m)
+                              .long())
     assert np.array_equal(residuals, torch.round(y.double() - means).long().numpy())
     assert decoded.shape == (3, 96, 160) and decoded.dtype == torch.uint8
 
