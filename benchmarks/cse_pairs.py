@@ -29,7 +29,7 @@ from lic_cli.bench.bdrate import bd_rate
 from lic_cli.imageio import list_images
 from models import zoo
 
-SETTINGS = {"plain": [], "cse": ["--reg", "cse", "--alpha", "0.1"]}
+PAIRED = ("plain", "cse")  # run for every seed; further --alphas run for the first seed only
 
 
 def split_graphics(graphics: Path, held_out: int, work: Path) -> tuple[Path, Path]:
@@ -45,6 +45,14 @@ def split_graphics(graphics: Path, held_out: int, work: Path) -> tuple[Path, Pat
     return folders
 
 
+def settings(alphas: list[float]) -> dict[str, list[str]]:
+    """Run name -> extra `lic train` options: no regularizer, then --reg cse at each alpha."""
+    named = {"plain": []}
+    for i, alpha in enumerate(alphas):
+        named["cse" if i == 0 else f"cse-a{alpha:g}"] = ["--reg", "cse", "--alpha", f"{alpha:g}"]
+    return named
+
+
 def fine_tune(setting: str, seed: int, args, mix: Path) -> Path:
     out = args.runs / f"{setting}-seed{seed}"
     weights = out / "hyper.pt"
@@ -54,7 +62,7 @@ def fine_tune(setting: str, seed: int, args, mix: Path) -> Path:
                "--data", str(args.data), "--mix", str(mix), "--mix-share", "0.2", "--out", str(out),
                "--steps", str(args.steps), "--minutes", "1000", "--batch-size", "4", "--crop", "256",
                "--lr", str(args.lr), "--straight-through-after", "0", "--seed", str(seed),
-               "--threads", str(args.threads), "--eval-every", "100000", *SETTINGS[setting]]
+               "--threads", str(args.threads), "--eval-every", "100000", *settings(args.alphas)[setting]]
     if (out / "last.pt").exists():
         command.append("--resume")
     print(" ".join(command), flush=True)
@@ -65,6 +73,15 @@ def fine_tune(setting: str, seed: int, args, mix: Path) -> Path:
 def minutes_of(run: Path) -> float:
     import torch
     return round(float(torch.load(run / "last.pt", map_location="cpu", weights_only=True)["elapsed_seconds"]) / 60, 1)
+
+
+def measured_curve(folder: Path, weights: Path, cache: Path, threads: int) -> tuple[list[float], list[float]]:
+    """The (bpp, PSNR) points of a weight file on a folder, measured once (cached next to the run)."""
+    if cache.exists():
+        return tuple(json.loads(cache.read_text()))
+    points = curve(measure(folder, "hyper", weights, list(range(1, 7)), threads))
+    cache.write_text(json.dumps(points))
+    return points
 
 
 def curve(result: dict) -> tuple[list[float], list[float]]:
@@ -82,32 +99,34 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--alphas", type=lambda text: [float(a) for a in text.split(",")], default=[0.1],
+                        help="--reg cse weights: the first is paired over every seed, the others run once")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=Path("runs/cse-pairs"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     mix, held_out = split_graphics(args.graphics, args.held_out, args.runs)
     seeds = [int(s) for s in args.seeds.split(",")]
-    weights = {(setting, seed): fine_tune(setting, seed, args, mix) for seed in seeds for setting in SETTINGS}
+    runs = [(setting, seed) for seed in seeds for setting in PAIRED]
+    runs += [(setting, seeds[0]) for setting in settings(args.alphas) if setting not in PAIRED]
+    weights = {f"{setting}-seed{seed}": fine_tune(setting, seed, args, mix) for setting, seed in runs}
     sets = {"kodak": args.kodak, "illustrations": held_out}
     report: dict = {"command": "python " + " ".join(sys.argv), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
                     "cpu": cpu_name(), "threads": args.threads, "steps": args.steps, "lr": args.lr, "seeds": seeds,
-                    "init": str(args.init), "held_out_illustrations": args.held_out,
-                    "train_minutes": {f"{s}-seed{seed}": minutes_of(args.runs / f"{s}-seed{seed}")
-                                      for seed in seeds for s in SETTINGS},
+                    "alphas": args.alphas, "init": str(args.init), "held_out_illustrations": args.held_out,
+                    "train_minutes": {run: minutes_of(path.parent) for run, path in weights.items()},
                     "sets": {}}
     for name, folder in sets.items():
-        shipped = curve(measure(folder, "hyper", args.init, list(range(1, 7)), args.threads))
+        shipped = measured_curve(folder, args.init, args.runs / f"shipped-{name}.json", args.threads)
         rows = {}
-        for (setting, seed), path in weights.items():
-            result = measure(folder, "hyper", path, list(range(1, 7)), args.threads)
-            rows[f"{setting}-seed{seed}"] = bd_rate(*shipped, *curve(result))
-            print(f"{name}: {setting} seed {seed}: {rows[f'{setting}-seed{seed}']:+.2f}% BD-rate vs shipped",
-                  flush=True)
-        spread = {setting: float(np.ptp([rows[f"{setting}-seed{s}"] for s in seeds])) for setting in SETTINGS}
-        report["sets"][name] = {"bd_rate_vs_shipped": rows, "seed_spread": spread,
-                                "mean": {setting: float(np.mean([rows[f"{setting}-seed{s}"] for s in seeds]))
-                                         for setting in SETTINGS}}
+        for run, path in weights.items():
+            rows[run] = bd_rate(*shipped, *measured_curve(folder, path, path.parent / f"measured-{name}.json",
+                                                          args.threads))
+            print(f"{name}: {run}: {rows[run]:+.2f}% BD-rate vs shipped", flush=True)
+        paired = {setting: [rows[f"{setting}-seed{s}"] for s in seeds] for setting in PAIRED}
+        report["sets"][name] = {"bd_rate_vs_shipped": rows,
+                                "seed_spread": {k: float(np.ptp(v)) for k, v in paired.items()},
+                                "mean": {k: float(np.mean(v)) for k, v in paired.items()}}
     print(json.dumps(report, indent=1))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")

@@ -323,7 +323,11 @@ def cse_block(path: Path) -> str:
              f"Each run: `lic train --model hyper --init {Path(result['init']).name}`, {result['steps']:,} steps of "
              f"batch 4 × 256², peak learning rate {result['lr']}, same crops and noise within a seed; minutes: "
              + ", ".join(f"{run} {minutes}" for run, minutes in result["train_minutes"].items()) + ". "
-             "BD-rate (PSNR, real files, 6 qualities) against the shipped file; negative = fewer bytes.", "",
+             f"`cse` is `--reg cse --alpha {result['alphas'][0]:g}`"
+             + "".join(f", `cse-a{a:g}` is `--alpha {a:g}` (one seed)" for a in result["alphas"][1:])
+             + ". BD-rate (PSNR, real files, 6 qualities) against the shipped file; negative = fewer bytes; "
+             f"illustrations: the last {result['held_out_illustrations']} of ../shared/data/train-graphics, "
+             "held out of these runs (the shipped file was trained on photos only).", "",
              "| set | " + " | ".join(runs) + " | mean plain | mean cse | seed spread plain | seed spread cse |",
              "|---|" + "---|" * (len(runs) + 4)]
     for name, block in result["sets"].items():

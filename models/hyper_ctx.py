@@ -31,8 +31,9 @@ from torch import nn
 from bitstream.coders import stack_from_bytes, words_to_bytes
 from bitstream.container import FormatError
 
-from . import fixedpoint
+from . import fixedpoint, precision
 from .entropy import gaussian_likelihood
+from .geometry import unit_float
 from .hyper import (
     DOWNSAMPLING,
     HYPER_SYNTHESIS_TILES,
@@ -41,8 +42,9 @@ from .hyper import (
     HyperpriorCoding,
     MeanScaleHyperprior,
 )
-from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
+from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, ProgressCallback, RefineOptions, check_refine
 from .layers import ste_round
+from .sga import anneal, sga_round
 
 SPATIAL_REACH = 1  # the 3×3 spatial context convolution sees ±1 latent
 BAND_ROWS = 64  # latent rows per band of the coding-time passes, which bounds their memory
@@ -130,7 +132,7 @@ class ContextHyperprior(MeanScaleHyperprior):
             z_hat = ste_round(z) if self.straight_through else noisy_z
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.transforms_frozen):
             features = self.hyper_features(z_hat, quality)
-        means, scales, y_hat = self.context_passes(y, features, exact)
+        means, scales, y_hat = self.context_passes(y, features, torch.round if exact else ste_round)
         noisy_y = y_hat if exact else y + torch.empty_like(y).uniform_(-0.5, 0.5)
         with torch.autocast(device_type=x.device.type, enabled=False):
             z_lik = self.density.likelihood(noisy_z)
@@ -140,12 +142,12 @@ class ContextHyperprior(MeanScaleHyperprior):
             x_hat = self.synthesis(synthesis_input, quality)
         return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
 
-    def context_passes(self, y: torch.Tensor, features: torch.Tensor,
-                       exact: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(means, scales, latents rounded around them) of every group, in decoding order."""
+    def context_passes(self, y: torch.Tensor, features: torch.Tensor, rounded: Callable[[torch.Tensor], torch.Tensor]
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(means, scales, latents rounded around them) of every group, in decoding order.
+        rounded: how a latent minus its mean is rounded (exact, straight-through, or SGA's relaxation)."""
         batch, _, height, width = y.shape
         anchors = anchor_mask(height, width).to(y.device)
-        rounded = (lambda v: torch.round(v)) if exact else ste_round
         all_means, all_scales, y_hat = [], [], []
         for group, (start, stop) in enumerate(self.bounds):
             target = y[:, start:stop]
@@ -189,6 +191,13 @@ def adapt_hyper_state(state: dict[str, torch.Tensor], target: ContextHyperprior)
 # ---------------------------------------------------------------------------------------------
 # Coding
 # ---------------------------------------------------------------------------------------------
+@dataclass
+class CodedLatents:
+    chunks: list[tuple[np.ndarray, np.ndarray]]  # (residuals, table ids) of each pass, in decoding order
+    residuals: torch.Tensor  # (1, M, h, w) int64
+    means: torch.Tensor  # (1, M, h, w) float64, exact
+
+
 Choose = Callable[[torch.Tensor, np.ndarray, tuple[int, int], torch.Tensor], torch.Tensor]
 """(means (c, N) of one pass's latents, float64 and exact; their table ids, channel-major; the
 group's channels (start, stop); the pass's N flat positions) -> the (c, N) integer residuals: the
@@ -202,7 +211,7 @@ class HyperCtxCodec(HyperpriorCoding):
     each chunk one pass: a group's channels at its anchor (then other) positions, channel-major."""
 
     section_names = ("hyperlatent", "latent")
-    capabilities = Capabilities()
+    capabilities = Capabilities(refine=("sga",))
 
     def __init__(self, model: ContextHyperprior, coding: dict[str, torch.Tensor], device="cpu", compute="auto"):
         super().__init__(model, coding, device, compute)
@@ -215,10 +224,24 @@ class HyperCtxCodec(HyperpriorCoding):
 
     @torch.inference_mode()
     def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
-        """image: (3, H, W) uint8. Returns the coded sections."""
+        """image: (3, H, W) uint8. Returns the coded sections; options.refine runs SGA first."""
         check_refine(self.capabilities, options, "this model")
-        y, z = self.analyse(image, quality)
-        z_hat = torch.round(z).to(torch.int64)
+        if options.refine is not None:
+            with torch.inference_mode(False):
+                z_hat, y = refine(self, image, quality, options.refine, options.on_progress)
+        else:
+            y, z = self.analyse(image, quality)
+            z_hat = torch.round(z).to(torch.int64)
+        coded = self.code_latents(z_hat, y, quality)
+        coder = constriction.stream.stack.AnsCoder()
+        for values, table_ids in reversed(coded.chunks):  # a stack: the first chunk decoded is pushed last
+            self.y_coder.push(coder, values, table_ids)
+        return {"hyperlatent": self.z_coder.encode(z_hat.numpy(), self.z_table_ids(z_hat.shape)),
+                "latent": words_to_bytes(coder.get_compressed())}
+
+    def code_latents(self, z_hat: torch.Tensor, y: torch.Tensor, quality: int) -> CodedLatents:
+        """What the encoder codes for integer hyperlatents and continuous latents y: each pass's
+        residuals (y rounded around the exact means), in decoding order."""
         chunks: list[tuple[np.ndarray, np.ndarray]] = []
         latents = y.to(torch.float64).flatten(2)[0]
 
@@ -228,12 +251,13 @@ class HyperCtxCodec(HyperpriorCoding):
             chunks.append((residuals.numpy().ravel(), table_ids))
             return residuals
 
-        self.traverse(self.hyper_features(z_hat, quality), round_latents)
-        coder = constriction.stream.stack.AnsCoder()
-        for values, table_ids in reversed(chunks):  # a stack: the first chunk decoded is pushed last
-            self.y_coder.push(coder, values, table_ids)
-        return {"hyperlatent": self.z_coder.encode(z_hat.numpy(), self.z_table_ids(z_hat.shape)),
-                "latent": words_to_bytes(coder.get_compressed())}
+        residuals, means = self.traverse(self.hyper_features(z_hat, quality), round_latents)
+        return CodedLatents(chunks, residuals, means)
+
+    def bits(self, z_hat: torch.Tensor, coded: CodedLatents) -> float:
+        """Ideal code length of both sections (what SGA scores)."""
+        z_bits = self.z_coder.tables.bits(z_hat.numpy().ravel(), self.z_table_ids(z_hat.shape))
+        return z_bits + sum(self.y_coder.tables.bits(values, ids) for values, ids in coded.chunks)
 
     @torch.inference_mode()
     def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
@@ -330,3 +354,51 @@ def without_last_inputs(layers: list[fixedpoint.FixedLayer], count: int) -> list
     first = layers[0]
     trimmed = dataclasses.replace(first, weight=first.weight[:, : first.weight.shape[1] - count].contiguous())
     return [trimmed, *layers[1:]]
+
+
+def refine(codec: HyperCtxCodec, image: torch.Tensor, quality: int, options: RefineOptions,
+           on_progress: ProgressCallback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """SGA (models/sga.py) through the context model: the relaxed objective rounds every group's
+    latents around the means that the (relaxed) earlier groups predict; candidates are scored by
+    their ideal code length under the exact passes and the decoder's pixels. Returns the best
+    (z_hat, latents y to code), never worse than the encoder's own."""
+    model, q = codec.model, torch.tensor([quality])
+    height, width = image.shape[1:]
+    target = unit_float(image.cpu())
+    lam = float(model.lambdas[quality])
+    y, z = codec.analyse(image, quality)
+
+    def loss(rate_bits, x_hat: torch.Tensor) -> torch.Tensor:
+        mse = torch.mean((x_hat[..., :height, :width] - target) ** 2)
+        return rate_bits / (height * width) + lam * 255**2 * mse
+
+    def exact(z_hat: torch.Tensor, latents: torch.Tensor) -> float:
+        coded = codec.code_latents(z_hat, latents, quality)
+        x_hat = codec.synthesise(coded.residuals, coded.means, quality, height, width)
+        return float(loss(torch.tensor(codec.bits(z_hat, coded)), torch.round(x_hat * 255) / 255))
+
+    best = {"z_hat": torch.round(z).to(torch.int64), "y": y}
+    best["loss"] = exact(best["z_hat"], y)
+    z_proxy, y_proxy = z.clone().requires_grad_(True), y.clone().requires_grad_(True)
+
+    def relaxed_loss(tau: float, generator: torch.Generator) -> torch.Tensor:
+        z_soft = sga_round(z_proxy, tau, generator)
+        with precision.autocast(codec.compute, codec.device):
+            features = model.hyper_features(z_soft, q)
+        means, scales, y_hat = model.context_passes(y_proxy, features, lambda v: sga_round(v, tau, generator))
+        rate = -(torch.log2(gaussian_likelihood(y_hat, means, scales)).sum()
+                 + torch.log2(model.density.likelihood(z_soft)).sum())
+        with precision.autocast(codec.compute, codec.device):
+            x_hat = model.synthesis(y_hat.contiguous(memory_format=torch.channels_last), q)
+        return loss(rate, x_hat)
+
+    def score(step: int) -> float:
+        with torch.no_grad():
+            z_hat, latents = torch.round(z_proxy).to(torch.int64), y_proxy.detach().clone()
+            candidate = exact(z_hat, latents)
+        if candidate < best["loss"]:
+            best.update(z_hat=z_hat, y=latents, loss=candidate)
+        return best["loss"]
+
+    anneal(model, [z_proxy, y_proxy], relaxed_loss, score, options, on_progress)
+    return best["z_hat"], best["y"]

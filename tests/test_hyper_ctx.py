@@ -109,3 +109,25 @@ def test_stage_one_trains_the_context_model_alone(tmp_path):
             continue
         assert torch.allclose(value, start[name].to(value.dtype), atol=1e-3), name  # fp16 in the file
     assert float(trained.aggregate[0][-1].weight.detach().abs().max()) > 0  # the context model learnt
+
+
+def test_sga_through_the_context_model_never_does_worse_and_decodes(tmp_path):
+    from models.interface import EncodeOptions, RefineOptions
+
+    codec = codec_of(tiny_model(), tmp_path)
+    pixels = image(64, 96)
+    progress = []
+    options = EncodeOptions(refine=RefineOptions(steps=20, evaluate_every=5),
+                            on_progress=lambda step, best: progress.append(best))
+    refined = codec.encode(pixels, 2, options)
+    plain = codec.encode(pixels, 2, PLAIN)
+    decoded = codec.decode(refined, Geometry(64, 96), 2)
+    assert decoded.shape == (3, 64, 96)
+    assert len(progress) == 4 and progress == sorted(progress, reverse=True)  # the best loss only falls
+
+    def loss(sections) -> float:
+        x_hat = codec.decode(sections, Geometry(64, 96), 2).float()
+        bits = 8 * sum(len(v) for v in sections.values())
+        return bits / (64 * 96) + float(codec.model.lambdas[2]) * float(((x_hat - pixels.float()) ** 2).mean())
+
+    assert loss(refined) <= loss(plain) * 1.02  # ideal code lengths guide the search; real bytes follow
