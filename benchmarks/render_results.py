@@ -301,8 +301,9 @@ def throughput_block(path: Path) -> str:
     rows = [r for r in result["results"] if "steps_per_minute" in r]
     base = next(r for r in rows if r["variant"] == "baseline")["samples_per_minute"]
     lines = [f"Command: `{result['command']}` — {result['date']}, {result['cpu']}, {result['threads']} threads in "
-             f"all, torch {result['torch']}; `hyper` (192 channels), batch {result['batch_size']} of "
-             f"{result['crop']}² crops per process; timed after the warm-up steps (compilation included there).", "",
+             f"all, torch {result['torch']}; `hyper` as `lic train --model hyper` builds it (M = 192), "
+             f"batch {result['batch_size']} of {result['crop']}² crops per process; timed after the warm-up steps "
+             "(compilation included there).", "",
              "| variant | processes | steps/min | crops/min | vs before | warm-up (s) |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {VARIANT_WORDS.get(r['variant'], r['variant'])} | {r['processes']} | "
@@ -322,7 +323,8 @@ def cse_block(path: Path) -> str:
     lines = [f"Command: `{result['command']}` — {result['date']}, {result['cpu']}, {result['threads']} threads. "
              f"Each run: `lic train --model hyper --init {Path(result['init']).name}`, {result['steps']:,} steps of "
              f"batch 4 × 256², peak learning rate {result['lr']}, same crops and noise within a seed; minutes: "
-             + ", ".join(f"{run} {minutes}" for run, minutes in result["train_minutes"].items()) + ". "
+             + ", ".join(f"{run} {minutes}" for run, minutes in result["train_minutes"].items())
+             + " (some shared the CPU with other work: the table above measures speed). "
              f"`cse` is `--reg cse --alpha {result['alphas'][0]:g}`"
              + "".join(f", `cse-a{a:g}` is `--alpha {a:g}` (one seed)" for a in result["alphas"][1:])
              + ". BD-rate (PSNR, real files, 6 qualities) against the shipped file; negative = fewer bytes; "

@@ -131,3 +131,20 @@ def test_sga_through_the_context_model_never_does_worse_and_decodes(tmp_path):
         return bits / (64 * 96) + float(codec.model.lambdas[2]) * float(((x_hat - pixels.float()) ** 2).mean())
 
     assert loss(refined) <= loss(plain) * 1.02  # ideal code lengths guide the search; real bytes follow
+
+
+def test_decoding_does_not_depend_on_the_thread_count(tmp_path):
+    codec = codec_of(tiny_model(seed=8), tmp_path)
+    sections = codec.encode(image(80, 112), 4, PLAIN)
+    threads = torch.get_num_threads()
+    try:
+        decoded = []
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            decoded.append((codec.decode_symbols(sections, Geometry(80, 112), 4), codec.decode(sections,
+                                                                                               Geometry(80, 112), 4)))
+    finally:
+        torch.set_num_threads(threads)
+    (symbols_1, pixels_1), (symbols_2, pixels_2) = decoded
+    assert all(np.array_equal(a, b) for a, b in zip(symbols_1, symbols_2, strict=True))
+    assert torch.equal(pixels_1, pixels_2)
