@@ -165,14 +165,23 @@ def _normal_ppf(p: float) -> float:
 
 
 def tables_to_tensors(tables: IntegerTables, prefix: str) -> dict[str, torch.Tensor]:
-    """Integer tables as coding tensors of a weight file (prefix.offsets, .lengths, .counts)."""
-    return {f"{prefix}.{name}": torch.from_numpy(getattr(tables, name).astype(np.int32))
-            for name in ("offsets", "lengths", "counts")}
+    """Integer tables as coding tensors of a weight file (prefix.offsets, .lengths, .counts). The
+    counts (0..2^16 - 1: every table keeps mass for its escape symbol) are stored in 16 bits, as
+    int16 bit patterns (torch has no portable uint16); files written before that hold int32."""
+    tensors = {f"{prefix}.{name}": torch.from_numpy(getattr(tables, name).astype(np.int32))
+               for name in ("offsets", "lengths")}
+    counts = np.asarray(tables.counts)
+    if counts.max() >= 1 << 16 or counts.min() < 0:
+        raise ValueError("table counts do not fit in 16 bits")
+    tensors[f"{prefix}.counts"] = torch.from_numpy(counts.astype(np.uint16).view(np.int16))
+    return tensors
 
 
 def tables_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> IntegerTables:
-    return IntegerTables(*(tensors[f"{prefix}.{name}"].numpy().astype(np.int32)
-                           for name in ("offsets", "lengths", "counts")))
+    offsets, lengths, counts = (tensors[f"{prefix}.{name}"].numpy() for name in ("offsets", "lengths", "counts"))
+    if counts.dtype == np.int16:
+        counts = counts.view(np.uint16)
+    return IntegerTables(offsets.astype(np.int32), lengths.astype(np.int32), counts.astype(np.int32))
 
 
 def channel_table_ids(shape: tuple[int, ...]) -> np.ndarray:

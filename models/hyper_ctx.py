@@ -55,7 +55,8 @@ class HyperCtxConfig(HyperConfig):
     latent_channels: int = 256  # `hyper`'s shipped width, which this model starts from
     hyper_width: int | None = 192
     groups: tuple[int, ...] | None = None  # channel groups in decoding order; None: default_groups(M)
-    context_width: int = 128  # hidden width of each group's parameter network
+    context_width: int = 96  # hidden width of each group's parameter network
+    spatial_width: int = 32  # outputs of a group's spatial context convolution (at most its channels)
 
 
 def default_groups(channels: int) -> tuple[int, ...]:
@@ -92,11 +93,13 @@ class ContextHyperprior(MeanScaleHyperprior):
         if sum(config.groups) != m or min(config.groups) < 1:
             raise ValueError(f"channel groups {config.groups} do not add up to the {m} latent channels")
         self.bounds = group_bounds(config.groups)
+        self.spatial_widths = [min(size, config.spatial_width) for size in config.groups]
         self.spatial = nn.ModuleList(
-            nn.Conv2d(size, size, 2 * SPATIAL_REACH + 1, padding=SPATIAL_REACH) for size in config.groups)
+            nn.Conv2d(size, width, 2 * SPATIAL_REACH + 1, padding=SPATIAL_REACH)
+            for size, width in zip(config.groups, self.spatial_widths, strict=True))
         self.aggregate = nn.ModuleList(
-            parameter_network(start + 3 * (stop - start), config.context_width, 2 * (stop - start))
-            for start, stop in self.bounds)
+            parameter_network(start + 2 * (stop - start) + width, config.context_width, 2 * (stop - start))
+            for (start, stop), width in zip(self.bounds, self.spatial_widths, strict=True))
         # Stage one of training: the context model alone, on the frozen transforms of `hyper`.
         self.transforms_frozen = False
 
@@ -152,7 +155,7 @@ class ContextHyperprior(MeanScaleHyperprior):
         for group, (start, stop) in enumerate(self.bounds):
             target = y[:, start:stop]
             previous = torch.cat(y_hat, dim=1) if y_hat else y.new_zeros(batch, 0, height, width)
-            nothing = y.new_zeros(batch, stop - start, height, width)
+            nothing = y.new_zeros(batch, self.spatial_widths[group], height, width)
             anchor_means, anchor_scales = self.group_parameters(group, features, previous, nothing)
             anchor_hat = (rounded(target - anchor_means) + anchor_means) * anchors
             spatial = self.spatial[group](anchor_hat).float()
@@ -218,8 +221,8 @@ class HyperCtxCodec(HyperpriorCoding):
         self.spatial_layers = [fixedpoint.freeze(nn.Sequential(conv)) for conv in model.spatial]
         self.aggregate_layers = [fixedpoint.freeze(network) for network in model.aggregate]
         # The first pass has no spatial context (zeros in training): its first layer without those inputs.
-        self.anchor_layers = [without_last_inputs(layers, stop - start)
-                              for layers, (start, stop) in zip(self.aggregate_layers, model.bounds, strict=True)]
+        self.anchor_layers = [without_last_inputs(layers, width)
+                              for layers, width in zip(self.aggregate_layers, model.spatial_widths, strict=True)]
         self.id_type = np.uint8 if len(self.y_table_scales) <= 256 else np.int64
 
     @torch.inference_mode()
@@ -334,7 +337,7 @@ class HyperCtxCodec(HyperpriorCoding):
 
     def spatial_context(self, group: int, residuals: torch.Tensor, means: torch.Tensor, height: int,
                         width: int) -> torch.Tensor:
-        """(c, h·w): the 3×3 convolution of the group's decoded anchors (the other positions are
+        """(spatial width, h·w): the 3×3 convolution of the group's decoded anchors (the other positions are
         still zero), in bands of latent rows widened by its reach; zero padding at the edges, as in
         training."""
         start, stop = self.model.bounds[group]
