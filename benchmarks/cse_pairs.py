@@ -20,11 +20,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kodak_hyper import measure
-from train_throughput import cpu_name
-
+from benchmarks.cpm_kodak import cpu_name
+from benchmarks.kodak_hyper import measure
 from lic_cli.bench.bdrate import bd_rate
 from lic_cli.imageio import list_images
 from models import zoo

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import subprocess
 import sys
@@ -28,19 +27,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.cpm_kodak import cpu_name
 from lic_cli import distributed, train
 from lic_cli.imageio import list_images
 from models import precision, zoo
 
 VARIANTS = ("baseline", "fp32", "contiguous", "compile", "fused-adam", "cse", "compile+cse", "ddp", "compile+ddp",
             "load")
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def measure(variant: str, data: Path, images: int, batch: int, crop: int, steps: int, warmup: int) -> dict:

@@ -213,7 +213,7 @@ def save_checkpoint(path: Path, model, others: dict, step: int, elapsed: float, 
     tmp.replace(path)
 
 
-def restore_or_initialise(checkpoint_path: Path, options: TrainOptions, model, others: dict, device,
+def restore_or_initialise(checkpoint_path: Path, options: TrainOptions, model, others: dict,
                           log) -> tuple[int, float]:
     """(step, elapsed seconds): resume model and `others` (checkpoint key -> object with a state
     dict, as save_checkpoint wrote them) from checkpoint_path, refuse to overwrite it without
@@ -293,6 +293,8 @@ def prepare_run(options: TrainOptions) -> RunSetup:
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     paths, val_paths = split_images(options)
+    if not paths:
+        raise ValueError(f"no training images found in {options.data}")
     if len(paths) < ranks.world_size:
         raise ValueError(f"{len(paths)} training images cannot be shared among {ranks.world_size} processes")
     if ranks.is_main:
@@ -327,7 +329,7 @@ def budget_progress(options: TrainOptions, step: int, elapsed: float) -> float:
 
 
 def run_budgeted_loop(options: TrainOptions, sampler: CropSampler, step: int, elapsed: float, hooks: LoopHooks,
-                      reporter, device: torch.device | None = None) -> int:
+                      reporter, device: torch.device) -> int:
     """Step until the wall-clock budget (or --steps) is spent, counting the time of earlier
     sessions; log, checkpoint and validate on schedule, then save and validate once more.
     Returns the final step. In a distributed run rank 0's clock decides for every rank."""
@@ -397,16 +399,15 @@ class SourceEntropyRegularizer:
             self.model = channels_last(ConditionalSourceModel(kind).to(device))
         self.alpha = alpha
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=SOURCE_MODEL_LR)
-        self.fit_objective = distributed.wrap(SourceFit(self.model, bf16), options.ranks, device)
-        self.bf16 = bf16
+        self.bits = SourceBits(self.model, bf16)
+        self.fit_objective = distributed.wrap(self.bits, options.ranks, device)
 
     def penalty(self, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, float]:
         """(alpha·E[log2 q(x | x̂)] per pixel, q frozen: its gradient reaches x̂ only; the estimate
         of H(X | X̂) in bits per pixel)."""
         self.model.requires_grad_(False)
         try:
-            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                bits = self.model.bits_per_pixel(x, x_hat)
+            bits = self.bits(x, x_hat)
         finally:
             self.model.requires_grad_(True)
         return -self.alpha * bits.mean(), float(bits.detach().mean())
@@ -422,7 +423,10 @@ class SourceEntropyRegularizer:
         return {"source_model": self.model, "source_optimizer": self.optimizer}
 
 
-class SourceFit(nn.Module):
+class SourceBits(nn.Module):
+    """(B,) −log2 q(x | x̂) per pixel, the network in bf16 where the run uses it; a module so that
+    DistributedDataParallel can wrap q's maximum-likelihood step."""
+
     def __init__(self, model: ConditionalSourceModel, bf16: bool):
         super().__init__()
         self.model = model
@@ -499,7 +503,7 @@ def train(options: TrainOptions, reporter) -> Path:
     optimizer = torch.optim.Adam(trainable, lr=options.lr)
     regularizer = make_regularizer(options, device, bf16)
     stateful = {"optimizer": optimizer, **(regularizer.checkpoint_entries() if regularizer else {})}
-    step, elapsed = restore_or_initialise(checkpoint_path, options, model, stateful, device, log)
+    step, elapsed = restore_or_initialise(checkpoint_path, options, model, stateful, log)
     if regularizer:
         log(f"regularizer: conditional source entropy, alpha {options.alpha}, q(x | x^) "
             f"{zoo.entry(options.model).training.source_model}")

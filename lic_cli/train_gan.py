@@ -43,7 +43,7 @@ def train_gan(options: TrainOptions, reporter) -> Path:
     opt_c = torch.optim.Adam(model.context.parameters(), lr=CONTEXT_LR)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=options.lr, betas=ADAM_BETAS)
     stateful = {"discriminator": discriminator, "opt_g": opt_g, "opt_c": opt_c, "opt_d": opt_d}
-    step, elapsed = restore_or_initialise(checkpoint_path, options, model, stateful, device, log)
+    step, elapsed = restore_or_initialise(checkpoint_path, options, model, stateful, log)
     log(f"{len(run.paths)} training images, {len(run.val_paths)} validation images, device {device}, "
         f"{'GAN after ' + format(options.gan_after, '.0%') + ' of the budget' if adversarial else 'MSE only'}"
         + (f", discriminator width {discriminator_width}" if adversarial else ""))

@@ -139,11 +139,7 @@ class MeanScaleHyperprior(nn.Module):
         y = self.analysis(x, quality)
         z = self.hyper_analysis(y, quality)
         exact = self.exact_quantization or not self.training
-        if exact:
-            z_hat = noisy_z = torch.round(z)
-        else:
-            noisy_z = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-            z_hat = ste_round(z) if self.straight_through else noisy_z
+        z_hat, noisy_z = self.quantized_hyperlatents(z, exact)
         means, scales = self.hyper_synthesis(z_hat, quality)
         if exact:
             # The rounding grid is not differentiable: a step of the means moves values near a bin
@@ -160,6 +156,17 @@ class MeanScaleHyperprior(nn.Module):
             y_lik = gaussian_likelihood(noisy_y, means, scales)
         x_hat = self.synthesis(y_hat, quality)
         return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
+
+
+    def quantized_hyperlatents(self, z: torch.Tensor, exact: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what the hyper-synthesis sees, what the rate is measured on): both rounded z when exact,
+        else z plus uniform noise (the synthesis sees rounded z with straight-through instead, when
+        ``straight_through`` is set)."""
+        if exact:
+            z_hat = torch.round(z)
+            return z_hat, z_hat
+        noisy_z = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        return (ste_round(z) if self.straight_through else noisy_z), noisy_z
 
 
 GAIN_KEYS = ("log_gain_y", "log_inv_gain_y", "log_gain_z", "log_inv_gain_z")
@@ -401,6 +408,29 @@ class HyperpriorCoding(LatentSynthesis):
             return HYPER_ANALYSIS_TILES.run(hyper_analysis, y, down=DOWNSAMPLING // LATENT_STRIDE)
 
 
+    @torch.inference_mode()
+    def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
+        """Returns the (3, height, width) uint8 reconstruction."""
+        _, residuals, means = self.entropy_decode(sections, geometry, quality)
+        return self.synthesise(residuals, means, quality, geometry.height, geometry.width, pixels=True)
+
+    def decode_symbols(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> list[np.ndarray]:
+        """The entropy-decoded integers: hyperlatents and latent residuals."""
+        z_hat, residuals, _ = self.entropy_decode(sections, geometry, quality)
+        return [z_hat.numpy(), residuals.numpy()]
+
+    def decode_hyperlatents(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
+        """The integer hyperlatents of a file's `hyperlatent` section (the quality checked first)."""
+        self.qualities.check(quality)
+        z_shape = self.latent_shape(geometry, self.model.config.channels, DOWNSAMPLING)
+        return torch.from_numpy(self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(z_shape))
+                                .reshape(z_shape))
+
+    def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(z_hat, residuals, exact means) of a file's two sections: each codec's own latent coding."""
+        raise NotImplementedError
+
 
 class HyperCodec(HyperpriorCoding):
     """Encodes images to named byte sections and back with a trained MeanScaleHyperprior."""
@@ -445,24 +475,10 @@ class HyperCodec(HyperpriorCoding):
         """The bit-exact means of y given integer z_hat (what the decoder will add back)."""
         return self.latent_distribution(z_hat, quality)[0]
 
-    @torch.inference_mode()
-    def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
-        """Returns the (3, height, width) uint8 reconstruction."""
-        _, residuals, means = self._entropy_decode(sections, geometry, quality)
-        return self.synthesise(residuals, means, quality, geometry.height, geometry.width, pixels=True)
-
-    def decode_symbols(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> list[np.ndarray]:
-        """The entropy-decoded integers: hyperlatents and latent residuals."""
-        z_hat, residuals, _ = self._entropy_decode(sections, geometry, quality)
-        return [z_hat.numpy(), residuals.numpy()]
-
-    def _entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(z_hat, residuals, exact means) of a file's two sections."""
-        self.qualities.check(quality)
-        z_shape = self.latent_shape(geometry, self.model.config.channels, DOWNSAMPLING)
-        z_values = self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(z_shape))
-        z_hat = torch.from_numpy(z_values.reshape(z_shape))
+        z_hat = self.decode_hyperlatents(sections, geometry, quality)
         means, table_ids = self.latent_distribution(z_hat, quality)
         residuals = torch.from_numpy(self.y_coder.decode(sections["latent"], table_ids).reshape(means.shape))
         return z_hat, residuals, means

@@ -124,16 +124,13 @@ class ContextHyperprior(MeanScaleHyperprior):
         """Training/evaluation pass, as MeanScaleHyperprior.forward, with the context model:
         each pass sees the earlier latents as the decoder will, rounded around their means
         (straight-through, so no gradient flows into the means through them)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.transforms_frozen):
+        transforms_learn = torch.is_grad_enabled() and not self.transforms_frozen
+        with torch.set_grad_enabled(transforms_learn):
             y = self.analysis(x, quality)
             z = self.hyper_analysis(y, quality)
         exact = self.exact_quantization or not self.training
-        if exact:
-            z_hat = noisy_z = torch.round(z)
-        else:
-            noisy_z = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-            z_hat = ste_round(z) if self.straight_through else noisy_z
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.transforms_frozen):
+        z_hat, noisy_z = self.quantized_hyperlatents(z, exact)
+        with torch.set_grad_enabled(transforms_learn):
             features = self.hyper_features(z_hat, quality)
         means, scales, y_hat = self.context_passes(y, features, torch.round if exact else ste_round)
         noisy_y = y_hat if exact else y + torch.empty_like(y).uniform_(-0.5, 0.5)
@@ -141,7 +138,7 @@ class ContextHyperprior(MeanScaleHyperprior):
             z_lik = self.density.likelihood(noisy_z)
             y_lik = gaussian_likelihood(noisy_y, means, scales)
         synthesis_input = y_hat if exact or self.straight_through else noisy_y
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.transforms_frozen):
+        with torch.set_grad_enabled(transforms_learn):
             x_hat = self.synthesis(synthesis_input, quality)
         return {"x_hat": x_hat, "y_likelihoods": y_lik, "z_likelihoods": z_lik}
 
@@ -262,24 +259,10 @@ class HyperCtxCodec(HyperpriorCoding):
         z_bits = self.z_coder.tables.bits(z_hat.numpy().ravel(), self.z_table_ids(z_hat.shape))
         return z_bits + sum(self.y_coder.tables.bits(values, ids) for values, ids in coded.chunks)
 
-    @torch.inference_mode()
-    def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
-        """Returns the (3, height, width) uint8 reconstruction."""
-        _, residuals, means = self.entropy_decode(sections, geometry, quality)
-        return self.synthesise(residuals, means, quality, geometry.height, geometry.width, pixels=True)
-
-    def decode_symbols(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> list[np.ndarray]:
-        """The entropy-decoded integers: hyperlatents and latent residuals."""
-        z_hat, residuals, _ = self.entropy_decode(sections, geometry, quality)
-        return [z_hat.numpy(), residuals.numpy()]
-
     def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(z_hat, residuals, exact means) of a file's two sections."""
-        self.qualities.check(quality)
-        z_shape = self.latent_shape(geometry, self.model.config.channels, DOWNSAMPLING)
-        z_hat = torch.from_numpy(self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(z_shape))
-                                 .reshape(z_shape))
+        z_hat = self.decode_hyperlatents(sections, geometry, quality)
         coder = stack_from_bytes(sections["latent"])
 
         def pop_latents(means: torch.Tensor, table_ids: np.ndarray, channels: tuple[int, int],
