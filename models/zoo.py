@@ -7,8 +7,10 @@ conformance tests work from these entries and never name a family.
 
 A weight file is a ``torch.save``d dict of plain types and tensors, loaded with
 ``weights_only=True`` (no unpickling of arbitrary objects):
-``{"format": "lic-weights", "version": 1, "model": name, "config": {...},
-"network": {param: fp16 tensor}, "coding": {name: exact tensor}, "card": {...}}``.
+``{"format": "lic-weights", "version": 2, "model": name, "config": {...},
+"network": {param: fp16 tensor}, "coding": {name: exact tensor}, "card": {...}}``. Version 2
+stores probability-table counts as 16-bit patterns (``models.entropy.tables_to_tensors``);
+version 1 files (int32 counts) still load.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ from .interface import ImageCodec, Qualities
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 WEIGHTS_FORMAT = "lic-weights"
-WEIGHTS_VERSION = 1
+WEIGHTS_VERSION = 2
+READABLE_WEIGHTS_VERSIONS = (1, 2)
 HASH_BYTES = 8
 
 
@@ -257,8 +260,9 @@ def _read_weight_file(name: str, path: Path, also: Iterable[str] = ()) -> tuple[
         raise WeightsError(f"{path} is not a loadable lic weight file ({type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise WeightsError(f"{path} is not a lic weight file")
-    if payload.get("version") != WEIGHTS_VERSION:
-        raise WeightsError(f"{path} has weight-file version {payload.get('version')}, expected {WEIGHTS_VERSION}")
+    if payload.get("version") not in READABLE_WEIGHTS_VERSIONS:
+        raise WeightsError(f"{path} has weight-file version {payload.get('version')}; this lic reads versions "
+                           f"{', '.join(map(str, READABLE_WEIGHTS_VERSIONS))}")
     if payload.get("model") != name and payload.get("model") not in also:
         raise WeightsError(f"{path} holds weights for model {payload.get('model')!r}, not {name!r}")
     return payload, raw

@@ -1,6 +1,7 @@
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -252,3 +253,20 @@ def test_a_failing_compiler_falls_back_to_the_eager_pass(monkeypatch):
     run = train.compiled(lambda value: value * 2, options, lines.append)
     assert run(3) == 6 and run(4) == 8
     assert lines == ["torch.compile failed (RuntimeError: no C++ compiler); training without it"]
+
+
+def test_weight_files_of_both_versions_load_and_unknown_ones_are_refused(tmp_path):
+    path = zoo.export_weights(zoo.build_trainable("hyper", zoo.entry("hyper").tiny_config), "hyper", tmp_path / "w.pt")
+    payload = torch.load(path, weights_only=True)
+    assert payload["version"] == 2 and payload["coding"]["y_tables.counts"].dtype == torch.int16
+    new = zoo.load_codec("hyper", path).codec
+    old_payload = {**payload, "version": 1,
+                   "coding": {k: v.numpy().view(np.uint16).astype(np.int32) if v.dtype == torch.int16 else v
+                              for k, v in payload["coding"].items()}}
+    old_payload["coding"] = {k: torch.as_tensor(v) for k, v in old_payload["coding"].items()}
+    torch.save(old_payload, tmp_path / "old.pt")
+    old = zoo.load_codec("hyper", tmp_path / "old.pt").codec
+    assert np.array_equal(old.y_coder.tables.counts, new.y_coder.tables.counts)
+    torch.save({**payload, "version": 3}, tmp_path / "future.pt")
+    with pytest.raises(zoo.WeightsError, match="reads versions 1, 2"):
+        zoo.load_codec("hyper", tmp_path / "future.pt")
