@@ -51,6 +51,7 @@ class TrainOptions:
     qualities: tuple[int, ...] | None = None  # 0-based quality indices to draw from (None: all, evenly)
     freeze_encoder: bool = False  # train the decoder side alone on exactly quantized latents
     freeze_transforms: bool = False  # train the context model alone (models with one)
+    context_lr: float | None = None  # joint training: the context model's peak learning rate (None: --lr)
     mix: Path | None = None  # a second image folder (e.g. illustrations and screenshots) ...
     mix_share: float = 0.2  # ... that this share of the crops comes from
     regularizer: str | None = None  # "cse": the conditional source entropy regularizer
@@ -451,8 +452,7 @@ class RateDistortionStep:
 
     def __call__(self, x: torch.Tensor, quality: torch.Tensor, rate: float, straight_through: bool,
                  rate_weights: torch.Tensor | None = None) -> dict[str, float]:
-        for group in self.optimizer.param_groups:
-            group["lr"] = rate
+        self.set_learning_rate(rate)
         self.model.straight_through = straight_through
         stats, x_hat = self.objective(x, quality, rate_weights)
         loss = stats["loss"]
@@ -467,6 +467,13 @@ class RateDistortionStep:
         if self.regularizer:
             self.regularizer.fit(x, x_hat)
         return reported
+
+
+    def set_learning_rate(self, rate: float) -> None:
+        """The schedule's rate for this step; a parameter group with an "lr_scale" (--context-lr) gets
+        that multiple of it."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate * group.get("lr_scale", 1.0)
 
 
 def make_regularizer(options: TrainOptions, device: torch.device,
@@ -500,7 +507,7 @@ def train(options: TrainOptions, reporter) -> Path:
     if options.freeze_encoder:
         model.exact_quantization = True
     trainable = trainable_parameters(options, model)
-    optimizer = torch.optim.Adam(trainable, lr=options.lr)
+    optimizer = torch.optim.Adam(parameter_groups(options, model, trainable), lr=options.lr)
     regularizer = make_regularizer(options, device, bf16)
     stateful = {"optimizer": optimizer, **(regularizer.checkpoint_entries() if regularizer else {})}
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, stateful, log)
@@ -619,6 +626,17 @@ def trainable_parameters(options: TrainOptions, model) -> list[torch.nn.Paramete
     for parameter in trainable:
         parameter.requires_grad_(True)
     return trainable
+
+
+def parameter_groups(options: TrainOptions, model, trainable: list[torch.nn.Parameter]) -> list[dict]:
+    """Adam's parameter groups: one, or with --context-lr the context model's own, whose learning
+    rate follows the schedule at context_lr / lr times the others' (a context model trained in a
+    first stage and transforms only fine-tuned want different rates)."""
+    if options.context_lr is None or options.freeze_transforms:
+        return [{"params": trainable}]
+    context = {id(parameter) for parameter in model.context_parameters()}
+    return [{"params": [p for p in trainable if id(p) not in context]},
+            {"params": [p for p in trainable if id(p) in context], "lr_scale": options.context_lr / options.lr}]
 
 
 def qualities_to_train(options: TrainOptions, available: int) -> list[int]:

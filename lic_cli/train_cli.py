@@ -120,6 +120,9 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
 @click.option("--freeze-transforms", is_flag=True,
               help="Models with a context model (hyper-ctx): train the context model alone, the transforms and "
               "the hyperprior frozen and run without gradients (stage one of its recipe, from --init hyper weights).")
+@click.option("--context-lr", type=click.FloatRange(min=0, min_open=True), metavar="LR",
+              help="Models with a context model (hyper-ctx), training everything: the context model's peak "
+              "learning rate, on the same schedule (stage two of its recipe: e.g. 5e-4 with --lr 5e-5).")
 @click.option("--straight-through-after", type=click.FloatRange(0, 1), default=0.6, show_default=True,
               help="Rate-distortion models: fraction of the budget after which the synthesis sees rounded "
               "latents (straight-through) instead of noisy ones; 0 when fine-tuning a trained model.")
@@ -140,8 +143,8 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
               "2-core CPU, after a one-off compilation). auto: for runs of 1000+ --steps or 10+ --minutes.")
 def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed,
           threads, eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, qualities,
-          freeze_encoder, freeze_transforms, straight_through_after, gan_after, discriminator_width, regularizer, alpha,
-          compile_mode):
+          freeze_encoder, freeze_transforms, context_lr, straight_through_after, gan_after, discriminator_width,
+          regularizer, alpha, compile_mode):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
@@ -187,6 +190,9 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
                                  param_hint="--reg")
     if context.get_parameter_source("alpha") is not click.core.ParameterSource.DEFAULT and not regularizer:
         raise click.BadParameter("needs --reg", param_hint="--alpha")
+    if context_lr is not None and freeze_transforms:
+        raise click.BadParameter("trains the context model beside the transforms; with --freeze-transforms "
+                                 "the context model alone trains at --lr", param_hint="--context-lr")
     if grow_warmup and init_weights is None:
         raise click.BadParameter("needs --init, the weights to grow", param_hint="--grow-warmup")
     given = {"channels": channels, "latent_channels": latent_channels, "hyper_width": hyper_width}
@@ -198,7 +204,7 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
                            straight_through_after=straight_through_after, gan_after=gan_after,
                            discriminator_width=discriminator_width, grow_warmup=grow_warmup,
                            qualities=parse_qualities(qualities), freeze_encoder=freeze_encoder,
-                           freeze_transforms=freeze_transforms,
+                           freeze_transforms=freeze_transforms, context_lr=context_lr,
                            regularizer=regularizer, alpha=alpha, ranks=ranks, compile=compile_mode)
     run_training = _driver(training.driver)
     reporter = Reporter(minutes * 60) if ranks.is_main else QuietReporter()
@@ -221,7 +227,7 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
 
 
 # Options that only some families' training takes: each zoo entry lists the ones it accepts.
-FAMILY_OPTIONS = ("hyper_width", "grow_warmup", "qualities", "freeze_encoder", "freeze_transforms",
+FAMILY_OPTIONS = ("hyper_width", "grow_warmup", "qualities", "freeze_encoder", "freeze_transforms", "context_lr",
                   "straight_through_after", "gan_after", "discriminator_width")
 
 

@@ -41,9 +41,14 @@ class FixedLayer:
     output_padding: int
     relu: bool
 
+    def float_weight(self) -> torch.Tensor:
+        return self.weight.to(torch.float64) * 2.0**-WEIGHT_FRAC_BITS
+
+    def float_bias(self) -> torch.Tensor:
+        return self.bias.to(torch.float64) * 2.0**-PRODUCT_FRAC_BITS
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight.to(torch.float64) * 2.0**-WEIGHT_FRAC_BITS
-        bias = self.bias.to(torch.float64) * 2.0**-PRODUCT_FRAC_BITS
+        weight, bias = self.float_weight(), self.float_bias()
         if self.transposed:
             y = F.conv_transpose2d(x, weight, bias, self.stride, self.padding, self.output_padding)
         else:

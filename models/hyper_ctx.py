@@ -6,8 +6,9 @@ the "anchor" half of the positions (row + column even) is decoded first, then th
 Each of the 2 × groups passes predicts the mean and scale of its latents from
 
     the hyperprior's mean and scale of those latents (`hyper`'s hyper-synthesis),
-    every latent of the earlier groups (channel context), and
-    for the second pass, the group's own anchors through a 3×3 convolution (spatial context:
+    every latent of the earlier groups at the same position, and their 3×3 neighbourhood through
+    a convolution (channel context: the earlier groups are complete, so every neighbour is known),
+    and for the second pass, the group's own anchors through a 3×3 convolution (spatial context:
     the four nearest anchors of every other position),
 
 with a small network of 1×1 convolutions whose output is added to the hyperprior's own mean and
@@ -57,6 +58,7 @@ class HyperCtxConfig(HyperConfig):
     groups: tuple[int, ...] | None = None  # channel groups in decoding order; None: default_groups(M)
     context_width: int = 96  # hidden width of each group's parameter network
     spatial_width: int = 32  # outputs of a group's spatial context convolution (at most its channels)
+    neighbour_width: int = 32  # outputs of a group's 3×3 convolution over the earlier groups (0: none)
 
 
 def default_groups(channels: int) -> tuple[int, ...]:
@@ -97,14 +99,24 @@ class ContextHyperprior(MeanScaleHyperprior):
         self.spatial = nn.ModuleList(
             nn.Conv2d(size, width, 2 * SPATIAL_REACH + 1, padding=SPATIAL_REACH)
             for size, width in zip(config.groups, self.spatial_widths, strict=True))
+        self.neighbour_widths = [config.neighbour_width if start else 0 for start, _ in self.bounds]
+        self.neighbours = nn.ModuleList(
+            nn.Conv2d(start, width, 2 * SPATIAL_REACH + 1, padding=SPATIAL_REACH)
+            for (start, _), width in zip(self.bounds, self.neighbour_widths, strict=True) if width)
         self.aggregate = nn.ModuleList(
-            parameter_network(start + 2 * (stop - start) + width, config.context_width, 2 * (stop - start))
-            for (start, stop), width in zip(self.bounds, self.spatial_widths, strict=True))
+            parameter_network(start + 2 * (stop - start) + neighbours + width, config.context_width,
+                              2 * (stop - start))
+            for (start, stop), neighbours, width in zip(self.bounds, self.neighbour_widths, self.spatial_widths,
+                                                        strict=True))
         # Stage one of training: the context model alone, on the frozen transforms of `hyper`.
         self.transforms_frozen = False
 
     def context_parameters(self) -> list[nn.Parameter]:
-        return [*self.spatial.parameters(), *self.aggregate.parameters()]
+        return [*self.spatial.parameters(), *self.neighbours.parameters(), *self.aggregate.parameters()]
+
+    def neighbour_layer(self, group: int) -> nn.Conv2d | None:
+        """The group's convolution over the earlier groups' latents (None for the first group)."""
+        return self.neighbours[group - 1] if self.neighbour_widths[group] else None
 
     def hyper_features(self, z_hat: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
         """The hyper-synthesis output (means then scales of every latent, 2M channels), float."""
@@ -112,7 +124,8 @@ class ContextHyperprior(MeanScaleHyperprior):
 
     def group_parameters(self, group: int, features: torch.Tensor, previous: torch.Tensor,
                          spatial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(means, scales) of one group's latents: the hyperprior's, corrected from the context."""
+        """(means, scales) of one group's latents: the hyperprior's, corrected from the context.
+        previous: the earlier groups' latents and their neighbourhood features."""
         start, stop = self.bounds[group]
         m = self.config.latent_channels
         means, scales = features[:, start:stop], features[:, m + start : m + stop]
@@ -152,6 +165,9 @@ class ContextHyperprior(MeanScaleHyperprior):
         for group, (start, stop) in enumerate(self.bounds):
             target = y[:, start:stop]
             previous = torch.cat(y_hat, dim=1) if y_hat else y.new_zeros(batch, 0, height, width)
+            neighbours = self.neighbour_layer(group)
+            if neighbours is not None:
+                previous = torch.cat([previous, neighbours(previous).float()], dim=1)
             nothing = y.new_zeros(batch, self.spatial_widths[group], height, width)
             anchor_means, anchor_scales = self.group_parameters(group, features, previous, nothing)
             anchor_hat = (rounded(target - anchor_means) + anchor_means) * anchors
@@ -215,7 +231,10 @@ class HyperCtxCodec(HyperpriorCoding):
 
     def __init__(self, model: ContextHyperprior, coding: dict[str, torch.Tensor], device="cpu", compute="auto"):
         super().__init__(model, coding, device, compute)
-        self.spatial_layers = [fixedpoint.freeze(nn.Sequential(conv)) for conv in model.spatial]
+        self.spatial_layers = [fixedpoint.freeze(nn.Sequential(conv))[0] for conv in model.spatial]
+        self.neighbour_layers = [None if model.neighbour_layer(group) is None
+                                 else fixedpoint.freeze(nn.Sequential(model.neighbour_layer(group)))
+                                 for group in range(len(model.bounds))]
         self.aggregate_layers = [fixedpoint.freeze(network) for network in model.aggregate]
         # The first pass has no spatial context (zeros in training): its first layer without those inputs.
         self.anchor_layers = [without_last_inputs(layers, width)
@@ -290,48 +309,87 @@ class HyperCtxCodec(HyperpriorCoding):
         means = torch.zeros((m, height * width), dtype=torch.float64)
         anchors = anchor_mask(height, width).flatten()
         for group, (start, stop) in enumerate(self.model.bounds):
+            neighbours = self.banded_context(self.neighbour_layers[group], residuals, means, (0, start), height, width)
             for first_pass in (True, False):
                 positions = torch.nonzero(anchors if first_pass else ~anchors).flatten()
-                spatial = None if first_pass else self.spatial_context(group, residuals, means, height, width)
+                decoded_anchors = None if first_pass else padded_latents(residuals, means, (start, stop), height, width)
                 pass_means, pass_scales = self.pass_parameters(group, flat_features, residuals, means, positions,
-                                                               spatial)
+                                                               neighbours, decoded_anchors)
                 table_ids = self.scale_index(pass_scales.numpy().ravel()).astype(self.id_type)
                 residuals[start:stop, positions] = choose(pass_means, table_ids, (start, stop), positions)
                 means[start:stop, positions] = pass_means
         return residuals.reshape(1, m, height, width), means.reshape(1, m, height, width)
 
     def pass_parameters(self, group: int, features: torch.Tensor, residuals: torch.Tensor, means: torch.Tensor,
-                        positions: torch.Tensor, spatial: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact (means, scales), each (c, N), of one group at one pass's positions."""
+                        positions: torch.Tensor, neighbours: torch.Tensor | None, anchors: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact (means, scales), each (c, N), of one group at one pass's positions. neighbours: the
+        flat output of the group's convolution over the earlier groups (None for the first group);
+        anchors: for the second pass, the group's latents (c, h + 2, w + 2) with its decoded anchors,
+        zero elsewhere and around."""
         start, stop = self.model.bounds[group]
         m = self.model.config.latent_channels
-        layers = self.anchor_layers[group] if spatial is None else self.aggregate_layers[group]
+        width = features.shape[-1] if anchors is None else anchors.shape[-1] - 2
+        layers = self.anchor_layers[group] if anchors is None else self.aggregate_layers[group]
         out_means, out_scales = [], []
         for first in range(0, len(positions), POSITION_CHUNK):
             chunk = positions[first : first + POSITION_CHUNK]
             own_means, own_scales = features[start:stop, chunk], features[m + start : m + stop, chunk]
             parts = [own_means, own_scales, residuals[:start, chunk].to(torch.float64) + means[:start, chunk]]
-            if spatial is not None:
-                parts.append(spatial[:, chunk])
+            if neighbours is not None:
+                parts.append(neighbours[:, chunk])
+            if anchors is not None:
+                parts.append(cross_context(self.spatial_layers[group], anchors, chunk, width))
             correction = fixedpoint.run(layers, torch.cat(parts)[None, :, :, None])[0, :, :, 0]
             out_means.append(own_means + correction[: stop - start])
             out_scales.append(own_scales + correction[stop - start :])
         return torch.cat(out_means, dim=1), torch.cat(out_scales, dim=1)
 
-    def spatial_context(self, group: int, residuals: torch.Tensor, means: torch.Tensor, height: int,
-                        width: int) -> torch.Tensor:
-        """(spatial width, h·w): the 3×3 convolution of the group's decoded anchors (the other positions are
-        still zero), in bands of latent rows widened by its reach; zero padding at the edges, as in
-        training."""
-        start, stop = self.model.bounds[group]
+    @staticmethod
+    def banded_context(layers: list[fixedpoint.FixedLayer] | None, residuals: torch.Tensor, means: torch.Tensor,
+                       channels: tuple[int, int], height: int, width: int) -> torch.Tensor | None:
+        """(outputs, h·w): a 3×3 convolution of the decoded latents of `channels`, in bands of latent
+        rows widened by its reach; zero padding at the edges, as in training. None for no layers."""
+        if layers is None:
+            return None
+        start, stop = channels
         latents = (residuals[start:stop].to(torch.float64) + means[start:stop]).reshape(1, stop - start, height, width)
         bands = []
         for top in range(0, height, BAND_ROWS):
             bottom = min(height, top + BAND_ROWS)
             low, high = max(0, top - SPATIAL_REACH), min(height, bottom + SPATIAL_REACH)
-            context = fixedpoint.run(self.spatial_layers[group], latents[:, :, low:high])
+            context = fixedpoint.run(layers, latents[:, :, low:high])
             bands.append(context[0, :, top - low : bottom - low])
         return torch.cat(bands, dim=1).flatten(1)
+
+
+# The offsets (row, column) of the four anchors next to a position decoded in the second pass.
+CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def padded_latents(residuals: torch.Tensor, means: torch.Tensor, channels: tuple[int, int], height: int,
+                   width: int) -> torch.Tensor:
+    """(c, h + 2, w + 2) float64: the decoded latents of `channels` (zero where not decoded yet),
+    with a border of zeros, as the input of a fixed-point layer."""
+    start, stop = channels
+    latents = (residuals[start:stop].to(torch.float64) + means[start:stop]).reshape(stop - start, height, width)
+    return fixedpoint.snap_activation(torch.nn.functional.pad(latents, (SPATIAL_REACH,) * 4))
+
+
+def cross_context(layer: fixedpoint.FixedLayer, anchors: torch.Tensor, positions: torch.Tensor,
+                  width: int) -> torch.Tensor:
+    """(outputs, N): the 3×3 spatial convolution of a group's decoded anchors (c, h + 2, w + 2) at N
+    second-pass positions (flat indices into h × w). There only the four cross taps meet anchors;
+    the centre and the corners see positions that are still zero, so four gathered products give
+    the convolution's exact sums at a quarter of its work (and only where they are needed)."""
+    rows, cols = positions // width + SPATIAL_REACH, positions % width + SPATIAL_REACH
+    flat, padded_width = anchors.flatten(1), width + 2 * SPATIAL_REACH
+    weight = layer.float_weight()
+    out = layer.float_bias()[:, None].expand(-1, len(positions))
+    for dr, dc in CROSS:
+        tap = weight[:, :, SPATIAL_REACH + dr, SPATIAL_REACH + dc]
+        out = out + tap @ flat[:, (rows + dr) * padded_width + cols + dc]
+    return fixedpoint.snap_activation(out)
 
 
 def without_last_inputs(layers: list[fixedpoint.FixedLayer], count: int) -> list[fixedpoint.FixedLayer]:

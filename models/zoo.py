@@ -162,9 +162,9 @@ ZOO: dict[str, ZooEntry] = {
         "10 parallel passes), 6 qualities",
         build=hyper_ctx.build, codec=hyper_ctx.HyperCtxCodec, weight_file="hyper-ctx.pt",
         config=dataclasses.asdict(hyper_ctx.HyperCtxConfig()), freeze=freeze_coding_tensors, qualities=_ladder,
-        training=dataclasses.replace(HYPER_TRAINING, options=HYPER_OPTIONS | {"freeze_transforms"}),
+        training=dataclasses.replace(HYPER_TRAINING, options=HYPER_OPTIONS | {"freeze_transforms", "context_lr"}),
         tiny_config={"channels": 8, "latent_channels": 12, "hyper_width": 8, "groups": [2, 2, 4, 4],
-                     "context_width": 8},
+                     "context_width": 8, "neighbour_width": 4},
         init_from={"hyper": hyper_ctx.adapt_hyper_state}, shipped=False),
     **{name: _gc_entry(name) for name in GC_MODELS},
     "cpm": ZooEntry(
@@ -175,7 +175,7 @@ ZOO: dict[str, ZooEntry] = {
         training=Training("rate-distortion", frozenset({"qualities"}),
                           {"channels": "channels", "latent_channels": "latent_channels"}, source_model="context"),
         tiny_config={"channels": 8, "stem_channels": 4, "groups": 1, "blocks_per_group": 1, "latent_channels": 6,
-                     "context_width": 8},
+                     "context_width": 8, "neighbour_width": 4},
         ),
     "flow": ZooEntry(
         "flow", "normalizing-flow codec (Helminger et al.): a bijective transform, one network from low rates "

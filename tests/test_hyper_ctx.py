@@ -76,8 +76,25 @@ def test_bands_of_latent_rows_code_as_the_whole_image(tmp_path, monkeypatch):
     whole = codec.encode(pixels, 3, PLAIN)
     decoded = codec.decode(whole, Geometry(150, 40), 3)
     monkeypatch.setattr(hyper_ctx, "BAND_ROWS", 3)
+    monkeypatch.setattr(hyper_ctx, "POSITION_CHUNK", 7)
     assert codec.encode(pixels, 3, PLAIN) == whole
     assert torch.equal(codec.decode(whole, Geometry(150, 40), 3), decoded)
+
+
+def test_the_cross_taps_give_the_spatial_convolution_exactly():
+    from models import fixedpoint
+
+    torch.manual_seed(4)
+    conv = torch.nn.Conv2d(5, 3, 3, padding=1)
+    layer = fixedpoint.freeze(torch.nn.Sequential(conv))
+    height, width = 7, 6
+    latents = torch.round(torch.randn(5, height * width, dtype=torch.float64) * 3 * 256) / 256
+    anchors = hyper_ctx.anchor_mask(height, width).flatten()
+    latents[:, ~anchors] = 0  # what a decoder holds before the second pass
+    full = fixedpoint.run(layer, latents.reshape(1, 5, height, width))[0].flatten(1)
+    others = torch.nonzero(~anchors).flatten()
+    padded = hyper_ctx.padded_latents(latents.long() * 0, latents, (0, 5), height, width)
+    assert torch.equal(hyper_ctx.cross_context(layer[0], padded, others, width), full[:, others])
 
 
 def test_the_float_model_predicts_what_the_coder_pays(tmp_path):
@@ -105,10 +122,31 @@ def test_stage_one_trains_the_context_model_alone(tmp_path):
     trained.load_state_dict(zoo.load_network_state(out / "hyper-ctx.pt", "hyper-ctx", trained))
     start = hyper_model.state_dict()
     for name, value in trained.state_dict().items():
-        if name.startswith(("spatial.", "aggregate.")):
+        if name.startswith(("spatial.", "neighbours.", "aggregate.")):
             continue
         assert torch.allclose(value, start[name].to(value.dtype), atol=1e-3), name  # fp16 in the file
     assert float(trained.aggregate[0][-1].weight.detach().abs().max()) > 0  # the context model learnt
+
+
+def test_context_lr_gives_the_context_model_its_own_rate(tmp_path):
+    from lic_cli.train import RateDistortionStep, TrainOptions, parameter_groups
+
+    model = zoo.build_trainable("hyper-ctx", TINY)
+    options = TrainOptions(model="hyper-ctx", data=tmp_path, out=tmp_path, lr=1e-4, context_lr=2e-3)
+    trainable = list(model.parameters())
+    optimizer = torch.optim.Adam(parameter_groups(options, model, trainable), lr=options.lr)
+    RateDistortionStep(model, model, optimizer, trainable).set_learning_rate(5e-5)
+    rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert [rates[id(p)] for p in model.context_parameters()] == pytest.approx([1e-3] * len(model.context_parameters()))
+    assert rates[id(model.g_a[0].weight)] == pytest.approx(5e-5)
+    assert len(rates) == len(trainable)
+
+
+def test_context_lr_is_refused_with_frozen_transforms(tmp_path):
+    result = CliRunner().invoke(main, [
+        "train", "--model", "hyper-ctx", "--freeze-transforms", "--context-lr", "1e-3", "--data", str(tmp_path),
+        "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--context-lr" in result.output
 
 
 def test_sga_through_the_context_model_never_does_worse_and_decodes(tmp_path):
@@ -148,3 +186,48 @@ def test_decoding_does_not_depend_on_the_thread_count(tmp_path):
     (symbols_1, pixels_1), (symbols_2, pixels_2) = decoded
     assert all(np.array_equal(a, b) for a, b in zip(symbols_1, symbols_2, strict=True))
     assert torch.equal(pixels_1, pixels_2)
+
+
+# The instruction-set caps of benchmarks/experiments/cpu_kinds.py: PyTorch, oneDNN and MKL limited to
+# what an AVX2-only or an SSE4 CPU offers, each in its own process.
+CPU_KINDS = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "sse4": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+}
+DECODE_SYMBOLS = """
+import hashlib, sys
+from pathlib import Path
+import torch
+from models import zoo
+from models.interface import Geometry
+weights, sections = Path(sys.argv[1]), Path(sys.argv[2])
+codec = zoo.load_codec("hyper-ctx", weights).codec
+coded = {name: (sections / name).read_bytes() for name in ("hyperlatent", "latent")}
+digest = hashlib.sha256()
+for tensor in codec.entropy_decode(coded, Geometry(80, 112), 4):
+    digest.update(tensor.contiguous().numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_cpu_kinds_select_the_same_tables(tmp_path):
+    """Every value that selects a CDF (z_hat, the residuals, the exact means of every pass) decodes
+    bit for bit the same when the kernels are limited to AVX2 or to SSE4."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    weights = zoo.export_weights(tiny_model(seed=9), "hyper-ctx", tmp_path / "tiny-ctx.pt")
+    codec = zoo.load_codec("hyper-ctx", weights).codec
+    for name, data in codec.encode(image(80, 112), 4, PLAIN).items():
+        (tmp_path / name).write_bytes(data)
+    root = Path(__file__).resolve().parents[1]
+    digests = {}
+    for kind, caps in CPU_KINDS.items():
+        run = subprocess.run([sys.executable, "-c", DECODE_SYMBOLS, str(weights), str(tmp_path)], check=False,
+                             cwd=root, env={**os.environ, **caps}, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        digests[kind] = run.stdout.strip()
+    assert len(set(digests.values())) == 1, digests
