@@ -13,12 +13,13 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bitstream.album import MAX_BBVI_STEPS, unpack_table
-from bitstream.container import MAX_PIXELS, FormatError, SectionType, unpack
+from bitstream.album import MAX_BBVI_STEPS
+from bitstream.container import MAX_PIXELS, FormatError, unpack
 from models.defaults import DEFAULT_MODEL, SYNTHESIS_THREADS
 from models.interface import EncodeOptions, RefineOptions
 
 from . import files
+from .api import header_record
 from .imageio import ImageReadError
 
 # Torch, the networks and Pillow load only in the commands that code images, so that --help,
@@ -385,31 +386,11 @@ def info(inputs, as_json):
         try:
             data = files.read_input(source)
             container = unpack(data)
+            record = {"file": source, **header_record(container, len(data))}
         except USER_ERRORS as error:
             failures += 1
             say(f"lic: error: {source}: {describe(error)}")
             continue
-        record = {
-            "file": source, "bytes": len(data), "model": container.model_id,
-            "weights": container.weights_hash.hex(), "quality": container.quality + 1,
-            "width": container.width, "height": container.height, "channels": container.channels,
-            "bit_depth": container.bit_depth, "bpp": 8 * len(data) / (container.width * container.height),
-            "sections": {kind.name.lower(): len(payload) for kind, payload in sorted(container.sections.items())},
-            "format_version": container.version,
-        }
-        if container.bits_back:
-            try:
-                table = unpack_table(container.sections[SectionType.ALBUM],
-                                     len(container.sections[SectionType.BITSBACK]))
-            except USER_ERRORS as error:
-                failures += 1
-                say(f"lic: error: {source}: {describe(error)}")
-                continue
-            record["images"] = [{"width": e.width, "height": e.height, "channels": e.channels,
-                                 "quality": e.quality + 1, "bbvi_steps": e.bbvi_steps} for e in table.entries]
-            record["bpp"] = 8 * len(data) / sum(e.width * e.height for e in table.entries)
-            record["carried_bytes"] = table.carried_bytes
-            record["padding_bytes"] = 4 * table.padding_words
         if as_json:
             click.echo(json.dumps(record))
         else:

@@ -80,11 +80,28 @@ def read_image(data: bytes, frame: int | None = None, max_pixels: int = MAX_PIXE
         raise ImageReadError(f"cannot read image ({_first_line(error)})") from None
     except Image.DecompressionBombError:
         raise ImageReadError("image is larger than lic's 33.5-megapixel limit") from None
+    return image_data(image, sixteen_bit)
+
+
+def image_data(image: Image.Image, sixteen_bit: bool = False) -> ImageData:
+    """A loaded Pillow image as 8-bit grey, RGB or RGBA pixels with its ICC profile and EXIF;
+    warnings say what was converted. sixteen_bit: the file held 16-bit samples that Pillow has
+    already reduced."""
     notes: list[str] = []
     pixels = _to_8bit_pixels(image, notes)
     if sixteen_bit and not notes:
         notes.append("16-bit image converted to 8 bits")
     return ImageData(pixels, image.info.get("icc_profile") or None, _exif_bytes(image), notes)
+
+
+def pil_image(image: ImageData) -> Image.Image:
+    """Decoded pixels as a Pillow image, with the ICC profile, EXIF and comment in its info."""
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[image.channels]
+    picture = Image.fromarray(image.pixels[:, :, 0] if mode == "L" else image.pixels, mode)
+    for key, value in (("icc_profile", image.icc_profile), ("exif", image.exif), ("comment", image.comment)):
+        if value:
+            picture.info[key] = value
+    return picture
 
 
 def _check_size(image: Image.Image, max_pixels: int) -> None:
@@ -159,11 +176,9 @@ def encode_image_file(image: ImageData, suffix: str) -> bytes:
     suffix = suffix.lower() or ".png"
     check_output_suffix(suffix)
     fmt = LOSSLESS_OUTPUT[suffix]
-    pixels = image.pixels
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[image.channels]
-    if fmt == "PPM" and mode == "RGBA":
+    if fmt == "PPM" and image.channels == 4:
         raise ImageReadError("PPM cannot hold an alpha channel; write .png or .tiff")
-    picture = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
+    picture = pil_image(ImageData(image.pixels))
     options: dict = {}
     if fmt in ("PNG", "TIFF", "WEBP"):
         if image.icc_profile:

@@ -31,6 +31,11 @@ def snap_activation(x: torch.Tensor) -> torch.Tensor:
     return torch.round(torch.clamp(x, -ACT_LIMIT, ACT_LIMIT) * scale) / scale
 
 
+def snap_activation_(x: torch.Tensor) -> torch.Tensor:
+    """snap_activation in place (x: a float64 tensor this code owns)."""
+    return x.clamp_(-ACT_LIMIT, ACT_LIMIT).mul_(2.0**ACT_FRAC_BITS).round_().mul_(2.0**-ACT_FRAC_BITS)
+
+
 @dataclass
 class FixedLayer:
     weight: torch.Tensor  # int32, same layout as the float layer's weight
@@ -41,19 +46,18 @@ class FixedLayer:
     output_padding: int
     relu: bool
 
-    def float_weight(self) -> torch.Tensor:
-        return self.weight.to(torch.float64) * 2.0**-WEIGHT_FRAC_BITS
-
-    def float_bias(self) -> torch.Tensor:
-        return self.bias.to(torch.float64) * 2.0**-PRODUCT_FRAC_BITS
+    def __post_init__(self):
+        # The exact float64 values of the integers, made once: every call would otherwise convert them.
+        self.float_weight = self.weight.to(torch.float64) * 2.0**-WEIGHT_FRAC_BITS
+        self.float_bias = self.bias.to(torch.float64) * 2.0**-PRODUCT_FRAC_BITS
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.float_weight(), self.float_bias()
+        weight, bias = self.float_weight, self.float_bias
         if self.transposed:
             y = F.conv_transpose2d(x, weight, bias, self.stride, self.padding, self.output_padding)
         else:
             y = F.conv2d(x, weight, bias, self.stride, self.padding)
-        return snap_activation(torch.relu(y) if self.relu else y)
+        return snap_activation_(y.relu_() if self.relu else y)
 
 
 def freeze(stack: nn.Sequential) -> list[FixedLayer]:
@@ -103,6 +107,18 @@ def run(layers: list[FixedLayer], x: torch.Tensor) -> torch.Tensor:
     x = snap_activation(x.to(torch.float64).cpu())
     for layer in layers:
         x = layer(x)
+    return x
+
+
+def run_pointwise(layers: list[FixedLayer], x: torch.Tensor) -> torch.Tensor:
+    """run() for a stack of 1×1 convolutions on a (channels, N) matrix: matrix products instead of
+    convolutions over an N × 1 image, with the same exact sums."""
+    x = snap_activation(x.to(torch.float64))
+    for layer in layers:
+        if layer.transposed or layer.weight.shape[2:] != (1, 1) or layer.stride != 1 or layer.padding:
+            raise ValueError("run_pointwise takes 1×1 convolutions only")
+        x = torch.addmm(layer.float_bias[:, None], layer.float_weight[:, :, 0, 0], x)
+        snap_activation_(x.relu_() if layer.relu else x)
     return x
 
 

@@ -307,23 +307,27 @@ class HyperCtxCodec(HyperpriorCoding):
         flat_features = features.flatten(2)[0]
         residuals = torch.zeros((m, height * width), dtype=torch.int64)
         means = torch.zeros((m, height * width), dtype=torch.float64)
+        latents = torch.zeros((m, height * width), dtype=torch.float64)  # residuals + means, as decoded so far
         anchors = anchor_mask(height, width).flatten()
         for group, (start, stop) in enumerate(self.model.bounds):
-            neighbours = self.banded_context(self.neighbour_layers[group], residuals, means, (0, start), height, width)
+            neighbours = self.banded_context(self.neighbour_layers[group], latents[:start], height, width)
             for first_pass in (True, False):
                 positions = torch.nonzero(anchors if first_pass else ~anchors).flatten()
-                decoded_anchors = None if first_pass else padded_latents(residuals, means, (start, stop), height, width)
-                pass_means, pass_scales = self.pass_parameters(group, flat_features, residuals, means, positions,
-                                                               neighbours, decoded_anchors)
+                decoded_anchors = None if first_pass else padded_latents(latents[start:stop], height, width)
+                pass_means, pass_scales = self.pass_parameters(group, flat_features, latents, positions, neighbours,
+                                                               decoded_anchors)
                 table_ids = self.scale_index(pass_scales.numpy().ravel()).astype(self.id_type)
-                residuals[start:stop, positions] = choose(pass_means, table_ids, (start, stop), positions)
+                pass_residuals = choose(pass_means, table_ids, (start, stop), positions)
+                residuals[start:stop, positions] = pass_residuals
                 means[start:stop, positions] = pass_means
+                latents[start:stop, positions] = pass_residuals.to(torch.float64) + pass_means
         return residuals.reshape(1, m, height, width), means.reshape(1, m, height, width)
 
-    def pass_parameters(self, group: int, features: torch.Tensor, residuals: torch.Tensor, means: torch.Tensor,
-                        positions: torch.Tensor, neighbours: torch.Tensor | None, anchors: torch.Tensor | None
+    def pass_parameters(self, group: int, features: torch.Tensor, latents: torch.Tensor, positions: torch.Tensor,
+                        neighbours: torch.Tensor | None, anchors: torch.Tensor | None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact (means, scales), each (c, N), of one group at one pass's positions. neighbours: the
+        """Exact (means, scales), each (c, N), of one group at one pass's positions, from the hyper
+        features (2M, h·w) and the latents decoded so far (M, h·w). neighbours: the
         flat output of the group's convolution over the earlier groups (None for the first group);
         anchors: for the second pass, the group's latents (c, h + 2, w + 2) with its decoded anchors,
         zero elsewhere and around."""
@@ -335,25 +339,24 @@ class HyperCtxCodec(HyperpriorCoding):
         for first in range(0, len(positions), POSITION_CHUNK):
             chunk = positions[first : first + POSITION_CHUNK]
             own_means, own_scales = features[start:stop, chunk], features[m + start : m + stop, chunk]
-            parts = [own_means, own_scales, residuals[:start, chunk].to(torch.float64) + means[:start, chunk]]
+            parts = [own_means, own_scales, latents[:start, chunk]]
             if neighbours is not None:
                 parts.append(neighbours[:, chunk])
             if anchors is not None:
                 parts.append(cross_context(self.spatial_layers[group], anchors, chunk, width))
-            correction = fixedpoint.run(layers, torch.cat(parts)[None, :, :, None])[0, :, :, 0]
+            correction = fixedpoint.run_pointwise(layers, torch.cat(parts))
             out_means.append(own_means + correction[: stop - start])
             out_scales.append(own_scales + correction[stop - start :])
         return torch.cat(out_means, dim=1), torch.cat(out_scales, dim=1)
 
     @staticmethod
-    def banded_context(layers: list[fixedpoint.FixedLayer] | None, residuals: torch.Tensor, means: torch.Tensor,
-                       channels: tuple[int, int], height: int, width: int) -> torch.Tensor | None:
-        """(outputs, h·w): a 3×3 convolution of the decoded latents of `channels`, in bands of latent
-        rows widened by its reach; zero padding at the edges, as in training. None for no layers."""
+    def banded_context(layers: list[fixedpoint.FixedLayer] | None, latents: torch.Tensor, height: int,
+                       width: int) -> torch.Tensor | None:
+        """(outputs, h·w): a 3×3 convolution of decoded latents (c, h·w), in bands of latent rows
+        widened by its reach; zero padding at the edges, as in training. None for no layers."""
         if layers is None:
             return None
-        start, stop = channels
-        latents = (residuals[start:stop].to(torch.float64) + means[start:stop]).reshape(1, stop - start, height, width)
+        latents = latents.reshape(1, -1, height, width)
         bands = []
         for top in range(0, height, BAND_ROWS):
             bottom = min(height, top + BAND_ROWS)
@@ -367,13 +370,11 @@ class HyperCtxCodec(HyperpriorCoding):
 CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 
-def padded_latents(residuals: torch.Tensor, means: torch.Tensor, channels: tuple[int, int], height: int,
-                   width: int) -> torch.Tensor:
-    """(c, h + 2, w + 2) float64: the decoded latents of `channels` (zero where not decoded yet),
+def padded_latents(latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(c, h + 2, w + 2) float64: a group's decoded latents (c, h·w; zero where not decoded yet)
     with a border of zeros, as the input of a fixed-point layer."""
-    start, stop = channels
-    latents = (residuals[start:stop].to(torch.float64) + means[start:stop]).reshape(stop - start, height, width)
-    return fixedpoint.snap_activation(torch.nn.functional.pad(latents, (SPATIAL_REACH,) * 4))
+    grid = latents.reshape(-1, height, width)
+    return fixedpoint.snap_activation(torch.nn.functional.pad(grid, (SPATIAL_REACH,) * 4))
 
 
 def cross_context(layer: fixedpoint.FixedLayer, anchors: torch.Tensor, positions: torch.Tensor,
@@ -384,12 +385,12 @@ def cross_context(layer: fixedpoint.FixedLayer, anchors: torch.Tensor, positions
     the convolution's exact sums at a quarter of its work (and only where they are needed)."""
     rows, cols = positions // width + SPATIAL_REACH, positions % width + SPATIAL_REACH
     flat, padded_width = anchors.flatten(1), width + 2 * SPATIAL_REACH
-    weight = layer.float_weight()
-    out = layer.float_bias()[:, None].expand(-1, len(positions))
+    weight = layer.float_weight
+    out = layer.float_bias[:, None].expand(-1, len(positions))
     for dr, dc in CROSS:
         tap = weight[:, :, SPATIAL_REACH + dr, SPATIAL_REACH + dc]
         out = out + tap @ flat[:, (rows + dr) * padded_width + cols + dc]
-    return fixedpoint.snap_activation(out)
+    return fixedpoint.snap_activation_(out)
 
 
 def without_last_inputs(layers: list[fixedpoint.FixedLayer], count: int) -> list[fixedpoint.FixedLayer]:
