@@ -2,6 +2,7 @@
 
     python benchmarks/sga_kodak.py --kodak ../shared/data/kodak --steps 100,300 --out docs/results-sga.json
     python benchmarks/sga_kodak.py --images 4 --crop 256 --steps 100     # a quick CPU look
+    python benchmarks/sga_kodak.py --model hyper-ctx --images 4 --qualities 2,4,6 --steps 100
 
 Every point is a real container written by `encode_image` and decoded by `decode_file`.
 """
@@ -32,8 +33,8 @@ def centre_crop(pixels: np.ndarray, size: int | None) -> np.ndarray:
 
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
-    session = CodecSession({"hyper": args.weights} if args.weights else {})
-    loaded = session.get("hyper")
+    session = CodecSession({args.model: args.weights} if args.weights else {})
+    loaded = session.get(args.model)
     images = [(p.name, centre_crop(load_rgb_array(p), args.crop)) for p in list_images(args.kodak)[: args.images]]
     qualities = [int(q) for q in args.qualities.split(",")]
     variants = [("plain", EncodeOptions())] + [(f"sga-{s}", EncodeOptions(RefineOptions(steps=s, lr=args.lr)))
@@ -58,7 +59,7 @@ def run(args) -> dict:
     plain = curves["plain"]
     bd = {name: bd_rate([p[0] for p in plain], [p[1] for p in plain], [p[0] for p in c], [p[1] for p in c])
           for name, c in curves.items()}
-    return {"weights_hash": loaded.weights_hash.hex(), "threads": args.threads, "crop": args.crop,
+    return {"model": args.model, "weights_hash": loaded.weights_hash.hex(), "threads": args.threads, "crop": args.crop,
             "images": len(images), "qualities": qualities, "lr": args.lr, "compute": loaded.codec.compute,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "curves": curves,
             "bd_rate_vs_plain": bd, "rows": rows}
@@ -67,6 +68,7 @@ def run(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kodak", type=Path, default=Path("../shared/data/kodak"))
+    parser.add_argument("--model", default="hyper", help="a model with --refine sga (lic models)")
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--crop", type=int, help="centre crop size (default: whole images)")
