@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 MAGIC = b"\x89LIC\r\n\x1a\n"
-FORMAT_VERSION = 3  # written only when a file needs it; plain files stay version 1
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4  # written only when a file needs it; plain files stay version 1
+READABLE_VERSIONS = (1, 2, 3, 4)
 MAX_FILE_BYTES = 1 << 30
 MAX_DIMENSION = 65535
 MAX_PIXELS = 1 << 25
@@ -38,6 +38,7 @@ class SectionType(IntEnum):
     ALBUM = 7  # version 2: the image table of a bits-back stream
     DETAIL1 = 8  # version 3: the first refinement level of a progressive model (may be empty)
     DETAIL2 = 9  # version 3: the second refinement level (may be empty; needs DETAIL1)
+    QUALITY_STEP = 10  # version 4: one byte k in 1..255, the quality is the header's index + k / 256
 
 
 # The sections a model's codec writes, by the names codecs use for them (models/interface.py).
@@ -48,8 +49,11 @@ BITS_BACK_SECTIONS = {SectionType.BITSBACK, SectionType.ALBUM}
 # A progressive model's refinement levels: an empty one means "every latent of it is predicted".
 DETAIL_SECTIONS = {SectionType.DETAIL1, SectionType.DETAIL2}
 # The lowest format version that holds each section type (types not listed: version 1).
-SECTION_VERSIONS = {SectionType.BITSBACK: 2, SectionType.ALBUM: 2, SectionType.DETAIL1: 3, SectionType.DETAIL2: 3}
-RAW_SECTIONS = {SectionType.HYPERLATENT, SectionType.LATENT, SectionType.ICC, SectionType.EXIF, SectionType.ALPHA}
+SECTION_VERSIONS = {SectionType.BITSBACK: 2, SectionType.ALBUM: 2, SectionType.DETAIL1: 3, SectionType.DETAIL2: 3,
+                    SectionType.QUALITY_STEP: 4}
+RAW_SECTIONS = {SectionType.HYPERLATENT, SectionType.LATENT, SectionType.ICC, SectionType.EXIF, SectionType.ALPHA,
+                SectionType.QUALITY_STEP}
+QUALITY_STEPS = 256  # a continuous quality lies on a grid of 1/256 between operating points
 
 
 @dataclass
@@ -66,6 +70,19 @@ class Container:
     @property
     def flags(self) -> int:
         return FLAG_ALPHA if SectionType.ALPHA in self.sections else 0
+
+    @property
+    def quality_steps(self) -> int:
+        """The quality as a count of 1/256 steps: index * 256 + k."""
+        step = self.sections.get(SectionType.QUALITY_STEP, b"\x00")
+        return self.quality * QUALITY_STEPS + step[0]
+
+    @property
+    def quality_value(self) -> int | float:
+        """The 0-based quality: the header's index, or index + k / 256 for a continuous quality."""
+        if SectionType.QUALITY_STEP not in self.sections:
+            return self.quality
+        return self.quality_steps / QUALITY_STEPS
 
     @property
     def bits_back(self) -> bool:
@@ -94,6 +111,9 @@ class Container:
             raise FormatError("an RGBA image needs exactly one alpha section")
         if self.bit_depth != 8:
             raise FormatError(f"unsupported bit depth {self.bit_depth}")
+        step = self.sections.get(SectionType.QUALITY_STEP)
+        if step is not None and (len(step) != 1 or step[0] == 0):
+            raise FormatError("a quality_step section holds one byte, 1..255")
         if SectionType.DETAIL2 in self.sections and SectionType.DETAIL1 not in self.sections:
             raise FormatError("a detail2 section needs a detail1 section")
         for name, kind in CODED_SECTIONS.items():

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from bitstream.album import unpack_table
-from bitstream.container import MAX_PIXELS, Container, SectionType, unpack
+from bitstream.container import MAX_PIXELS, QUALITY_STEPS, Container, SectionType, unpack
 from models.defaults import DEFAULT_MODEL
 
 from .imageio import ImageData, ImageReadError, image_data, pil_image, read_image
@@ -38,20 +38,21 @@ _sessions: dict[tuple, object] = {}
 _sessions_lock = threading.Lock()
 
 
-def encode(image: ImageInput, model: str = DEFAULT_MODEL, quality: int | None = None, *,
+def encode(image: ImageInput, model: str = DEFAULT_MODEL, quality: float | None = None, *,
            weights: str | os.PathLike | None = None, device: str = "cpu", precision: str = "auto") -> bytes:
     """Compress one image into the bytes of a .lic file.
 
     image: a PIL image, a uint8 array (H, W) or (H, W, C) with C in 1, 3, 4, the bytes of an image
     file, or its path. Grey and RGBA stay so; a PIL image's ICC profile and EXIF are carried.
-    quality: the operating point, 1 (smallest files) .. N as in `lic models`; None: the model's
-    default. weights: a weight file to use instead of the shipped one.
+    quality: the operating point, 1 (smallest files) .. N as in `lic models` (any value between for
+    models with continuous qualities); None: the model's default. weights: a weight file to use
+    instead of the shipped one.
     """
     from . import codec
 
     pixels = _image_data(image)
     loaded = _session(device, precision, model, weights).get(model)
-    return codec.encode_image(pixels, loaded, _quality_index(loaded.codec.qualities, quality, model))
+    return codec.encode_image(pixels, loaded, quality_index(loaded.codec.qualities, quality, model))
 
 
 def decode(data: bytes, *, weights: dict[str, str | os.PathLike] | None = None, device: str = "cpu",
@@ -90,7 +91,7 @@ def info(data: bytes) -> dict:
 def header_record(container: Container, size: int) -> dict:
     record = {
         "bytes": size, "model": container.model_id, "weights": container.weights_hash.hex(),
-        "quality": container.quality + 1, "width": container.width, "height": container.height,
+        "quality": container.quality_value + 1, "width": container.width, "height": container.height,
         "channels": container.channels, "bit_depth": container.bit_depth,
         "bpp": 8 * size / (container.width * container.height),
         "sections": {kind.name.lower(): len(payload) for kind, payload in sorted(container.sections.items())},
@@ -127,13 +128,20 @@ def _array_data(array: np.ndarray) -> ImageData:
     return ImageData(np.ascontiguousarray(pixels))
 
 
-def _quality_index(qualities, quality: int | None, model: str) -> int:
-    """The 0-based operating point of a 1-based quality (None: the model's default)."""
+def quality_index(qualities, quality: float | None, model: str) -> int | float:
+    """The 0-based operating point of a 1-based quality (None: the model's default); for a model
+    with continuous qualities, a value between two is rounded to the nearest 1/256."""
     if quality is None:
         return qualities.default
+    if qualities.count == 1 and quality != 1:
+        raise ValueError(f"model {model} has a single operating point (1)")
     if not 1 <= quality <= qualities.count:
-        raise ValueError(f"quality must be between 1 and {qualities.count} for model {model}")
-    return quality - 1
+        raise ValueError(f"must be between 1 and {qualities.count} for model {model}")
+    if float(quality).is_integer():
+        return int(quality) - 1
+    if not qualities.continuous:
+        raise ValueError(f"model {model} has the operating points 1..{qualities.count} only (whole numbers)")
+    return round((quality - 1) * QUALITY_STEPS) / QUALITY_STEPS
 
 
 def _session(device: str, precision: str, model: str, weights: str | os.PathLike | None,

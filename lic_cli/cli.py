@@ -19,7 +19,7 @@ from models.defaults import DEFAULT_MODEL, SYNTHESIS_THREADS
 from models.interface import EncodeOptions, RefineOptions
 
 from . import files
-from .api import header_record
+from .api import header_record, quality_index
 from .imageio import ImageReadError
 
 # Torch, the networks and Pillow load only in the commands that code images, so that --help,
@@ -162,9 +162,18 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.option("-o", "--output", help="Output file (one input), directory (several), or '-' for stdout. "
               "Default: next to each input with the suffix .lic.")
 @click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Zoo model (see `lic models`).")
-@click.option("-q", "--quality", type=int,
-              help="Operating point, 1 (smallest files) .. N (best quality); `lic models` lists each model's "
+@click.option("-q", "--quality", type=float,
+              help="Operating point, 1 (smallest files) .. N (best quality); models with continuous qualities "
+              "also take any value between (e.g. 3.4, in steps of 1/256); `lic models` lists each model's "
               "points [default: the model's middle point, about 0.5 bpp on photos where it has a ladder].")
+@click.option("--target-size", metavar="SIZE", help="Rate control: per image, the best quality whose file is at "
+              "most SIZE bytes (40000, 40k, 40KiB, 1.5M).")
+@click.option("--target-bpp", type=click.FloatRange(min=0, min_open=True), metavar="BPP",
+              help="Rate control: per image, the best quality at most BPP bits per pixel.")
+@click.option("--target-psnr", type=float, metavar="DB",
+              help="Rate control: per image, the smallest file whose decoded image has at least this PSNR.")
+@click.option("--target-ms-ssim", type=click.FloatRange(0, 1), metavar="V",
+              help="Rate control: per image, the smallest file whose decoded image has at least this MS-SSIM.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--refine", type=click.Choice(["none", "sga"]), default="none", show_default=True,
               help="sga: optimise the latents of each image for its own R-D objective before coding "
@@ -184,8 +193,9 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
               "(0 = the first); such inputs are refused without it.")
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one.")
 @runtime_options
-def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seconds, comment, side_info, bbvi_steps,
-           frame, weights, device, precision, threads, max_pixels, quiet, verbose):
+def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr, target_ms_ssim, force, refine, steps,
+           lr, refine_seconds, comment, side_info, bbvi_steps, frame, weights, device, precision, threads, max_pixels,
+           quiet, verbose):
     """Compress images (PNG, JPEG, WebP, TIFF, PPM, BMP) into .lic files.
 
     \b
@@ -194,6 +204,8 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
       lic encode *.png -o out/ -q 5             # a batch into a directory
       lic encode - -o - < in.png > out.lic      # standard input/output
       lic encode photo.png --refine sga --steps 300   # slower encode, smaller file
+      lic encode *.png -o out/ --target-size 40k       # each file at most 40,000 bytes
+      lic encode photo.png --target-psnr 33             # the smallest file of at least 33 dB
 
     Grey and RGBA images are kept as such (alpha is stored losslessly); ICC profiles and EXIF
     are carried through. 16-bit images are converted to 8 bits with a warning.
@@ -205,6 +217,7 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
       lic encode photo.png -o photo.lic --model MODEL --comment "Lake, 2026"
       lic encode a.png b.png c.png -o album.lic --model MODEL
     """
+    target = _target(target_size, target_bpp, target_psnr, target_ms_ssim, quality, refine)
     load_torch(threads)
     from . import codec
     from .imageio import read_image
@@ -220,6 +233,8 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
             raise ValueError(f"--refine {refine} is not available for {model} "
                              f"(it offers: {', '.join(capabilities.refine) or 'none'})")
         album_target = output if capabilities.carries_data and len(inputs) > 1 and _is_file_target(output) else None
+        if album_target and target:
+            raise ValueError("rate control (--target-*) codes each image on its own; not with an album (-o FILE)")
         jobs = [] if album_target else files.plan_jobs(inputs, output, ".lic", force)
         extra = Path(side_info).read_bytes() if side_info else None
     except USER_ERRORS as error:
@@ -238,6 +253,8 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
         image = read_image(files.read_input(job.source), frame, max_pixels)
         for warning in image.warnings:
             say(f"lic: warning: {job.source}: {warning}")
+        if target:
+            return _encode_to_target(job, image, loaded, target, session, started)
         with _refine_progress(job.source, steps, quiet or refine_options is None) as on_progress:
             options = EncodeOptions(refine_options, bbvi_steps, on_progress)
             if capabilities.carries_data:
@@ -253,22 +270,53 @@ def encode(inputs, output, model, quality, force, refine, steps, lr, refine_seco
         bpp = 8 * len(data) / (image.width * image.height)
         return f"{job.source} -> {job.target}: {len(data):,} bytes, {bpp:.4f} bpp, {seconds:.2f} s"
 
-    run_batch(jobs, work, quiet, "encoding", verbose)
+    run_batch(jobs, work, quiet, "encoding", verbose or (target is not None and not quiet))
+
+
+def _target(size: str | None, bpp: float | None, psnr: float | None, ms_ssim: float | None, quality,
+            refine: str):
+    """The rate-control target of lic encode's options (None: plain -q)."""
+    from .rate_control import Target, parse_size
+
+    given = [(kind, value) for kind, value in (("size", size), ("bpp", bpp), ("psnr", psnr), ("ms-ssim", ms_ssim))
+             if value is not None]
+    if not given:
+        return None
+    if len(given) > 1:
+        fail("give one of --target-size, --target-bpp, --target-psnr and --target-ms-ssim")
+    if quality is not None:
+        fail("--quality and --target-* exclude each other: the target chooses the quality")
+    if refine != "none":
+        fail("--refine cannot be combined with --target-*")
+    kind, value = given[0]
+    try:
+        return Target(kind, parse_size(value) if kind == "size" else value)
+    except ValueError as error:
+        fail(f"--target-size: {error}")
+
+
+def _encode_to_target(job: files.Job, image, loaded, target, session, started: float) -> str:
+    from .rate_control import encode_to_target
+
+    achieved = encode_to_target(image, loaded, target, session)
+    files.write_output(job.target, achieved.data)
+    measured = {"size": "", "bpp": "", "psnr": f", {achieved.measure:.2f} dB",
+                "ms-ssim": f", MS-SSIM {achieved.measure:.4f}"}[target.kind]
+    return (f"{job.source} -> {job.target}: {len(achieved.data):,} bytes, {achieved.bpp:.4f} bpp, "
+            f"q{achieved.quality + 1:.4g}{measured} ({target.describe()}; {achieved.encodes} encodes), "
+            f"{time.perf_counter() - started:.2f} s")
 
 
 def _is_file_target(output: str | None) -> bool:
     return output not in (None, files.STDIO) and not os.path.isdir(output) and not output.endswith(os.sep)
 
 
-def _check_quality(qualities, quality: int | None, model: str) -> int:
+def _check_quality(qualities, quality: float | None, model: str) -> int | float:
     """The 0-based operating point of a 1-based --quality (None: the model's default)."""
-    if quality is None:
-        return qualities.default
-    if qualities.count == 1 and quality != 1:
-        fail(f"model {model} has a single operating point (-q 1)")
-    if not 1 <= quality <= qualities.count:
-        fail(f"--quality must be between 1 and {qualities.count} for model {model}")
-    return quality - 1
+    try:
+        return quality_index(qualities, quality, model)
+    except ValueError as error:
+        fail(f"--quality: {error}")
 
 
 def _encode_album(inputs, target, force, loaded, quality, comment, extra, options, reading, quiet, verbose):
@@ -371,7 +419,8 @@ def decode(inputs, output, fmt, force, side_info_out, weights, levels, device, p
         c = decoded.container
         where = job.target if len(targets) == 1 else f"{len(targets)} images in {Path(targets[0]).parent}"
         note = f", comment: {decoded.comment!r}" if decoded.comment else ""
-        return f"{job.source} -> {where}: {c.width}x{c.height}, {c.model_id} q{c.quality + 1}, {seconds:.2f} s{note}"
+        return (f"{job.source} -> {where}: {c.width}x{c.height}, {c.model_id} q{c.quality_value + 1:.6g}, "
+                f"{seconds:.2f} s{note}")
 
     run_batch(jobs, work, quiet, "decoding", verbose)
 
@@ -394,7 +443,7 @@ def info(inputs, as_json):
         if as_json:
             click.echo(json.dumps(record))
         else:
-            click.echo(f"{source}: lic v{container.version}, {record['model']} q{record['quality']} "
+            click.echo(f"{source}: lic v{container.version}, {record['model']} q{record['quality']:.6g} "
                        f"(weights {record['weights']}), "
                        f"{record['width']}x{record['height']}x{record['channels']}, {record['bytes']:,} bytes, "
                        f"{record['bpp']:.4f} bpp")

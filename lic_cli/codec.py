@@ -13,6 +13,7 @@ from bitstream.album import Record, RecordKind
 from bitstream.container import (
     CODED_SECTIONS,
     MAX_PIXELS,
+    QUALITY_STEPS,
     Container,
     FormatError,
     SectionType,
@@ -73,20 +74,28 @@ def to_pixels(x_hat: torch.Tensor, channels: int) -> np.ndarray:
     return pixels
 
 
-def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: int, options: EncodeOptions = PLAIN) -> bytes:
-    """One image into one .lic file; quality is the 0-based operating point."""
+def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: float, options: EncodeOptions = PLAIN) -> bytes:
+    """One image into one .lic file; quality is the 0-based operating point (a fraction between two
+    for a model with continuous qualities)."""
     if loaded.codec.capabilities.carries_data:
         return encode_album([(None, image)], loaded, quality, options=options)[0]
     check_size(image, loaded)
-    coded = loaded.codec.encode(rgb_tensor(image), quality, options)
+    return pack_image(image, loaded, quality, loaded.codec.encode(rgb_tensor(image), quality, options))
+
+
+def pack_image(image: ImageData, loaded: zoo.LoadedCodec, quality: float, coded: dict[str, bytes]) -> bytes:
+    """The .lic file of an image's coded sections: with its quality, ICC profile, EXIF and alpha."""
     sections = {section_type(name): payload for name, payload in coded.items()}
+    steps = round(quality * QUALITY_STEPS)
+    if steps % QUALITY_STEPS:
+        sections[SectionType.QUALITY_STEP] = bytes([steps % QUALITY_STEPS])
     if image.icc_profile:
         sections[SectionType.ICC] = image.icc_profile
     if image.exif:
         sections[SectionType.EXIF] = image.exif
     if image.channels == 4:
         sections[SectionType.ALPHA] = zlib.compress(image.pixels[:, :, 3].tobytes(), 9)
-    container = Container(loaded.name, loaded.weights_hash, quality, image.width, image.height,
+    container = Container(loaded.name, loaded.weights_hash, steps // QUALITY_STEPS, image.width, image.height,
                           image.channels, sections)
     return pack(container)
 
@@ -118,7 +127,7 @@ def decode_container(container: Container, session: CodecSession, levels: int | 
         coded = section_prefix(coded, loaded, levels)
     if loaded.codec.capabilities.carries_data:
         return _decode_album(container, loaded, coded)
-    x_hat = loaded.codec.decode(coded, Geometry(container.height, container.width), container.quality)
+    x_hat = loaded.codec.decode(coded, Geometry(container.height, container.width), container.quality_value)
     pixels = to_pixels(x_hat, container.channels)
     if container.channels == 4:
         alpha = _inflate_exactly(container.sections[SectionType.ALPHA], container.width * container.height)
@@ -133,7 +142,7 @@ def decode_symbols(data: bytes, session: CodecSession) -> list[np.ndarray]:
     container = unpack(data)
     loaded = _codec_for(container, session)
     return loaded.codec.decode_symbols(coded_sections(container, loaded), Geometry(container.height, container.width),
-                                       container.quality)
+                                       container.quality_value)
 
 
 def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
@@ -148,8 +157,11 @@ def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
     limit = loaded.codec.capabilities.max_pixels
     if limit is not None:
         check_declared_size(container, limit, f"model {container.model_id} codes at most")
-    if container.quality >= loaded.codec.qualities.count:
-        raise FormatError(f"quality index {container.quality} is not an operating point of {container.model_id}")
+    try:
+        loaded.codec.qualities.check(container.quality_value)
+    except ValueError:
+        raise FormatError(f"quality index {container.quality_value:g} is not an operating point of "
+                          f"{container.model_id}") from None
     return loaded
 
 

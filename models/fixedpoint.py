@@ -9,6 +9,7 @@ for bit. ``freeze`` proves that bound for each layer instead of assuming it.
 """
 from __future__ import annotations
 
+import decimal
 import math
 from dataclasses import dataclass
 
@@ -120,6 +121,18 @@ def run_pointwise(layers: list[FixedLayer], x: torch.Tensor) -> torch.Tensor:
         x = torch.addmm(layer.float_bias[:, None], layer.float_weight[:, :, 0, 0], x)
         snap_activation_(x.relu_() if layer.relu else x)
     return x
+
+
+def geometric_interpolation(low: np.ndarray, high: np.ndarray, step: int, steps: int) -> np.ndarray:
+    """low^(1 - t) · high^t for t = step / steps, elementwise on integers (at least 1), rounded to the
+    nearest integer: in decimal arithmetic, whose logarithm and exponential are correctly rounded,
+    so every machine derives the same integers (libm's float exp and log need not agree)."""
+    with decimal.localcontext() as context:
+        context.prec = 40
+        t = decimal.Decimal(step) / steps
+        out = [int(((1 - t) * decimal.Decimal(max(int(a), 1)).ln() + t * decimal.Decimal(max(int(b), 1)).ln()).exp()
+                   .to_integral_value(decimal.ROUND_HALF_EVEN)) for a, b in zip(low.ravel(), high.ravel(), strict=True)]
+    return np.asarray(out, dtype=np.int64).reshape(low.shape)
 
 
 class TableIndex:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from bitstream.coders import TableCoder
+from bitstream.container import QUALITY_STEPS
 from bitstream.tables import quantize_pmfs
 
 from . import fixedpoint, precision
@@ -93,8 +94,10 @@ class MeanScaleHyperprior(nn.Module):
 
     @staticmethod
     def gain(log_gain: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-        """The (B, C, 1, 1) gains of a batch of 0-based qualities (B,) from a log-gain table."""
-        return torch.exp(log_gain[quality])[:, :, None, None]
+        """The (B, C, 1, 1) gains of a batch of 0-based qualities (B,) from a log-gain table; a
+        floating-point quality between two trained ones interpolates their log gains linearly
+        (a geometric interpolation of the gains, as continuously variable-rate models do)."""
+        return torch.exp(interpolated_rows(log_gain, quality))[:, :, None, None]
 
     # The four stages, gains applied (float32 out; callers choose autocast). quality: (B,) indices.
     def analysis(self, x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
@@ -167,6 +170,16 @@ class MeanScaleHyperprior(nn.Module):
             return z_hat, z_hat
         noisy_z = z + torch.empty_like(z).uniform_(-0.5, 0.5)
         return (ste_round(z) if self.straight_through else noisy_z), noisy_z
+
+
+def interpolated_rows(table: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """Rows (B, C) of a (Q, C) table at qualities (B,): whole ones index it, fractional ones mix the
+    two rows around them linearly."""
+    if not quality.is_floating_point():
+        return table[quality]
+    low = quality.floor().long().clamp(0, table.shape[0] - 2)
+    fraction = (quality - low).to(table.dtype)[:, None]
+    return table[low] * (1 - fraction) + table[low + 1] * fraction
 
 
 GAIN_KEYS = ("log_gain_y", "log_inv_gain_y", "log_gain_z", "log_inv_gain_z")
@@ -304,11 +317,14 @@ def freeze_coding_tensors(model: MeanScaleHyperprior) -> dict[str, torch.Tensor]
 DEFAULT_LAMBDA = 0.0065
 
 
-def ladder_qualities(lambdas: tuple[float, ...] | list[float]) -> Qualities:
-    """The operating points of a lambda ladder, for the registry and the codec alike."""
+def ladder_qualities(lambdas: tuple[float, ...] | list[float], continuous: bool = False) -> Qualities:
+    """The operating points of a lambda ladder, for the registry and the codec alike; continuous:
+    every quality between them too (interpolated gains)."""
     logs = [math.log(lam) for lam in lambdas]
     default = min(range(len(logs)), key=lambda q: abs(logs[q] - math.log(DEFAULT_LAMBDA)))
-    return Qualities(len(lambdas), default, f"1-{len(lambdas)} (lambda {min(lambdas):g}-{max(lambdas):g})")
+    steps = ", or any between (e.g. 3.4)" if continuous and len(lambdas) > 1 else ""
+    return Qualities(len(lambdas), default, f"1-{len(lambdas)}{steps} (lambda {min(lambdas):g}-{max(lambdas):g})",
+                     continuous and len(lambdas) > 1)
 
 
 @dataclass(frozen=True)
@@ -323,12 +339,26 @@ class LatentSynthesis:
     """What every codec of this family shares: loading, analysis, and latents-to-pixels."""
 
     model: MeanScaleHyperprior
+    continuous_quality = False  # codes qualities between the trained ones (interpolated gains)
 
     def __init__(self, model: MeanScaleHyperprior, device: torch.device | str, compute: str):
         self.model = model.eval().to(device).to(memory_format=torch.channels_last)
         self.device = torch.device(device)
         self.compute = precision.resolve(compute, self.device)
-        self.qualities = ladder_qualities(model.lambdas.tolist())
+        self.qualities = ladder_qualities(model.lambdas.tolist(), self.continuous_quality)
+
+    def quality_tensor(self, quality: float) -> torch.Tensor:
+        """(1,) the quality as the model's gain functions take it: an index, or a fraction between two."""
+        if float(quality).is_integer():
+            return torch.tensor([int(quality)], device=self.device)
+        return torch.tensor([quality], dtype=torch.float64, device=self.device)
+
+    def lambda_at(self, quality: float) -> float:
+        """The rate-distortion trade-off of a quality (interpolated geometrically between two)."""
+        if float(quality).is_integer():
+            return float(self.model.lambdas[int(quality)])
+        logs = self.model.lambdas.detach().double().log().cpu()[:, None]
+        return float(interpolated_rows(logs, self.quality_tensor(quality).cpu()).exp())
 
     def padded_batch(self, image: torch.Tensor) -> torch.Tensor:
         """A (3, H, W) image as the (1, 3, H', W') batch the analysis takes (sides padded to 64)."""
@@ -336,12 +366,20 @@ class LatentSynthesis:
 
     def analysis_latents(self, image: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """Gain-scaled continuous latents y of a (3, H, W) image, tile by tile (float32, CPU)."""
+        return self.gained_latents(self.analysis_features(image), q)
+
+    def analysis_features(self, image: torch.Tensor) -> torch.Tensor:
+        """The analysis transform's output before the quality gain (float32, CPU): what every
+        quality of one image shares."""
         def analysis(tile: torch.Tensor) -> torch.Tensor:
             tile = unit_float(tile.to(self.device)).contiguous(memory_format=torch.channels_last)
-            return self.model.analysis(tile, q).float().cpu()
+            return self.model.g_a(tile).float().cpu()
 
         with precision.autocast(self.compute, self.device):
             return ANALYSIS_TILES.run(analysis, self.padded_batch(image), down=LATENT_STRIDE)
+
+    def gained_latents(self, features: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return features * self.model.gain(self.model.log_gain_y.detach().cpu(), q.cpu()).float()
 
     def latent_shape(self, geometry: Geometry, channels: int, stride: int) -> tuple[int, int, int, int]:
         return (1, channels, ceil_div(geometry.height, stride), ceil_div(geometry.width, stride))
@@ -354,7 +392,9 @@ class LatentSynthesis:
         latents into pixels, for decoding and for SGA's score."""
         y_hat = residuals.to(torch.float64, copy=True)
         y_hat += means
-        y_hat *= torch.exp(self.model.log_inv_gain_y[quality].detach().double())[None, :, None, None]
+        log_gain = interpolated_rows(self.model.log_inv_gain_y.detach().double().cpu(),
+                                     self.quality_tensor(quality).cpu())
+        y_hat *= torch.exp(log_gain)[:, :, None, None]
         y_hat = y_hat.to(torch.float32)
 
         def synthesis(tile: torch.Tensor) -> torch.Tensor:
@@ -380,7 +420,8 @@ class HyperpriorCoding(LatentSynthesis):
         super().__init__(model, device, compute)
         self.y_table_scales = coding["y_table_scales"].numpy().astype(np.float64)
         self.scale_index = fixedpoint.TableIndex(self.y_table_scales)
-        self.inv_gain_z = coding["inv_gain_z"].to(torch.float64) * 2.0**-GAIN_FRAC_BITS
+        self.inv_gain_z_grid = coding["inv_gain_z"].numpy().astype(np.int64)
+        self.inv_gain_z = torch.from_numpy(self.inv_gain_z_grid).to(torch.float64) * 2.0**-GAIN_FRAC_BITS
         self.hyper_synthesis = fixedpoint.freeze(model.h_s)
         self.z_coder = TableCoder(tables_from_tensors(coding, "z_tables"))
         self.y_coder = TableCoder(tables_from_tensors(coding, "y_tables"))
@@ -392,13 +433,35 @@ class HyperpriorCoding(LatentSynthesis):
         """The amortized (encoder-network) latents of a (3, H, W) uint8 image: continuous y and z
         in the gain-scaled domain, shapes (1, M, H'/16, W'/16) and (1, N, H'/64, W'/64), H' padded."""
         self.qualities.check(quality)
-        y = self.analysis_latents(image, torch.tensor([quality], device=self.device))
+        y = self.analysis_latents(image, self.quality_tensor(quality))
         return y, self.hyper_analyse(y, quality)
 
     @torch.inference_mode()
-    def hyper_analyse(self, y: torch.Tensor, quality: int) -> torch.Tensor:
+    def prepare(self, image: torch.Tensor) -> PreparedLatents:
+        """The analysis of a (3, H, W) image, run once; .encode(quality) then codes it at any quality
+        (rate control), repeating only the gain, the hyper-analysis, quantisation and coding."""
+        return PreparedLatents(self, self.analysis_features(image))
+
+    def encode_analysed(self, y: torch.Tensor, z: torch.Tensor, quality: float) -> dict[str, bytes]:
+        """The coded sections of continuous latents y and hyperlatents z (each family's coding)."""
+        raise NotImplementedError
+
+    def inv_gain_z_at(self, quality: float) -> torch.Tensor:
+        """(N,) float64: the inverse hyperlatent gains on the 2^-12 grid that the fixed-point
+        hyper-synthesis takes; between two trained qualities, their geometric interpolation in
+        exact decimal arithmetic, so that every machine selects the same tables."""
+        if float(quality).is_integer():
+            return self.inv_gain_z[int(quality)]
+        low = min(int(quality), self.qualities.count - 2)
+        step = round((quality - low) * QUALITY_STEPS)
+        grid = fixedpoint.geometric_interpolation(self.inv_gain_z_grid[low], self.inv_gain_z_grid[low + 1], step,
+                                                  QUALITY_STEPS)
+        return torch.from_numpy(grid).to(torch.float64) * 2.0**-GAIN_FRAC_BITS
+
+    @torch.inference_mode()
+    def hyper_analyse(self, y: torch.Tensor, quality: float) -> torch.Tensor:
         """The continuous hyperlatents z of gain-scaled latents y (as `analyse` returns them)."""
-        q = torch.tensor([quality], device=self.device)
+        q = self.quality_tensor(quality)
 
         def hyper_analysis(tile: torch.Tensor) -> torch.Tensor:
             tile = tile.to(self.device).contiguous(memory_format=torch.channels_last)
@@ -432,11 +495,26 @@ class HyperpriorCoding(LatentSynthesis):
         raise NotImplementedError
 
 
+@dataclass
+class PreparedLatents:
+    """An image analysed once by a hyperprior codec (HyperpriorCoding.prepare)."""
+
+    codec: HyperpriorCoding
+    features: torch.Tensor  # the analysis transform's output before the quality gain
+
+    @torch.inference_mode()
+    def encode(self, quality: float) -> dict[str, bytes]:
+        self.codec.qualities.check(quality)
+        y = self.codec.gained_latents(self.features, self.codec.quality_tensor(quality))
+        return self.codec.encode_analysed(y, self.codec.hyper_analyse(y, quality), quality)
+
+
 class HyperCodec(HyperpriorCoding):
     """Encodes images to named byte sections and back with a trained MeanScaleHyperprior."""
 
     section_names = ("hyperlatent", "latent")
-    capabilities = Capabilities(refine=("sga",))
+    capabilities = Capabilities(refine=("sga",), prepares=True)
+    continuous_quality = True
 
     def quantise(self, y: torch.Tensor, z: torch.Tensor, quality: int) -> Quantised:
         """What plain encoding codes for continuous latents: z rounded, y rounded around the exact
@@ -454,7 +532,10 @@ class HyperCodec(HyperpriorCoding):
             from .sga import refine
             result = refine(self, image, quality, options.refine, options.on_progress)
             return self.encode_latents(result.z_hat, result.residuals, quality)
-        coded = self.quantise(*self.analyse(image, quality), quality)
+        return self.encode_analysed(*self.analyse(image, quality), quality)
+
+    def encode_analysed(self, y: torch.Tensor, z: torch.Tensor, quality: float) -> dict[str, bytes]:
+        coded = self.quantise(y, z, quality)
         z_hat, residuals, table_ids = coded.z_hat, coded.residuals, coded.table_ids
         del coded  # the means: as large as the latents, and not needed for coding
         return self.encode_latents(z_hat, residuals, quality, table_ids)
@@ -486,7 +567,7 @@ class HyperCodec(HyperpriorCoding):
     def latent_distribution(self, z_hat: torch.Tensor, quality: int) -> tuple[torch.Tensor, np.ndarray]:
         """Bit-exact means (float64, CPU) and scale-table indices of y given integer z_hat: the
         fixed-point hyper-synthesis that both encoder and decoder run."""
-        scaled = z_hat.to(torch.float64) * self.inv_gain_z[quality][None, :, None, None]
+        scaled = z_hat.to(torch.float64) * self.inv_gain_z_at(quality)[None, :, None, None]
         id_type = np.uint8 if len(self.y_table_scales) <= 256 else np.int64
 
         def hyper_synthesis(tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

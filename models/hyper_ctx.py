@@ -227,7 +227,8 @@ class HyperCtxCodec(HyperpriorCoding):
     each chunk one pass: a group's channels at its anchor (then other) positions, channel-major."""
 
     section_names = ("hyperlatent", "latent")
-    capabilities = Capabilities(refine=("sga",))
+    capabilities = Capabilities(refine=("sga",), prepares=True)
+    continuous_quality = True
 
     def __init__(self, model: ContextHyperprior, coding: dict[str, torch.Tensor], device="cpu", compute="auto"):
         super().__init__(model, coding, device, compute)
@@ -245,13 +246,18 @@ class HyperCtxCodec(HyperpriorCoding):
     def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
         """image: (3, H, W) uint8. Returns the coded sections; options.refine runs SGA first."""
         check_refine(self.capabilities, options, "this model")
-        if options.refine is not None:
-            with torch.inference_mode(False):
-                z_hat, y = refine(self, image, quality, options.refine, options.on_progress)
-        else:
-            y, z = self.analyse(image, quality)
-            z_hat = torch.round(z).to(torch.int64)
-        coded = self.code_latents(z_hat, y, quality)
+        if options.refine is None:
+            return self.encode_analysed(*self.analyse(image, quality), quality)
+        with torch.inference_mode(False):
+            z_hat, y = refine(self, image, quality, options.refine, options.on_progress)
+        return self.encode_coded(z_hat, self.code_latents(z_hat, y, quality))
+
+    def encode_analysed(self, y: torch.Tensor, z: torch.Tensor, quality: float) -> dict[str, bytes]:
+        z_hat = torch.round(z).to(torch.int64)
+        return self.encode_coded(z_hat, self.code_latents(z_hat, y, quality))
+
+    def encode_coded(self, z_hat: torch.Tensor, coded: CodedLatents) -> dict[str, bytes]:
+        """The two sections: z_hat with the factorized tables, the passes' residuals as one stream."""
         coder = constriction.stream.stack.AnsCoder()
         for values, table_ids in reversed(coded.chunks):  # a stack: the first chunk decoded is pushed last
             self.y_coder.push(coder, values, table_ids)
@@ -295,7 +301,7 @@ class HyperCtxCodec(HyperpriorCoding):
 
     def hyper_features(self, z_hat: torch.Tensor, quality: int) -> torch.Tensor:
         """The fixed-point hyper-synthesis output of integer z_hat: (1, 2M, h, w) float64."""
-        scaled = z_hat.to(torch.float64) * self.inv_gain_z[quality][None, :, None, None]
+        scaled = z_hat.to(torch.float64) * self.inv_gain_z_at(quality)[None, :, None, None]
         return HYPER_SYNTHESIS_TILES.run(lambda tile: fixedpoint.run(self.hyper_synthesis, tile), scaled,
                                          up=DOWNSAMPLING // LATENT_STRIDE)
 
@@ -407,10 +413,10 @@ def refine(codec: HyperCtxCodec, image: torch.Tensor, quality: int, options: Ref
     latents around the means that the (relaxed) earlier groups predict; candidates are scored by
     their ideal code length under the exact passes and the decoder's pixels. Returns the best
     (z_hat, latents y to code), never worse than the encoder's own."""
-    model, q = codec.model, torch.tensor([quality])
+    model, q = codec.model, codec.quality_tensor(quality).cpu()
     height, width = image.shape[1:]
     target = unit_float(image.cpu())
-    lam = float(model.lambdas[quality])
+    lam = codec.lambda_at(quality)
     y, z = codec.analyse(image, quality)
 
     def loss(rate_bits, x_hat: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from bitstream.container import QUALITY_STEPS
+
 if TYPE_CHECKING:  # the CLI reads these classes before (and often without) loading torch
     import numpy as np
     import torch
@@ -32,15 +34,27 @@ ProgressCallback = Callable[[int, float], None]  # (step, best loss so far) of a
 
 @dataclass(frozen=True)
 class Qualities:
-    """A family's operating points, numbered 0..count-1 (users see 1..count)."""
+    """A family's operating points, numbered 0..count-1 (users see 1..count). A continuous family
+    also codes every quality between them on a grid of 1/QUALITY_STEPS (e.g. 2.5: halfway between
+    the third and the fourth), by interpolating its quality gains."""
 
     count: int
     default: int  # 0-based: what `lic encode` uses without -q
     description: str  # for users, e.g. "6 (lambda 0.0006 ... 0.1)" or "1 (a fixed rate)"
+    continuous: bool = False
 
-    def check(self, quality: int) -> None:
-        if not 0 <= quality < self.count:
-            raise ValueError(f"quality index {quality} outside 0..{self.count - 1}")
+    def check(self, quality: float) -> None:
+        if not 0 <= quality <= self.count - 1:
+            raise ValueError(f"quality index {quality:g} outside 0..{self.count - 1}")
+        if quality != int(quality) and not (self.continuous and float(quality * QUALITY_STEPS).is_integer()):
+            kind = f"a multiple of 1/{QUALITY_STEPS}" if self.continuous else "a whole number for this model"
+            raise ValueError(f"quality index {quality:g} is not {kind}")
+
+    def grid(self) -> list[float]:
+        """Every quality this family codes, in increasing order (0-based)."""
+        if not self.continuous:
+            return [float(q) for q in range(self.count)]
+        return [k / QUALITY_STEPS for k in range((self.count - 1) * QUALITY_STEPS + 1)]
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class Capabilities:
     carries_data: bool = False  # bits-back: comments, side information and albums ride in the stream
     progressive: bool = False  # a prefix of the coded sections decodes to a coarser image
     max_pixels: int | None = None  # largest image it codes, if below the container's limit
+    prepares: bool = False  # prepare(image) runs the analysis once; its .encode(quality) codes any quality
 
 
 @dataclass(frozen=True)
@@ -108,6 +123,14 @@ class EncodedAlbum:
     def borrowed_bytes_between_images(self) -> float:
         """What the second and later images borrowed from the images coded before them."""
         return sum(self.borrowed_bytes[1:])
+
+
+class PreparedImage(Protocol):
+    """An image analysed once (``codec.prepare(image)``, for codecs whose capabilities say
+    ``prepares``): rate control codes it at many qualities, repeating only what depends on them."""
+
+    def encode(self, quality: float) -> dict[str, bytes]:
+        ...
 
 
 @runtime_checkable

@@ -102,8 +102,8 @@ class RateDistortion:
         self.quality = quality
         self.image = unit_float(image.cpu())
         self.height, self.width = image.shape[1:]
-        self.lam = float(self.model.lambdas[quality])
-        q = torch.tensor([quality])
+        self.lam = codec.lambda_at(quality)
+        q = codec.quality_tensor(quality).cpu()
         self.inv_gain_y = self.model.gain(self.model.log_inv_gain_y, q).detach().float()
         self.inv_gain_z = self.model.gain(self.model.log_inv_gain_z, q).detach().float()
 

@@ -108,6 +108,10 @@ def _ladder(config: dict) -> Qualities:
     return ladder_qualities(config.get("lambdas", HyperConfig().lambdas))
 
 
+def _continuous_ladder(config: dict) -> Qualities:
+    return ladder_qualities(config.get("lambdas", HyperConfig().lambdas), continuous=True)
+
+
 def _fit_hyper_state(state: dict, target: nn.Module) -> dict:
     return retarget_gains(grow_latents(state, target), target.config.lambdas)
 
@@ -146,7 +150,7 @@ ZOO: dict[str, ZooEntry] = {
     "hyper": ZooEntry(
         "hyper", "mean-scale hyperprior (Minnen et al. 2018), MSE, 6 qualities in one network",
         build=_hyper, codec=HyperCodec, weight_file="hyper.pt", config=dataclasses.asdict(HyperConfig()),
-        freeze=freeze_coding_tensors, qualities=_ladder,
+        freeze=freeze_coding_tensors, qualities=_continuous_ladder,
         training=dataclasses.replace(HYPER_TRAINING, options=HYPER_OPTIONS | {"freeze_encoder"}),
         tiny_config=HYPER_TINY, fit_state=_fit_hyper_state),
     "hyper-bb": ZooEntry(
@@ -161,7 +165,8 @@ ZOO: dict[str, ZooEntry] = {
         "hyper-ctx", "hyper's transforms with a channel-conditional checkerboard context model (ELIC-style groups, "
         "10 parallel passes), 6 qualities",
         build=hyper_ctx.build, codec=hyper_ctx.HyperCtxCodec, weight_file="hyper-ctx.pt",
-        config=dataclasses.asdict(hyper_ctx.HyperCtxConfig()), freeze=freeze_coding_tensors, qualities=_ladder,
+        config=dataclasses.asdict(hyper_ctx.HyperCtxConfig()), freeze=freeze_coding_tensors,
+        qualities=_continuous_ladder,
         training=dataclasses.replace(HYPER_TRAINING, options=HYPER_OPTIONS | {"freeze_transforms", "context_lr"}),
         tiny_config={"channels": 8, "latent_channels": 12, "hyper_width": 8, "groups": [2, 2, 4, 4],
                      "context_width": 8, "neighbour_width": 4},
@@ -175,7 +180,7 @@ ZOO: dict[str, ZooEntry] = {
         training=Training("rate-distortion", frozenset({"qualities"}),
                           {"channels": "channels", "latent_channels": "latent_channels"}, source_model="context"),
         tiny_config={"channels": 8, "stem_channels": 4, "groups": 1, "blocks_per_group": 1, "latent_channels": 6,
-                     "context_width": 8, "neighbour_width": 4},
+                     "context_width": 8},
         ),
     "flow": ZooEntry(
         "flow", "normalizing-flow codec (Helminger et al.): a bijective transform, one network from low rates "

@@ -56,7 +56,7 @@ def test_api_errors_are_value_errors_with_one_line(tiny_weights):
         lic_cli.info(b"\x89PNG not a lic file at all")
     with pytest.raises(ImageReadError, match="uint8"):
         lic_cli.encode(np.zeros((8, 8, 3), dtype=np.float32), weights=tiny_weights)
-    with pytest.raises(ValueError, match="quality must be between 1 and 6"):
+    with pytest.raises(ValueError, match="must be between 1 and 6"):
         lic_cli.encode(smooth_image(16, 16), quality=9, weights=tiny_weights)
     with pytest.raises(TypeError, match="PIL image"):
         lic_cli.encode(12, weights=tiny_weights)
