@@ -39,19 +39,31 @@ _sessions_lock = threading.Lock()
 
 
 def encode(image: ImageInput, model: str = DEFAULT_MODEL, quality: float | None = None, *,
-           weights: str | os.PathLike | None = None, device: str = "cpu", precision: str = "auto") -> bytes:
+           target_size: int | None = None, target_bpp: float | None = None, target_psnr: float | None = None,
+           target_ms_ssim: float | None = None, weights: str | os.PathLike | None = None, device: str = "cpu",
+           precision: str = "auto") -> bytes:
     """Compress one image into the bytes of a .lic file.
 
     image: a PIL image, a uint8 array (H, W) or (H, W, C) with C in 1, 3, 4, the bytes of an image
     file, or its path. Grey and RGBA stay so; a PIL image's ICC profile and EXIF are carried.
     quality: the operating point, 1 (smallest files) .. N as in `lic models` (any value between for
-    models with continuous qualities); None: the model's default. weights: a weight file to use
+    models with continuous qualities); None: the model's default. target_*: rate control instead
+    of a quality, as `lic encode --target-*` (bytes at most, bits per pixel at most, PSNR or MS-SSIM
+    at least); rate_control.TargetError where no quality meets it. weights: a weight file to use
     instead of the shipped one.
     """
-    from . import codec
+    from . import codec, rate_control
 
+    targets = [rate_control.Target(kind, value) for kind, value in (
+        ("size", target_size), ("bpp", target_bpp), ("psnr", target_psnr), ("ms-ssim", target_ms_ssim))
+        if value is not None]
+    if len(targets) > 1 or (targets and quality is not None):
+        raise ValueError("give a quality or one target_*, not several")
     pixels = _image_data(image)
-    loaded = _session(device, precision, model, weights).get(model)
+    session = _session(device, precision, model, weights)
+    loaded = session.get(model)
+    if targets:
+        return rate_control.encode_to_target(pixels, loaded, targets[0], session).data
     return codec.encode_image(pixels, loaded, quality_index(loaded.codec.qualities, quality, model))
 
 

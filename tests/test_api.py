@@ -110,3 +110,10 @@ def test_an_album_decodes_with_decode_all(tiny_bb_weights, tmp_path):
     pictures = lic_cli.decode_all(album.read_bytes(), weights=weights)
     assert [picture.size for picture in pictures] == [(48, 32), (48, 32)]
     assert len(lic_cli.info(album.read_bytes())["images"]) == 2
+
+
+def test_encode_with_a_target_from_python(tiny_weights):
+    data = lic_cli.encode(smooth_image(64, 96, seed=5), target_size=300, weights=tiny_weights)
+    assert len(data) <= 300
+    with pytest.raises(ValueError, match="not several"):
+        lic_cli.encode(smooth_image(64, 96), quality=2, target_size=300, weights=tiny_weights)
