@@ -63,11 +63,15 @@ def parse_size(text: str) -> int:
     return size
 
 
-def encode_to_target(image: ImageData, loaded, target: Target, session: codec.CodecSession) -> Achieved:
-    """The file of `image` that meets `target` best (see the module docstring)."""
+def encode_to_target(image: ImageData, loaded, target: Target, session: codec.CodecSession,
+                     whole_qualities: bool = False) -> Achieved:
+    """The file of `image` that meets `target` best (see the module docstring); whole_qualities:
+    search the operating points only (what a model without continuous qualities offers)."""
     make = file_maker(image, loaded)
     measure = measurer(image, target, session)
     grid = loaded.codec.qualities.grid()
+    if whole_qualities:
+        grid = [q for q in grid if q.is_integer()]
     if len(grid) < 2:
         raise ValueError(f"model {loaded.name} has a single operating point; a target needs several")
     tried: dict[int, tuple[bytes, float]] = {}
