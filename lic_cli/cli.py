@@ -204,8 +204,8 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
       lic encode *.png -o out/ -q 5             # a batch into a directory
       lic encode - -o - < in.png > out.lic      # standard input/output
       lic encode photo.png --refine sga --steps 300   # slower encode, smaller file
-      lic encode *.png -o out/ --target-size 40k       # each file at most 40,000 bytes
-      lic encode photo.png --target-psnr 33             # the smallest file of at least 33 dB
+      lic encode *.png -o out/ --target-size 40k      # each file at most 40,000 bytes
+      lic encode photo.png --target-psnr 33           # the smallest file of at least 33 dB
 
     Grey and RGBA images are kept as such (alpha is stored losslessly); ICC profiles and EXIF
     are carried through. 16-bit images are converted to 8 bits with a warning.

@@ -43,6 +43,9 @@ def main() -> None:
     files = {
         "hyper-q1-rgba-icc-exif.lic": encode_image(tagged, session.get("hyper"), 0),
         "hyper-q6.lic": encode_image(ImageData(rgb), session.get("hyper"), 5),
+        "hyper-q3.5.lic": encode_image(ImageData(rgb), session.get("hyper"), 2.5),  # format version 4
+        "hyper-ctx-q2.lic": encode_image(ImageData(rgb), session.get("hyper-ctx"), 1),
+        "hyper-ctx-q5.6-grey.lic": encode_image(ImageData(grey), session.get("hyper-ctx"), 4.6015625),
         "hyper-bb-album.lic": encode_album([("first", ImageData(rgb)), ("second", tagged)], session.get("hyper-bb"),
                                            2, comment="conformance", side_info=b"side\0information",
                                            options=EncodeOptions(posterior_steps=5))[0],
