@@ -5,6 +5,7 @@
     python benchmarks/model_card.py --model hyper-bb --results docs/results-bitsback.json --notes notes.md
     python benchmarks/model_card.py --model cpm --results docs/results-cpm.json --notes notes.md
     python benchmarks/model_card.py --model flow --results docs/results-flow.json --notes notes.md
+    python benchmarks/model_card.py --model hyper-ctx --results docs/results-hyper-ctx.json --notes notes.md
 """
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def render(name: str, results: dict | list, notes: str) -> str:
         return render_flow(name, results, notes)
     lines = header(name) + [
         "## Measured on Kodak (24 images, real files)", "",
-        f"`python benchmarks/kodak_hyper.py` — {results['threads']} torch threads, {results['date']}:", "",
+        f"`python benchmarks/kodak_hyper.py{'' if name == 'hyper' else ' --model ' + name}` — "
+        f"{results['threads']} torch threads, {results['date']}:", "",
         "| quality | lambda | bpp | PSNR RGB (dB) | MS-SSIM | encode (s) | decode (s) |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -60,7 +60,8 @@ def bench_block(folder: Path) -> str:
 
 def hyper_block(path: Path) -> str:
     result = json.loads(path.read_text())
-    lines = [f"Command: `python benchmarks/kodak_hyper.py --out {path.relative_to(DOC.parents[1])}` — weights "
+    model = "" if result.get("model", "hyper") == "hyper" else f" --model {result['model']}"
+    lines = [f"Command: `python benchmarks/kodak_hyper.py{model} --out {path.relative_to(DOC.parents[1])}` — weights "
              f"`{Path(result['weights']).name}` ({result['weights_hash']}), {result['threads']} torch threads, "
              f"torch {result['torch']}, {result['date']}.", "",
              "| quality | bpp (real files) | PSNR RGB (dB) | MS-SSIM | encode (s/img) | decode (s/img) |",
@@ -364,6 +365,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bench", type=Path, help="output folder of `lic bench`")
     parser.add_argument("--hyper", type=Path, help="JSON written by benchmarks/kodak_hyper.py")
+    parser.add_argument("--hyper-ctx", type=Path, help="JSON written by benchmarks/kodak_hyper.py --model hyper-ctx")
     parser.add_argument("--bitsback", type=Path, help="JSON written by benchmarks/bitsback_kodak.py")
     parser.add_argument("--gc", type=Path, help="JSON written by benchmarks/gc_kodak.py")
     parser.add_argument("--gallery", type=Path, help="gallery.json written by benchmarks/gc_gallery.py")
@@ -382,7 +384,8 @@ def main() -> None:
         text = replace_block(text, "bench", bench_block(args.bench))
         if (args.bench / "rd.png").exists():
             shutil.copyfile(args.bench / "rd.png", DOC.parent / "rd-kodak.png")
-    renderers = {"hyper": hyper_block, "bitsback": bitsback_block, "gc": gc_block, "gallery": gallery_block,
+    renderers = {"hyper": hyper_block, "hyper_ctx": hyper_block, "bitsback": bitsback_block, "gc": gc_block,
+                 "gallery": gallery_block,
                  "large": large_block, "fuzz": fuzz_block, "cpm": cpm_block, "cpm_bench": cpm_bench_block,
                  "large_cpm": large_block, "flow": flow_block, "flow_bench": flow_bench_block,
                  "throughput": throughput_block, "cse": cse_block}

@@ -38,7 +38,7 @@ _sessions: dict[tuple, object] = {}
 _sessions_lock = threading.Lock()
 
 
-def encode(image: ImageInput, model: str = DEFAULT_MODEL, quality: float | None = None, *,
+def encode(image: ImageInput, model: str | None = None, quality: float | None = None, *,
            target_size: int | None = None, target_bpp: float | None = None, target_psnr: float | None = None,
            target_ms_ssim: float | None = None, weights: str | os.PathLike | None = None, device: str = "cpu",
            precision: str = "auto") -> bytes:
@@ -46,6 +46,7 @@ def encode(image: ImageInput, model: str = DEFAULT_MODEL, quality: float | None 
 
     image: a PIL image, a uint8 array (H, W) or (H, W, C) with C in 1, 3, 4, the bytes of an image
     file, or its path. Grey and RGBA stay so; a PIL image's ICC profile and EXIF are carried.
+    model: a zoo name (`lic models`); None: the model of `weights` if given, else lic's default.
     quality: the operating point, 1 (smallest files) .. N as in `lic models` (any value between for
     models with continuous qualities); None: the model's default. target_*: rate control instead
     of a quality, as `lic encode --target-*` (bytes at most, bits per pixel at most, PSNR or MS-SSIM
@@ -59,6 +60,9 @@ def encode(image: ImageInput, model: str = DEFAULT_MODEL, quality: float | None 
         if value is not None]
     if len(targets) > 1 or (targets and quality is not None):
         raise ValueError("give a quality or one target_*, not several")
+    if model is None:
+        from models import zoo
+        model = zoo.weight_file_model(Path(weights)) if weights is not None else DEFAULT_MODEL
     pixels = _image_data(image)
     session = _session(device, precision, model, weights)
     loaded = session.get(model)

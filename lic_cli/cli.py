@@ -191,7 +191,8 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
               "[default: the model's].")
 @click.option("--frame", type=click.IntRange(0), help="Which frame of an animation or multi-page input to code "
               "(0 = the first); such inputs are refused without it.")
-@click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one.")
+@click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one (without --model: "
+              "for the model it holds).")
 @runtime_options
 def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr, target_ms_ssim, force, refine, steps,
            lr, refine_seconds, comment, side_info, bbvi_steps, frame, weights, device, precision, threads, max_pixels,
@@ -223,7 +224,8 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
     from .imageio import read_image
 
     try:
-        session = codec.CodecSession(_weights_for(weights, model), _device(device), precision)
+        model, weight_files = _model_and_weights(weights, model)
+        session = codec.CodecSession(weight_files, _device(device), precision)
         loaded = session.get(model)
         capabilities = loaded.codec.capabilities
         if (comment or side_info or bbvi_steps is not None) and not capabilities.carries_data:
@@ -540,11 +542,16 @@ def _album_targets(job: files.Job, output: str | None, names: list, fmt: str, fo
     return targets
 
 
-def _weights_for(values: tuple[str, ...], model: str) -> dict[str, Path]:
+def _model_and_weights(values: tuple[str, ...], model: str) -> tuple[str, dict[str, Path]]:
+    """(model, weight files) of lic encode's options: a bare --weights FILE is for --model, or, without
+    --model, for the model that the file holds."""
     mapping = parse_weights(values)
     if "" in mapping:
+        if click.get_current_context().get_parameter_source("model") == click.core.ParameterSource.DEFAULT:
+            from models import zoo
+            model = zoo.weight_file_model(mapping[""])
         mapping[model] = mapping.pop("")
-    return mapping
+    return model, mapping
 
 
 def _device(name: str) -> str:

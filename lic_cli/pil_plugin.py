@@ -77,7 +77,7 @@ class LicImageFile(ImageFile.ImageFile):
 
 def _save(image: Image.Image, fp, filename) -> None:
     options = {key: image.encoderinfo[key] for key in SAVE_OPTIONS if image.encoderinfo.get(key) is not None}
-    model = options.setdefault("model", api.DEFAULT_MODEL)
+    model = options.setdefault("model", api.DEFAULT_MODEL if "weights" not in options else None)
     if "weights" not in options and model in _settings["weights"]:
         options["weights"] = _settings["weights"][model]
     fp.write(api.encode(image, device=_settings["device"], precision=_settings["precision"], **options))

@@ -222,7 +222,8 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
         distributed.finish(ranks)
     reporter.close()
     if ranks.is_main:
-        path = export_checkpoint(result, out / f"{model}.pt", data)
+        data_note = f"{data}" + (f" + {mix} in {mix_share:.0%} of the crops" if mix else "")
+        path = export_checkpoint(result, out / f"{model}.pt", data_note)
         click.echo(f"exported {path}", err=True)
 
 

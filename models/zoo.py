@@ -170,7 +170,7 @@ ZOO: dict[str, ZooEntry] = {
         training=dataclasses.replace(HYPER_TRAINING, options=HYPER_OPTIONS | {"freeze_transforms", "context_lr"}),
         tiny_config={"channels": 8, "latent_channels": 12, "hyper_width": 8, "groups": [2, 2, 4, 4],
                      "context_width": 8, "neighbour_width": 4},
-        init_from={"hyper": hyper_ctx.adapt_hyper_state}, shipped=False),
+        init_from={"hyper": hyper_ctx.adapt_hyper_state}),
     **{name: _gc_entry(name) for name in GC_MODELS},
     "cpm": ZooEntry(
         "cpm", "conditional probability models (Mentzer et al. 2018): importance map, learned centres, "
@@ -289,6 +289,20 @@ def load_network_state(path: Path, name: str, target: nn.Module | None = None) -
     if zoo_entry.fit_state is not None and target is not None:
         state = zoo_entry.fit_state(state, target)
     return state
+
+
+def weight_file_model(path: Path) -> str:
+    """The zoo model a weight file holds (what `--weights FILE` selects without `--model`)."""
+    raw_path = Path(path)
+    try:
+        payload = torch.load(raw_path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"weight file {raw_path} not found") from None
+    except Exception as error:
+        raise WeightsError(f"{raw_path} is not a loadable lic weight file ({type(error).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT or payload.get("model") not in ZOO:
+        raise WeightsError(f"{raw_path} is not a weight file of a model this lic has")
+    return payload["model"]
 
 
 def weight_file_config(path: Path, name: str) -> dict:

@@ -67,7 +67,7 @@ def test_api_errors_are_value_errors_with_one_line(tiny_weights):
 
 def test_pillow_opens_and_saves_lic(lic_opener, tiny_weights, tmp_path):
     pixels = smooth_image(40, 56, seed=4)
-    Image.fromarray(pixels).save(tmp_path / "a.lic", quality=3)
+    Image.fromarray(pixels).save(tmp_path / "a.lic", quality=3, model="hyper")
     data = (tmp_path / "a.lic").read_bytes()
     assert data == lic_cli.encode(pixels, quality=3, weights=tiny_weights)
     (tmp_path / "named.png").write_bytes(data)  # recognised by its magic bytes, not its name
@@ -77,7 +77,7 @@ def test_pillow_opens_and_saves_lic(lic_opener, tiny_weights, tmp_path):
         decoded = np.asarray(picture)
     assert np.array_equal(decoded, np.asarray(lic_cli.decode(data, weights={"hyper": tiny_weights})))
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="LIC")
+    Image.fromarray(pixels).save(buffer, format="LIC", model="hyper")
     assert lic_cli.info(buffer.getvalue())["quality"] == 4  # the model's default
 
 

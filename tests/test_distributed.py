@@ -136,8 +136,8 @@ def torchrun(args: list[str], timeout: float) -> subprocess.CompletedProcess:
 def test_lic_train_under_torchrun_checkpoints_once_and_resumes_in_one_process(tmp_path):
     data = random_images(tmp_path / "data", 12)  # 4 to train on (2 per rank), 8 held out
     out = tmp_path / "run"
-    common = ["train", "--data", str(data), "--out", str(out), "--channels", "8", "--latent-channels", "8",
-              "--batch-size", "2", "--crop", "64", "--threads", "1", "--reg", "cse"]
+    common = ["train", "--model", "hyper", "--data", str(data), "--out", str(out), "--channels", "8",
+              "--latent-channels", "8", "--batch-size", "2", "--crop", "64", "--threads", "1", "--reg", "cse"]
     result = torchrun(common + ["--steps", "2"], timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 processes finished with identical parameters" in result.stderr
@@ -156,8 +156,9 @@ def test_a_rank_that_fails_stops_the_run_with_its_reason(tmp_path):
     data = random_images(tmp_path / "data", 12)
     (data / "01.png").write_bytes(b"not an image")  # in rank 1's shard: 00, 02 for rank 0; 01, 03 for rank 1
     started = time.monotonic()
-    result = torchrun(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--channels", "8",
-                       "--latent-channels", "8", "--batch-size", "2", "--crop", "64", "--steps", "2"], timeout=120)
+    result = torchrun(["train", "--model", "hyper", "--data", str(data), "--out", str(tmp_path / "run"),
+                       "--channels", "8", "--latent-channels", "8", "--batch-size", "2", "--crop", "64",
+                       "--steps", "2"], timeout=120)
     assert result.returncode != 0
     assert "lic: error (rank 1 of 2): cannot read training image" in result.stderr
     assert "01.png" in result.stderr

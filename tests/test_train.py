@@ -17,8 +17,8 @@ from .conftest import png_bytes, png_folder, smooth_image
 def test_tiny_training_run_resumes_and_exports_usable_weights(tmp_path):
     data = png_folder(tmp_path / "data", 10, 80, 96)
     out = tmp_path / "run"
-    common = ["train", "--data", str(data), "--out", str(out), "--channels", "8", "--latent-channels", "8",
-              "--batch-size", "2", "--crop", "64", "--threads", "1", "--eval-every", "2"]
+    common = ["train", "--model", "hyper", "--data", str(data), "--out", str(out), "--channels", "8",
+              "--latent-channels", "8", "--batch-size", "2", "--crop", "64", "--threads", "1", "--eval-every", "2"]
     runner = CliRunner()
     first = runner.invoke(main, common + ["--steps", "2"], catch_exceptions=False)
     assert first.exit_code == 0, first.output
@@ -113,7 +113,7 @@ def tiny_init_and_train_args(tmp_path) -> tuple:
     init = zoo.export_weights(zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 8}), "hyper",
                               tmp_path / "narrow.pt")
     data = png_folder(tmp_path / "data", 10, 80, 96)
-    return init, ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--batch-size", "2",
+    return init, ["train", "--model", "hyper", "--data", str(data), "--out", str(tmp_path / "run"), "--batch-size", "2",
                   "--crop", "64", "--threads", "1"]
 
 
