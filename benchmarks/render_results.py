@@ -341,6 +341,21 @@ def cse_block(path: Path) -> str:
     return "\n".join(lines)
 
 
+def rate_control_block(path: Path) -> str:
+    result = json.loads(path.read_text())
+    lines = [f"Command: `{result['command']}` — weights {result['weights_hash']}, {result['images']} images, "
+             f"{result['cpu']}, {result['threads']} torch threads, {result['date']}.", "",
+             "| target | search | met | how close (mean / worst) | encodes per image | seconds per image |",
+             "|---|---|---|---|---|---|"]
+    for s in result["summaries"]:
+        size = s["target"].endswith("bytes")
+        close = (f"{s['mean_gap']:.2f}% / {s['max_gap']:.2f}% of the budget unused ({s['gaps']} images where it binds)"
+                 if size else f"{s['mean_gap']:.2f} / {s['max_gap']:.2f} dB above the floor")
+        search = "continuous qualities (1/256)" if s["search"] == "continuous" else "the 6 operating points only"
+        lines.append(f"| {s['target']} | {search} | {s['met']} | {close} | {s['encodes']:.1f} | {s['seconds']:.2f} |")
+    return "\n".join(lines)
+
+
 def _rate_at(points: list[dict], quality_db: float, metric: str = "ms_ssim") -> str:
     """A curve's bpp at an MS-SSIM (in dB) or a PSNR, interpolating log-rate linearly; n/a outside it."""
     def db(point: dict) -> float:
@@ -378,6 +393,7 @@ def main() -> None:
     parser.add_argument("--flow-bench", type=Path, help="output folder of `lic bench --models flow,hyper`")
     parser.add_argument("--throughput", type=Path, help="JSON written by benchmarks/train_throughput.py")
     parser.add_argument("--cse", type=Path, help="JSON written by benchmarks/cse_pairs.py")
+    parser.add_argument("--rate-control", type=Path, help="JSON written by benchmarks/rate_control_kodak.py")
     args = parser.parse_args()
     text = DOC.read_text()
     if args.bench:
@@ -388,7 +404,7 @@ def main() -> None:
                  "gallery": gallery_block,
                  "large": large_block, "fuzz": fuzz_block, "cpm": cpm_block, "cpm_bench": cpm_bench_block,
                  "large_cpm": large_block, "flow": flow_block, "flow_bench": flow_bench_block,
-                 "throughput": throughput_block, "cse": cse_block}
+                 "throughput": throughput_block, "cse": cse_block, "rate_control": rate_control_block}
     for name, render in renderers.items():
         path = getattr(args, name)
         if path:
