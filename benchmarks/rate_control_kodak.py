@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from benchmarks.cpm_kodak import cpu_name
 from lic_cli.codec import CodecSession
 from lic_cli.imageio import list_images, read_image
