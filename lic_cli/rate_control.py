@@ -71,7 +71,7 @@ def encode_to_target(image: ImageData, loaded, target: Target, session: codec.Co
     measure = measurer(image, target, session)
     grid = loaded.codec.qualities.grid()
     if whole_qualities:
-        grid = [q for q in grid if q.is_integer()]
+        grid = [q for q in grid if float(q).is_integer()]
     if len(grid) < 2:
         raise ValueError(f"model {loaded.name} has a single operating point; a target needs several")
     tried: dict[int, tuple[bytes, float]] = {}

@@ -50,11 +50,12 @@ class Qualities:
             kind = f"a multiple of 1/{QUALITY_STEPS}" if self.continuous else "a whole number for this model"
             raise ValueError(f"quality index {quality:g} is not {kind}")
 
-    def grid(self) -> list[float]:
-        """Every quality this family codes, in increasing order (0-based)."""
-        if not self.continuous:
-            return [float(q) for q in range(self.count)]
-        return [k / QUALITY_STEPS for k in range((self.count - 1) * QUALITY_STEPS + 1)]
+    def grid(self) -> list[int | float]:
+        """Every quality this family codes, in increasing order (0-based; operating points as ints,
+        which is what families without continuous qualities index with)."""
+        steps = range((self.count - 1) * QUALITY_STEPS + 1) if self.continuous else range(0, self.count * QUALITY_STEPS,
+                                                                                           QUALITY_STEPS)
+        return [k // QUALITY_STEPS if k % QUALITY_STEPS == 0 else k / QUALITY_STEPS for k in steps]
 
 
 @dataclass(frozen=True)

@@ -161,3 +161,15 @@ def test_encode_with_a_target_reports_what_it_achieved(tiny_weights, tmp_path):
     for extra in (["-q", "3"], ["--target-psnr", "30"], ["--refine", "sga"]):
         result = runner.invoke(main, ["encode", str(sources[0]), "--target-size", "1k", *extra])
         assert result.exit_code == 2 and result.output.startswith("lic: error:"), result.output
+
+
+def test_rate_control_works_for_a_model_with_operating_points_only(tiny_bb_weights):
+    from lic_cli.rate_control import Target, encode_to_target
+
+    session = CodecSession({"hyper-bb": tiny_bb_weights})
+    loaded = session.get("hyper-bb")
+    assert loaded.codec.qualities.grid() == [0, 1, 2, 3, 4, 5]
+    image = ImageData(smooth_image(48, 64, seed=3))
+    achieved = encode_to_target(image, loaded, Target("size", 1e6), session)
+    assert achieved.quality == 5 and isinstance(achieved.quality, int)
+    assert decode_file(achieved.data, session).image.pixels.shape == (48, 64, 3)
