@@ -50,7 +50,7 @@ class LicImageFile(ImageFile.ImageFile):
         self._lic_data = data
         self._size = (container.width, container.height)
         self._set_mode(MODES[container.channels])
-        self.info.update(lic_model=container.model_id, lic_quality=container.quality + 1)
+        self.info.update(lic_model=container.model_id, lic_quality=container.quality_value + 1)
         self.tile = []  # no Pillow decoder: load() decodes the whole file
 
     def _set_mode(self, mode: str) -> None:

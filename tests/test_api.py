@@ -79,6 +79,9 @@ def test_pillow_opens_and_saves_lic(lic_opener, tiny_weights, tmp_path):
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="LIC", model="hyper")
     assert lic_cli.info(buffer.getvalue())["quality"] == 4  # the model's default
+    Image.fromarray(pixels).save(tmp_path / "between.lic", quality=2.5, model="hyper")
+    with Image.open(tmp_path / "between.lic") as picture:
+        assert picture.info["lic_quality"] == 2.5
 
 
 def test_pillow_errors_on_damaged_files(lic_opener, tiny_weights, tmp_path):
