@@ -56,6 +56,12 @@ RAW_SECTIONS = {SectionType.HYPERLATENT, SectionType.LATENT, SectionType.ICC, Se
 QUALITY_STEPS = 256  # a continuous quality lies on a grid of 1/256 between operating points
 
 
+def quality_of_steps(steps: int) -> int | float:
+    """A 0-based quality from its count of 1/256 steps: an int at an operating point (what every
+    family indexes with), else the fraction."""
+    return steps // QUALITY_STEPS if steps % QUALITY_STEPS == 0 else steps / QUALITY_STEPS
+
+
 @dataclass
 class Container:
     model_id: str
@@ -80,9 +86,7 @@ class Container:
     @property
     def quality_value(self) -> int | float:
         """The 0-based quality: the header's index, or index + k / 256 for a continuous quality."""
-        if SectionType.QUALITY_STEP not in self.sections:
-            return self.quality
-        return self.quality_steps / QUALITY_STEPS
+        return quality_of_steps(self.quality_steps)
 
     @property
     def bits_back(self) -> bool:

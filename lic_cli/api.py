@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from bitstream.album import unpack_table
-from bitstream.container import MAX_PIXELS, QUALITY_STEPS, Container, SectionType, unpack
+from bitstream.container import MAX_PIXELS, QUALITY_STEPS, Container, SectionType, quality_of_steps, unpack
 from models.defaults import DEFAULT_MODEL
 
 from .imageio import ImageData, ImageReadError, image_data, pil_image, read_image
@@ -157,7 +157,7 @@ def quality_index(qualities, quality: float | None, model: str) -> int | float:
         return int(quality) - 1
     if not qualities.continuous:
         raise ValueError(f"model {model} has the operating points 1..{qualities.count} only (whole numbers)")
-    return round((quality - 1) * QUALITY_STEPS) / QUALITY_STEPS
+    return quality_of_steps(round((quality - 1) * QUALITY_STEPS))
 
 
 def _session(device: str, precision: str, model: str, weights: str | os.PathLike | None,

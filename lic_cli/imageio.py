@@ -14,6 +14,7 @@ from bitstream.container import MAX_PIXELS
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".bmp"}
 LOSSLESS_OUTPUT = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM", ".pgm": "PPM",
                    ".pnm": "PPM", ".bmp": "BMP", ".webp": "WEBP"}
+MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # Pillow's mode of an image of 1, 3 or 4 channels
 Image.MAX_IMAGE_PIXELS = 1 << 25  # same limit as the container; Pillow raises beyond 2x this
 
 
@@ -96,7 +97,7 @@ def image_data(image: Image.Image, sixteen_bit: bool = False) -> ImageData:
 
 def pil_image(image: ImageData) -> Image.Image:
     """Decoded pixels as a Pillow image, with the ICC profile, EXIF and comment in its info."""
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[image.channels]
+    mode = MODES[image.channels]
     picture = Image.fromarray(image.pixels[:, :, 0] if mode == "L" else image.pixels, mode)
     for key, value in (("icc_profile", image.icc_profile), ("exif", image.exif), ("comment", image.comment)):
         if value:

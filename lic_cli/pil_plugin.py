@@ -22,11 +22,10 @@ from PIL import Image, ImageFile
 from bitstream.container import MAGIC, MAX_PIXELS, FormatError, unpack
 
 from . import api
-from .imageio import pil_image
+from .imageio import MODES, pil_image
 from .limits import check_declared_size
 
 FORMAT = "LIC"
-MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 SAVE_OPTIONS = ("quality", "model", "weights")
 DEFAULT_SETTINGS = {"weights": {}, "device": "cpu", "precision": "auto"}
 _settings = dict(DEFAULT_SETTINGS)

@@ -322,9 +322,10 @@ def ladder_qualities(lambdas: tuple[float, ...] | list[float], continuous: bool 
     every quality between them too (interpolated gains)."""
     logs = [math.log(lam) for lam in lambdas]
     default = min(range(len(logs)), key=lambda q: abs(logs[q] - math.log(DEFAULT_LAMBDA)))
-    steps = ", or any between (e.g. 3.4)" if continuous and len(lambdas) > 1 else ""
+    continuous = continuous and len(lambdas) > 1
+    steps = ", or any between (e.g. 3.4)" if continuous else ""
     return Qualities(len(lambdas), default, f"1-{len(lambdas)}{steps} (lambda {min(lambdas):g}-{max(lambdas):g})",
-                     continuous and len(lambdas) > 1)
+                     continuous)
 
 
 @dataclass(frozen=True)
@@ -421,7 +422,6 @@ class HyperpriorCoding(LatentSynthesis):
         self.y_table_scales = coding["y_table_scales"].numpy().astype(np.float64)
         self.scale_index = fixedpoint.TableIndex(self.y_table_scales)
         self.inv_gain_z_grid = coding["inv_gain_z"].numpy().astype(np.int64)
-        self.inv_gain_z = torch.from_numpy(self.inv_gain_z_grid).to(torch.float64) * 2.0**-GAIN_FRAC_BITS
         self.hyper_synthesis = fixedpoint.freeze(model.h_s)
         self.z_coder = TableCoder(tables_from_tensors(coding, "z_tables"))
         self.y_coder = TableCoder(tables_from_tensors(coding, "y_tables"))
@@ -433,7 +433,11 @@ class HyperpriorCoding(LatentSynthesis):
         """The amortized (encoder-network) latents of a (3, H, W) uint8 image: continuous y and z
         in the gain-scaled domain, shapes (1, M, H'/16, W'/16) and (1, N, H'/64, W'/64), H' padded."""
         self.qualities.check(quality)
-        y = self.analysis_latents(image, self.quality_tensor(quality))
+        return self.latents_at(self.analysis_features(image), quality)
+
+    def latents_at(self, features: torch.Tensor, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y, z) of an image's analysis features (before the gain) at one quality."""
+        y = self.gained_latents(features, self.quality_tensor(quality))
         return y, self.hyper_analyse(y, quality)
 
     @torch.inference_mode()
@@ -451,11 +455,11 @@ class HyperpriorCoding(LatentSynthesis):
         hyper-synthesis takes; between two trained qualities, their geometric interpolation in
         exact decimal arithmetic, so that every machine selects the same tables."""
         if float(quality).is_integer():
-            return self.inv_gain_z[int(quality)]
-        low = min(int(quality), self.qualities.count - 2)
-        step = round((quality - low) * QUALITY_STEPS)
-        grid = fixedpoint.geometric_interpolation(self.inv_gain_z_grid[low], self.inv_gain_z_grid[low + 1], step,
-                                                  QUALITY_STEPS)
+            grid = self.inv_gain_z_grid[int(quality)]
+        else:
+            low = min(int(quality), self.qualities.count - 2)
+            grid = fixedpoint.geometric_interpolation(self.inv_gain_z_grid[low], self.inv_gain_z_grid[low + 1],
+                                                      round((quality - low) * QUALITY_STEPS), QUALITY_STEPS)
         return torch.from_numpy(grid).to(torch.float64) * 2.0**-GAIN_FRAC_BITS
 
     @torch.inference_mode()
@@ -505,8 +509,7 @@ class PreparedLatents:
     @torch.inference_mode()
     def encode(self, quality: float) -> dict[str, bytes]:
         self.codec.qualities.check(quality)
-        y = self.codec.gained_latents(self.features, self.codec.quality_tensor(quality))
-        return self.codec.encode_analysed(y, self.codec.hyper_analyse(y, quality), quality)
+        return self.codec.encode_analysed(*self.codec.latents_at(self.features, quality), quality)
 
 
 class HyperCodec(HyperpriorCoding):

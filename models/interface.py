@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from bitstream.container import QUALITY_STEPS
+from bitstream.container import QUALITY_STEPS, quality_of_steps
 
 if TYPE_CHECKING:  # the CLI reads these classes before (and often without) loading torch
     import numpy as np
@@ -53,9 +53,9 @@ class Qualities:
     def grid(self) -> list[int | float]:
         """Every quality this family codes, in increasing order (0-based; operating points as ints,
         which is what families without continuous qualities index with)."""
-        steps = range((self.count - 1) * QUALITY_STEPS + 1) if self.continuous else range(0, self.count * QUALITY_STEPS,
-                                                                                           QUALITY_STEPS)
-        return [k // QUALITY_STEPS if k % QUALITY_STEPS == 0 else k / QUALITY_STEPS for k in steps]
+        if not self.continuous:
+            return list(range(self.count))
+        return [quality_of_steps(k) for k in range((self.count - 1) * QUALITY_STEPS + 1)]
 
 
 @dataclass(frozen=True)

@@ -258,6 +258,14 @@ def _read_weight_file(name: str, path: Path, also: Iterable[str] = ()) -> tuple[
     if not path.is_file():
         hint = "" if entry(name).shipped else f" (not trained yet: lic train --model {name} --data DIR)"
         raise WeightsError(f"weights for model {name!r} not found at {path}{hint}")
+    payload, raw = _load_weight_file(path)
+    if payload.get("model") != name and payload.get("model") not in also:
+        raise WeightsError(f"{path} holds weights for model {payload.get('model')!r}, not {name!r}")
+    return payload, raw
+
+
+def _load_weight_file(path: Path) -> tuple[dict, bytes]:
+    """(payload, raw bytes) of an existing file that is a lic weight file of a version this lic reads."""
     raw = path.read_bytes()
     try:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
@@ -268,8 +276,6 @@ def _read_weight_file(name: str, path: Path, also: Iterable[str] = ()) -> tuple[
     if payload.get("version") not in READABLE_WEIGHTS_VERSIONS:
         raise WeightsError(f"{path} has weight-file version {payload.get('version')}; this lic reads versions "
                            f"{', '.join(map(str, READABLE_WEIGHTS_VERSIONS))}")
-    if payload.get("model") != name and payload.get("model") not in also:
-        raise WeightsError(f"{path} holds weights for model {payload.get('model')!r}, not {name!r}")
     return payload, raw
 
 
@@ -293,15 +299,12 @@ def load_network_state(path: Path, name: str, target: nn.Module | None = None) -
 
 def weight_file_model(path: Path) -> str:
     """The zoo model a weight file holds (what `--weights FILE` selects without `--model`)."""
-    raw_path = Path(path)
-    try:
-        payload = torch.load(raw_path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise WeightsError(f"weight file {raw_path} not found") from None
-    except Exception as error:
-        raise WeightsError(f"{raw_path} is not a loadable lic weight file ({type(error).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT or payload.get("model") not in ZOO:
-        raise WeightsError(f"{raw_path} is not a weight file of a model this lic has")
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weight file {path} not found")
+    payload, _ = _load_weight_file(path)
+    if payload.get("model") not in ZOO:
+        raise WeightsError(f"{path} holds weights for model {payload.get('model')!r}, which this lic does not have")
     return payload["model"]
 
 
