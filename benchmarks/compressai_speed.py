@@ -8,7 +8,8 @@ CompressAI is not a dependency of lic. This script only times it. Its package im
 datasets, plots and point clouds (torchvision, pandas, matplotlib, torch_geometric, ...) that
 its codec path never calls, and torchvision has no CPU build here. So those modules are
 replaced by empty stand-ins before the import. CompressAI's trained weights cannot be downloaded
-here, so its MeanScaleHyperprior(N=128, M=192) is randomly initialised. Its transforms cost the
+here, so its MeanScaleHyperprior is randomly initialised, with lic's widths (N=128, M=256 for the
+shipped `hyper`; --latent-channels 192 gives CompressAI's own narrower M). Its transforms cost the
 same as trained ones, but its rANS coder sees fewer symbols (the random latents are small), so
 its times are a lower bound. Both codecs run the whole image (compress / decompress, `encode`
 / `decode` without file I/O), alternately on each image, with the same thread count. CompressAI
@@ -51,13 +52,13 @@ class StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
-def compressai_model(channels_last: bool):
+def compressai_model(channels_last: bool, channels: int, latent_channels: int):
     if not any(isinstance(finder, StandIns) for finder in sys.meta_path):
         sys.meta_path.insert(0, StandIns())
     from compressai.models import MeanScaleHyperprior
 
     torch.manual_seed(0)
-    net = MeanScaleHyperprior(128, 192).eval()
+    net = MeanScaleHyperprior(channels, latent_channels).eval()
     net.update(force=True)
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
@@ -89,13 +90,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quality", type=int, default=4, help="lic's quality (1-based)")
     parser.add_argument("--weights", type=Path, help="lic hyper weight file (default: the shipped one)")
+    parser.add_argument("--latent-channels", type=int, help="CompressAI's M (default: lic's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     loaded = zoo.load_codec("hyper", args.weights)
     lic = loaded.codec
-    references = {"compressai contiguous": (compressai_model(False), False),
-                  "compressai channels_last": (compressai_model(True), True)}
+    config = lic.model.config
+    widths = config.channels, args.latent_channels or config.latent_channels
+    references = {"compressai contiguous": (compressai_model(False, *widths), False),
+                  "compressai channels_last": (compressai_model(True, *widths), True)}
     times: dict[str, list[tuple[float, float]]] = {"lic": [], **{name: [] for name in references}}
     quality = args.quality - 1
     for path in list_images(args.kodak)[: args.images]:
@@ -108,7 +112,7 @@ def main() -> None:
                     times[name].append(pair)
 
     print(f"{args.images} Kodak images x {args.repeat} rounds, {args.threads} threads, lic weights "
-          f"{loaded.weights_hash.hex()} q{args.quality} ({lic.compute})")
+          f"{loaded.weights_hash.hex()} q{args.quality} ({lic.compute}), CompressAI N={widths[0]} M={widths[1]}")
     print("| codec | encode (s/img) | decode (s/img) |\n|---|---|---|")
     for name, pairs in times.items():
         encode_s, decode_s = np.mean(pairs, axis=0)

@@ -30,7 +30,7 @@ from .entropy import (
 )
 from .geometry import Tiles, ceil_div, pad_to_multiple, to_uint8, unit_float
 from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
-from .layers import GDN, conv, deconv, ste_round
+from .layers import GDN, conv, deconv, run_decoder, ste_round
 
 # Distortion weights per quality, for MSE on images scaled to [0, 1]: loss = bpp + lambda * 255^2 * MSE.
 # CompressAI's ladder is 0.0018 ... 0.0940 (x2.2 per step). Ours is placed so that -q 1 ... 6 land
@@ -400,7 +400,7 @@ class LatentSynthesis:
 
         def synthesis(tile: torch.Tensor) -> torch.Tensor:
             tile = tile.to(self.device).contiguous(memory_format=torch.channels_last)
-            x_hat = self.model.g_s(tile).float().clamp_(0, 1).cpu()
+            x_hat = run_decoder(self.model.g_s, tile).float().clamp_(0, 1).cpu()
             return to_uint8(x_hat) if pixels else x_hat
 
         with precision.synthesis_threads(self.device), precision.autocast(self.compute, self.device):

@@ -71,6 +71,70 @@ def deconv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv
     return nn.ConvTranspose2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
 
 
+# Decoding: the same functions as the training modules, arranged for speed (measured in
+# docs/notes/2026-12-02-decode-speed.md). Outputs differ from the modules' by float rounding only.
+
+# Rows of the (pixels, channels) view that GDN normalises at a time: a block stays in L2 cache
+# between the square, the GEMM and the product.
+GDN_BLOCK_ROWS = 4096
+# A transposed convolution with at most this many outputs runs as one sub-pixel convolution: oneDNN's
+# transposed kernels are slow for few output channels (the synthesis's RGB layer).
+SUBPIXEL_MAX_OUT_CHANNELS = 16
+
+
+def gdn_in_place(gdn: GDN, x: torch.Tensor) -> torch.Tensor:
+    """gdn(x) written over x (channels_last, not needed afterwards), block by block."""
+    channels = x.shape[1]
+    flat = x.permute(0, 2, 3, 1).reshape(-1, channels)
+    if flat.data_ptr() != x.data_ptr():
+        return gdn(x)
+    beta = gdn.beta().to(flat.dtype)
+    gamma_t = gdn.gamma().t().to(flat.dtype).contiguous()
+    rows = min(GDN_BLOCK_ROWS, flat.shape[0])
+    squares = flat.new_empty(rows, channels)
+    norms = flat.new_empty(rows, channels)
+    for start in range(0, flat.shape[0], rows):
+        block = flat[start:start + rows]
+        count = block.shape[0]
+        torch.mul(block, block, out=squares[:count])
+        torch.addmm(beta, squares[:count], gamma_t, out=norms[:count])
+        norms[:count].sqrt_() if gdn.inverse else norms[:count].rsqrt_()
+        block.mul_(norms[:count])
+    return x
+
+
+def subpixel_weight(layer: nn.ConvTranspose2d) -> torch.Tensor:
+    """The (4 * out, in, 3, 3) weight of a convolution whose pixel_shuffle(2) equals `layer`
+    (kernel 5, stride 2, padding 2, output padding 1): output 2m + a takes input m + d through tap
+    a + 2 - 2d of the transposed kernel; taps outside the kernel are zero."""
+    weight = layer.weight
+    in_channels, out_channels = weight.shape[:2]
+    padded = F.pad(weight, (1, 2, 1, 2))  # taps -1..5 at 0..6: a + 2 - 2d + 1 for a in 0..1, d in -1..1
+    offsets = torch.arange(2)[:, None] + 3 - 2 * torch.arange(-1, 2)[None, :]  # (phase a, d)
+    taps = padded[:, :, offsets[:, None, :, None], offsets[None, :, None, :]]  # (in, out, a, b, dy, dx)
+    return taps.permute(1, 2, 3, 0, 4, 5).reshape(out_channels * 4, in_channels, 3, 3)
+
+
+def is_subpixel_compatible(layer: nn.Module) -> bool:
+    return (isinstance(layer, nn.ConvTranspose2d) and layer.kernel_size == (5, 5) and layer.stride == (2, 2)
+            and layer.padding == (2, 2) and layer.output_padding == (1, 1) and layer.groups == 1
+            and layer.dilation == (1, 1))
+
+
+def run_decoder(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """layers(x) for decoding (no gradients): GDNs normalise in place, a transposed convolution to
+    few channels runs as a sub-pixel convolution. x is channels_last and consumed."""
+    for layer in layers:
+        if isinstance(layer, GDN) and x.is_contiguous(memory_format=torch.channels_last):
+            x = gdn_in_place(layer, x)
+        elif is_subpixel_compatible(layer) and layer.out_channels <= SUBPIXEL_MAX_OUT_CHANNELS:
+            bias = None if layer.bias is None else layer.bias.repeat_interleave(4)
+            x = F.pixel_shuffle(F.conv2d(x, subpixel_weight(layer), bias, padding=1), 2)
+        else:
+            x = layer(x)
+    return x
+
+
 def ste_round(x: torch.Tensor) -> torch.Tensor:
     """Round in the forward pass, identity gradient in the backward pass."""
     return x + (torch.round(x) - x).detach()
