@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 MAGIC = b"\x89LIC\r\n\x1a\n"
-FORMAT_VERSION = 4  # written only when a file needs it; plain files stay version 1
-READABLE_VERSIONS = (1, 2, 3, 4)
+FORMAT_VERSION = 5  # written only when a file needs it; plain files stay version 1
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 MAX_FILE_BYTES = 1 << 30
 MAX_DIMENSION = 65535
 MAX_PIXELS = 1 << 25
@@ -39,20 +39,21 @@ class SectionType(IntEnum):
     DETAIL1 = 8  # version 3: the first refinement level of a progressive model (may be empty)
     DETAIL2 = 9  # version 3: the second refinement level (may be empty; needs DETAIL1)
     QUALITY_STEP = 10  # version 4: one byte k in 1..255, the quality is the header's index + k / 256
+    PRESERVE = 11  # version 5: the coded map of the latents a selective model codes (the rest is synthesised)
 
 
 # The sections a model's codec writes, by the names codecs use for them (models/interface.py).
 CODED_SECTIONS = {"hyperlatent": SectionType.HYPERLATENT, "latent": SectionType.LATENT,
                   "bitsback": SectionType.BITSBACK, "album": SectionType.ALBUM,
-                  "detail1": SectionType.DETAIL1, "detail2": SectionType.DETAIL2}
+                  "detail1": SectionType.DETAIL1, "detail2": SectionType.DETAIL2, "preserve": SectionType.PRESERVE}
 BITS_BACK_SECTIONS = {SectionType.BITSBACK, SectionType.ALBUM}
 # A progressive model's refinement levels: an empty one means "every latent of it is predicted".
 DETAIL_SECTIONS = {SectionType.DETAIL1, SectionType.DETAIL2}
 # The lowest format version that holds each section type (types not listed: version 1).
 SECTION_VERSIONS = {SectionType.BITSBACK: 2, SectionType.ALBUM: 2, SectionType.DETAIL1: 3, SectionType.DETAIL2: 3,
-                    SectionType.QUALITY_STEP: 4}
+                    SectionType.QUALITY_STEP: 4, SectionType.PRESERVE: 5}
 RAW_SECTIONS = {SectionType.HYPERLATENT, SectionType.LATENT, SectionType.ICC, SectionType.EXIF, SectionType.ALPHA,
-                SectionType.QUALITY_STEP}
+                SectionType.QUALITY_STEP, SectionType.PRESERVE}
 QUALITY_STEPS = 256  # a continuous quality lies on a grid of 1/256 between operating points
 
 

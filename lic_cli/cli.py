@@ -189,14 +189,18 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.option("--bbvi-steps", type=click.IntRange(0, MAX_BBVI_STEPS),
               help="Models that carry data: iterations of the posterior fit, which the decoder repeats "
               "[default: the model's].")
+@click.option("--preserve", type=click.Path(exists=True, dir_okay=False), metavar="MASK",
+              help="Selective generation (models that offer it, see `lic models`): an image, any size, white "
+              "where the picture must be kept, black where it may be synthesised; only the kept region is "
+              "coded (in 16x16 blocks), so the file shrinks with the synthesised area.")
 @click.option("--frame", type=click.IntRange(0), help="Which frame of an animation or multi-page input to code "
               "(0 = the first); such inputs are refused without it.")
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one (without --model: "
               "for the model it holds).")
 @runtime_options
 def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr, target_ms_ssim, force, refine, steps,
-           lr, refine_seconds, comment, side_info, bbvi_steps, frame, weights, device, precision, threads, max_pixels,
-           quiet, verbose):
+           lr, refine_seconds, comment, side_info, bbvi_steps, preserve, frame, weights, device, precision, threads,
+           max_pixels, quiet, verbose):
     """Compress images (PNG, JPEG, WebP, TIFF, PPM, BMP) into .lic files.
 
     \b
@@ -207,6 +211,7 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
       lic encode photo.png --refine sga --steps 300   # slower encode, smaller file
       lic encode *.png -o out/ --target-size 40k      # each file at most 40,000 bytes
       lic encode photo.png --target-psnr 33           # the smallest file of at least 33 dB
+      lic encode photo.png --model gc-c4-sc --preserve mask.png   # code only the mask's white part
 
     Grey and RGBA images are kept as such (alpha is stored losslessly); ICC profiles and EXIF
     are carried through. 16-bit images are converted to 8 bits with a warning.
@@ -234,6 +239,12 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
         if refine != "none" and refine not in capabilities.refine:
             raise ValueError(f"--refine {refine} is not available for {model} "
                              f"(it offers: {', '.join(capabilities.refine) or 'none'})")
+        if preserve and not capabilities.selective:
+            from models import zoo
+
+            raise ValueError(f"--preserve needs a model with selective generation; {model} has none "
+                             f"(models with it: {', '.join(zoo.models_with(selective=True))})")
+        mask_bytes = Path(preserve).read_bytes() if preserve else None
         album_target = output if capabilities.carries_data and len(inputs) > 1 and _is_file_target(output) else None
         if album_target and target:
             raise ValueError("rate control (--target-*) codes each image on its own; not with an album (-o FILE)")
@@ -257,8 +268,9 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
             say(f"lic: warning: {job.source}: {warning}")
         if target:
             return _encode_to_target(job, image, loaded, target, session, started)
+        kept = _preservation_mask(mask_bytes, preserve, image)
         with _refine_progress(job.source, steps, quiet or refine_options is None) as on_progress:
-            options = EncodeOptions(refine_options, bbvi_steps, on_progress)
+            options = EncodeOptions(refine_options, bbvi_steps, on_progress, kept)
             if capabilities.carries_data:
                 data, coded = codec.encode_album([(None, image)], loaded, quality, comment, extra, options)
                 if coded.padding_bytes and not quiet:
@@ -273,6 +285,18 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
         return f"{job.source} -> {job.target}: {len(data):,} bytes, {bpp:.4f} bpp, {seconds:.2f} s"
 
     run_batch(jobs, work, quiet, "encoding", verbose or (target is not None and not quiet))
+
+
+def _preservation_mask(data: bytes | None, path: str | None, image):
+    """--preserve's mask at the image's size (None without one)."""
+    if data is None:
+        return None
+    from .imageio import ImageReadError, read_mask
+
+    try:
+        return read_mask(data, image.width, image.height)
+    except ImageReadError as error:
+        raise ImageReadError(f"--preserve {path}: {error}") from None
 
 
 def _target(size: str | None, bpp: float | None, psnr: float | None, ms_ssim: float | None, quality,
@@ -504,6 +528,8 @@ def _capability_text(capabilities, tunable: bool = False) -> str:
         parts.append("carries data, albums")
     if capabilities.progressive:
         parts.append("progressive (decode --levels)")
+    if capabilities.selective:
+        parts.append("--preserve MASK")
     if tunable:
         parts.append("tune")
     return ", ".join(parts) or "-"

@@ -166,15 +166,17 @@ def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
 
 
 def coded_sections(container: Container, loaded: zoo.LoadedCodec) -> dict[str, bytes]:
-    """The model's sections of a file by name; every one it writes must be there, and no other."""
+    """The model's sections of a file by name: every one it always writes must be there, and no other
+    than those and its optional ones."""
     expected = {section_type(name): name for name in loaded.codec.section_names}
+    optional = {section_type(name): name for name in loaded.codec.optional_sections}
     present = {kind for kind in container.sections if kind in CODED_SECTIONS.values()}
-    if present - expected.keys():
+    if present - expected.keys() - optional.keys():
         raise FormatError(f"file layout does not match model {container.model_id}")
     missing = [name for kind, name in expected.items() if kind not in present]
     if missing:
         raise FormatError(f"file lacks its {', '.join(missing)} section")
-    return {name: container.sections[kind] for kind, name in expected.items()}
+    return {name: container.sections[kind] for kind, name in {**expected, **optional}.items() if kind in present}
 
 
 def section_prefix(coded: dict[str, bytes], loaded: zoo.LoadedCodec, levels: int) -> dict[str, bytes]:

@@ -84,6 +84,16 @@ def read_image(data: bytes, frame: int | None = None, max_pixels: int = MAX_PIXE
     return image_data(image, sixteen_bit)
 
 
+def read_mask(data: bytes, width: int, height: int) -> np.ndarray:
+    """A preservation mask (any image: white = keep, black = may be synthesised; alpha ignored) as
+    (height, width) booleans, resampled to that size: True where its grey level is at least 128."""
+    mask = read_image(data)
+    grey = Image.fromarray(mask.pixels[:, :, :3] if mask.channels != 1 else mask.pixels[:, :, 0]).convert("L")
+    if grey.size != (width, height):
+        grey = grey.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(grey) >= 128
+
+
 def image_data(image: Image.Image, sixteen_bit: bool = False) -> ImageData:
     """A loaded Pillow image as 8-bit grey, RGB or RGBA pixels with its ICC profile and EXIF;
     warnings say what was converted. sixteen_bit: the file held 16-bit samples that Pillow has

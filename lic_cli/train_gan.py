@@ -100,10 +100,10 @@ class CoderObjective(nn.Module):
                 out = self.model(x)
                 real = discriminator(x) if gan_on else None
                 fake = discriminator(out["x_hat"]) if gan_on else None
-                losses = self.model.generator_losses(x, out["x_hat"].float(), real, fake)
+                losses = self.model.generator_losses(x, out["x_hat"].float(), real, fake, out.get("preserve"))
         finally:
             discriminator.requires_grad_(True)
-        context_bits = self.model.context.bits(out["w_hat"].detach(), out["symbols"]).mean()
+        context_bits = self.model.context.bits(out["w_hat"].detach(), out["symbols"], out.get("preserve")).mean()
         return losses, context_bits / pixels, out["x_hat"]
 
 

@@ -604,6 +604,7 @@ class CpmCodec:
     stack (section "latent"); decodes the symbols in wavefronts."""
 
     section_names = ("latent",)
+    optional_sections: tuple[str, ...] = ()
     capabilities = Capabilities()
 
     def __init__(self, model: ConditionalProbabilityModel, coding: dict[str, torch.Tensor], device="cpu",

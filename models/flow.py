@@ -397,6 +397,7 @@ class FlowCodec:
     preview (the missing levels at their predicted means)."""
 
     section_names = ("latent", "detail1", "detail2")
+    optional_sections: tuple[str, ...] = ()
     capabilities = Capabilities(progressive=True)
 
     def __init__(self, model: FlowCompression, coding: dict[str, torch.Tensor], device="cpu", compute: str = "auto"):

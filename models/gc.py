@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bitstream import binarymap
 from bitstream.coders import InformationBudget, stack_from_bytes, symbol_costs, words_to_bytes
 from bitstream.container import FormatError
 from bitstream.tables import TOTAL
@@ -39,6 +40,7 @@ from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, 
 
 CENTRES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 NUM_SYMBOLS = len(CENTRES)
+ZERO_SYMBOL = CENTRES.index(0.0)  # what W holds where selective generation synthesises
 DOWNSAMPLING = 16
 MIN_LATENT = 2
 LAMBDA = 10.0
@@ -56,6 +58,9 @@ class GcConfig:
     context_width: int = 48
     adversarial: bool = True  # False: the paper's "MSE bl." (same architecture, distortion only)
     norm: str = "channel"  # "channel" (HiFiC's ChannelNorm) or "instance" (the paper's; see ChannelNorm2d)
+    # Selective generation (the paper's SC, random-box mode): the generator also sees the
+    # preservation map m and synthesises where it is 0; training preserves random boxes.
+    selective: bool = False
 
 
 class ChannelNorm2d(nn.Module):
@@ -183,14 +188,17 @@ class ChannelContext(nn.Module):
         """Logits for every (channel, phase) step: [(channel, phase, logits (B, 5, h, w))]."""
         return [(c, p, self.net(self.inputs(w_hat, c, p))) for c in range(self.bottleneck) for p in (0, 1)]
 
-    def bits(self, w_hat: torch.Tensor, symbols: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the symbols in bits, per sample (B,)."""
+    def bits(self, w_hat: torch.Tensor, symbols: torch.Tensor, preserve: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy of the symbols in bits, per sample (B,); only where preserve (B, 1, h, w)
+        is 1 when given (the rest is not coded)."""
         total = torch.zeros(w_hat.shape[0], device=w_hat.device)
         height, width = w_hat.shape[2:]
         for channel, phase, logits in self.forward(w_hat):
             log_probs = torch.log_softmax(logits.float() * np.log(2), dim=1) / np.log(2)
             picked = log_probs.gather(1, symbols[:, channel : channel + 1]).squeeze(1)
             mask = self.phase_mask(height, width, phase, w_hat.device)
+            if preserve is not None:
+                mask = mask * preserve[:, 0]
             total = total - (picked * mask).sum(dim=(1, 2))
         return total
 
@@ -202,7 +210,8 @@ class GenerativeCompression(nn.Module):
         if config.norm not in NORMS:
             raise ValueError(f"unknown normalisation {config.norm!r} (known: {', '.join(NORMS)})")
         self.encoder = Encoder(config.width, config.bottleneck, config.norm)
-        self.generator = Generator(config.width, config.bottleneck, config.residual_blocks, config.norm)
+        self.generator = Generator(config.width, config.bottleneck + config.selective, config.residual_blocks,
+                                   config.norm)
         self.context = ChannelContext(config.bottleneck, config.context_width)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -213,12 +222,26 @@ class GenerativeCompression(nn.Module):
         """x in [0, 1], sides multiples of 16 -> (w_hat, symbols (B, C, h, w) in 0..4)."""
         return quantize(self.features(x))
 
-    def synthesise(self, w_hat: torch.Tensor) -> torch.Tensor:
+    def synthesise(self, w_hat: torch.Tensor, preserve: torch.Tensor | None = None) -> torch.Tensor:
+        """w_hat (B, C, h, w) -> image in [0, 1]. preserve (B, 1, h, w), 1 = keep, 0 = synthesise
+        (selective models only; None: keep everything); w_hat must be 0 where it is 0."""
+        if self.config.selective:
+            if preserve is None:
+                preserve = w_hat.new_ones(w_hat.shape[0], 1, *w_hat.shape[2:])
+            w_hat = torch.cat([w_hat, preserve.to(w_hat.dtype)], dim=1)
+        elif preserve is not None:
+            raise ValueError("this model has no selective generation")
         return (self.generator(w_hat).float() + 1) / 2
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         w_hat, symbols = self.analyse(x)
-        return {"x_hat": self.synthesise(w_hat), "w_hat": w_hat, "symbols": symbols}
+        out = {"w_hat": w_hat, "symbols": symbols}
+        if self.config.selective and self.training:
+            preserve = random_boxes(w_hat.shape[0], *w_hat.shape[2:], device=w_hat.device)
+            out.update(w_hat=w_hat * preserve, symbols=torch.where(preserve.bool(), symbols, ZERO_SYMBOL),
+                       preserve=preserve)
+        out["x_hat"] = self.synthesise(out["w_hat"], out.get("preserve"))
+        return out
 
     # What the GAN training driver needs besides the forward pass (it never names this module).
     @staticmethod
@@ -226,8 +249,8 @@ class GenerativeCompression(nn.Module):
         return MultiScaleDiscriminator(base=width)
 
     @staticmethod
-    def generator_losses(x, x_hat, real, fake) -> dict[str, torch.Tensor]:
-        return generator_losses(x, x_hat, real, fake)
+    def generator_losses(x, x_hat, real, fake, preserve=None) -> dict[str, torch.Tensor]:
+        return generator_losses(x, x_hat, real, fake, preserve)
 
     @staticmethod
     def discriminator_loss(real, fake) -> torch.Tensor:
@@ -283,31 +306,60 @@ def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Ten
 
 
 def generator_losses(x: torch.Tensor, x_hat: torch.Tensor, real: list[list[torch.Tensor]] | None,
-                     fake: list[list[torch.Tensor]] | None) -> dict[str, torch.Tensor]:
+                     fake: list[list[torch.Tensor]] | None, preserve: torch.Tensor | None = None
+                     ) -> dict[str, torch.Tensor]:
     """L_GAN + lambda * (MSE + feature matching); without discriminator outputs just lambda * MSE.
 
     MSE is on images scaled to [-1, 1] like the paper's networks; feature matching is the mean L1
     distance between the discriminator's intermediate features on x and x_hat (pix2pixHD). The
     VGG perceptual term of the paper needs pretrained weights we cannot download and is left out.
+    preserve (B, 1, h, w), selective training: both distortions count only where it is 1 (the
+    paper masks the distortion; the adversarial term alone shapes the synthesised rest).
     """
-    mse = torch.mean(((x_hat - x) * 2) ** 2)
+    mse = _masked_mean(((x_hat - x) * 2) ** 2, preserve)
     out = {"mse": mse}
     if real is None or fake is None:
         out["loss"] = LAMBDA * mse
         return out
     gan = sum(torch.mean((f[-1].float() - 1) ** 2) for f in fake) / len(fake)
-    matching = sum(torch.mean(torch.abs(fr.float() - rr.detach().float()))
+    matching = sum(_masked_mean(torch.abs(fr.float() - rr.detach().float()), preserve)
                    for r, f in zip(real, fake, strict=True) for rr, fr in zip(r[:-1], f[:-1], strict=True))
     matching = matching / (len(fake) * (len(fake[0]) - 1))
     out.update(gan=gan, feature_matching=matching, loss=gan + LAMBDA * (mse + matching))
     return out
 
 
+def _masked_mean(values: torch.Tensor, preserve: torch.Tensor | None) -> torch.Tensor:
+    """Mean of values (B, ch, H, W) over the preserved area, the map resampled to H x W."""
+    if preserve is None:
+        return torch.mean(values)
+    weights = F.interpolate(preserve.to(values.dtype), size=values.shape[2:], mode="area")
+    return (values * weights).sum() / (weights.sum() * values.shape[1]).clamp(min=1e-6)
+
+
+def random_boxes(batch: int, height: int, width: int, keep_all_share: float = 0.5,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """Random-box preservation maps (B, 1, height, width) of 0/1 (the paper's RB training mode):
+    a share of the samples keeps everything (the model then codes whole images too); the others
+    keep one box at a uniformly random place, each side a uniformly random 1/4 to 3/4 of the map's."""
+    maps = torch.ones(batch, 1, height, width, device=device)
+    for sample in range(batch):
+        if torch.rand(()) < keep_all_share:
+            continue
+        box_h = int(torch.randint(max(1, height // 4), max(2, 3 * height // 4 + 1), ()))
+        box_w = int(torch.randint(max(1, width // 4), max(2, 3 * width // 4 + 1), ()))
+        top = int(torch.randint(0, height - box_h + 1, ()))
+        left = int(torch.randint(0, width - box_w + 1, ()))
+        maps[sample] = 0
+        maps[sample, :, top:top + box_h, left:left + box_w] = 1
+    return maps
+
+
 # ---------------------------------------------------------------------------------------------
 # Exact probabilities for the entropy coder
 # ---------------------------------------------------------------------------------------------
 def static_counts(symbols: np.ndarray) -> np.ndarray:
-    """Per-channel counts (C, 5) summing to TOTAL with every count >= 1, from a (C, h, w) array."""
+    """Per-channel counts (C, 5) summing to TOTAL with every count >= 1, from a (C, ...) array."""
     channels = symbols.shape[0]
     histogram = np.stack([np.bincount(symbols[c].ravel(), minlength=NUM_SYMBOLS) for c in range(channels)])
     weights = histogram.astype(np.int64) * 1024 + 1
@@ -326,9 +378,14 @@ MODE_CONTEXT = 1
 
 
 class GcCodec:
-    """Codes W with whichever of the two entropy models gives fewer bytes (one mode byte says which)."""
+    """Codes W with whichever of the two entropy models gives fewer bytes (one mode byte says which).
+
+    A selective model (config.selective) given a preservation map (EncodeOptions.preserve) codes
+    the map (section "preserve", bitstream.binarymap) and only the latents it keeps; the others
+    are 0 and the generator synthesises their region."""
 
     section_names = ("latent",)
+    optional_sections: tuple[str, ...] = ()
     qualities = Qualities(1, 0, "1 (one rate, set by the bottleneck)")
     capabilities = Capabilities()
 
@@ -338,6 +395,8 @@ class GcCodec:
         self.device = torch.device(device)
         self.compute = precision.resolve(compute, self.device)
         self.context = fixedpoint.freeze(model.context.net)
+        if model.config.selective != self.capabilities.selective:
+            raise ValueError(f"{type(self).__name__} cannot code a model with selective={model.config.selective}")
 
     @torch.inference_mode()
     def symbols(self, image: torch.Tensor) -> np.ndarray:
@@ -354,53 +413,84 @@ class GcCodec:
         self.qualities.check(quality)
         check_refine(self.capabilities, options, "this model")
         symbols = self.symbols(image)
-        candidates = [self.encode_static(symbols), self.encode_context(symbols)]
-        return {"latent": min(candidates, key=len)}
+        keep = self.kept_latents(options.preserve, symbols.shape[1:])
+        sections = {}
+        if keep is not None:
+            symbols[:, ~keep] = ZERO_SYMBOL
+            sections["preserve"] = binarymap.encode(keep)
+        candidates = [self.encode_static(symbols, keep), self.encode_context(symbols, keep)]
+        return {"latent": min(candidates, key=len), **sections}
 
-    def encode_static(self, symbols: np.ndarray) -> bytes:
+    def kept_latents(self, preserve: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
+        """The (h, w) latents to code for a pixel preservation map: those whose 16 x 16 block holds
+        any pixel to keep. None where everything is kept (the file is then a plain one)."""
+        if preserve is None:
+            return None
+        if not self.capabilities.selective:
+            raise ValueError("this model has no selective generation (--preserve)")
+        preserve = np.asarray(preserve, dtype=bool)
+        padded = np.zeros((shape[0] * DOWNSAMPLING, shape[1] * DOWNSAMPLING), dtype=bool)
+        rows, cols = min(preserve.shape[0], padded.shape[0]), min(preserve.shape[1], padded.shape[1])
+        padded[:rows, :cols] = preserve[:rows, :cols]
+        keep = padded.reshape(shape[0], DOWNSAMPLING, shape[1], DOWNSAMPLING).any(axis=(1, 3))
+        return None if keep.all() else keep
+
+    def encode_static(self, symbols: np.ndarray, keep: np.ndarray | None = None) -> bytes:
         import constriction
-        counts = static_counts(symbols)
+        kept = _kept_symbols(symbols, keep)
+        counts = static_counts(kept)
         coder = constriction.stream.stack.AnsCoder()
         for channel in reversed(range(symbols.shape[0])):
             model = constriction.stream.model.Categorical(counts[channel] / TOTAL, perfect=False)
-            coder.encode_reverse(symbols[channel].ravel().astype(np.int32), model)
+            coder.encode_reverse(kept[channel].astype(np.int32), model)
         return bytes([MODE_STATIC]) + counts.astype("<u2").tobytes() + words_to_bytes(coder.get_compressed())
 
-    def encode_context(self, symbols: np.ndarray) -> bytes:
+    def encode_context(self, symbols: np.ndarray, keep: np.ndarray | None = None) -> bytes:
         import constriction
         w_hat = torch.from_numpy(np.asarray(CENTRES)[symbols])[None]
         coder = constriction.stream.stack.AnsCoder()
         family = constriction.stream.model.Categorical(perfect=False)
-        for channel, _, positions, counts in reversed(list(self._context_steps(w_hat))):
+        for channel, _, positions, counts in reversed(list(self._context_steps(w_hat, keep))):
             coder.encode_reverse(symbols[channel][positions].astype(np.int32), family, counts / TOTAL)
         return bytes([MODE_CONTEXT]) + words_to_bytes(coder.get_compressed())
 
-    def _context_steps(self, w_hat: torch.Tensor):
-        """(channel, phase, positions, counts (n, 5)) in decoding order; w_hat may be partly known."""
+    def _context_steps(self, w_hat: torch.Tensor, keep: np.ndarray | None = None):
+        """(channel, phase, positions, counts (n, 5)) in decoding order; w_hat may be partly known.
+        Only kept positions are coded; the others hold 0 in w_hat from the start."""
         height, width = w_hat.shape[2:]
         for channel in range(w_hat.shape[1]):
             for phase in (0, 1):
                 positions = ChannelContext.phase_mask(height, width, phase).numpy().astype(bool)
+                if keep is not None:
+                    positions &= keep
                 inputs = self.model.context.inputs(w_hat.double(), channel, phase)
                 logits = fixedpoint.run(self.context, inputs)[0].numpy()  # (5, h, w)
                 yield channel, phase, positions, fixedpoint.integer_softmax(logits[:, positions].T)
 
     @torch.inference_mode()
     def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
-        symbols = self.decode_symbols(sections, geometry, quality)[0]
-        return self.synthesise(symbols, geometry.height, geometry.width, pixels=True)
+        symbols, *kept = self.decode_symbols(sections, geometry, quality)
+        return self.synthesise(symbols, geometry.height, geometry.width, pixels=True, keep=kept[0] if kept else None)
 
     @torch.inference_mode()
     def decode_symbols(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> list[np.ndarray]:
-        """The entropy-decoded (C, h, w) symbols 0..4 of W."""
+        """The entropy-decoded (C, h, w) symbols 0..4 of W, and with a preserve section the (h, w)
+        map of the latents it keeps (uint8)."""
         self.qualities.check(quality)
-        payload = sections["latent"]
         shape = (self.model.config.bottleneck, *latent_size(geometry.height, geometry.width))
+        keep = None
+        if "preserve" in sections:
+            keep = binarymap.decode(sections["preserve"], shape[1:])
+        symbols = self._decode_latent(sections["latent"], shape, keep)
+        return [symbols] if keep is None else [symbols, keep.astype(np.uint8)]
+
+    def _decode_latent(self, payload: bytes, shape: tuple[int, int, int], keep: np.ndarray | None) -> np.ndarray:
         if not payload:
             raise FormatError("empty latent section")
         mode, body = payload[0], payload[1:]
         import constriction
-        symbols = np.zeros(shape, dtype=np.int64)
+        symbols = np.full(shape, ZERO_SYMBOL, dtype=np.int64)
+        kept = int(keep.sum()) if keep is not None else shape[1] * shape[2]
         if mode == MODE_STATIC:
             table_bytes = 2 * NUM_SYMBOLS * shape[0]
             counts = np.frombuffer(body[:table_bytes], dtype="<u2").astype(np.int64)
@@ -410,21 +500,25 @@ class GcCodec:
             if np.any(counts.sum(axis=1) != TOTAL):
                 raise FormatError("invalid symbol frequency table")
             coder = stack_from_bytes(body[table_bytes:])
-            if coder.is_empty() and not np.array_equal(counts, static_counts(np.zeros(shape, dtype=np.int64))):
+            if coder.is_empty() and not np.array_equal(counts, static_counts(np.zeros((shape[0], kept), np.int64))):
                 # An empty stream decodes to the first symbol everywhere, which is what only an
                 # image of that symbol alone codes to, and its table would say so.
                 raise FormatError("empty entropy-coded stream under a table of other symbols (corrupted file?)")
             budget = InformationBudget(coder)
             for channel in range(shape[0]):
                 model = constriction.stream.model.Categorical(counts[channel] / TOTAL, perfect=False)
-                symbols[channel] = np.asarray(coder.decode(model, shape[1] * shape[2])).reshape(shape[1:])
-                budget.spend(symbol_costs(counts[channel])[symbols[channel]].sum())
+                decoded = np.asarray(coder.decode(model, kept), dtype=np.int64)
+                budget.spend(symbol_costs(counts[channel])[decoded].sum())
+                if keep is None:
+                    symbols[channel] = decoded.reshape(shape[1:])
+                else:
+                    symbols[channel][keep] = decoded
         elif mode == MODE_CONTEXT:
             coder = stack_from_bytes(body)
             family = constriction.stream.model.Categorical(perfect=False)
             w_hat = torch.zeros((1, *shape), dtype=torch.float64)
             budget = InformationBudget(coder)
-            for channel, _, positions, counts in self._context_steps(w_hat):
+            for channel, _, positions, counts in self._context_steps(w_hat, keep):
                 decoded = np.asarray(coder.decode(family, counts / TOTAL), dtype=np.int64)
                 budget.spend(symbol_costs(np.take_along_axis(counts, decoded[:, None], axis=1)).sum())
                 symbols[channel][positions] = decoded
@@ -433,20 +527,40 @@ class GcCodec:
             raise FormatError(f"unknown latent coding mode {mode}")
         if not coder.is_empty():
             raise FormatError("entropy-coded stream has data left over (corrupted file?)")
-        return [symbols]
+        return symbols
 
     @torch.inference_mode()
-    def synthesise(self, symbols: np.ndarray, height: int, width: int, pixels: bool = False) -> torch.Tensor:
-        """The generator's image (3, height, width) in [0, 1] (pixels=True: 8-bit) of (C, h, w) symbols."""
+    def synthesise(self, symbols: np.ndarray, height: int, width: int, pixels: bool = False,
+                   keep: np.ndarray | None = None) -> torch.Tensor:
+        """The generator's image (3, height, width) in [0, 1] (pixels=True: 8-bit) of (C, h, w)
+        symbols; keep (h, w): the latents coded, the rest synthesised (selective models)."""
         w_hat = torch.tensor(CENTRES, dtype=torch.float32)[torch.from_numpy(symbols)][None]
+        channels = w_hat.shape[1]
+        if self.model.config.selective:  # the map rides along as a last channel through the tiling
+            plane = torch.ones(1, 1, *w_hat.shape[2:]) if keep is None else torch.from_numpy(keep).float()[None, None]
+            w_hat = torch.cat([w_hat, plane], dim=1)
 
         def generator(tile: torch.Tensor) -> torch.Tensor:
-            x_hat = self.model.synthesise(tile.to(self.device)).float().clamp_(0, 1).cpu()
+            tile = tile.to(self.device)
+            preserve = tile[:, channels:] if self.model.config.selective else None
+            x_hat = self.model.synthesise(tile[:, :channels], preserve).float().clamp_(0, 1).cpu()
             return to_uint8(x_hat) if pixels else x_hat
 
         with precision.synthesis_threads(self.device), precision.autocast(self.compute, self.device):
             x_hat = GENERATOR_TILES.run(generator, w_hat, up=DOWNSAMPLING)
         return x_hat[0, :, :height, :width]
+
+
+class SelectiveGcCodec(GcCodec):
+    """GcCodec of a selective model (gc-c4-sc): takes EncodeOptions.preserve."""
+
+    capabilities = Capabilities(selective=True)
+    optional_sections = ("preserve",)
+
+
+def _kept_symbols(symbols: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    """(C, n) symbols at the kept positions (all of them without a map), in raster order."""
+    return symbols.reshape(symbols.shape[0], -1) if keep is None else symbols[:, keep]
 
 
 def bound_bits(height: int, width: int, bottleneck: int) -> float:
@@ -462,11 +576,13 @@ def latent_size(height: int, width: int) -> tuple[int, int]:
 
 
 def adapt_state(state: dict[str, torch.Tensor], model: GenerativeCompression) -> dict[str, torch.Tensor]:
-    """Start a gc model from another one's parameters (same width, any C).
+    """Start a gc model from another one's parameters (same width, any C, selective or not).
 
     Everything of equal shape is copied. Where C differs, the encoder's last layer and the
     generator's first layer keep the source's first min(C, C') channels and the target's own
-    initialisation for the rest; the context model (its inputs depend on C) keeps its own.
+    initialisation for the rest; the context model (its inputs depend on C) keeps its own. A
+    selective model started from a plain one gets a zero weight on its preservation map input, so
+    with everything preserved it starts as the source.
     """
     adapted = model.state_dict()
     for key, target in adapted.items():
@@ -483,7 +599,19 @@ def adapt_state(state: dict[str, torch.Tensor], model: GenerativeCompression) ->
         else:
             raise ValueError(f"cannot start from these weights: {key} has shape {tuple(source.shape)}, "
                              f"expected {tuple(target.shape)} (different width?)")
+    if model.config.selective and _bottleneck_of(state) == state["generator.0.weight"].shape[1]:
+        first = model.state_dict()["generator.0.weight"].clone()
+        overlap = min(model.config.bottleneck, _bottleneck_of(state))
+        first[:, :overlap] = state["generator.0.weight"][:, :overlap]
+        first[:, model.config.bottleneck:] = 0
+        adapted["generator.0.weight"] = first
     return adapted
+
+
+def _bottleneck_of(state: dict[str, torch.Tensor]) -> int:
+    """C of a gc state: the output channels of the encoder's last convolution."""
+    last = max(int(key.split(".")[1]) for key in state if key.startswith("encoder.") and key.endswith(".weight"))
+    return state[f"encoder.{last}.weight"].shape[0]
 
 
 def _differs_only_in_bottleneck(key: str, model: GenerativeCompression) -> bool:

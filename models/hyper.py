@@ -516,6 +516,7 @@ class HyperCodec(HyperpriorCoding):
     """Encodes images to named byte sections and back with a trained MeanScaleHyperprior."""
 
     section_names = ("hyperlatent", "latent")
+    optional_sections: tuple[str, ...] = ()
     capabilities = Capabilities(refine=("sga",), prepares=True)
     continuous_quality = True
 

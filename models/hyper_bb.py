@@ -190,6 +190,7 @@ class BitsBackCodec(LatentSynthesis):
     """Codes an album of images into one ANS stack that also carries arbitrary bytes."""
 
     section_names = ("bitsback", "album")
+    optional_sections: tuple[str, ...] = ()
     # The posterior fit runs on the whole image in float64 on one thread, on both sides: bounded here.
     capabilities = Capabilities(refine=("sga",), carries_data=True, max_pixels=MAX_PIXELS)
 

@@ -227,6 +227,7 @@ class HyperCtxCodec(HyperpriorCoding):
     each chunk one pass: a group's channels at its anchor (then other) positions, channel-major."""
 
     section_names = ("hyperlatent", "latent")
+    optional_sections: tuple[str, ...] = ()
     capabilities = Capabilities(refine=("sga",), prepares=True)
     continuous_quality = True
 

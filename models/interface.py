@@ -67,6 +67,7 @@ class Capabilities:
     progressive: bool = False  # a prefix of the coded sections decodes to a coarser image
     max_pixels: int | None = None  # largest image it codes, if below the container's limit
     prepares: bool = False  # prepare(image) runs the analysis once; its .encode(quality) codes any quality
+    selective: bool = False  # EncodeOptions.preserve: only the kept region is coded, the rest synthesised
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class EncodeOptions:
     refine: RefineOptions | None = None
     posterior_steps: int | None = None  # carrying codecs: iterations of the posterior fit (None: default)
     on_progress: ProgressCallback | None = None
+    # Selective models: (H, W) booleans at the image's size, True = keep faithfully; None = keep all.
+    preserve: np.ndarray | None = None
 
 
 PLAIN = EncodeOptions()  # no refinement, default effort
@@ -140,7 +143,8 @@ class ImageCodec(Protocol):
 
     qualities: Qualities
     capabilities: Capabilities
-    section_names: tuple[str, ...]
+    section_names: tuple[str, ...]  # the coded sections every file of it holds
+    optional_sections: tuple[str, ...]  # coded sections a file may hold besides (e.g. "preserve")
 
     def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions) -> dict[str, bytes]:
         ...

@@ -124,13 +124,17 @@ def _hyper_sizes(config: dict) -> dict:
 HYPER_SIZES = {"channels": "channels", "latent_channels": "latent_channels", "hyper_width": "hyper_width"}
 HYPER_OPTIONS = frozenset({"hyper_width", "grow_warmup", "qualities", "straight_through_after"})
 HYPER_TINY = {"channels": 8, "latent_channels": 12}
-GC_MODELS = {"gc-c2": (2, True), "gc-c4": (4, True), "gc-c8": (8, True), "gc-c4-mse": (4, False)}
+# name -> (C, adversarial, selective)
+GC_MODELS = {"gc-c2": (2, True, False), "gc-c4": (4, True, False), "gc-c8": (8, True, False),
+             "gc-c4-mse": (4, False, False), "gc-c4-sc": (4, True, True)}
 
 
 def _gc_entry(name: str) -> ZooEntry:
-    bottleneck, adversarial = GC_MODELS[name]
+    bottleneck, adversarial, selective = GC_MODELS[name]
     what = "GAN" if adversarial else "MSE-only baseline of the GAN"
-    config = dataclasses.asdict(gc.GcConfig(bottleneck=bottleneck, adversarial=adversarial))
+    if selective:
+        what += " with selective generation (--preserve MASK: only the kept region is coded)"
+    config = dataclasses.asdict(gc.GcConfig(bottleneck=bottleneck, adversarial=adversarial, selective=selective))
     # Any gc model can start another (e.g. gc-c2 from the distortion-trained gc-c4-mse).
     starts = {other: gc.adapt_state for other in GC_MODELS if other != name}
     bound_bpp = gc.bound_bits(512, 768, bottleneck) / (512 * 768)
@@ -138,10 +142,11 @@ def _gc_entry(name: str) -> ZooEntry:
                         {"channels": "width", "latent_channels": "context_width"})
     return ZooEntry(
         name, f"generative compression (Agustsson et al. 2019), {what}, C={bottleneck}: "
-        f"<= {bound_bpp:.4f} bpp at 768x512", build=_gc, codec=gc.GcCodec, weight_file=f"{name}.pt", config=config,
+        f"<= {bound_bpp:.4f} bpp at 768x512", build=_gc, codec=gc.SelectiveGcCodec if selective else gc.GcCodec,
+        weight_file=f"{name}.pt", config=config,
         freeze=gc.freeze_coding_tensors, qualities=lambda _: gc.GcCodec.qualities,
         training=training, tiny_config={"width": 16, "residual_blocks": 1, "context_width": 8}, init_from=starts,
-        bench_by_default=False)
+        bench_by_default=False, shipped=not selective)
 
 
 HYPER_TRAINING = Training("rate-distortion", HYPER_OPTIONS, HYPER_SIZES, _hyper_sizes, source_model="factorized")
@@ -218,6 +223,12 @@ def entry(name: str) -> ZooEntry:
     if name not in ZOO:
         raise KeyError(f"unknown model {name!r} (known: {', '.join(sorted(ZOO))})")
     return ZOO[name]
+
+
+def models_with(**capabilities) -> list[str]:
+    """Names of the models whose codecs have these capabilities, e.g. models_with(selective=True)."""
+    return [name for name, item in ZOO.items()
+            if all(getattr(item.codec.capabilities, key) == value for key, value in capabilities.items())]
 
 
 def build_trainable(name: str, config: dict | None = None) -> nn.Module:

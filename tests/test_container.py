@@ -38,7 +38,7 @@ def test_size_is_header_plus_sections_plus_crc():
 @pytest.mark.parametrize("data, message", [
     (b"", "bad magic"),
     (b"GIF89a" + b"\0" * 40, "bad magic"),
-    (MAGIC + b"\x05" + b"\0" * 40, "unsupported format version 5"),
+    (MAGIC + b"\x06" + b"\0" * 40, "unsupported format version 6"),
     (MAGIC + b"\x00" + b"\0" * 40, "unsupported format version 0"),
     (MAGIC + b"\x01", "truncated"),
 ])

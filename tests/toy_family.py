@@ -36,6 +36,7 @@ class ToyNet(nn.Module):
 
 class ToyCodec:
     section_names = ("latent",)
+    optional_sections: tuple[str, ...] = ()
     qualities = Qualities(len(STEPS), 0, f"1-{len(STEPS)} (two quantization steps)")
     capabilities = Capabilities()
 

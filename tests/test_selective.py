@@ -1,0 +1,164 @@
+"""Selective generation (gc-c4-sc): the coded preservation map, coding only the kept latents, the
+file format, the CLI, and random-box training, with tiny random models."""
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bitstream import binarymap
+from bitstream.container import FormatError, SectionType, unpack
+from lic_cli import codec as lic_codec
+from lic_cli.cli import main
+from lic_cli.imageio import read_image
+from models import gc, zoo
+from models.interface import EncodeOptions, Geometry
+
+from .conftest import png_bytes, smooth_image
+
+TINY = {"width": 32, "residual_blocks": 2, "context_width": 8}
+
+
+@pytest.fixture(scope="module")
+def tiny_sc_weights(tmp_path_factory):
+    torch.manual_seed(5)
+    model = zoo.build_trainable("gc-c4-sc", TINY)
+    with torch.no_grad():  # a random mask input weight, so that the map visibly matters
+        model.generator[0].weight[:, -1] = torch.randn_like(model.generator[0].weight[:, -1])
+    path = tmp_path_factory.mktemp("weights") / "tiny-sc.pt"
+    return zoo.export_weights(model, "gc-c4-sc", path, {"note": "random init, tests only"})
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_sc_weights):
+    return zoo.load_codec("gc-c4-sc", tiny_sc_weights)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (13, 21)])
+def test_binary_maps_round_trip(shape):
+    rng = np.random.default_rng(sum(shape))
+    for cells in (rng.random(shape) < 0.3, np.zeros(shape, bool), np.ones(shape, bool)):
+        assert np.array_equal(binarymap.decode(binarymap.encode(cells), shape), cells)
+
+
+def test_a_box_costs_a_few_bytes_and_bad_streams_are_refused():
+    cells = np.zeros((32, 48), bool)
+    cells[8:24, 12:36] = True
+    data = binarymap.encode(cells)
+    assert len(data) <= 16
+    with pytest.raises(FormatError):
+        binarymap.decode(data + b"\x01\x00\x00\x00", cells.shape)
+    with pytest.raises(FormatError):
+        binarymap.decode(b"\x07\x00", cells.shape)
+
+
+def test_only_the_kept_latents_are_coded(loaded):
+    height, width = 96, 128
+    image = torch.from_numpy(smooth_image(height, width, seed=4)).permute(2, 0, 1)
+    preserve = np.zeros((height, width), bool)
+    preserve[20:60, 30:90] = True
+    codec = loaded.codec
+    full = codec.encode(image, 0)
+    selective = codec.encode(image, 0, EncodeOptions(preserve=preserve))
+    assert "preserve" not in full and len(selective["latent"]) < len(full["latent"])
+    symbols, kept = codec.decode_symbols(selective, Geometry(height, width), 0)
+    expected = np.zeros((6, 8), bool)
+    expected[1:4, 1:6] = True  # the 16 x 16 blocks touching the kept pixels
+    assert np.array_equal(kept, expected)
+    everything = codec.decode_symbols(full, Geometry(height, width), 0)[0]
+    assert np.array_equal(symbols[:, expected], everything[:, expected])
+    assert np.all(symbols[:, ~expected] == gc.ZERO_SYMBOL)
+    for payload in (codec.encode_static(symbols, expected), codec.encode_context(symbols, expected)):
+        sections = {"latent": payload, "preserve": selective["preserve"]}
+        assert torch.equal(codec.decode(sections, Geometry(height, width), 0),
+                           codec.decode(selective, Geometry(height, width), 0))
+    assert not torch.equal(codec.decode(selective, Geometry(height, width), 0),
+                           codec.decode(full, Geometry(height, width), 0))
+    # Everything kept: a plain file.
+    assert codec.encode(image, 0, EncodeOptions(preserve=np.ones((height, width), bool))) == full
+
+
+def test_nothing_kept_still_decodes(loaded):
+    image = torch.from_numpy(smooth_image(32, 48)).permute(2, 0, 1)
+    sections = loaded.codec.encode(image, 0, EncodeOptions(preserve=np.zeros((32, 48), bool)))
+    decoded = loaded.codec.decode(sections, Geometry(32, 48), 0)
+    assert decoded.shape == (3, 32, 48)
+
+
+def test_plain_models_refuse_a_mask(tmp_path):
+    torch.manual_seed(0)
+    model = zoo.build_trainable("gc-c4", TINY)
+    path = zoo.export_weights(model, "gc-c4", tmp_path / "plain.pt")
+    codec = zoo.load_codec("gc-c4", path).codec
+    image = torch.from_numpy(smooth_image(32, 32)).permute(2, 0, 1)
+    with pytest.raises(ValueError, match="selective"):
+        codec.encode(image, 0, EncodeOptions(preserve=np.zeros((32, 32), bool)))
+    assert zoo.models_with(selective=True) == ["gc-c4-sc"]
+
+
+def test_cli_preserve_writes_a_version_5_file_that_decodes(tmp_path, tiny_sc_weights):
+    source, mask = tmp_path / "a.png", tmp_path / "mask.png"
+    source.write_bytes(png_bytes(smooth_image(64, 96)))
+    pattern = np.zeros((16, 24, 1), np.uint8)  # any size: resampled to the image
+    pattern[4:12, 6:18] = 255
+    mask.write_bytes(png_bytes(pattern))
+    runner = CliRunner()
+    result = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "a.lic"), "--weights",
+                                  str(tiny_sc_weights), "--preserve", str(mask)])
+    assert result.exit_code == 0, result.output
+    container = unpack((tmp_path / "a.lic").read_bytes())
+    assert container.version == 5 and SectionType.PRESERVE in container.sections
+    result = runner.invoke(main, ["decode", str(tmp_path / "a.lic"), "-o", str(tmp_path / "b.png"),
+                                  "--weights", f"gc-c4-sc={tiny_sc_weights}"])
+    assert result.exit_code == 0, result.output
+    assert read_image((tmp_path / "b.png").read_bytes()).pixels.shape == (64, 96, 3)
+    result = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "c.lic"), "--model", "hyper",
+                                  "--preserve", str(mask)])
+    assert result.exit_code == 2 and "gc-c4-sc" in result.output
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    result = runner.invoke(main, ["encode", str(source), "-o", str(tmp_path / "d.lic"), "--weights",
+                                  str(tiny_sc_weights), "--preserve", str(tmp_path / "bad.png")])
+    assert result.exit_code != 0 and "--preserve" in result.output
+
+
+def test_a_preserve_section_is_refused_by_models_without_it(tmp_path, loaded):
+    torch.manual_seed(0)
+    plain = zoo.build_trainable("gc-c4", TINY)
+    path = zoo.export_weights(plain, "gc-c4", tmp_path / "plain.pt")
+    session = lic_codec.CodecSession({"gc-c4": path})
+    image = torch.from_numpy(smooth_image(32, 32)).permute(2, 0, 1)
+    sections = loaded.codec.encode(image, 0, EncodeOptions(preserve=np.eye(32, dtype=bool)))
+    container = unpack(lic_codec.pack_image(read_image(png_bytes(smooth_image(32, 32))), session.get("gc-c4"), 0,
+                                            sections))
+    with pytest.raises(FormatError, match="layout"):
+        lic_codec.coded_sections(container, session.get("gc-c4"))
+
+
+def test_random_boxes_keep_a_box_or_everything():
+    torch.manual_seed(0)
+    maps = gc.random_boxes(64, 16, 16)
+    kept = maps.sum(dim=(1, 2, 3))
+    assert ((kept == 256) | ((kept >= 16) & (kept <= 144))).all()
+    assert (kept == 256).any() and (kept < 256).any()
+    for box in maps[kept < 256, 0]:
+        rows, cols = box.any(dim=1).nonzero(), box.any(dim=0).nonzero()
+        assert box.sum() == len(rows) * len(cols)  # one solid rectangle
+
+
+def test_distortion_counts_only_the_kept_region():
+    x = torch.rand(2, 3, 32, 32)
+    x_hat = x.clone()
+    x_hat[:, :, :, 16:] = 0  # wrong only where the map says "synthesise"
+    preserve = torch.zeros(2, 1, 2, 2)
+    preserve[:, :, :, 0] = 1
+    assert gc.generator_losses(x, x_hat, None, None, preserve)["mse"] == 0
+    assert gc.generator_losses(x, x_hat, None, None)["mse"] > 0
+
+
+def test_selective_model_starts_as_its_plain_source():
+    torch.manual_seed(2)
+    plain = zoo.build_trainable("gc-c4", TINY).eval()
+    selective = zoo.build_trainable("gc-c4-sc", TINY).eval()
+    selective.load_state_dict(gc.adapt_state(plain.state_dict(), selective))
+    w_hat = gc.quantize(torch.randn(1, 4, 3, 5))[0]
+    with torch.no_grad():
+        torch.testing.assert_close(selective.synthesise(w_hat), plain.synthesise(w_hat))
