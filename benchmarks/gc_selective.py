@@ -22,10 +22,10 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lic_cli.codec import CodecSession, decode_file, encode_image  # noqa: E402
-from lic_cli.imageio import list_images, read_image  # noqa: E402
-from lic_cli.metrics import psnr  # noqa: E402
-from models.interface import EncodeOptions  # noqa: E402
+from lic_cli.codec import CodecSession, decode_file, encode_image
+from lic_cli.imageio import list_images, read_image
+from lic_cli.metrics import psnr
+from models.interface import EncodeOptions
 
 MODEL = "gc-c4-sc"
 SHARES = (0.5, 0.25)  # of the image area kept
@@ -83,8 +83,9 @@ def markdown(result: dict) -> str:
              f"| 100% (no mask) | {result['whole_bytes']:.0f} | – | – | – | – |"]
     for share in SHARES:
         row = result[f"box{round(share * 100)}"]
-        lines.append(f"| {share:.0%} (centred box) | {row['bytes']:.0f} | {row['saving']:.1%} | {row['psnr_kept']:.2f} dB "
-                     f"| {row['psnr_kept_whole_file']:.2f} dB | {row['psnr_synthesised']:.2f} dB |")
+        lines.append(f"| {share:.0%} (centred box) | {row['bytes']:.0f} | {row['saving']:.1%} "
+                     f"| {row['psnr_kept']:.2f} dB | {row['psnr_kept_whole_file']:.2f} dB "
+                     f"| {row['psnr_synthesised']:.2f} dB |")
     return "\n".join(lines)
 
 

@@ -28,8 +28,9 @@ from PIL import Image
 from bitstream.album import unpack_table
 from bitstream.container import MAX_PIXELS, QUALITY_STEPS, Container, SectionType, quality_of_steps, unpack
 from models.defaults import DEFAULT_MODEL
+from models.interface import EncodeOptions
 
-from .imageio import ImageData, ImageReadError, image_data, pil_image, read_image
+from .imageio import ImageData, ImageReadError, image_data, mask_pixels, pil_image, read_image
 from .limits import check_declared_size
 
 ImageInput = Image.Image | np.ndarray | bytes | str | os.PathLike
@@ -41,7 +42,7 @@ _sessions_lock = threading.Lock()
 def encode(image: ImageInput, model: str | None = None, quality: float | None = None, *,
            target_size: int | None = None, target_bpp: float | None = None, target_psnr: float | None = None,
            target_ms_ssim: float | None = None, weights: str | os.PathLike | None = None, device: str = "cpu",
-           precision: str = "auto") -> bytes:
+           precision: str = "auto", preserve: ImageInput | None = None) -> bytes:
     """Compress one image into the bytes of a .lic file.
 
     image: a PIL image, a uint8 array (H, W) or (H, W, C) with C in 1, 3, 4, the bytes of an image
@@ -51,7 +52,9 @@ def encode(image: ImageInput, model: str | None = None, quality: float | None = 
     models with continuous qualities); None: the model's default. target_*: rate control instead
     of a quality, as `lic encode --target-*` (bytes at most, bits per pixel at most, PSNR or MS-SSIM
     at least); rate_control.TargetError where no quality meets it. weights: a weight file to use
-    instead of the shipped one.
+    instead of the shipped one. preserve: for models with selective generation (`lic encode
+    --preserve`), a mask in any form `image` takes, any size: white (nonzero) is kept, black may be
+    synthesised.
     """
     from . import codec, rate_control
 
@@ -67,8 +70,11 @@ def encode(image: ImageInput, model: str | None = None, quality: float | None = 
     session = _session(device, precision, model, weights)
     loaded = session.get(model)
     if targets:
+        if preserve is not None:
+            raise ValueError("preserve and target_* cannot be combined")
         return rate_control.encode_to_target(pixels, loaded, targets[0], session).data
-    return codec.encode_image(pixels, loaded, quality_index(loaded.codec.qualities, quality, model))
+    options = EncodeOptions(preserve=None if preserve is None else _mask(preserve, pixels.width, pixels.height))
+    return codec.encode_image(pixels, loaded, quality_index(loaded.codec.qualities, quality, model), options)
 
 
 def decode(data: bytes, *, weights: dict[str, str | os.PathLike] | None = None, device: str = "cpu",
@@ -134,6 +140,13 @@ def _image_data(image: ImageInput) -> ImageData:
     if isinstance(image, (str, os.PathLike)):
         return read_image(Path(image).read_bytes())
     raise TypeError(f"cannot encode a {type(image).__name__}: pass a PIL image, a uint8 array, image bytes or a path")
+
+
+def _mask(preserve: ImageInput, width: int, height: int) -> np.ndarray:
+    """A preservation mask in any form _image_data takes (a bool array too), at the image's size."""
+    if isinstance(preserve, np.ndarray) and preserve.dtype == bool:
+        preserve = preserve.astype(np.uint8) * 255
+    return mask_pixels(_image_data(preserve), width, height)
 
 
 def _array_data(array: np.ndarray) -> ImageData:

@@ -87,7 +87,11 @@ def read_image(data: bytes, frame: int | None = None, max_pixels: int = MAX_PIXE
 def read_mask(data: bytes, width: int, height: int) -> np.ndarray:
     """A preservation mask (any image: white = keep, black = may be synthesised; alpha ignored) as
     (height, width) booleans, resampled to that size: True where its grey level is at least 128."""
-    mask = read_image(data)
+    return mask_pixels(read_image(data), width, height)
+
+
+def mask_pixels(mask: ImageData, width: int, height: int) -> np.ndarray:
+    """read_mask for an image already read."""
     grey = Image.fromarray(mask.pixels[:, :, :3] if mask.channels != 1 else mask.pixels[:, :, 0]).convert("L")
     if grey.size != (width, height):
         grey = grey.resize((width, height), Image.Resampling.BILINEAR)

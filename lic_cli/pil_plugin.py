@@ -26,7 +26,7 @@ from .imageio import MODES, pil_image
 from .limits import check_declared_size
 
 FORMAT = "LIC"
-SAVE_OPTIONS = ("quality", "model", "weights")
+SAVE_OPTIONS = ("quality", "model", "weights", "preserve")
 DEFAULT_SETTINGS = {"weights": {}, "device": "cpu", "precision": "auto"}
 _settings = dict(DEFAULT_SETTINGS)
 

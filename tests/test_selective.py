@@ -162,3 +162,15 @@ def test_selective_model_starts_as_its_plain_source():
     w_hat = gc.quantize(torch.randn(1, 4, 3, 5))[0]
     with torch.no_grad():
         torch.testing.assert_close(selective.synthesise(w_hat), plain.synthesise(w_hat))
+
+
+def test_python_api_takes_a_mask_in_any_image_form(tiny_sc_weights):
+    from lic_cli import api
+    pixels = smooth_image(48, 64)
+    keep = np.zeros((48, 64), bool)
+    keep[:16, :32] = True
+    from_array = api.encode(pixels, weights=tiny_sc_weights, preserve=keep)
+    from_png = api.encode(pixels, weights=tiny_sc_weights, preserve=png_bytes(keep[:, :, None].astype(np.uint8) * 255))
+    assert from_array == from_png != api.encode(pixels, weights=tiny_sc_weights)
+    assert api.info(from_array)["sections"]["preserve"] > 0
+    assert api.decode(from_array, weights={"gc-c4-sc": tiny_sc_weights}).size == (64, 48)
