@@ -224,7 +224,7 @@ class GenerativeCompression(nn.Module):
 
     def synthesise(self, w_hat: torch.Tensor, preserve: torch.Tensor | None = None) -> torch.Tensor:
         """w_hat (B, C, h, w) -> image in [0, 1]. preserve (B, 1, h, w), 1 = keep, 0 = synthesise
-        (selective models only; None: keep everything); w_hat must be 0 where it is 0."""
+        (selective models only; None: keep everything); w_hat must be 0 where preserve is."""
         if self.config.selective:
             if preserve is None:
                 preserve = w_hat.new_ones(w_hat.shape[0], 1, *w_hat.shape[2:])
