@@ -1,4 +1,5 @@
-"""Kodak numbers of the generative-compression models (gc-c2/c4/c8 and the MSE baseline).
+"""Kodak numbers of the generative-compression models (gc-c2/c4/c8, the MSE baseline, and
+gc-c4-sc coding whole images).
 
 Every image is a real container written by the same code as `lic encode` and decoded by the same
 code as `lic decode`. Besides the file size, both entropy coders of W are measured on their own
@@ -24,7 +25,7 @@ from lic_cli.imageio import list_images, read_image
 from lic_cli.metrics import haarpsi, ms_ssim, psnr
 from models import gc
 
-MODELS = ("gc-c2", "gc-c4", "gc-c8", "gc-c4-mse")
+MODELS = ("gc-c2", "gc-c4", "gc-c8", "gc-c4-mse", "gc-c4-sc")
 KEYS = ("bpp", "bpp_static", "bpp_context", "bpp_bound", "psnr", "ms_ssim", "haarpsi", "encode_s", "decode_s")
 
 

@@ -3,7 +3,8 @@ shows exactly what the benchmark commands produced.
 
     python benchmarks/render_results.py --bench bench-out/kodak      # after `lic bench`
     python benchmarks/render_results.py --hyper docs/results-hyper.json
-    python benchmarks/render_results.py --gc docs/results-gc.json --gallery docs/gallery/gallery.json
+    python benchmarks/render_results.py --gc docs/results-gc.json --gallery docs/gallery/gallery.json \
+        --selective docs/results-selective.json
     python benchmarks/render_results.py --large docs/results-large.json --fuzz docs/results-fuzz.json
     python benchmarks/render_results.py --cpm docs/results-cpm.json --cpm-bench bench-out/cpm \
         --large-cpm docs/results-large-cpm.json
@@ -133,6 +134,14 @@ def gallery_block(path: Path) -> str:
                  for k in ("gc-c4", "heic-same", "heic-2x", "gc-c4-mse")]
         lines.append(f"| [{r['image']}](gallery/{r['image']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def selective_block(path: Path) -> str:
+    from gc_selective import markdown  # a sibling script
+    result = json.loads(path.read_text())
+    return "\n".join([
+        f"Command: `python benchmarks/gc_selective.py --gallery kodim03.png kodim21.png` — Kodak, {result['images']} "
+        f"images, gc-c4-sc weights {result['weights']}; means over the images:", "", markdown(result)])
 
 
 def large_block(path: Path) -> str:
@@ -384,6 +393,7 @@ def main() -> None:
     parser.add_argument("--bitsback", type=Path, help="JSON written by benchmarks/bitsback_kodak.py")
     parser.add_argument("--gc", type=Path, help="JSON written by benchmarks/gc_kodak.py")
     parser.add_argument("--gallery", type=Path, help="gallery.json written by benchmarks/gc_gallery.py")
+    parser.add_argument("--selective", type=Path, help="JSON written by benchmarks/gc_selective.py")
     parser.add_argument("--large", type=Path, help="JSON written by benchmarks/large_images.py")
     parser.add_argument("--fuzz", type=Path, help="JSON written by benchmarks/fuzz.py")
     parser.add_argument("--cpm", type=Path, help="JSON written by benchmarks/cpm_kodak.py")
@@ -401,7 +411,7 @@ def main() -> None:
         if (args.bench / "rd.png").exists():
             shutil.copyfile(args.bench / "rd.png", DOC.parent / "rd-kodak.png")
     renderers = {"hyper": hyper_block, "hyper_ctx": hyper_block, "bitsback": bitsback_block, "gc": gc_block,
-                 "gallery": gallery_block,
+                 "gallery": gallery_block, "selective": selective_block,
                  "large": large_block, "fuzz": fuzz_block, "cpm": cpm_block, "cpm_bench": cpm_bench_block,
                  "large_cpm": large_block, "flow": flow_block, "flow_bench": flow_bench_block,
                  "throughput": throughput_block, "cse": cse_block, "rate_control": rate_control_block}

@@ -223,7 +223,7 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
     reporter.close()
     if ranks.is_main:
         data_note = f"{data}" + (f" + {mix} in {mix_share:.0%} of the crops" if mix else "")
-        path = export_checkpoint(result, out / f"{model}.pt", data_note)
+        path = export_checkpoint(result, out / f"{model}.pt", data_note, init_weights)
         click.echo(f"exported {path}", err=True)
 
 
@@ -263,7 +263,9 @@ def export(checkpoint, output, data_note):
     click.echo(f"exported {path}", err=True)
 
 
-def export_checkpoint(checkpoint: Path, output: Path, data_note) -> Path:
+def export_checkpoint(checkpoint: Path, output: Path, data_note, init: Path | None = None) -> Path:
+    """A weight file of a checkpoint. A run that took no steps from --init weights (a conversion,
+    e.g. a selective gc model folded into a plain one) keeps the training record of those weights."""
     import torch
 
     from models import zoo
@@ -278,6 +280,11 @@ def export_checkpoint(checkpoint: Path, output: Path, data_note) -> Path:
         "exported": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "batch_size": state.get("batch_size"), "crop": state.get("crop"),
     }
+    if init is not None and card["steps"] == 0:
+        source = zoo.load_weight_card(Path(init))
+        card.update({key: source[key] for key in ("steps", "train_minutes", "hardware", "data", "batch_size", "crop")
+                     if key in source})
+        card["converted_from"] = f"{Path(init).name} (no training of its own)"
     return zoo.export_weights(model, name, output, card)
 
 

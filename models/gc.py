@@ -582,7 +582,9 @@ def adapt_state(state: dict[str, torch.Tensor], model: GenerativeCompression) ->
     generator's first layer keep the source's first min(C, C') channels and the target's own
     initialisation for the rest; the context model (its inputs depend on C) keeps its own. A
     selective model started from a plain one gets a zero weight on its preservation map input, so
-    with everything preserved it starts as the source.
+    with everything preserved it starts as the source; a plain model started from a selective one
+    gets that input folded into its bias (the map of a whole image is 1 everywhere, borders
+    included under replicate padding), so it codes whole images exactly as the source does.
     """
     adapted = model.state_dict()
     for key, target in adapted.items():
@@ -599,7 +601,11 @@ def adapt_state(state: dict[str, torch.Tensor], model: GenerativeCompression) ->
         else:
             raise ValueError(f"cannot start from these weights: {key} has shape {tuple(source.shape)}, "
                              f"expected {tuple(target.shape)} (different width?)")
-    if model.config.selective and _bottleneck_of(state) == state["generator.0.weight"].shape[1]:
+    source_selective = state["generator.0.weight"].shape[1] > _bottleneck_of(state)
+    if source_selective and not model.config.selective:
+        plane = state["generator.0.weight"][:, _bottleneck_of(state)]
+        adapted["generator.0.bias"] = state["generator.0.bias"] + plane.sum(dim=(1, 2))
+    if model.config.selective and not source_selective:
         first = model.state_dict()["generator.0.weight"].clone()
         overlap = min(model.config.bottleneck, _bottleneck_of(state))
         first[:, :overlap] = state["generator.0.weight"][:, :overlap]

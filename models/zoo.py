@@ -146,7 +146,7 @@ def _gc_entry(name: str) -> ZooEntry:
         weight_file=f"{name}.pt", config=config,
         freeze=gc.freeze_coding_tensors, qualities=lambda _: gc.GcCodec.qualities,
         training=training, tiny_config={"width": 16, "residual_blocks": 1, "context_width": 8}, init_from=starts,
-        bench_by_default=False, shipped=not selective)
+        bench_by_default=False)
 
 
 HYPER_TRAINING = Training("rate-distortion", HYPER_OPTIONS, HYPER_SIZES, _hyper_sizes, source_model="factorized")
@@ -306,6 +306,11 @@ def load_network_state(path: Path, name: str, target: nn.Module | None = None) -
     if zoo_entry.fit_state is not None and target is not None:
         state = zoo_entry.fit_state(state, target)
     return state
+
+
+def load_weight_card(path: Path) -> dict:
+    """The model card a weight file carries (its training record)."""
+    return dict(_load_weight_file(path)[0].get("card") or {})
 
 
 def weight_file_model(path: Path) -> str:

@@ -174,3 +174,29 @@ def test_python_api_takes_a_mask_in_any_image_form(tiny_sc_weights):
     assert from_array == from_png != api.encode(pixels, weights=tiny_sc_weights)
     assert api.info(from_array)["sections"]["preserve"] > 0
     assert api.decode(from_array, weights={"gc-c4-sc": tiny_sc_weights}).size == (64, 48)
+
+
+def test_a_plain_model_started_from_a_selective_one_codes_whole_images_the_same():
+    torch.manual_seed(3)
+    selective = zoo.build_trainable("gc-c4-sc", TINY).eval()
+    with torch.no_grad():
+        selective.generator[0].weight[:, -1] = torch.randn_like(selective.generator[0].weight[:, -1])
+    plain = zoo.build_trainable("gc-c4", TINY).eval()
+    plain.load_state_dict(gc.adapt_state(selective.state_dict(), plain))
+    w_hat = gc.quantize(torch.randn(1, 4, 3, 5))[0]
+    with torch.no_grad():
+        torch.testing.assert_close(plain.synthesise(w_hat), selective.synthesise(w_hat))
+
+
+def test_folding_with_a_zero_step_run_keeps_the_training_record(tmp_path):
+    from .conftest import png_folder
+    model = zoo.build_trainable("gc-c4-sc", {"width": 32, "context_width": 8})
+    source = zoo.export_weights(model, "gc-c4-sc", tmp_path / "sc.pt", {"steps": 7, "train_minutes": 1.5})
+    data = png_folder(tmp_path / "data", 2, 64, 64)
+    result = CliRunner().invoke(main, ["train", "--model", "gc-c4", "--init", str(source), "--steps", "0",
+                                       "--data", str(data), "--val", str(data), "--out", str(tmp_path / "run"),
+                                       "--channels", "32", "--latent-channels", "8", "--batch-size", "1",
+                                       "--crop", "64", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    card = zoo.load_weight_card(tmp_path / "run" / "gc-c4.pt")
+    assert card["steps"] == 7 and card["converted_from"] == "sc.pt (no training of its own)"

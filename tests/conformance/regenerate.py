@@ -39,6 +39,8 @@ def main() -> None:
     grey = crop(100, 500).mean(axis=2, keepdims=True).round().astype(np.uint8)
     exif = Image.Exif()
     exif[0x010E] = "lic conformance file"
+    keep_box = np.zeros(rgb.shape[:2], dtype=bool)
+    keep_box[16:48, 20:60] = True
     tagged = ImageData(rgba, icc_profile=b"not a real ICC profile, carried verbatim", exif=exif.tobytes())
     files = {
         "hyper-q1-rgba-icc-exif.lic": encode_image(tagged, session.get("hyper"), 0),
@@ -53,6 +55,8 @@ def main() -> None:
         "gc-c4-grey.lic": encode_image(ImageData(grey), session.get("gc-c4"), 0),
         "gc-c8.lic": encode_image(ImageData(rgb), session.get("gc-c8"), 0),
         "gc-c4-mse.lic": encode_image(ImageData(rgb), session.get("gc-c4-mse"), 0),
+        "gc-c4-sc-preserve.lic": encode_image(ImageData(rgb), session.get("gc-c4-sc"), 0,  # format version 5
+                                              EncodeOptions(preserve=keep_box)),
         "cpm-q1-grey.lic": encode_image(ImageData(grey), session.get("cpm"), 0),
         "cpm-q4.lic": encode_image(ImageData(rgb), session.get("cpm"), 3),
         "flow-q2-grey.lic": encode_image(ImageData(grey), session.get("flow"), 1),
