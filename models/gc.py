@@ -601,14 +601,13 @@ def adapt_state(state: dict[str, torch.Tensor], model: GenerativeCompression) ->
         else:
             raise ValueError(f"cannot start from these weights: {key} has shape {tuple(source.shape)}, "
                              f"expected {tuple(target.shape)} (different width?)")
-    source_selective = state["generator.0.weight"].shape[1] > _bottleneck_of(state)
+    source_bottleneck = _bottleneck_of(state)
+    source_selective = state["generator.0.weight"].shape[1] > source_bottleneck
     if source_selective and not model.config.selective:
-        plane = state["generator.0.weight"][:, _bottleneck_of(state)]
+        plane = state["generator.0.weight"][:, source_bottleneck]
         adapted["generator.0.bias"] = state["generator.0.bias"] + plane.sum(dim=(1, 2))
     if model.config.selective and not source_selective:
-        first = model.state_dict()["generator.0.weight"].clone()
-        overlap = min(model.config.bottleneck, _bottleneck_of(state))
-        first[:, :overlap] = state["generator.0.weight"][:, :overlap]
+        first = adapted["generator.0.weight"].clone()  # the plane must not inherit a source W channel
         first[:, model.config.bottleneck:] = 0
         adapted["generator.0.weight"] = first
     return adapted
