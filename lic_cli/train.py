@@ -47,6 +47,8 @@ class TrainOptions:
     straight_through_after: float = 0.6  # fraction of the budget after which the decoder sees rounded latents
     gan_after: float = 0.3  # "gan" driver: fraction of the budget trained on distortion only before the GAN starts
     discriminator_width: int = 64  # "gan" driver: channels of the discriminator's first layer (pix2pixHD: 64)
+    ms_ssim_weight: float = 0.0  # "gan" driver: 1 - MS-SSIM in the distortion, weighted like the MSE
+    synthesised_colour_weight: float = 0.0  # "gan" driver, selective models: block colours where synthesised
     grow_warmup: int = 0  # a latent grown from narrower --init weights: steps before the new channels pay rate
     qualities: tuple[int, ...] | None = None  # 0-based quality indices to draw from (None: all, evenly)
     freeze_encoder: bool = False  # train the decoder side alone on exactly quantized latents

@@ -131,6 +131,12 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
 @click.option("--discriminator-width", type=click.IntRange(4, 512), default=64, show_default=True,
               help="GAN models: width of the multi-scale discriminator's first layer (pix2pixHD: 64; 32 is "
               "cheaper on a CPU).")
+@click.option("--ms-ssim-weight", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="W",
+              help="GAN models: add W * (1 - MS-SSIM) to the distortion beside the MSE (MSE alone favours blotches; "
+              "0.1 gives the two terms similar sizes at gc-c4's rate).")
+@click.option("--synthesised-colour-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              metavar="W", help="Selective GAN models: add W * the MSE of 16x16 block means where the image is "
+              "synthesised, so that fills continue the colours around them; the GAN still paints the detail.")
 @click.option("--reg", "regularizer", type=click.Choice(["cse"]),
               help="Rate-distortion models: add a training regularizer. cse: maximise the conditional source "
               "entropy H(X|X^) (Zhang et al.), estimated by a small model trained alongside; none of it is in the "
@@ -144,7 +150,7 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
 def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed,
           threads, eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, qualities,
           freeze_encoder, freeze_transforms, context_lr, straight_through_after, gan_after, discriminator_width,
-          regularizer, alpha, compile_mode):
+          ms_ssim_weight, synthesised_colour_weight, regularizer, alpha, compile_mode):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
@@ -202,7 +208,8 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
                            seed=seed, threads=threads, eval_every=eval_every, config_overrides=overrides,
                            init_weights=init_weights, precision=precision,
                            straight_through_after=straight_through_after, gan_after=gan_after,
-                           discriminator_width=discriminator_width, grow_warmup=grow_warmup,
+                           discriminator_width=discriminator_width, ms_ssim_weight=ms_ssim_weight,
+                           synthesised_colour_weight=synthesised_colour_weight, grow_warmup=grow_warmup,
                            qualities=parse_qualities(qualities), freeze_encoder=freeze_encoder,
                            freeze_transforms=freeze_transforms, context_lr=context_lr,
                            regularizer=regularizer, alpha=alpha, ranks=ranks, compile=compile_mode)
@@ -229,7 +236,8 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
 
 # Options that only some families' training takes: each zoo entry lists the ones it accepts.
 FAMILY_OPTIONS = ("hyper_width", "grow_warmup", "qualities", "freeze_encoder", "freeze_transforms", "context_lr",
-                  "straight_through_after", "gan_after", "discriminator_width")
+                  "straight_through_after", "gan_after", "discriminator_width", "ms_ssim_weight",
+                  "synthesised_colour_weight")
 
 
 def _refuse_foreign_options(context: click.Context, model: str, training: Training) -> None:

@@ -11,7 +11,7 @@ from torch import nn
 
 from models import zoo
 
-from . import distributed
+from . import distributed, metrics
 from .train import (
     LoopHooks,
     TrainOptions,
@@ -25,6 +25,7 @@ from .train import (
     save_checkpoint,
 )
 
+OPTIONAL_TERMS = ("ms_ssim", "synthesised_colour")  # reported when the loss has them
 ADAM_BETAS = (0.5, 0.999)  # pix2pixHD / the paper's GAN setting
 CONTEXT_LR = 1e-3
 
@@ -50,7 +51,8 @@ def train_gan(options: TrainOptions, reporter) -> Path:
 
     sampler = make_sampler(options, run, log)
     val_images = load_validation(run.val_paths, log) if ranks.is_main else []
-    coder_step = distributed.wrap(CoderObjective(model, discriminator, bf16), ranks, device)
+    loss_weights = {"ms_ssim": options.ms_ssim_weight, "synthesised_colour": options.synthesised_colour_weight}
+    coder_step = distributed.wrap(CoderObjective(model, discriminator, bf16, loss_weights), ranks, device)
     critic_step = distributed.wrap(CriticObjective(model, discriminator, bf16), ranks, device)
 
     def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float, done: int) -> dict[str, float]:
@@ -85,11 +87,13 @@ class CoderObjective(nn.Module):
     The discriminator is held outside the module's parameters (DistributedDataParallel must not
     wait for gradients it never gets here); CriticObjective trains it."""
 
-    def __init__(self, model: nn.Module, discriminator: nn.Module, bf16: bool):
+    def __init__(self, model: nn.Module, discriminator: nn.Module, bf16: bool,
+                 loss_weights: dict[str, float] | None = None):
         super().__init__()
         self.model = model
         self.judge = [discriminator]  # a list: not registered as a submodule
         self.bf16 = bf16
+        self.loss_weights = loss_weights or {}  # the model's optional loss terms by name
 
     def forward(self, x: torch.Tensor, gan_on: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         discriminator = self.judge[0]
@@ -100,7 +104,8 @@ class CoderObjective(nn.Module):
                 out = self.model(x)
                 real = discriminator(x) if gan_on else None
                 fake = discriminator(out["x_hat"]) if gan_on else None
-                losses = self.model.generator_losses(x, out["x_hat"].float(), real, fake, out.get("preserve"))
+                losses = self.model.generator_losses(x, out["x_hat"].float(), real, fake, out.get("preserve"),
+                                                     **self.loss_weights)
         finally:
             discriminator.requires_grad_(True)
         context_bits = self.model.context.bits(out["w_hat"].detach(), out["symbols"], out.get("preserve")).mean()
@@ -132,6 +137,7 @@ def _step(model, coder_step, critic_step, x, gan_on, opt_g, opt_c, opt_d) -> dic
     losses = {k: v.detach() for k, v in losses.items()}
     stats = {"loss": float(losses["loss"]), "psnr": float(10 * torch.log10(4 / losses["mse"].clamp(min=1e-10))),
              "context_bpp": float(context_bpp.detach())}
+    stats.update({key: float(losses[key]) for key in OPTIONAL_TERMS if key in losses})
     if gan_on:
         d_loss = critic_step(x, x_hat)
         opt_d.zero_grad(set_to_none=True)
@@ -145,17 +151,26 @@ def _step(model, coder_step, critic_step, x, gan_on, opt_g, opt_c, opt_d) -> dic
 @torch.no_grad()
 def _report(model, images, device, step, log) -> None:
     model.eval()
-    psnrs, ratios = [], []
+    psnrs, similarities, haar, ratios = [], [], [], []
     for image in images:
         x = image.to(device)[None]
         out = model(x)
-        mse = torch.mean((out["x_hat"].clamp(0, 1) - x) ** 2)
-        psnrs.append(float(10 * torch.log10(1 / mse.clamp(min=1e-10))))
+        original, decoded = _pixels(x), _pixels(out["x_hat"])
+        psnrs.append(metrics.psnr(original, decoded))
+        similarities.append(metrics.ms_ssim(original, decoded))
+        haar.append(metrics.haarpsi(original, decoded))
         bits = float(model.context.bits(out["w_hat"], out["symbols"])[0])
         ratios.append(bits / model.rate_bound_bits(x.shape[2], x.shape[3]))
     model.train()
-    log(f"validation @ step {step}: PSNR {np.mean(psnrs):.2f} dB, context model at {np.mean(ratios):.1%} of the "
-        f"log2(5) bound")
+    measured = [s for s in similarities if s is not None]
+    ms_ssim = f", MS-SSIM {np.mean(measured):.4f}" if measured else ""
+    log(f"validation @ step {step}: PSNR {np.mean(psnrs):.2f} dB{ms_ssim}, HaarPSI {np.mean(haar):.4f}, "
+        f"context model at {np.mean(ratios):.1%} of the log2(5) bound")
+
+
+def _pixels(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] -> 8-bit (H, W, 3), as a decoder would write it."""
+    return (image[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def _discriminator_width(checkpoint_path: Path, options) -> int:

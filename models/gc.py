@@ -37,6 +37,7 @@ from bitstream.tables import TOTAL
 from . import fixedpoint, precision
 from .geometry import Tiles, ceil_div, pad_to_multiple, to_uint8, unit_float
 from .interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
+from .similarity import ms_ssim_batch
 
 CENTRES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 NUM_SYMBOLS = len(CENTRES)
@@ -61,6 +62,17 @@ class GcConfig:
     # Selective generation (the paper's SC, random-box mode): the generator also sees the
     # preservation map m and synthesises where it is 0; training preserves random boxes.
     selective: bool = False
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Optional terms of the generator's distortion, each weighted like its MSE (0: left out)."""
+
+    ms_ssim: float = 0.0  # 1 - MS-SSIM over the preserved area (MSE alone favours blotches)
+    # Selective training: MSE of 16x16 block means where the image is synthesised. The GAN alone
+    # leaves the colour there free (it painted dark frames and off-colour fills); this asks for
+    # the block colours that the preserved surroundings suggest and leaves all detail to the GAN.
+    synthesised_colour: float = 0.0
 
 
 class ChannelNorm2d(nn.Module):
@@ -249,8 +261,9 @@ class GenerativeCompression(nn.Module):
         return MultiScaleDiscriminator(base=width)
 
     @staticmethod
-    def generator_losses(x, x_hat, real, fake, preserve=None) -> dict[str, torch.Tensor]:
-        return generator_losses(x, x_hat, real, fake, preserve)
+    def generator_losses(x, x_hat, real, fake, preserve=None, **weights: float) -> dict[str, torch.Tensor]:
+        """weights: LossWeights' fields by name."""
+        return generator_losses(x, x_hat, real, fake, preserve, LossWeights(**weights))
 
     @staticmethod
     def discriminator_loss(real, fake) -> torch.Tensor:
@@ -306,9 +319,10 @@ def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Ten
 
 
 def generator_losses(x: torch.Tensor, x_hat: torch.Tensor, real: list[list[torch.Tensor]] | None,
-                     fake: list[list[torch.Tensor]] | None, preserve: torch.Tensor | None = None
-                     ) -> dict[str, torch.Tensor]:
-    """L_GAN + lambda * (MSE + feature matching); without discriminator outputs just lambda * MSE.
+                     fake: list[list[torch.Tensor]] | None, preserve: torch.Tensor | None = None,
+                     weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
+    """L_GAN + lambda * (distortion + feature matching); without discriminator outputs just
+    lambda * distortion. The distortion is the MSE plus the optional terms of `weights`.
 
     MSE is on images scaled to [-1, 1] like the paper's networks; feature matching is the mean L1
     distance between the discriminator's intermediate features on x and x_hat (pix2pixHD). The
@@ -318,15 +332,41 @@ def generator_losses(x: torch.Tensor, x_hat: torch.Tensor, real: list[list[torch
     """
     mse = _masked_mean(((x_hat - x) * 2) ** 2, preserve)
     out = {"mse": mse}
+    distortion = mse
+    if weights.ms_ssim:
+        out["ms_ssim"] = _masked_ms_ssim(x, x_hat, preserve)
+        distortion = distortion + weights.ms_ssim * (1 - out["ms_ssim"])
+    if weights.synthesised_colour and preserve is not None:
+        out["synthesised_colour"] = _synthesised_colour_error(x, x_hat, preserve)
+        distortion = distortion + weights.synthesised_colour * out["synthesised_colour"]
     if real is None or fake is None:
-        out["loss"] = LAMBDA * mse
+        out["loss"] = LAMBDA * distortion
         return out
     gan = sum(torch.mean((f[-1].float() - 1) ** 2) for f in fake) / len(fake)
     matching = sum(_masked_mean(torch.abs(fr.float() - rr.detach().float()), preserve)
                    for r, f in zip(real, fake, strict=True) for rr, fr in zip(r[:-1], f[:-1], strict=True))
     matching = matching / (len(fake) * (len(fake[0]) - 1))
-    out.update(gan=gan, feature_matching=matching, loss=gan + LAMBDA * (mse + matching))
+    out.update(gan=gan, feature_matching=matching, loss=gan + LAMBDA * (distortion + matching))
     return out
+
+
+def _masked_ms_ssim(x: torch.Tensor, x_hat: torch.Tensor, preserve: torch.Tensor | None) -> torch.Tensor:
+    """Mean MS-SSIM (float32) of x_hat against x, with x in place of x_hat where it is synthesised."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x, x_hat = x.float(), x_hat.float()
+        if preserve is not None:
+            kept = F.interpolate(preserve.float(), size=x.shape[2:], mode="nearest")
+            x_hat = kept * x_hat + (1 - kept) * x
+        return ms_ssim_batch(x_hat, x).mean()
+
+
+def _synthesised_colour_error(x: torch.Tensor, x_hat: torch.Tensor, preserve: torch.Tensor) -> torch.Tensor:
+    """MSE (images in [-1, 1]) of the block means over the latent positions that are synthesised;
+    0 where nothing is."""
+    block = x.shape[2] // preserve.shape[2]
+    error = (F.avg_pool2d((x_hat - x).float() * 2, block) ** 2).mean(dim=1, keepdim=True)
+    synthesised = 1 - preserve.to(error.dtype)
+    return (error * synthesised).sum() / synthesised.sum().clamp(min=1)
 
 
 def _masked_mean(values: torch.Tensor, preserve: torch.Tensor | None) -> torch.Tensor:

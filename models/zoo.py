@@ -138,8 +138,9 @@ def _gc_entry(name: str) -> ZooEntry:
     # Any gc model can start another (e.g. gc-c2 from the distortion-trained gc-c4-mse).
     starts = {other: gc.adapt_state for other in GC_MODELS if other != name}
     bound_bpp = gc.bound_bits(512, 768, bottleneck) / (512 * 768)
-    training = Training("gan", frozenset({"gan_after", "discriminator_width"}),
-                        {"channels": "width", "latent_channels": "context_width"})
+    options = {"gan_after", "discriminator_width", "ms_ssim_weight"}
+    options |= {"synthesised_colour_weight"} if selective else set()
+    training = Training("gan", frozenset(options), {"channels": "width", "latent_channels": "context_width"})
     return ZooEntry(
         name, f"generative compression (Agustsson et al. 2019), {what}, C={bottleneck}: "
         f"<= {bound_bpp:.4f} bpp at 768x512", build=_gc, codec=gc.SelectiveGcCodec if selective else gc.GcCodec,

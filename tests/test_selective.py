@@ -194,3 +194,49 @@ def test_folding_with_a_zero_step_run_keeps_the_training_record(tmp_path):
     assert result.exit_code == 0, result.output
     card = zoo.load_weight_card(tmp_path / "run" / "gc-c4.pt")
     assert card["steps"] == 7 and card["converted_from"] == "sc.pt (no training of its own)"
+
+
+def test_ms_ssim_term_ignores_the_synthesised_region():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    x_hat = x.clone()
+    x_hat[:, :, :, 32:] = torch.rand(2, 3, 64, 32)  # wrong only where the map says "synthesise"
+    preserve = torch.zeros(2, 1, 4, 4)
+    preserve[:, :, :, :2] = 1
+    losses = gc.generator_losses(x, x_hat, None, None, preserve, gc.LossWeights(ms_ssim=0.5))
+    assert losses["ms_ssim"] == pytest.approx(1.0, abs=1e-6) and losses["loss"] == 0
+    everywhere = gc.generator_losses(x, x_hat, None, None, None, gc.LossWeights(ms_ssim=0.5))
+    assert everywhere["ms_ssim"] < 0.9
+    assert everywhere["loss"] == pytest.approx(gc.LAMBDA * (everywhere["mse"] + 0.5 * (1 - everywhere["ms_ssim"])))
+
+
+def test_synthesised_colour_term_sees_block_colours_not_detail():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 32, 32)
+    preserve = torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]]])
+    detail = x.clone()
+    for top in (0, 16):  # each synthesised 16x16 block turned around: same block means, other pixels
+        detail[:, :, top:top + 16, 16:] = x[:, :, top:top + 16, 16:].flip(2).flip(3)
+    weights = gc.LossWeights(synthesised_colour=1.0)
+    assert gc.generator_losses(x, detail, None, None, preserve, weights)["synthesised_colour"] < 1e-10
+    shifted = x.clone()
+    shifted[:, :, :, 16:] += 0.1  # a colour cast in the synthesised half
+    assert gc.generator_losses(x, shifted, None, None, preserve, weights)["synthesised_colour"] == pytest.approx(
+        0.2**2, rel=1e-4)
+    assert "synthesised_colour" not in gc.generator_losses(x, shifted, None, None, None, weights)
+
+
+def test_loss_weight_options_train_and_apply_only_where_they_mean_something(tmp_path):
+    from .conftest import png_folder
+    data = png_folder(tmp_path / "data", 2, 64, 64)
+    common = ["train", "--data", str(data), "--val", str(data), "--channels", "16", "--latent-channels", "8",
+              "--batch-size", "2", "--crop", "64", "--precision", "fp32", "--steps", "1", "--gan-after", "0",
+              "--discriminator-width", "4", "--ms-ssim-weight", "0.25"]
+    runner = CliRunner()
+    selective = runner.invoke(main, common + ["--model", "gc-c4-sc", "--synthesised-colour-weight", "0.1",
+                                              "--out", str(tmp_path / "sc")], catch_exceptions=False)
+    assert selective.exit_code == 0, selective.output
+    assert "HaarPSI" in selective.output
+    plain = runner.invoke(main, common + ["--model", "gc-c4", "--synthesised-colour-weight", "0.1",
+                                          "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 2 and "does not apply to --model gc-c4" in plain.output
