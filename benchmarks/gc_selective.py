@@ -3,7 +3,9 @@ synthesised (`lic encode --model gc-c4-sc --preserve MASK`).
 
 Per image and box: the file's bytes against the same model's file of the whole image (the paper:
 the saving follows the synthesised area), the PSNR inside the box (what "preserve" promises: it
-should match the whole-image file's PSNR there) and outside it (synthesised: not meant to match).
+should match the whole-image file's PSNR there) and outside it (synthesised: not meant to match,
+but a fill that continues the surroundings' colours scores higher than one that does not), and
+HaarPSI of the whole decoded picture (box and fill together).
 Writes docs/results-selective.json and, with --gallery, strips original | whole image | 50% box |
 25% box (half size, the box outlined on the original only) into docs/gallery/.
 
@@ -24,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lic_cli.codec import CodecSession, decode_file, encode_image
 from lic_cli.imageio import list_images, read_image
-from lic_cli.metrics import psnr
+from lic_cli.metrics import haarpsi, psnr
 from models.interface import EncodeOptions
 
 MODEL = "gc-c4-sc"
@@ -52,7 +54,8 @@ def measure(path: Path, session: CodecSession) -> tuple[dict, dict[str, np.ndarr
     loaded = session.get(MODEL)
     whole = encode_image(image, loaded, 0)
     whole_pixels = decode_file(whole, session).image.pixels
-    record = {"image": path.name, "whole": {"bytes": len(whole), "psnr": psnr(original, whole_pixels)}}
+    record = {"image": path.name, "whole": {"bytes": len(whole), "psnr": psnr(original, whole_pixels),
+                                            "haarpsi": haarpsi(original, whole_pixels)}}
     decoded = {"whole": whole_pixels}
     for share in SHARES:
         box = centred_box(image.height, image.width, share)
@@ -62,30 +65,32 @@ def measure(path: Path, session: CodecSession) -> tuple[dict, dict[str, np.ndarr
             "bytes": len(data), "saving": 1 - len(data) / len(whole),
             "psnr_kept": region_psnr(original, pixels, box),
             "psnr_kept_whole_file": region_psnr(original, whole_pixels, box),
-            "psnr_synthesised": region_psnr(original, pixels, ~box)}
+            "psnr_synthesised": region_psnr(original, pixels, ~box), "haarpsi": haarpsi(original, pixels)}
         decoded[f"box{round(share * 100)}"] = pixels
     return record, decoded
 
 
 def summary(records: list[dict]) -> dict:
-    out = {"images": len(records), "whole_bytes": float(np.mean([r["whole"]["bytes"] for r in records]))}
+    out = {"images": len(records), "whole_bytes": float(np.mean([r["whole"]["bytes"] for r in records])),
+           "whole_haarpsi": float(np.mean([r["whole"]["haarpsi"] for r in records]))}
     for share in SHARES:
         key = f"box{round(share * 100)}"
         rows = [r[key] for r in records]
         out[key] = {name: float(np.mean([row[name] for row in rows]))
-                    for name in ("bytes", "saving", "psnr_kept", "psnr_kept_whole_file", "psnr_synthesised")}
+                    for name in ("bytes", "saving", "psnr_kept", "psnr_kept_whole_file", "psnr_synthesised",
+                                 "haarpsi")}
     return out
 
 
 def markdown(result: dict) -> str:
     lines = ["| kept area | bytes (mean) | saving vs whole-image file | PSNR in the box | same box, whole-image file "
-             "| PSNR outside (synthesised) |", "|---|---|---|---|---|---|",
-             f"| 100% (no mask) | {result['whole_bytes']:.0f} | – | – | – | – |"]
+             "| PSNR outside (synthesised) | HaarPSI, whole picture |", "|---|---|---|---|---|---|---|",
+             f"| 100% (no mask) | {result['whole_bytes']:.0f} | – | – | – | – | {result['whole_haarpsi']:.3f} |"]
     for share in SHARES:
         row = result[f"box{round(share * 100)}"]
         lines.append(f"| {share:.0%} (centred box) | {row['bytes']:.0f} | {row['saving']:.1%} "
                      f"| {row['psnr_kept']:.2f} dB | {row['psnr_kept_whole_file']:.2f} dB "
-                     f"| {row['psnr_synthesised']:.2f} dB |")
+                     f"| {row['psnr_synthesised']:.2f} dB | {row['haarpsi']:.3f} |")
     return "\n".join(lines)
 
 
