@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from models import zoo
+from models.geometry import to_uint8
 
 from . import distributed, metrics
 from .train import (
@@ -170,7 +171,7 @@ def _report(model, images, device, step, log) -> None:
 
 def _pixels(image: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) in [0, 1] -> 8-bit (H, W, 3), as a decoder would write it."""
-    return (image[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return to_uint8(image[0].clamp(0, 1)).permute(1, 2, 0).cpu().numpy()
 
 
 def _discriminator_width(checkpoint_path: Path, options) -> int:
