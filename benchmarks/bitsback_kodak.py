@@ -97,7 +97,7 @@ def run(args) -> dict:
                   "decode_s": float(np.mean([r["decode_s"] for r in rows if r["variant"] == v and r["decode_s"]]
                                             or [float("nan")]))} for v in variants}
     borrowed = [r["borrowed_bits"] for r in rows if r["variant"] == "bb-net"]
-    return {"hyper_weights": hyper.weights_hash.hex(), "bb_weights": bb.weights_hash.hex(),
+    return {"hyper_weights": hyper.weights_id.hex(), "bb_weights": bb.weights_id.hex(),
             "images": [name for name, _ in images], "qualities": qualities, "sga_steps": args.sga_steps,
             "bbvi_steps": args.bbvi_steps, "threads": args.threads, "compute": hyper.codec.compute,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "curves": curves, "bd_rate_vs_hyper": bd,

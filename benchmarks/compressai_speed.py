@@ -112,7 +112,7 @@ def main() -> None:
                     times[name].append(pair)
 
     print(f"{args.images} Kodak images x {args.repeat} rounds, {args.threads} threads, lic weights "
-          f"{loaded.weights_hash.hex()} q{args.quality} ({lic.compute}), CompressAI N={widths[0]} M={widths[1]}")
+          f"{loaded.weights_id.hex()} q{args.quality} ({lic.compute}), CompressAI N={widths[0]} M={widths[1]}")
     print("| codec | encode (s/img) | decode (s/img) |\n|---|---|---|")
     for name, pairs in times.items():
         encode_s, decode_s = np.mean(pairs, axis=0)

@@ -29,9 +29,22 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bitstream.coders import symbol_costs
 from lic_cli.metrics import ms_ssim, psnr
-from models import cpm, fixedpoint, zoo
-from models.geometry import pad_to_multiple, unit_float
+from models import zoo
+from models.core import fixedpoint
+from models.core.geometry import pad_to_multiple, unit_float
+from models.cpm import codec as cpm_codec
+from models.cpm.codec import CpmCodec, context_tiles
+from models.cpm.importance_coding import (
+    SPREADS,
+    antidiagonals,
+    channel_mask,
+    med_prediction,
+    residual_counts,
+)
+from models.cpm.network import DOWNSAMPLING
+from models.cpm.wavefront import wavefront_steps
 from models.interface import Geometry
 
 
@@ -62,22 +75,22 @@ def factorized_bits(symbols: np.ndarray, mask: np.ndarray) -> float:
 
 
 def importance_bits(counts: np.ndarray, channels: int) -> float:
-    rows, cols = np.concatenate([np.stack(rc) for rc in cpm.antidiagonals(*counts.shape)], axis=1)
-    residuals = counts[rows, cols] - cpm.med_prediction(counts, rows, cols, channels) + channels
-    costs = [cpm.symbol_costs(cpm.residual_counts(s, channels))[residuals].sum() for s in range(len(cpm.SPREADS))]
-    return float(min(costs)) + np.log2(len(cpm.SPREADS))
+    rows, cols = np.concatenate([np.stack(rc) for rc in antidiagonals(*counts.shape)], axis=1)
+    residuals = counts[rows, cols] - med_prediction(counts, rows, cols, channels) + channels
+    costs = [symbol_costs(residual_counts(s, channels))[residuals].sum() for s in range(len(SPREADS))]
+    return float(min(costs)) + np.log2(len(SPREADS))
 
 
 @torch.inference_mode()
-def float_cross_entropy(codec: cpm.CpmCodec, pixels: torch.Tensor, quality: int) -> float:
+def float_cross_entropy(codec: CpmCodec, pixels: torch.Tensor, quality: int) -> float:
     """Bits of the coded symbols under the float context model (what training estimates)."""
     model = codec.model
-    x = unit_float(pad_to_multiple(pixels[None], cpm.DOWNSAMPLING))
+    x = unit_float(pad_to_multiple(pixels[None], DOWNSAMPLING))
     out = model(x, torch.tensor([quality]))
     return float(model.symbol_bits(out, torch.tensor([quality]))[0])
 
 
-def measure(codec: cpm.CpmCodec, path: Path, quality: int) -> dict:
+def measure(codec: CpmCodec, path: Path, quality: int) -> dict:
     array = np.asarray(Image.open(path).convert("RGB"))
     pixels = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
     height, width = array.shape[:2]
@@ -97,18 +110,18 @@ def measure(codec: cpm.CpmCodec, path: Path, quality: int) -> dict:
     encode_seconds = time.perf_counter() - started
 
     coded, tables = ordered[0]  # what the encoder coded, with its counts
-    ideal_symbol_bits = float(cpm.symbol_costs(np.take_along_axis(tables, coded[:, None], 1)).sum())
-    mask = cpm.channel_mask(counts, codec.channels)
+    ideal_symbol_bits = float(symbol_costs(np.take_along_axis(tables, coded[:, None], 1)).sum())
+    mask = channel_mask(counts, codec.channels)
 
     context = codec.context
     timed_context = watch.timed("wavefront network", context.logits)
     context.logits = timed_context
-    pop = cpm.pop_importance
-    cpm.pop_importance = watch.timed("importance map", pop)
+    pop = cpm_codec.pop_importance
+    cpm_codec.pop_importance = watch.timed("importance map", pop)
     started = time.perf_counter()
     decoded_counts, decoded = codec.decode_symbols({"latent": data}, Geometry(height, width), quality)
     symbols_seconds = time.perf_counter() - started
-    cpm.pop_importance = pop
+    cpm_codec.pop_importance = pop
     del context.logits
     started = time.perf_counter()  # the whole decode again, without the stopwatches
     decoded_pixels = codec.decode({"latent": data}, Geometry(height, width), quality)
@@ -118,8 +131,8 @@ def measure(codec: cpm.CpmCodec, path: Path, quality: int) -> dict:
 
     seconds = watch.seconds
     wavefront_network = seconds["wavefront network"]
-    steps = sum(len(cpm.wavefront_steps((codec.channels, r.stop - r.start, c.stop - c.start))[1]) - 1
-                for r, c in cpm.context_tiles(*counts.shape))
+    steps = sum(len(wavefront_steps((codec.channels, r.stop - r.start, c.stop - c.start))[1]) - 1
+                for r, c in context_tiles(*counts.shape))
     return {
         "image": path.name, "quality": quality + 1, "pixels": height * width,
         "section_bits": 8 * len(data), "ideal_symbol_bits": ideal_symbol_bits,
@@ -188,7 +201,7 @@ def main() -> None:
     result = {
         "benchmark": "cpm_kodak", "command": "python benchmarks/cpm_kodak.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "cpu": cpu_name(), "threads": args.threads,
-        "torch": torch.__version__, "weights": str(loaded.path), "weights_hash": loaded.weights_hash.hex(),
+        "torch": torch.__version__, "weights": str(loaded.path), "weights_hash": loaded.weights_id.hex(),
         "images": len(paths), "fixed_point_bits": [fixedpoint.WEIGHT_FRAC_BITS, fixedpoint.ACT_FRAC_BITS],
         "summary": summarise(rows), "rows": rows,
     }

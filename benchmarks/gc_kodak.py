@@ -23,7 +23,7 @@ import torch
 from lic_cli.codec import CodecSession, decode_file, encode_image, rgb_tensor
 from lic_cli.imageio import list_images, read_image
 from lic_cli.metrics import haarpsi, ms_ssim, psnr
-from models import gc
+from models.gc.network import bound_bits
 
 MODELS = ("gc-c2", "gc-c4", "gc-c8", "gc-c4-mse", "gc-c4-sc")
 KEYS = ("bpp", "bpp_static", "bpp_context", "bpp_bound", "psnr", "ms_ssim", "haarpsi", "encode_s", "decode_s")
@@ -50,14 +50,14 @@ def measure(kodak: Path, model: str, weights: Path | None, threads: int, limit: 
             "image": name, "bytes": len(data), "bpp": 8 * len(data) / pixels,
             "bpp_static": 8 * len(codec.encode_static(symbols)) / pixels,
             "bpp_context": 8 * len(codec.encode_context(symbols)) / pixels,
-            "bpp_bound": gc.bound_bits(image.height, image.width, codec.model.config.bottleneck) / pixels,
+            "bpp_bound": bound_bits(image.height, image.width, codec.model.config.bottleneck) / pixels,
             "psnr": psnr(image.pixels, decoded), "ms_ssim": ms_ssim(image.pixels, decoded),
             "haarpsi": haarpsi(image.pixels, decoded),
             "encode_s": encoded - started, "decode_s": finished - encoded,
         })
         print(f"{model} {name}: {rows[-1]['bpp']:.4f} bpp, {rows[-1]['psnr']:.2f} dB", flush=True)
     return {
-        "model": model, "weights": str(loaded.path), "weights_hash": loaded.weights_hash.hex(),
+        "model": model, "weights": str(loaded.path), "weights_hash": loaded.weights_id.hex(),
         "card": loaded.card, "threads": threads, "precision": codec.compute,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "torch": torch.__version__,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),

@@ -134,7 +134,7 @@ def main() -> None:
         if path.name in args.gallery:
             original = read_image(path.read_bytes()).pixels[:, :, :3]
             gallery_strip(original, decoded, record, args.gallery_dir / f"selective-{path.name}")
-    result = {"model": MODEL, "weights": session.get(MODEL).weights_hash.hex(), **summary(records),
+    result = {"model": MODEL, "weights": session.get(MODEL).weights_id.hex(), **summary(records),
               "per_image": records}
     args.json.write_text(json.dumps(result, indent=1))
     print(f"Command: `python benchmarks/gc_selective.py --gallery {' '.join(args.gallery)}` "

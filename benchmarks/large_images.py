@@ -84,7 +84,7 @@ def main() -> None:
 
 def cpu_name() -> str:
     """The CPU's model name and whether it does bf16 natively (what `--precision auto` picks)."""
-    from models.precision import cpu_has_native_bf16
+    from models.core.precision import cpu_has_native_bf16
 
     names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
              if line.startswith("model name")]

@@ -52,7 +52,7 @@ def run(args) -> dict:
                              "encodes": achieved.encodes, "seconds": time.perf_counter() - started})
             summaries.append(summarise(rows, target, whole, top))
     return {"model": args.model, "command": " ".join(["python benchmarks/rate_control_kodak.py", *sys.argv[1:]]),
-            "cpu": cpu_name(), "summaries": summaries, "weights_hash": loaded.weights_hash.hex(),
+            "cpu": cpu_name(), "summaries": summaries, "weights_hash": loaded.weights_id.hex(),
             "threads": args.threads, "images": len(images), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "rows": rows}
 

@@ -59,7 +59,7 @@ def run(args) -> dict:
     plain = curves["plain"]
     bd = {name: bd_rate([p[0] for p in plain], [p[1] for p in plain], [p[0] for p in c], [p[1] for p in c])
           for name, c in curves.items()}
-    return {"model": args.model, "weights_hash": loaded.weights_hash.hex(), "threads": args.threads, "crop": args.crop,
+    return {"model": args.model, "weights_hash": loaded.weights_id.hex(), "threads": args.threads, "crop": args.crop,
             "images": len(images), "qualities": qualities, "lr": args.lr, "compute": loaded.codec.compute,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "curves": curves,
             "bd_rate_vs_plain": bd, "rows": rows}

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cpm_kodak import cpu_name
 from lic_cli import distributed, train
 from lic_cli.imageio import list_images
-from models import precision, zoo
+from models import zoo
+from models.core import precision
 
 VARIANTS = ("baseline", "fp32", "contiguous", "compile", "fused-adam", "cse", "compile+cse", "ddp", "compile+ddp",
             "load")

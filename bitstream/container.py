@@ -15,13 +15,13 @@ MAX_DIMENSION = 65535
 MAX_PIXELS = 1 << 25
 MAX_SECTIONS = 16
 MAX_MODEL_ID = 32
-WEIGHTS_HASH_BYTES = 8
+WEIGHTS_ID_BYTES = 8
 FLAG_ALPHA = 0x01
 KNOWN_FLAGS = FLAG_ALPHA
 MODEL_ID_PATTERN = re.compile(rb"[a-z0-9.\-]{1,32}")
 _GEOMETRY = struct.Struct("<BIIBBB")  # quality, width, height, channels, bit depth, section count
 _SECTION_HEADER = struct.Struct("<BI")
-MIN_FILE_BYTES = len(MAGIC) + 3 + 1 + WEIGHTS_HASH_BYTES + _GEOMETRY.size + 4
+MIN_FILE_BYTES = len(MAGIC) + 3 + 1 + WEIGHTS_ID_BYTES + _GEOMETRY.size + 4
 
 
 class FormatError(ValueError):
@@ -66,7 +66,7 @@ def quality_of_steps(steps: int) -> int | float:
 @dataclass
 class Container:
     model_id: str
-    weights_hash: bytes
+    weights_id: bytes
     quality: int
     width: int
     height: int
@@ -100,7 +100,7 @@ class Container:
     def validate(self) -> None:
         if not MODEL_ID_PATTERN.fullmatch(self.model_id.encode("ascii", "replace")):
             raise FormatError(f"invalid model id {self.model_id!r}")
-        if len(self.weights_hash) != WEIGHTS_HASH_BYTES:
+        if len(self.weights_id) != WEIGHTS_ID_BYTES:
             raise FormatError("weights hash must be 8 bytes")
         if not 0 <= self.quality <= 255:
             raise FormatError(f"quality index {self.quality} out of range")
@@ -145,7 +145,7 @@ def check_geometry(width: int, height: int) -> None:
 def pack(container: Container) -> bytes:
     container.validate()
     model_id = container.model_id.encode("ascii")
-    parts = [MAGIC, bytes([container.version, container.flags, len(model_id)]), model_id, container.weights_hash,
+    parts = [MAGIC, bytes([container.version, container.flags, len(model_id)]), model_id, container.weights_id,
              _GEOMETRY.pack(container.quality, container.width, container.height, container.channels,
                             container.bit_depth, len(container.sections))]
     for kind in sorted(container.sections):
@@ -189,7 +189,7 @@ def _parse_body(body: bytes, version: int) -> Container:
     model_id = reader.take(id_length)
     if not MODEL_ID_PATTERN.fullmatch(model_id):
         raise FormatError("invalid model id")
-    weights_hash = reader.take(WEIGHTS_HASH_BYTES)
+    weights_id = reader.take(WEIGHTS_ID_BYTES)
     quality, width, height, channels, bit_depth, count = _GEOMETRY.unpack(reader.take(_GEOMETRY.size))
     if count > MAX_SECTIONS:
         raise FormatError(f"too many sections ({count})")
@@ -207,7 +207,7 @@ def _parse_body(body: bytes, version: int) -> Container:
         sections[kind] = reader.take(length)
     if reader.remaining():
         raise FormatError("trailing bytes after the last section")
-    container = Container(model_id.decode("ascii"), weights_hash, quality, width, height, channels,
+    container = Container(model_id.decode("ascii"), weights_id, quality, width, height, channels,
                           sections, bit_depth)
     if bool(flags & FLAG_ALPHA) != (SectionType.ALPHA in sections):
         raise FormatError("alpha flag and alpha section disagree")

@@ -112,7 +112,7 @@ def info(data: bytes) -> dict:
 
 def header_record(container: Container, size: int) -> dict:
     record = {
-        "bytes": size, "model": container.model_id, "weights": container.weights_hash.hex(),
+        "bytes": size, "model": container.model_id, "weights": container.weights_id.hex(),
         "quality": container.quality_value + 1, "width": container.width, "height": container.height,
         "channels": container.channels, "bit_depth": container.bit_depth,
         "bpp": 8 * size / (container.width * container.height),

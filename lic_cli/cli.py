@@ -581,7 +581,7 @@ def _model_and_weights(values: tuple[str, ...], model: str) -> tuple[str, dict[s
 
 
 def _device(name: str) -> str:
-    from models.precision import select_device
+    from models.core.precision import select_device
 
     try:
         return str(select_device(name))

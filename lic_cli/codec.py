@@ -23,7 +23,7 @@ from bitstream.container import (
     unpack,
 )
 from models import zoo
-from models.geometry import to_uint8
+from models.core.geometry import to_uint8
 from models.interface import PLAIN, AlbumImage, EncodedAlbum, EncodeOptions, Geometry
 
 from .imageio import ImageData
@@ -31,18 +31,31 @@ from .limits import check_declared_size
 
 
 class CodecSession:
-    """Loads each model's weights once per process and hands out codecs by zoo name."""
+    """Loads each model's weights once per process and hands out codecs by zoo name; for a file
+    that names other weights, the kept decoder of a replaced weight file (models/weights/archive/)."""
 
     def __init__(self, weights: dict[str, Path] | None = None, device: str = "cpu", compute: str = "auto"):
         self.weights = weights or {}
         self.device = device
         self.compute = compute
         self._loaded: dict[str, zoo.LoadedCodec] = {}
+        self._archived: dict[tuple[str, bytes], zoo.LoadedCodec | None] = {}
 
     def get(self, name: str) -> zoo.LoadedCodec:
         if name not in self._loaded:
             self._loaded[name] = zoo.load_codec(name, self.weights.get(name), self.device, self.compute)
         return self._loaded[name]
+
+    def decoder_for(self, name: str, weights_id: bytes) -> zoo.LoadedCodec | None:
+        """The codec that decodes files naming these weights: the installed (or --weights) one, or a
+        kept one; None if this lic has neither."""
+        loaded = self.get(name)
+        if loaded.decodes(weights_id):
+            return loaded
+        key = (name, weights_id)
+        if key not in self._archived:
+            self._archived[key] = zoo.load_archived_codec(name, weights_id, self.device, self.compute)
+        return self._archived[key]
 
 
 @dataclass
@@ -80,6 +93,7 @@ def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: float, opti
     if loaded.codec.capabilities.carries_data:
         return encode_album([(None, image)], loaded, quality, options=options)[0]
     check_size(image, loaded)
+    check_can_encode(loaded)
     return pack_image(image, loaded, quality, loaded.codec.encode(rgb_tensor(image), quality, options))
 
 
@@ -95,9 +109,15 @@ def pack_image(image: ImageData, loaded: zoo.LoadedCodec, quality: float, coded:
         sections[SectionType.EXIF] = image.exif
     if image.channels == 4:
         sections[SectionType.ALPHA] = zlib.compress(image.pixels[:, :, 3].tobytes(), 9)
-    container = Container(loaded.name, loaded.weights_hash, steps // QUALITY_STEPS, image.width, image.height,
+    container = Container(loaded.name, loaded.weights_id, steps // QUALITY_STEPS, image.width, image.height,
                           image.channels, sections)
     return pack(container)
+
+
+def check_can_encode(loaded: zoo.LoadedCodec) -> None:
+    if loaded.decoder_only:
+        raise ValueError(f"{loaded.path} holds only the decoder of {loaded.name}: it decodes old files and encodes "
+                         "nothing")
 
 
 def check_size(image: ImageData, loaded: zoo.LoadedCodec) -> None:
@@ -147,13 +167,14 @@ def decode_symbols(data: bytes, session: CodecSession) -> list[np.ndarray]:
 
 def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
     try:
-        loaded = session.get(container.model_id)
+        loaded = session.decoder_for(container.model_id, container.weights_id)
     except KeyError:
         raise FormatError(f"file needs model {container.model_id!r}, which this lic does not have") from None
-    if container.weights_hash != loaded.weights_hash:
-        raise FormatError(f"file was made with {container.model_id} weights {container.weights_hash.hex()}, "
-                          f"installed weights are {loaded.weights_hash.hex()} ({loaded.path}); "
-                          f"pass --weights {container.model_id}=FILE (docs/models.md lists every shipped weight file)")
+    if loaded is None:
+        installed = session.get(container.model_id)
+        raise FormatError(f"file was made with {container.model_id} weights {container.weights_id.hex()}, which "
+                          f"this lic does not have (installed: {installed.weights_id.hex()}, {installed.path}); "
+                          f"pass --weights {container.model_id}=FILE")
     limit = loaded.codec.capabilities.max_pixels
     if limit is not None:
         check_declared_size(container, limit, f"model {container.model_id} codes at most")
@@ -199,6 +220,7 @@ def encode_album(items: list[tuple[str | None, ImageData]], loaded: zoo.LoadedCo
     """One image or an album into one file of a data-carrying codec. items: (source name or None, image)."""
     if not loaded.codec.capabilities.carries_data:
         raise ValueError(f"model {loaded.name} cannot carry data or albums")
+    check_can_encode(loaded)
     records: list[Record] = []
     for index, (name, image) in enumerate(items):
         check_size(image, loaded)
@@ -211,7 +233,7 @@ def encode_album(items: list[tuple[str | None, ImageData]], loaded: zoo.LoadedCo
     coded = loaded.codec.encode_album(images, album.pack_records(records), options)
     first = items[0][1]
     sections = {section_type(name): payload for name, payload in coded.sections.items()}
-    container = Container(loaded.name, loaded.weights_hash, quality, first.width, first.height, first.channels,
+    container = Container(loaded.name, loaded.weights_id, quality, first.width, first.height, first.channels,
                           sections)
     return pack(container), coded
 

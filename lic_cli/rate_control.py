@@ -123,6 +123,7 @@ def file_maker(image: ImageData, loaded) -> Callable[[float], bytes]:
     if not loaded.codec.capabilities.prepares:
         return lambda quality: codec.encode_image(image, loaded, quality)
     codec.check_size(image, loaded)
+    codec.check_can_encode(loaded)
     prepared = loaded.codec.prepare(codec.rgb_tensor(image))
     return lambda quality: codec.pack_image(image, loaded, quality, prepared.encode(quality))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 import platform
 import random
@@ -10,13 +11,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from models import precision, zoo
-from models.cse import ConditionalSourceModel
+from models import zoo
+from models.core import precision
+from models.core.cse import ConditionalSourceModel
 
 from . import distributed
 from .distributed import Ranks
@@ -44,23 +47,39 @@ class TrainOptions:
     config_overrides: dict | None = None
     init_weights: Path | None = None
     precision: str = "auto"  # auto | bf16 | fp32 (for the transforms; entropy models are always fp32)
-    straight_through_after: float = 0.6  # fraction of the budget after which the decoder sees rounded latents
-    gan_after: float = 0.3  # "gan" driver: fraction of the budget trained on distortion only before the GAN starts
-    discriminator_width: int = 64  # "gan" driver: channels of the discriminator's first layer (pix2pixHD: 64)
-    ms_ssim_weight: float = 0.0  # "gan" driver: 1 - MS-SSIM in the distortion, weighted like the MSE
-    synthesised_colour_weight: float = 0.0  # "gan" driver, selective models: block colours where synthesised
-    grow_warmup: int = 0  # a latent grown from narrower --init weights: steps before the new channels pay rate
-    qualities: tuple[int, ...] | None = None  # 0-based quality indices to draw from (None: all, evenly)
-    freeze_encoder: bool = False  # train the decoder side alone on exactly quantized latents
-    freeze_transforms: bool = False  # train the context model alone (models with one)
-    context_lr: float | None = None  # joint training: the context model's peak learning rate (None: --lr)
     mix: Path | None = None  # a second image folder (e.g. illustrations and screenshots) ...
     mix_share: float = 0.2  # ... that this share of the crops comes from
+    # The family's own options: an instance of its Training.options (models.interface); None: their defaults.
+    family: Any = None
     regularizer: str | None = None  # "cse": the conditional source entropy regularizer
     alpha: float = 0.1  # its weight, relative to the rate in bits per pixel
     ranks: Ranks = distributed.SINGLE  # this process's place in a torchrun run
     compile: str = "auto"  # torch.compile the training pass: auto | on | off
 
+
+    def __post_init__(self) -> None:
+        if self.family is None:
+            self.family = family_options(self.model)
+
+
+def family_options(model: str, **values) -> Any:
+    """The model's family's training options (models.interface.Training.options) with these values."""
+    return zoo.entry(model).training.options(**values)
+
+
+def family_option(options: TrainOptions, name: str, default: Any = None) -> Any:
+    """A driver-implemented option (models.interface: QualitySubset, StraightThrough, ...), or
+    `default` where the model's family does not offer it."""
+    return getattr(options.family, name, default)
+
+
+def check_family_options(options: TrainOptions) -> None:
+    """Combinations of the driver-implemented options that cannot work, as one-line errors."""
+    if family_option(options, "context_lr") is not None and family_option(options, "freeze_transforms"):
+        raise ValueError("--context-lr trains the context model beside the transforms; with --freeze-transforms "
+                         "the context model alone trains at --lr")
+    if family_option(options, "grow_warmup") and options.init_weights is None:
+        raise ValueError("--grow-warmup needs --init, the weights to grow")
 
 def keep_freed_buffers_in_the_heap() -> bool:
     """Ask glibc to keep freed activation buffers for the next step instead of unmapping them.
@@ -506,7 +525,8 @@ def train(options: TrainOptions, reporter) -> Path:
     init_config, sizes = distributed.on_main(ranks, configuration)
     model = zoo.build_trainable(options.model, sizes)
     model = channels_last(model.to(device))
-    if options.freeze_encoder:
+    model.training_options = options.family
+    if family_option(options, "freeze_encoder"):
         model.exact_quantization = True
     trainable = trainable_parameters(options, model)
     optimizer = torch.optim.Adam(parameter_groups(options, model, trainable), lr=options.lr)
@@ -530,8 +550,9 @@ def train(options: TrainOptions, reporter) -> Path:
         rate_weights = None
         if first_new_channel is not None:
             rate_weights = grown_channel_rate_weights(model.config.latent_channels, first_new_channel,
-                                                      options.grow_warmup, done)
-        return stepper(x, quality, rate, progress >= options.straight_through_after, rate_weights)
+                                                      family_option(options, "grow_warmup", 0), done)
+        straight_through = progress >= family_option(options, "straight_through_after", 0.6)
+        return stepper(x, quality, rate, straight_through, rate_weights)
 
     def validate(at_step: int) -> None:
         if val_images:
@@ -557,8 +578,7 @@ COMPILE_AFTER_MINUTES = 10
 
 def wants_compile(options: TrainOptions) -> bool:
     """Whether to torch.compile the training pass: its one-off compilation (tens of seconds, cached
-    afterwards) pays back in long runs only (+27-31 % steps per minute for hyper on a 2-core CPU,
-    docs/results.md)."""
+    afterwards) pays back in long runs only (docs/results.md, "Training throughput")."""
     if options.compile != "auto":
         return options.compile == "on"
     if options.max_steps is not None:
@@ -617,10 +637,10 @@ def trainable_parameters(options: TrainOptions, model) -> list[torch.nn.Paramete
     """All parameters; with --freeze-encoder only the decoder side's, the others excluded from the
     backward pass (exactly quantized latents pass no gradient to them anyway); with
     --freeze-transforms only the context model's, the transforms run without gradients."""
-    if options.freeze_transforms:
+    if family_option(options, "freeze_transforms"):
         trainable = model.context_parameters()
         model.transforms_frozen = True
-    elif options.freeze_encoder:
+    elif family_option(options, "freeze_encoder"):
         trainable = model.decoder_parameters()
     else:
         return list(model.parameters())
@@ -634,20 +654,21 @@ def parameter_groups(options: TrainOptions, model, trainable: list[torch.nn.Para
     """Adam's parameter groups: one, or with --context-lr the context model's own, whose learning
     rate follows the schedule at context_lr / lr times the others' (a context model trained in a
     first stage and transforms only fine-tuned want different rates)."""
-    if options.context_lr is None or options.freeze_transforms:
+    if family_option(options, "context_lr") is None or family_option(options, "freeze_transforms"):
         return [{"params": trainable}]
     context = {id(parameter) for parameter in model.context_parameters()}
     return [{"params": [p for p in trainable if id(p) not in context]},
-            {"params": [p for p in trainable if id(p) in context], "lr_scale": options.context_lr / options.lr}]
+            {"params": [p for p in trainable if id(p) in context],
+             "lr_scale": family_option(options, "context_lr") / options.lr}]
 
 
 def qualities_to_train(options: TrainOptions, available: int) -> list[int]:
-    if options.qualities is None:
+    if family_option(options, "qualities") is None:
         return list(range(available))
-    outside = [q + 1 for q in options.qualities if not 0 <= q < available]
+    outside = [q + 1 for q in family_option(options, "qualities") if not 0 <= q < available]
     if outside:
         raise ValueError(f"quality {outside[0]} is not one of the model's 1..{available}")
-    return sorted(options.qualities)  # a quality listed twice is drawn twice as often
+    return sorted(family_option(options, "qualities"))  # a quality listed twice is drawn twice as often
 
 
 def peek_checkpoint(checkpoint_path: Path) -> dict:
@@ -663,6 +684,8 @@ def network_sizes(options: TrainOptions, checkpoint_path: Path, init_config: dic
     its latent)."""
     training = zoo.entry(options.model).training
     flags = {key: "--" + option.replace("_", "-") for option, key in training.sizes.items()}
+    flags.update({field.metadata["config"]: "--" + field.name.replace("_", "-")
+                  for field in dataclasses.fields(training.options) if field.metadata.get("config")})
     overrides = dict(options.config_overrides or {})
     if options.resume and checkpoint_path.exists():
         saved = peek_checkpoint(checkpoint_path)["config"]
@@ -682,7 +705,7 @@ def network_sizes(options: TrainOptions, checkpoint_path: Path, init_config: dic
 def grown_channels_start(options: TrainOptions, model, init_config: dict | None) -> int | None:
     """With --grow-warmup: the first latent channel that the model has and the --init weights (their
     configuration: init_config) lack."""
-    if not options.grow_warmup:
+    if not family_option(options, "grow_warmup", 0):
         return None
     if init_config is None:
         raise ValueError("--grow-warmup needs --init: the weights whose latent the run widens")

@@ -13,6 +13,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from models.defaults import DEFAULT_MODEL
 
+from .family_options import FamilyOptionsCommand, split_values
+
 if TYPE_CHECKING:
     from models.zoo import Training
 
@@ -59,18 +61,7 @@ class QuietReporter:
         pass
 
 
-def parse_qualities(text: str | None) -> tuple[int, ...] | None:
-    """'5,6' -> (4, 5): the 0-based indices of 1-based quality numbers."""
-    if not text:
-        return None
-    try:
-        return tuple(int(part) - 1 for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers",
-                                 param_hint="--qualities") from None
-
-
-@click.command()
+@click.command(cls=FamilyOptionsCommand)
 @click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Zoo model to train.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Folder of training images (PNG/JPEG/WebP/...).")
@@ -101,43 +92,9 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
 @click.option("--channels", type=int, help="Override the main transform width, e.g. for a tiny test run.")
 @click.option("--latent-channels", type=int, help="Override the second size of the model (the latent width of a "
               "hyperprior, the context model width of a GAN codec).")
-@click.option("--hyper-width", type=int, help="Hyperprior models: width of the hyper-synthesis hidden layers "
-              "(default: the latent width); a narrower one keeps a wide model's weight file small.")
 @click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Start from the network of this weight file (e.g. a shipped one, or one of a related model) "
               "instead of random init.")
-@click.option("--grow-warmup", type=click.IntRange(0), default=0, show_default=True, metavar="STEPS",
-              help="With --init weights of a narrower latent (--latent-channels wider than theirs): the added "
-              "channels pay no rate for STEPS steps, then a share ramped in over STEPS more, so that the "
-              "synthesis learns to use them before the rate term can silence them.")
-@click.option("--qualities", metavar="LIST", help="Models with a quality ladder: train only these qualities "
-              "(comma-separated, e.g. 5,6); the others keep their gains but drift with the shared transforms. A "
-              "quality listed twice is drawn twice as often (1,2,3,4,5,6,6).")
-@click.option("--freeze-encoder", is_flag=True,
-              help="Fine-tune the decoder side (synthesis, hyperprior, inverse gains) on exactly what the coder "
-              "does, rounded latents and the rates of the rounded values, with the analysis frozen: the 'hard' "
-              "stage of soft-then-hard training, for a model trained with noise.")
-@click.option("--freeze-transforms", is_flag=True,
-              help="Models with a context model (hyper-ctx): train the context model alone, the transforms and "
-              "the hyperprior frozen and run without gradients (stage one of its recipe, from --init hyper weights).")
-@click.option("--context-lr", type=click.FloatRange(min=0, min_open=True), metavar="LR",
-              help="Models with a context model (hyper-ctx), training everything: the context model's peak "
-              "learning rate, on the same schedule (stage two of its recipe: e.g. 5e-4 with --lr 5e-5).")
-@click.option("--straight-through-after", type=click.FloatRange(0, 1), default=0.6, show_default=True,
-              help="Rate-distortion models: fraction of the budget after which the synthesis sees rounded "
-              "latents (straight-through) instead of noisy ones; 0 when fine-tuning a trained model.")
-@click.option("--gan-after", type=click.FloatRange(0, 1), default=0.3, show_default=True,
-              help="GAN models: fraction of the budget trained on distortion only before the GAN loss starts.")
-@click.option("--discriminator-width", type=click.IntRange(4, 512), default=64, show_default=True,
-              help="GAN models: width of the multi-scale discriminator's first layer (pix2pixHD: 64; 32 is "
-              "cheaper on a CPU).")
-@click.option("--ms-ssim-weight", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="W",
-              help="GAN models: add W * (1 - MS-SSIM) to the distortion beside the MSE (MSE alone favours blotches; "
-              "at 0.25, as for the shipped gc-c4-sc, its gradient is about the MSE's size).")
-@click.option("--synthesised-colour-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              metavar="W", help="Selective GAN models: add W * the MSE of 16x16 block means where the image is "
-              "synthesised, so that fills continue the colours around them; the GAN still paints the detail "
-              "(the shipped gc-c4-sc: 0.1).")
 @click.option("--reg", "regularizer", type=click.Choice(["cse"]),
               help="Rate-distortion models: add a training regularizer. cse: maximise the conditional source "
               "entropy H(X|X^) (Zhang et al.), estimated by a small model trained alongside; none of it is in the "
@@ -146,12 +103,10 @@ def parse_qualities(text: str | None) -> tuple[int, ...] | None:
               help="--reg cse: its weight against a rate in bits per pixel (the paper: 0.1 for a hyperprior, 1 "
               "for context models).")
 @click.option("--compile", "compile_mode", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-              help="Rate-distortion models: torch.compile the training pass (hyper: +30% steps per minute on a "
-              "2-core CPU, after a one-off compilation). auto: for runs of 1000+ --steps or 10+ --minutes.")
+              help="Rate-distortion models: torch.compile the training pass (faster steps after a one-off "
+              "compilation). auto: for runs of 1000+ --steps or 10+ --minutes.")
 def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed,
-          threads, eval_every, channels, latent_channels, hyper_width, init_weights, grow_warmup, qualities,
-          freeze_encoder, freeze_transforms, context_lr, straight_through_after, gan_after, discriminator_width,
-          ms_ssim_weight, synthesised_colour_weight, regularizer, alpha, compile_mode):
+          threads, eval_every, channels, latent_channels, init_weights, regularizer, alpha, compile_mode, **family):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
@@ -170,14 +125,15 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
                             --rdzv-endpoint HOST:29500 -m lic_cli train ...  (on each machine)
     Rank 0 logs, validates, checkpoints and exports; --resume works with any number of processes.
 
-    Options marked for some models are refused for the others. docs/models.md has the exact
-    command behind every shipped weight file.
+    Each model family adds training options of its own, listed below under their own heading
+    (lic train --model NAME --help shows another model's). Every model card in models/weights/
+    has the exact command behind its weight file.
     """
     from models import zoo
 
     from . import distributed
     from .cli import load_torch
-    from .train import TrainOptions
+    from .train import TrainOptions, check_family_options
 
     load_torch()
     try:
@@ -191,29 +147,24 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
     except KeyError as error:
         raise click.BadParameter(str(error.args[0]), param_hint="--model") from None
     context = click.get_current_context()
-    _refuse_foreign_options(context, model, training)
+    _refuse_foreign_sizes(context, model, training)
     if regularizer and training.source_model is None:
         raise click.BadParameter(f"applies to models trained with a rate-distortion loss, not to {model}",
                                  param_hint="--reg")
     if context.get_parameter_source("alpha") is not click.core.ParameterSource.DEFAULT and not regularizer:
         raise click.BadParameter("needs --reg", param_hint="--alpha")
-    if context_lr is not None and freeze_transforms:
-        raise click.BadParameter("trains the context model beside the transforms; with --freeze-transforms "
-                                 "the context model alone trains at --lr", param_hint="--context-lr")
-    if grow_warmup and init_weights is None:
-        raise click.BadParameter("needs --init, the weights to grow", param_hint="--grow-warmup")
-    given = {"channels": channels, "latent_channels": latent_channels, "hyper_width": hyper_width}
+    family_options, sized = split_values(training.options, family)
+    given = {"channels": channels, "latent_channels": latent_channels}
     overrides = {training.sizes[option]: value for option, value in given.items() if value and option in training.sizes}
     options = TrainOptions(model=model, data=data, out=out, val=val, mix=mix, mix_share=mix_share, minutes=minutes,
                            max_steps=steps, batch_size=batch_size, crop=crop, lr=lr, device=device, resume=resume,
-                           seed=seed, threads=threads, eval_every=eval_every, config_overrides=overrides,
-                           init_weights=init_weights, precision=precision,
-                           straight_through_after=straight_through_after, gan_after=gan_after,
-                           discriminator_width=discriminator_width, ms_ssim_weight=ms_ssim_weight,
-                           synthesised_colour_weight=synthesised_colour_weight, grow_warmup=grow_warmup,
-                           qualities=parse_qualities(qualities), freeze_encoder=freeze_encoder,
-                           freeze_transforms=freeze_transforms, context_lr=context_lr,
+                           seed=seed, threads=threads, eval_every=eval_every, config_overrides={**overrides, **sized},
+                           init_weights=init_weights, precision=precision, family=family_options,
                            regularizer=regularizer, alpha=alpha, ranks=ranks, compile=compile_mode)
+    try:
+        check_family_options(options)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     run_training = _driver(training.driver)
     reporter = Reporter(minutes * 60) if ranks.is_main else QuietReporter()
     try:
@@ -235,18 +186,8 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
         click.echo(f"exported {path}", err=True)
 
 
-# Options that only some families' training takes: each zoo entry lists the ones it accepts.
-FAMILY_OPTIONS = ("hyper_width", "grow_warmup", "qualities", "freeze_encoder", "freeze_transforms", "context_lr",
-                  "straight_through_after", "gan_after", "discriminator_width", "ms_ssim_weight",
-                  "synthesised_colour_weight")
-
-
-def _refuse_foreign_options(context: click.Context, model: str, training: Training) -> None:
-    """A family-specific option given on the command line for a model whose training ignores it."""
-    for name in FAMILY_OPTIONS:
-        given = context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
-        if given and name not in training.options:
-            raise click.BadParameter(f"does not apply to --model {model}", param_hint="--" + name.replace("_", "-"))
+def _refuse_foreign_sizes(context: click.Context, model: str, training: Training) -> None:
+    """A size option given for a model whose configuration has no such size."""
     for name in ("channels", "latent_channels"):
         if context.params.get(name) and name not in training.sizes:
             raise click.BadParameter(f"does not apply to --model {model}", param_hint="--" + name.replace("_", "-"))

@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from models import zoo
-from models.geometry import to_uint8
+from models.core.geometry import to_uint8
 
 from . import distributed, metrics
 from .train import (
     LoopHooks,
     TrainOptions,
     check_replicas,
+    family_option,
     load_validation,
     make_sampler,
     peek_checkpoint,
@@ -37,6 +38,8 @@ def train_gan(options: TrainOptions, reporter) -> Path:
     run = prepare_run(options)
     device, bf16, checkpoint_path = run.device, run.bf16, run.checkpoint_path
     model = zoo.build_trainable(options.model, options.config_overrides).to(device)
+    model.training_options = options.family
+    gan_after = family_option(options, "gan_after", 0.0)
     adversarial = model.config.adversarial
     discriminator_width = distributed.on_main(ranks, lambda: _discriminator_width(checkpoint_path, options))
     discriminator = model.make_discriminator(discriminator_width).to(device)
@@ -47,19 +50,18 @@ def train_gan(options: TrainOptions, reporter) -> Path:
     stateful = {"discriminator": discriminator, "opt_g": opt_g, "opt_c": opt_c, "opt_d": opt_d}
     step, elapsed = restore_or_initialise(checkpoint_path, options, model, stateful, log)
     log(f"{len(run.paths)} training images, {len(run.val_paths)} validation images, device {device}, "
-        f"{'GAN after ' + format(options.gan_after, '.0%') + ' of the budget' if adversarial else 'MSE only'}"
+        f"{'GAN after ' + format(gan_after, '.0%') + ' of the budget' if adversarial else 'MSE only'}"
         + (f", discriminator width {discriminator_width}" if adversarial else ""))
 
     sampler = make_sampler(options, run, log)
     val_images = load_validation(run.val_paths, log) if ranks.is_main else []
-    loss_weights = {"ms_ssim": options.ms_ssim_weight, "synthesised_colour": options.synthesised_colour_weight}
-    coder_step = distributed.wrap(CoderObjective(model, discriminator, bf16, loss_weights), ranks, device)
+    coder_step = distributed.wrap(CoderObjective(model, discriminator, bf16), ranks, device)
     critic_step = distributed.wrap(CriticObjective(model, discriminator, bf16), ranks, device)
 
     def one_step(x: torch.Tensor, rng: random.Random, rate: float, progress: float, done: int) -> dict[str, float]:
         for group in opt_g.param_groups + opt_d.param_groups:
             group["lr"] = rate
-        gan_on = adversarial and progress >= options.gan_after
+        gan_on = adversarial and progress >= gan_after
         return _step(model, coder_step, critic_step, x, gan_on, opt_g, opt_c, opt_d)
 
     def validate(at_step: int) -> None:
@@ -88,13 +90,11 @@ class CoderObjective(nn.Module):
     The discriminator is held outside the module's parameters (DistributedDataParallel must not
     wait for gradients it never gets here); CriticObjective trains it."""
 
-    def __init__(self, model: nn.Module, discriminator: nn.Module, bf16: bool,
-                 loss_weights: dict[str, float] | None = None):
+    def __init__(self, model: nn.Module, discriminator: nn.Module, bf16: bool):
         super().__init__()
         self.model = model
         self.judge = [discriminator]  # a list: not registered as a submodule
         self.bf16 = bf16
-        self.loss_weights = loss_weights or {}  # the model's optional loss terms by name
 
     def forward(self, x: torch.Tensor, gan_on: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         discriminator = self.judge[0]
@@ -105,8 +105,7 @@ class CoderObjective(nn.Module):
                 out = self.model(x)
                 real = discriminator(x) if gan_on else None
                 fake = discriminator(out["x_hat"]) if gan_on else None
-                losses = self.model.generator_losses(x, out["x_hat"].float(), real, fake, out.get("preserve"),
-                                                     **self.loss_weights)
+                losses = self.model.generator_losses(x, out["x_hat"].float(), real, fake, out.get("preserve"))
         finally:
             discriminator.requires_grad_(True)
         context_bits = self.model.context.bits(out["w_hat"].detach(), out["symbols"], out.get("preserve")).mean()
@@ -178,4 +177,4 @@ def _discriminator_width(checkpoint_path: Path, options) -> int:
     """A resumed run keeps the discriminator it was started with."""
     if options.resume and checkpoint_path.exists():
         return int(peek_checkpoint(checkpoint_path).get("discriminator_width", 64))
-    return options.discriminator_width
+    return family_option(options, "discriminator_width", 64)

@@ -20,7 +20,7 @@ images and arbitrary carried bytes in one stream (``encode_album`` / ``decode_al
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from bitstream.container import QUALITY_STEPS, quality_of_steps
@@ -172,3 +172,192 @@ def check_refine(capabilities: Capabilities, options: EncodeOptions, name: str) 
     if options.refine is not None and options.refine.method not in capabilities.refine:
         offered = ", ".join(capabilities.refine) or "none"
         raise ValueError(f"--refine {options.refine.method} is not available for {name} (it offers: {offered})")
+
+
+# ---------------------------------------------------------------------------------------------
+# What a family declares to the registry (models/zoo.py), which knows no family by name.
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Training:
+    """How `lic train` trains a family.
+
+    driver: the training loop that runs it ("rate-distortion": one R-D loss over a quality ladder,
+    the network a ``RateDistortionTrainable``; "gan": distortion, then adversarial, with a
+    discriminator, the network a ``GanTrainable``).
+    options: the dataclass of the family's own training options (``option()`` fields, see
+    ``NoOptions``); `lic train --model NAME --help` lists them and the command line fills them in,
+    so a new knob is one field here and the code in the family that reads it.
+    sizes: `lic train` size options (``channels``, ``latent_channels``) -> configuration key.
+    inherited_sizes: the sizes a run started from weights of a configuration keeps (--init).
+    source_model: the form of q(x | x̂) for `--reg cse` (models.core.cse.KINDS), mirroring the
+    family's latent entropy model; None where the regularizer does not apply."""
+
+    driver: str
+    options: type = None  # type: ignore[assignment]  # set to NoOptions in __post_init__
+    sizes: dict[str, str] = field(default_factory=dict)
+    inherited_sizes: Callable[[dict], dict] = lambda config: config
+    source_model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.options is None:
+            object.__setattr__(self, "options", NoOptions)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One model of the zoo: how to build, load, code and train it. A family's ``family.py``
+    lists its entries in ``ENTRIES``; the registry discovers them."""
+
+    name: str
+    description: str
+    build: Callable[[dict], torch.nn.Module]
+    codec: Callable[..., ImageCodec]  # (network, coding tensors, device, compute) -> codec
+    weight_file: str
+    config: dict
+    freeze: Callable[[torch.nn.Module], dict]  # the exact coding tensors derived from a trained network
+    qualities: Callable[[dict], Qualities]  # operating points of a configuration, without loading weights
+    training: Training
+    tiny_config: dict  # a network small enough for logic tests (random weights, seconds per round trip)
+    init_from: dict[str, Callable] = field(default_factory=dict)  # other zoo model -> state adapter
+    # Adapts a trained state to the target network's sizes (e.g. a grown latent, another ladder).
+    fit_state: Callable[[dict, torch.nn.Module], dict] | None = None
+    # Fits a trained network's operating points to data, the network frozen (`lic tune`):
+    # (network, batches of crops in [0, 1], iterations, learning rate, log) -> None, in place.
+    tune: Callable[..., None] | None = None
+    # Network parameters that only the encoder reads (name prefixes): a weight file's id and a
+    # decoder-only file leave them out.
+    encoder_prefixes: tuple[str, ...] = ()
+    shipped: bool = True  # False: registered and trainable, but no weight file is committed yet
+    bench_by_default: bool = True  # False: `lic bench` runs it only when asked (--models)
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """The coded container sections its codec writes (bitstream.container names)."""
+        return tuple(self.codec.section_names)
+
+
+# ---------------------------------------------------------------------------------------------
+# The training contract: family options as data, and what the drivers call on a network.
+# ---------------------------------------------------------------------------------------------
+def option(default, help: str, *, metavar: str | None = None, parse: Callable[[str], object] | None = None,
+           config: str | None = None):
+    """A field of a family's training options: `lic train` shows it as --NAME-WITH-DASHES with this
+    help. A bool field is a flag. parse: turns the command-line text into the value (default: the
+    field's type). config: the option overrides this key of the model configuration (a size)
+    instead of reaching the training code."""
+    return field(default=default, metadata={"help": help, "metavar": metavar, "parse": parse, "config": config})
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A family whose training takes no options of its own."""
+
+
+def parse_quality_list(text: str) -> tuple[int, ...]:
+    """'5,6' -> (4, 5): the 0-based indices of 1-based quality numbers."""
+    try:
+        return tuple(int(part) - 1 for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+# Options that a driver implements; a family offers one by inheriting it into its options class.
+@dataclass(frozen=True)
+class QualitySubset:
+    qualities: tuple[int, ...] | None = option(
+        None, "Train only these qualities (comma-separated, e.g. 5,6); the others keep their gains but drift "
+        "with the shared transforms. A quality listed twice is drawn twice as often (1,2,3,4,5,6,6).",
+        metavar="LIST", parse=parse_quality_list)
+
+
+@dataclass(frozen=True)
+class StraightThrough:
+    straight_through_after: float = option(
+        0.6, "Fraction of the budget after which the synthesis sees rounded latents (straight-through) instead "
+        "of noisy ones; 0 when fine-tuning a trained model.")
+
+
+@dataclass(frozen=True)
+class DecoderFineTune:
+    freeze_encoder: bool = option(
+        False, "Fine-tune the decoder side on exactly what the coder does (rounded latents and their rates), "
+        "the analysis frozen: the 'hard' stage of soft-then-hard training.")
+
+
+@dataclass(frozen=True)
+class ContextStages:
+    freeze_transforms: bool = option(
+        False, "Train the context model alone, the transforms and the hyperprior frozen (stage one of the "
+        "recipe, from --init weights of the model without context).")
+    context_lr: float | None = option(
+        None, "Training everything: the context model's peak learning rate on the same schedule (stage two "
+        "of the recipe, e.g. 5e-4 with --lr 5e-5).", metavar="LR")
+
+
+@dataclass(frozen=True)
+class GrowLatent:
+    grow_warmup: int = option(
+        0, "With --init weights of a narrower latent (--latent-channels wider than theirs): the added "
+        "channels pay no rate for STEPS steps, then a share ramped in over STEPS more.", metavar="STEPS")
+
+
+@dataclass(frozen=True)
+class GanSchedule:
+    gan_after: float = option(0.3, "Fraction of the budget trained on distortion only before the GAN loss starts.")
+    discriminator_width: int = option(
+        64, "Width of the multi-scale discriminator's first layer (pix2pixHD: 64; 32 is cheaper on a CPU).")
+
+
+class RateDistortionTrainable(Protocol):
+    """A network that the "rate-distortion" driver trains (lic_cli/train.py).
+
+    x: (B, 3, H, W) float32 crops in [0, 1], H and W multiples of 64; quality: (B,) int64, 0-based
+    operating points. The driver sets ``straight_through`` by its schedule, ``training_options``
+    before the first step, and ``exact_quantization`` / ``transforms_frozen`` for the stages
+    that ask for them (DecoderFineTune, ContextStages)."""
+
+    config: object  # a dataclass: the configuration the weight file stores
+    num_qualities: int
+    straight_through: bool
+    training_options: object  # an instance of the family's Training.options
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The training pass; its dict holds at least "x_hat", (B, 3, H, W) in [0, 1]."""
+        ...
+
+    def rate_distortion(self, x: torch.Tensor, quality: torch.Tensor, out: dict[str, torch.Tensor],
+                        channel_rate_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Scalars: "loss" (what is minimised), "bpp" (estimated bits per pixel), "psnr" in dB and,
+        where the family measures it, "msssim". channel_rate_weights: (M,) factors on each latent
+        channel's bits in the loss (GrowLatent)."""
+        ...
+
+
+class GanTrainable(Protocol):
+    """A network that the "gan" driver trains (lic_cli/train_gan.py). x as for
+    RateDistortionTrainable; forward(x) returns "x_hat" (B, 3, H, W) in [0, 1], "w_hat" and
+    "symbols" (the quantized bottleneck and its symbol indices) and, for selective models,
+    "preserve" (B, 1, h, w) at latent resolution."""
+
+    config: object
+    encoder: torch.nn.Module  # with the generator: trained by the coder's optimiser
+    generator: torch.nn.Module
+    context: torch.nn.Module  # the entropy model of W, trained by its own optimiser; .bits(w_hat, symbols)
+    training_options: object
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        ...
+
+    def make_discriminator(self, width: int) -> torch.nn.Module:
+        ...
+
+    def generator_losses(self, x: torch.Tensor, x_hat: torch.Tensor, real, fake,
+                         preserve: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """"loss", "mse" and the terms it adds (the discriminator's outputs: None before the GAN)."""
+        ...
+
+    def discriminator_loss(self, real, fake) -> torch.Tensor:
+        ...
+
+    def rate_bound_bits(self, height: int, width: int) -> float:
+        ...

@@ -55,7 +55,7 @@ def pack_unchecked(container: Container, version: int | None = None) -> bytes:
     hostile file is made."""
     model_id = container.model_id.encode("ascii")
     flags = 1 if 5 in container.sections else 0
-    parts = [MAGIC, bytes([version or container.version, flags, len(model_id)]), model_id, container.weights_hash,
+    parts = [MAGIC, bytes([version or container.version, flags, len(model_id)]), model_id, container.weights_id,
              struct.pack("<BIIBBB", container.quality, container.width, container.height, container.channels,
                          container.bit_depth, len(container.sections))]
     for kind in sorted(container.sections):

@@ -17,7 +17,9 @@ from bitstream.tables import quantize_pmfs
 from lic_cli import codec
 from lic_cli.cli import main
 from lic_cli.imageio import ImageData
-from models import hyper_bb, zoo
+from models import zoo
+from models.hyper.bitsback import MEAN_FRACTIONS, Z_STEP
+from models.hyper.bitsback_codec import snap_posterior, snapping_margins
 from models.interface import EncodeOptions
 
 from .conftest import png_bytes, smooth_image
@@ -67,26 +69,26 @@ def test_stream_recovers_carried_bytes_and_every_image(bb):
 
 def test_snapping_margins_measure_the_distance_to_a_rounding_boundary(bb):
     grid = bb.codec.q_scales
-    mean_step = hyper_bb.Z_STEP / hyper_bb.MEAN_FRACTIONS
-    on_grid_log_scale = torch.full((3,), math.log(hyper_bb.Z_STEP * grid[5]), dtype=torch.float64)
+    mean_step = Z_STEP / MEAN_FRACTIONS
+    on_grid_log_scale = torch.full((3,), math.log(Z_STEP * grid[5]), dtype=torch.float64)
     on_grid = torch.tensor([0.0, 2 * mean_step, -7 * mean_step], dtype=torch.float64)
-    assert hyper_bb.snapping_margins(on_grid, on_grid_log_scale, grid) == pytest.approx((0.5, 0.5))
+    assert snapping_margins(on_grid, on_grid_log_scale, grid) == pytest.approx((0.5, 0.5))
     near_boundary = on_grid + torch.tensor([0.0, 0.499 * mean_step, 0.0], dtype=torch.float64)
-    mean_margin, _ = hyper_bb.snapping_margins(near_boundary, on_grid_log_scale, grid)
+    mean_margin, _ = snapping_margins(near_boundary, on_grid_log_scale, grid)
     assert mean_margin == pytest.approx(0.001, abs=1e-9)
     # Beyond the grid's largest scale every value snaps to the last table: no boundary to cross.
     huge = on_grid_log_scale + 40.0
-    assert hyper_bb.snapping_margins(on_grid, huge, grid)[1] == 0.5
+    assert snapping_margins(on_grid, huge, grid)[1] == 0.5
 
 
 def test_reproducible_bbvi_snaps_its_float_fit(bb):
     y_hat = latents_of(bb, smooth_image(64, 96, seed=5), 2)[0]
     mean, log_scale = bb.codec.bbvi_floats(y_hat, 2, steps=5)
     snapped = bb.codec.reproducible_bbvi(y_hat, 2, steps=5)
-    expected = hyper_bb.snap_posterior(mean, log_scale, bb.codec.q_scales)
+    expected = snap_posterior(mean, log_scale, bb.codec.q_scales)
     assert torch.equal(snapped.mean_codes, expected.mean_codes)
     assert torch.equal(snapped.scale_ids, expected.scale_ids)
-    assert 0 < min(hyper_bb.snapping_margins(mean, log_scale, bb.codec.q_scales)) <= 0.5
+    assert 0 < min(snapping_margins(mean, log_scale, bb.codec.q_scales)) <= 0.5
 
 
 def test_reproducible_bbvi_is_bit_identical_across_runs_and_threads(bb):
@@ -240,7 +242,7 @@ def test_cli_side_info_round_trip_and_refusal_for_plain_models(tmp_path, tiny_bb
 def _with_q_grid(weights, tmp_path, grid):
     """A copy of a hyper-bb weight file whose q tables are built on `grid` (None: the legacy
     layout, with no stored grid, as weight files had before the grid reached below 0.5 steps)."""
-    from models.hyper_bb import LEGACY_Q_SCALES, q_coding_tensors
+    from models.hyper.bitsback import LEGACY_Q_SCALES, q_coding_tensors
 
     payload = torch.load(weights, weights_only=True)
     coding = {**payload["coding"], **q_coding_tensors(LEGACY_Q_SCALES if grid is None else grid)}
@@ -253,7 +255,7 @@ def _with_q_grid(weights, tmp_path, grid):
 
 
 def test_weight_files_without_a_stored_q_grid_keep_the_legacy_grid(tiny_bb_weights, tmp_path):
-    from models.hyper_bb import LEGACY_Q_SCALES, Q_SCALES
+    from models.hyper.bitsback import LEGACY_Q_SCALES, Q_SCALES
 
     assert Q_SCALES[0] < 0.5 * Q_SCALES[12] and np.allclose(Q_SCALES[12:], LEGACY_Q_SCALES)
     legacy = zoo.load_codec("hyper-bb", _with_q_grid(tiny_bb_weights, tmp_path, None))

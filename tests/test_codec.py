@@ -10,7 +10,7 @@ from PIL import Image
 from bitstream.container import FormatError, SectionType, unpack
 from lic_cli.codec import CodecSession, decode_file, encode_image
 from lic_cli.imageio import read_image
-from models import fixedpoint
+from models.core import fixedpoint
 
 from .conftest import SAMPLE, png_bytes, smooth_image
 
@@ -163,7 +163,7 @@ def test_a_latent_wider_than_the_hyper_synthesis_codes_and_decodes(tmp_path):
 
 
 def test_synthesis_runs_on_a_fixed_thread_count_and_restores_the_callers():
-    from models import precision
+    from models.core import precision
 
     threads = torch.get_num_threads()
     try:

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from bitstream.coders import TableCoder
 from bitstream.container import FormatError
 from bitstream.tables import TOTAL, IntegerTables, quantize_pmfs
-from models.entropy import gaussian_pmfs
+from models.core.entropy import gaussian_pmfs
 
 
 def small_tables() -> IntegerTables:

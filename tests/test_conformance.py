@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,14 +18,16 @@ from PIL import Image
 
 from bitstream.container import CODED_SECTIONS, unpack
 from lic_cli.cli import main
-from models import zoo
+from lic_cli.codec import CodecSession, decode_file
+from models import weight_files, zoo
 from models.interface import CarryingCodec, ImageCodec
 
-from . import toy_family
-from .conftest import png_bytes, smooth_image
+from .conftest import png_bytes, png_folder, smooth_image
 from .fuzzing import pack_unchecked
 
-FAMILIES = [*zoo.ZOO, toy_family.NAME]
+FAMILIES_FOLDER = Path(__file__).parent / "families"
+TEST_FAMILIES = zoo.discover_families(FAMILIES_FOLDER, "tests.families")
+FAMILIES = [*zoo.ZOO, *(item.name for item in TEST_FAMILIES)]
 GEOMETRIES = [(1, 1, 3), (37, 53, 3), (20, 31, 1), (19, 70, 4)]  # height, width, channels
 
 
@@ -57,8 +60,9 @@ class Subject:
 @pytest.fixture(scope="module", params=FAMILIES)
 def subject(request, tmp_path_factory):
     name = request.param
-    if name == toy_family.NAME:
-        zoo.register(toy_family.entry())
+    registered = [item for item in TEST_FAMILIES if item.name == name]
+    for item in registered:
+        zoo.register(item)
     try:
         folder = tmp_path_factory.mktemp(name)
         torch.manual_seed(7)
@@ -66,7 +70,8 @@ def subject(request, tmp_path_factory):
         weights = zoo.export_weights(model, name, folder / f"tiny-{name}.pt", {"note": "random init, tests only"})
         yield Subject(name, weights, folder)
     finally:
-        zoo.ZOO.pop(toy_family.NAME, None)
+        for item in registered:
+            zoo.ZOO.pop(item.name, None)
 
 
 def qualities(subject: Subject) -> list[int]:
@@ -146,3 +151,64 @@ def test_damaged_sections_are_one_line_errors(subject):
         assert result.exit_code == 2, f"{subject.name}, {what}: exit {result.exit_code}: {result.output}"
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("lic: error:"), f"{subject.name}, {what}: {result.output}"
+
+
+def test_resaving_a_weight_file_keeps_its_id(subject):
+    payload = torch.load(subject.weights, weights_only=True)
+    resaved = subject.folder / "resaved.pt"
+    network = dict(reversed(list(payload["network"].items())))
+    torch.save({**payload, "network": network, "card": {"note": "edited card"}}, resaved)
+    assert resaved.read_bytes() != subject.weights.read_bytes()
+    assert zoo.load_codec(subject.name, resaved).weights_id == zoo.load_codec(subject.name, subject.weights).weights_id
+
+
+def test_files_of_replaced_weights_decode_from_their_kept_decoder(subject, monkeypatch, tmp_path):
+    """Replace the weights by others: a file written with the first ones decodes, from the decoder
+    part that was kept of them, to what the full weights decoded; that part encodes nothing."""
+    coded, _ = subject.encode(smooth_image(40, 56, seed=11), qualities(subject)[-1], "replaced")
+    expected, _ = subject.decode(coded)
+    weights = weight_files.read_weight_file(subject.weights, lambda model: zoo.entry(model).encoder_prefixes)
+    kept = weight_files.write_decoder_part(weights, zoo.entry(subject.name).encoder_prefixes, tmp_path / "archive")
+    monkeypatch.setattr(weight_files, "ARCHIVE_DIR", tmp_path / "archive")
+    torch.manual_seed(99)
+    replacement = zoo.export_weights(zoo.build_trainable(subject.name, zoo.entry(subject.name).tiny_config),
+                                     subject.name, tmp_path / "replacement.pt")
+    session = CodecSession({subject.name: replacement})  # the arithmetic of `lic decode`
+    assert session.get(subject.name).weights_id != weights.weight_id
+    decoded = decode_file(coded.read_bytes(), session).images[0].pixels
+    assert np.array_equal(decoded.reshape(expected.shape), expected)
+    prefixes = zoo.entry(subject.name).encoder_prefixes
+    assert not any(name.startswith(prefixes) for name in torch.load(kept, weights_only=True)["network"])
+    refused = subject.run("encode", subject.folder / "replaced.png", "-o", tmp_path / "x.lic", "--weights", kept)
+    assert refused.exit_code == 2 and "holds only the decoder" in refused.output
+
+
+def test_a_family_option_reaches_the_network_through_lic_train(tmp_path, monkeypatch):
+    """The toy family's own training option: shown by --help, passed to the network by the generic
+    rate-distortion driver, refused for other models."""
+    toy = TEST_FAMILIES[0]
+    registered_here = toy.name not in zoo.ZOO
+    if registered_here:
+        zoo.register(toy)
+    try:
+        runner = CliRunner()
+        shown = runner.invoke(main, ["train", "--model", toy.name, "--help"])
+        assert "--distortion-weight" in shown.output and f"Options of --model {toy.name}" in shown.output
+        seen = []
+        network = type(zoo.build_trainable(toy.name))
+        original = network.rate_distortion
+        monkeypatch.setattr(network, "rate_distortion",
+                            lambda self, *args: seen.append(self.training_options) or original(self, *args))
+        data = png_folder(tmp_path / "data", 3, 64, 64)
+        result = runner.invoke(main, ["train", "--model", toy.name, "--data", str(data), "--val", str(data),
+                                      "--steps", "3", "--batch-size", "2", "--crop", "64", "--compile", "off",
+                                      "--precision", "fp32", "--out", str(tmp_path / "run"),
+                                      "--distortion-weight", "2.5"])
+        assert result.exit_code == 0, result.output
+        assert seen and all(options.distortion_weight == 2.5 for options in seen)
+        assert zoo.load_codec(toy.name, tmp_path / "run" / f"{toy.name}.pt").card["steps"] == 3
+        foreign = runner.invoke(main, ["train", "--model", "hyper", "--data", str(data), "--distortion-weight", "1"])
+        assert foreign.exit_code == 2 and "does not apply to --model hyper" in foreign.output
+    finally:
+        if registered_here:
+            zoo.ZOO.pop(toy.name, None)

@@ -10,7 +10,7 @@ from bitstream.container import MAGIC, MAX_PIXELS, Container, FormatError, Secti
 
 def sample_container(**changes) -> Container:
     sections = {SectionType.HYPERLATENT: b"\x01\x02\x03\x04", SectionType.LATENT: b"abcdefgh"}
-    fields = {"model_id": "hyper", "weights_hash": bytes(range(8)), "quality": 2, "width": 37, "height": 21,
+    fields = {"model_id": "hyper", "weights_id": bytes(range(8)), "quality": 2, "width": 37, "height": 21,
               "channels": 3, "sections": sections}
     fields.update(changes)
     return Container(**fields)
@@ -112,7 +112,7 @@ def test_invalid_containers_cannot_be_written():
 
 
 def bits_back_container(**changes) -> Container:
-    fields = {"model_id": "hyper-bb", "weights_hash": bytes(8), "quality": 1, "width": 5, "height": 7, "channels": 4,
+    fields = {"model_id": "hyper-bb", "weights_id": bytes(8), "quality": 1, "width": 5, "height": 7, "channels": 4,
               "sections": {SectionType.BITSBACK: b"\x01\0\0\0", SectionType.ALBUM: b"album"}}
     fields.update(changes)
     return Container(**fields)

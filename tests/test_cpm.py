@@ -6,21 +6,30 @@ import numpy as np
 import pytest
 import torch
 
+from bitstream.coders import InformationBudget, stack_from_bytes, words_to_bytes
 from bitstream.container import FormatError
-from models import cpm, zoo
+from bitstream.tables import TOTAL
+from models import zoo
+from models.core import fixedpoint
+from models.cpm import codec as cpm_codec
+from models.cpm.codec import CpmCodec, build, context_tiles
+from models.cpm.context_model import context_planes, quality_values
+from models.cpm.importance_coding import SPREADS, channel_mask, pop_importance, push_importance, residual_counts
+from models.cpm.network import channel_masks, importance_map_bits
+from models.cpm.wavefront import FixedContext, wavefront_steps
 from models.interface import Geometry
 
 TINY = zoo.entry("cpm").tiny_config
 
 
-def tiny_codec(seed: int = 0, biases=(-1.0, 0.0, 1.0, 2.0)) -> cpm.CpmCodec:
+def tiny_codec(seed: int = 0, biases=(-1.0, 0.0, 1.0, 2.0)) -> CpmCodec:
     torch.manual_seed(seed)
-    model = cpm.build(TINY)
+    model = build(TINY)
     with torch.no_grad():  # spread the qualities' importance maps so that masks are partial
         model.importance_bias.copy_(torch.tensor(biases))
         for layer in model.context.layers:
             layer.weight.mul_(4)
-    return cpm.CpmCodec(model, {})
+    return CpmCodec(model, {})
 
 
 def random_volume(shape, seed: int, coded_share: float = 0.6):
@@ -33,7 +42,7 @@ def random_volume(shape, seed: int, coded_share: float = 0.6):
 class RecordingContext:
     """Wraps a FixedContext to keep the logits of every wavefront step, by volume position."""
 
-    def __init__(self, context: cpm.FixedContext):
+    def __init__(self, context: FixedContext):
         self.context, self.seen = context, {}
 
     def __getattr__(self, name):
@@ -61,14 +70,14 @@ def test_wavefront_logits_equal_one_parallel_pass(shape):
     import constriction
     coder = constriction.stream.stack.AnsCoder()
     family = constriction.stream.model.Categorical(perfect=False)
-    order, _ = cpm.wavefront_steps(shape)
+    order, _ = wavefront_steps(shape)
     order = order[mask.ravel()[order]]
     by_position = np.zeros((mask.size, parallel.shape[1]))
     by_position[known] = parallel
-    probabilities = cpm.fixedpoint.integer_softmax(by_position[order])
+    probabilities = fixedpoint.integer_softmax(by_position[order])
     if order.size:
-        coder.encode_reverse(symbols.ravel()[order].astype(np.int32), family, probabilities / cpm.TOTAL)
-    budget = cpm.InformationBudget(coder)
+        coder.encode_reverse(symbols.ravel()[order].astype(np.int32), family, probabilities / TOTAL)
+    budget = InformationBudget(coder)
     decoded = codec.decode_tile(coder, budget, family, mask, 1)
 
     assert np.array_equal(decoded[mask], symbols[mask]) and np.all(decoded[~mask] == -1)
@@ -83,7 +92,7 @@ def test_no_logit_depends_on_a_symbol_decoded_at_or_after_its_step():
     shape = (4, 5, 6)
     mask = np.ones(shape, dtype=bool)
     _, symbols = random_volume(shape, seed=1)
-    order, starts = cpm.wavefront_steps(shape)
+    order, starts = wavefront_steps(shape)
     step_of = np.empty(mask.size, dtype=np.int64)
     for step in range(len(starts) - 1):
         step_of[order[starts[step]:starts[step + 1]]] = step
@@ -103,8 +112,8 @@ def test_no_logit_depends_on_a_symbol_decoded_at_or_after_its_step():
 
 def test_fixed_point_context_follows_the_trained_float_model():
     torch.manual_seed(1)
-    model = cpm.build({**TINY, "latent_channels": 5})
-    fixed = cpm.FixedContext(model)
+    model = build({**TINY, "latent_channels": 5})
+    fixed = FixedContext(model)
     shape = (5, 7, 9)
     mask, symbols = random_volume(shape, seed=2)
     volume = fixed.volume(shape, mask, 2)
@@ -112,8 +121,8 @@ def test_fixed_point_context_follows_the_trained_float_model():
     fixed.set_symbols(volume, known, symbols.ravel()[known])
     exact = fixed.all_logits(volume)
     values = torch.from_numpy(fixed.values)[torch.from_numpy(symbols)] * torch.from_numpy(mask)
-    planes = cpm.context_planes(values[None].float(), torch.from_numpy(mask)[None].float(),
-                                cpm.quality_values(4)[2:3].float())
+    planes = context_planes(values[None].float(), torch.from_numpy(mask)[None].float(),
+                                quality_values(4)[2:3].float())
     with torch.no_grad():
         reference = model.context(planes)[0].permute(1, 2, 3, 0).reshape(-1, 6).numpy()[known]
     assert np.abs(exact - reference).max() < 0.02
@@ -126,16 +135,16 @@ def test_importance_maps_round_trip_including_empty_and_full(size):
     rng = np.random.default_rng(size[0] * 31 + size[1])
     for counts in (np.zeros(size, np.int64), np.full(size, channels), rng.integers(0, channels + 1, size)):
         coder = constriction.stream.stack.AnsCoder()
-        cpm.push_importance(coder, counts, channels)
-        decoder = cpm.stack_from_bytes(cpm.words_to_bytes(coder.get_compressed()))
-        decoded = cpm.pop_importance(decoder, cpm.InformationBudget(decoder), *size, channels)
+        push_importance(coder, counts, channels)
+        decoder = stack_from_bytes(words_to_bytes(coder.get_compressed()))
+        decoded = pop_importance(decoder, InformationBudget(decoder), *size, channels)
         assert np.array_equal(decoded, counts) and decoder.is_empty()
 
 
 def test_residual_tables_are_valid_and_ordered():
-    for spread in range(len(cpm.SPREADS)):
-        counts = cpm.residual_counts(spread, 32)
-        assert counts.sum() == cpm.TOTAL and counts.min() >= 1 and np.argmax(counts) == 32
+    for spread in range(len(SPREADS)):
+        counts = residual_counts(spread, 32)
+        assert counts.sum() == TOTAL and counts.min() >= 1 and np.argmax(counts) == 32
         assert np.array_equal(counts, counts[::-1])
 
 
@@ -147,21 +156,21 @@ def test_codec_round_trips_symbols_at_every_quality(size):
         counts, symbols = codec.analyse(image, quality)
         data = codec.encode_symbols(counts, symbols, quality)
         decoded_counts, decoded = codec.decode_symbols({"latent": data}, Geometry(*size), quality)
-        mask = cpm.channel_mask(counts, codec.channels)
+        mask = channel_mask(counts, codec.channels)
         assert np.array_equal(decoded_counts, counts)
         assert np.array_equal(decoded[mask], symbols[mask]) and np.all(decoded[~mask] == -1)
         assert codec.decode({"latent": data}, Geometry(*size), quality).shape == (3, *size)
 
 
 def test_context_tiles_code_independently_and_round_trip(monkeypatch):
-    monkeypatch.setattr(cpm, "CONTEXT_TILE", 3)
+    monkeypatch.setattr(cpm_codec, "CONTEXT_TILE", 3)
     codec = tiny_codec()
     image = torch.randint(0, 256, (3, 61, 43), dtype=torch.uint8)
     counts, symbols = codec.analyse(image, 2)
-    assert len(list(cpm.context_tiles(*counts.shape))) == 6  # 8 x 6 latents
+    assert len(list(context_tiles(*counts.shape))) == 6  # 8 x 6 latents
     data = codec.encode_symbols(counts, symbols, 2)
     _, decoded = codec.decode_symbols({"latent": data}, Geometry(61, 43), 2)
-    mask = cpm.channel_mask(counts, codec.channels)
+    mask = channel_mask(counts, codec.channels)
     assert np.array_equal(decoded[mask], symbols[mask])
 
 
@@ -177,7 +186,7 @@ def test_damaged_streams_are_refused():
 
 def test_training_objective_reaches_every_part():
     torch.manual_seed(0)
-    model = cpm.build(TINY).train()
+    model = build(TINY).train()
     x = torch.rand(2, 3, 64, 64)
     quality = torch.tensor([0, 3])
     stats = model.rate_distortion(x, quality, model(x, quality))
@@ -191,7 +200,7 @@ def test_training_objective_reaches_every_part():
 
 def test_masks_are_ceil_of_the_importance():
     importance = torch.tensor([0.0, 0.5, 1.0, 2.2, 6.0]).view(1, 1, 1, 5)
-    masks = cpm.channel_masks(importance, 6)[0, :, 0]
+    masks = channel_masks(importance, 6)[0, :, 0]
     assert masks.sum(dim=0).tolist() == [0, 1, 1, 3, 6]
 
 
@@ -199,7 +208,7 @@ def test_skipping_unneeded_positions_changes_no_logit():
     codec = tiny_codec(seed=5)
     shape = (6, 6, 8)
     _, symbols = random_volume(shape, seed=4)
-    mask = cpm.channel_mask(np.random.default_rng(4).integers(0, 3, shape[1:]), shape[0])  # as a real map
+    mask = channel_mask(np.random.default_rng(4).integers(0, 3, shape[1:]), shape[0])  # as a real map
     known = np.flatnonzero(mask.ravel())
 
     def logits(prune: bool):
@@ -219,8 +228,8 @@ def test_training_estimate_of_the_importance_map_follows_the_coder():
     channels = 32
     rng = np.random.default_rng(0)
     smooth = np.clip(np.cumsum(rng.integers(-1, 2, (24, 40)), axis=1) // 3 + 12, 0, channels)
-    estimate = float(cpm.importance_map_bits(torch.from_numpy(smooth)[None].float(), channels)[0])
+    estimate = float(importance_map_bits(torch.from_numpy(smooth)[None].float(), channels)[0])
     coder = constriction.stream.stack.AnsCoder()
-    cpm.push_importance(coder, smooth, channels)
+    push_importance(coder, smooth, channels)
     real = 32 * len(coder.get_compressed())
     assert 0.8 * real < estimate < 1.1 * real

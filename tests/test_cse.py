@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lic_cli import train
-from models.cse import ConditionalSourceModel, discretized_gaussian_likelihood
+from models.core.cse import ConditionalSourceModel, discretized_gaussian_likelihood
 
 
 @pytest.mark.parametrize(("mean", "scale"), [(0.3, 0.05), (0.999, 0.0005), (0.0, 2.0), (0.5, 1e-4)])

@@ -65,7 +65,8 @@ def rate_distortion_stepper(ranks: distributed.Ranks, device: torch.device):
     """hyper with exactly quantized latents (--freeze-encoder) and --reg cse: two models, two optimisers."""
     model = zoo.build_trainable("hyper", zoo.entry("hyper").tiny_config)
     model.exact_quantization = True
-    options = train.TrainOptions(model="hyper", data=Path("."), out=Path("."), freeze_encoder=True, ranks=ranks)
+    options = train.TrainOptions(model="hyper", data=Path("."), out=Path("."), ranks=ranks,
+                                 family=train.family_options("hyper", freeze_encoder=True))
     trainable = train.trainable_parameters(options, model)
     regularizer = train.make_regularizer(train.TrainOptions(model="hyper", data=Path("."), out=Path("."),
                                                             regularizer="cse", ranks=ranks), device)

@@ -7,30 +7,32 @@ import pytest
 import torch
 
 from bitstream.container import FormatError
-from models import flow, zoo
+from models import zoo
+from models.flow.codec import FlowCodec, freeze_coding_tensors
+from models.flow.network import FlowCompression, TranslationNet, build, pixels_to_flow
 from models.interface import Geometry
 
 TINY = zoo.entry("flow").tiny_config
 
 
-def tiny_model(seed: int = 0) -> flow.FlowCompression:
+def tiny_model(seed: int = 0) -> FlowCompression:
     """A tiny flow whose couplings are not the identity, with a prior that predicts something."""
     torch.manual_seed(seed)
-    model = flow.build(TINY)
+    model = build(TINY)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, flow.TranslationNet):
+            if isinstance(module, TranslationNet):
                 module.tail.weight.normal_(0, 0.3)
         for prior in (model.prior1, model.prior2):  # scales of a few grey levels, not ~0
             prior[-1].bias[prior[-1].out_channels // 2:] = 4.0
     return model.eval()
 
 
-def tiny_codec(seed: int = 0) -> flow.FlowCodec:
+def tiny_codec(seed: int = 0) -> FlowCodec:
     model = tiny_model(seed)
     # What export_weights does: fp16 parameters, coding tables frozen from them.
     model.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
-    return flow.FlowCodec(model, flow.freeze_coding_tensors(model))
+    return FlowCodec(model, freeze_coding_tensors(model))
 
 
 def smooth(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -48,7 +50,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_the_flow_is_a_bijection_with_the_paper_latent_shapes():
     model = tiny_model()
-    x = flow.pixels_to_flow(torch.rand(2, 3, 32, 48))
+    x = pixels_to_flow(torch.rand(2, 3, 32, 48))
     z0, z1, z2 = model.flow(x)
     assert (z0.shape, z1.shape, z2.shape) == ((2, 48, 4, 6), (2, 12, 8, 12), (2, 6, 16, 24))
     assert torch.allclose(model.flow.inverse(z0, z1, z2), x, atol=1e-3)
@@ -115,7 +117,7 @@ def test_re_encoding_a_decoded_image_gives_back_its_symbols():
 
 
 def test_training_objective_reports_rate_and_both_reconstructions():
-    model = flow.build(TINY).train()
+    model = build(TINY).train()
     x = torch.rand(2, 3, 16, 16)
     quality = torch.tensor([0, 1])
     out = model(x, quality)
@@ -144,7 +146,7 @@ def test_lic_tune_fits_the_steps_of_every_operating_point(tmp_path):
     tuned = zoo.load_codec("flow", tmp_path / "tuned.pt")
     assert not torch.equal(tuned.codec.steps, before) and tuned.card["tuned"]["iterations"] == 3
     # Training or tuning again from the tuned file starts from its fitted steps, not the nominal ones.
-    network = flow.build(zoo.weight_file_config(tmp_path / "tuned.pt", "flow"))
+    network = build(zoo.weight_file_config(tmp_path / "tuned.pt", "flow"))
     state = zoo.load_network_state(tmp_path / "tuned.pt", "flow", network)
     assert torch.allclose(state["log_steps"].double().exp(), tuned.codec.steps, rtol=1e-3)
     reladdered = runner.invoke(main, ["tune", str(weights), "--model", "flow", "--data", str(photos), "-o",

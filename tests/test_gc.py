@@ -10,7 +10,11 @@ from click.testing import CliRunner
 from bitstream.container import FormatError
 from bitstream.tables import TOTAL
 from lic_cli.cli import main
-from models import fixedpoint, gc, zoo
+from models import zoo
+from models.core import fixedpoint
+from models.gc.codec import static_counts
+from models.gc.context import quantize
+from models.gc.network import ChannelNorm2d, GcConfig, GenerativeCompression, latent_size
 from models.interface import Geometry
 
 from .conftest import png_bytes, png_folder, smooth_image
@@ -31,7 +35,7 @@ def codec(tiny_gc_weights):
 
 def test_quantizer_is_hard_forward_and_soft_backward():
     w = torch.tensor([-3.2, -1.6, -0.2, 0.49, 0.51, 7.0], requires_grad=True)
-    w_hat, symbols = gc.quantize(w)
+    w_hat, symbols = quantize(w)
     assert w_hat.tolist() == [-2.0, -2.0, 0.0, 0.0, 1.0, 2.0]
     assert symbols.tolist() == [0, 0, 2, 2, 3, 4]
     w_hat.sum().backward()
@@ -52,7 +56,7 @@ def test_integer_softmax_gives_valid_ordered_counts():
 def test_static_counts_are_valid():
     symbols = np.zeros((3, 4, 5), dtype=np.int64)
     symbols[1] = 4
-    counts = gc.static_counts(symbols)
+    counts = static_counts(symbols)
     assert np.all(counts.sum(axis=1) == TOTAL) and np.all(counts >= 1)
     assert counts[0, 0] > 60000 and counts[1, 4] > 60000
 
@@ -61,7 +65,7 @@ def test_static_counts_are_valid():
 def test_both_coders_round_trip_any_size(codec, height, width):
     image = torch.from_numpy(smooth_image(height, width)).permute(2, 0, 1).float() / 255
     symbols = codec.symbols(image)
-    assert symbols.shape[1:] == gc.latent_size(height, width)
+    assert symbols.shape[1:] == latent_size(height, width)
     reference = codec.synthesise(symbols, height, width, pixels=True)
     for payload in (codec.encode_static(symbols), codec.encode_context(symbols)):
         decoded = codec.decode({"latent": payload}, Geometry(height, width), 0)
@@ -117,13 +121,13 @@ class QuietReporter:
 
 @pytest.mark.slow
 def test_training_runs_and_resumes(tmp_path):
-    from lic_cli.train import TrainOptions
+    from lic_cli.train import TrainOptions, family_options
     from lic_cli.train_gan import train_gan
     data = png_folder(tmp_path / "data", 3, 96, 96)
     options = TrainOptions(model="gc-c4", data=data, out=tmp_path / "run", val=data, minutes=10, max_steps=3,
                            batch_size=2, crop=64, config_overrides={"width": 32, "residual_blocks": 1,
                                                                     "context_width": 8},
-                           gan_after=0.0, eval_every=100, precision="fp32")
+                           family=family_options("gc-c4", gan_after=0.0), eval_every=100, precision="fp32")
     checkpoint = train_gan(options, QuietReporter())
     options.resume, options.max_steps = True, 5
     train_gan(options, QuietReporter())
@@ -146,16 +150,17 @@ def test_a_model_with_another_bottleneck_starts_from_trained_weights(tiny_gc_wei
 
 @pytest.mark.slow
 def test_gan_fine_tune_from_another_model_keeps_its_discriminator_on_resume(tmp_path, tiny_gc_weights):
-    from lic_cli.train import TrainOptions
+    from lic_cli.train import TrainOptions, family_options
     from lic_cli.train_gan import train_gan
     data = png_folder(tmp_path / "data", 2, 64, 64)
     options = TrainOptions(model="gc-c2", data=data, out=tmp_path / "run", val=data, minutes=10, max_steps=2,
                            batch_size=1, crop=64, config_overrides={"width": 32, "residual_blocks": 2,
                                                                     "context_width": 8},
-                           gan_after=0.0, eval_every=100, precision="fp32", init_weights=tiny_gc_weights,
-                           discriminator_width=8)
+                           family=family_options("gc-c2", gan_after=0.0, discriminator_width=8), eval_every=100,
+                           precision="fp32", init_weights=tiny_gc_weights)
     checkpoint = train_gan(options, QuietReporter())
-    options.resume, options.max_steps, options.discriminator_width = True, 3, 64
+    options.resume, options.max_steps = True, 3
+    options.family = family_options("gc-c2", gan_after=0.0, discriminator_width=64)
     train_gan(options, QuietReporter())
     state = torch.load(checkpoint, weights_only=True)
     assert state["step"] == 3 and state["discriminator_width"] == 8
@@ -166,14 +171,14 @@ def test_channel_norm_lets_global_colour_reach_the_latent_and_instance_norm_does
     x = torch.rand(1, 3, 64, 64) * 0.5
     brighter = x * 1.5 + 0.2
     for norm, invariant in (("channel", False), ("instance", True)):
-        model = gc.GenerativeCompression(gc.GcConfig(width=32, residual_blocks=1, context_width=8, norm=norm))
+        model = GenerativeCompression(GcConfig(width=32, residual_blocks=1, context_width=8, norm=norm))
         with torch.no_grad():
             change = (model.encoder(x * 2 - 1) - model.encoder(brighter * 2 - 1)).abs().max()
         assert (change < 1e-3) == invariant, (norm, float(change))
 
 
 def test_channel_norm_normalises_each_pixel_over_channels():
-    norm = gc.ChannelNorm2d(6)
+    norm = ChannelNorm2d(6)
     with torch.no_grad():
         norm.weight.uniform_(0.5, 1.5)
         norm.bias.uniform_(-0.5, 0.5)

@@ -7,7 +7,10 @@ import torch
 from click.testing import CliRunner
 
 from lic_cli.cli import main
-from models import hyper_ctx, zoo
+from models import zoo
+from models.hyper import context_codec
+from models.hyper.context import ContextHyperprior, anchor_mask
+from models.hyper.context_codec import cross_context, padded_latents
 from models.interface import PLAIN, Geometry
 
 from .conftest import png_folder, smooth_image
@@ -15,7 +18,7 @@ from .conftest import png_folder, smooth_image
 TINY = zoo.entry("hyper-ctx").tiny_config
 
 
-def tiny_model(seed: int = 3, context: bool = True) -> hyper_ctx.ContextHyperprior:
+def tiny_model(seed: int = 3, context: bool = True) -> ContextHyperprior:
     """A tiny hyper-ctx whose context model is switched on (random last layers; a fresh one adds 0)."""
     torch.manual_seed(seed)
     model = zoo.build_trainable("hyper-ctx", TINY)
@@ -75,26 +78,26 @@ def test_bands_of_latent_rows_code_as_the_whole_image(tmp_path, monkeypatch):
     pixels = image(150, 40)  # 10 latent rows
     whole = codec.encode(pixels, 3, PLAIN)
     decoded = codec.decode(whole, Geometry(150, 40), 3)
-    monkeypatch.setattr(hyper_ctx, "BAND_ROWS", 3)
-    monkeypatch.setattr(hyper_ctx, "POSITION_CHUNK", 7)
+    monkeypatch.setattr(context_codec, "BAND_ROWS", 3)
+    monkeypatch.setattr(context_codec, "POSITION_CHUNK", 7)
     assert codec.encode(pixels, 3, PLAIN) == whole
     assert torch.equal(codec.decode(whole, Geometry(150, 40), 3), decoded)
 
 
 def test_the_cross_taps_give_the_spatial_convolution_exactly():
-    from models import fixedpoint
+    from models.core import fixedpoint
 
     torch.manual_seed(4)
     conv = torch.nn.Conv2d(5, 3, 3, padding=1)
     layer = fixedpoint.freeze(torch.nn.Sequential(conv))
     height, width = 7, 6
     latents = torch.round(torch.randn(5, height * width, dtype=torch.float64) * 3 * 256) / 256
-    anchors = hyper_ctx.anchor_mask(height, width).flatten()
+    anchors = anchor_mask(height, width).flatten()
     latents[:, ~anchors] = 0  # what a decoder holds before the second pass
     full = fixedpoint.run(layer, latents.reshape(1, 5, height, width))[0].flatten(1)
     others = torch.nonzero(~anchors).flatten()
-    padded = hyper_ctx.padded_latents(latents, height, width)
-    assert torch.equal(hyper_ctx.cross_context(layer[0], padded, others, width), full[:, others])
+    padded = padded_latents(latents, height, width)
+    assert torch.equal(cross_context(layer[0], padded, others, width), full[:, others])
 
 
 def test_the_float_model_predicts_what_the_coder_pays(tmp_path):
@@ -129,10 +132,11 @@ def test_stage_one_trains_the_context_model_alone(tmp_path):
 
 
 def test_context_lr_gives_the_context_model_its_own_rate(tmp_path):
-    from lic_cli.train import RateDistortionStep, TrainOptions, parameter_groups
+    from lic_cli.train import RateDistortionStep, TrainOptions, family_options, parameter_groups
 
     model = zoo.build_trainable("hyper-ctx", TINY)
-    options = TrainOptions(model="hyper-ctx", data=tmp_path, out=tmp_path, lr=1e-4, context_lr=2e-3)
+    options = TrainOptions(model="hyper-ctx", data=tmp_path, out=tmp_path, lr=1e-4,
+                           family=family_options("hyper-ctx", context_lr=2e-3))
     trainable = list(model.parameters())
     optimizer = torch.optim.Adam(parameter_groups(options, model, trainable), lr=options.lr)
     RateDistortionStep(model, model, optimizer, trainable).set_learning_rate(5e-5)

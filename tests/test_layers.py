@@ -2,8 +2,8 @@
 import torch
 from torch import nn
 
-from models import layers
-from models.layers import GDN, deconv, run_decoder, subpixel_weight
+from models.core import layers
+from models.core.layers import GDN, deconv, run_decoder, subpixel_weight
 
 
 def test_subpixel_weight_matches_the_transposed_convolution():

@@ -1,5 +1,5 @@
 """Choosing the arithmetic of the transforms."""
-from models import precision
+from models.core import precision
 
 
 def test_kernels_limited_below_avx512_are_not_native_bf16(monkeypatch):

@@ -9,7 +9,7 @@ from lic_cli.cli import main
 from lic_cli.codec import CodecSession, decode_file, encode_image
 from lic_cli.imageio import ImageData
 from models import zoo
-from models.fixedpoint import geometric_interpolation
+from models.core.fixedpoint import geometric_interpolation
 from models.interface import PLAIN, Geometry
 
 from .conftest import png_bytes, smooth_image

@@ -10,7 +10,11 @@ from bitstream.container import FormatError, SectionType, unpack
 from lic_cli import codec as lic_codec
 from lic_cli.cli import main
 from lic_cli.imageio import read_image
-from models import gc, zoo
+from models import zoo
+from models.gc.boxes import random_boxes
+from models.gc.context import ZERO_SYMBOL, quantize
+from models.gc.losses import LAMBDA, LossWeights, generator_losses
+from models.gc.state import adapt_state
 from models.interface import EncodeOptions, Geometry
 
 from .conftest import png_bytes, smooth_image
@@ -66,7 +70,7 @@ def test_only_the_kept_latents_are_coded(loaded):
     assert np.array_equal(kept, expected)
     everything = codec.decode_symbols(full, Geometry(height, width), 0)[0]
     assert np.array_equal(symbols[:, expected], everything[:, expected])
-    assert np.all(symbols[:, ~expected] == gc.ZERO_SYMBOL)
+    assert np.all(symbols[:, ~expected] == ZERO_SYMBOL)
     for payload in (codec.encode_static(symbols, expected), codec.encode_context(symbols, expected)):
         sections = {"latent": payload, "preserve": selective["preserve"]}
         assert torch.equal(codec.decode(sections, Geometry(height, width), 0),
@@ -135,7 +139,7 @@ def test_a_preserve_section_is_refused_by_models_without_it(tmp_path, loaded):
 
 def test_random_boxes_keep_a_box_or_everything():
     torch.manual_seed(0)
-    maps = gc.random_boxes(64, 16, 16)
+    maps = random_boxes(64, 16, 16)
     kept = maps.sum(dim=(1, 2, 3))
     assert ((kept == 256) | ((kept >= 16) & (kept <= 144))).all()
     assert (kept == 256).any() and (kept < 256).any()
@@ -150,8 +154,8 @@ def test_distortion_counts_only_the_kept_region():
     x_hat[:, :, :, 16:] = 0  # wrong only where the map says "synthesise"
     preserve = torch.zeros(2, 1, 2, 2)
     preserve[:, :, :, 0] = 1
-    assert gc.generator_losses(x, x_hat, None, None, preserve)["mse"] == 0
-    assert gc.generator_losses(x, x_hat, None, None)["mse"] > 0
+    assert generator_losses(x, x_hat, None, None, preserve)["mse"] == 0
+    assert generator_losses(x, x_hat, None, None)["mse"] > 0
 
 
 @pytest.mark.parametrize("source_name, target_name", [("gc-c4", "gc-c4-sc"), ("gc-c4-sc", "gc-c4")])
@@ -164,8 +168,8 @@ def test_a_model_started_from_the_other_kind_codes_whole_images_the_same(source_
         with torch.no_grad():
             source.generator[0].weight[:, -1] = torch.randn_like(source.generator[0].weight[:, -1])
     target = zoo.build_trainable(target_name, TINY).eval()
-    target.load_state_dict(gc.adapt_state(source.state_dict(), target))
-    w_hat = gc.quantize(torch.randn(1, 4, 3, 5))[0]
+    target.load_state_dict(adapt_state(source.state_dict(), target))
+    w_hat = quantize(torch.randn(1, 4, 3, 5))[0]
     with torch.no_grad():
         torch.testing.assert_close(target.synthesise(w_hat), source.synthesise(w_hat))
 
@@ -203,11 +207,11 @@ def test_ms_ssim_term_ignores_the_synthesised_region():
     x_hat[:, :, :, 32:] = torch.rand(2, 3, 64, 32)  # wrong only where the map says "synthesise"
     preserve = torch.zeros(2, 1, 4, 4)
     preserve[:, :, :, :2] = 1
-    losses = gc.generator_losses(x, x_hat, None, None, preserve, gc.LossWeights(ms_ssim=0.5))
+    losses = generator_losses(x, x_hat, None, None, preserve, LossWeights(ms_ssim=0.5))
     assert losses["ms_ssim"] == pytest.approx(1.0, abs=1e-6) and losses["loss"] == 0
-    everywhere = gc.generator_losses(x, x_hat, None, None, None, gc.LossWeights(ms_ssim=0.5))
+    everywhere = generator_losses(x, x_hat, None, None, None, LossWeights(ms_ssim=0.5))
     assert everywhere["ms_ssim"] < 0.9
-    assert everywhere["loss"] == pytest.approx(gc.LAMBDA * (everywhere["mse"] + 0.5 * (1 - everywhere["ms_ssim"])))
+    assert everywhere["loss"] == pytest.approx(LAMBDA * (everywhere["mse"] + 0.5 * (1 - everywhere["ms_ssim"])))
 
 
 def test_synthesised_colour_term_sees_block_colours_not_detail():
@@ -217,13 +221,13 @@ def test_synthesised_colour_term_sees_block_colours_not_detail():
     detail = x.clone()
     for top in (0, 16):  # each synthesised 16x16 block turned around: same block means, other pixels
         detail[:, :, top:top + 16, 16:] = x[:, :, top:top + 16, 16:].flip(2).flip(3)
-    weights = gc.LossWeights(synthesised_colour=1.0)
-    assert gc.generator_losses(x, detail, None, None, preserve, weights)["synthesised_colour"] < 1e-10
+    weights = LossWeights(synthesised_colour=1.0)
+    assert generator_losses(x, detail, None, None, preserve, weights)["synthesised_colour"] < 1e-10
     shifted = x.clone()
     shifted[:, :, :, 16:] += 0.1  # a colour cast in the synthesised half
-    assert gc.generator_losses(x, shifted, None, None, preserve, weights)["synthesised_colour"] == pytest.approx(
+    assert generator_losses(x, shifted, None, None, preserve, weights)["synthesised_colour"] == pytest.approx(
         0.2**2, rel=1e-4)
-    assert "synthesised_colour" not in gc.generator_losses(x, shifted, None, None, None, weights)
+    assert "synthesised_colour" not in generator_losses(x, shifted, None, None, None, weights)
 
 
 def test_loss_weight_options_train_and_apply_only_where_they_mean_something(tmp_path):

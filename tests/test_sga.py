@@ -4,8 +4,8 @@ import torch
 from click.testing import CliRunner
 
 from lic_cli.cli import main
+from models.hyper.sga import refine, sga_round, temperature
 from models.interface import Geometry, RefineOptions
-from models.sga import refine, sga_round, temperature
 
 from .conftest import png_bytes, smooth_image
 

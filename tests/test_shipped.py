@@ -69,7 +69,7 @@ def decode_with_threads(data: bytes, session, thread_counts) -> list[np.ndarray]
 
 
 # On an AVX-512 CPU, oneDNN's rounding depended on the thread count (1 and 3 threads against 2)
-# until the synthesis ran on a fixed count (models.precision.synthesis_threads).
+# until the synthesis ran on a fixed count (models.core.precision.synthesis_threads).
 THREAD_COUNTS = (1, 2, 3, 2)
 
 
@@ -118,14 +118,15 @@ GC_LOWEST_PSNR = {"gc-c2": 16.3, "gc-c4": 19.0, "gc-c8": 17.8, "gc-c4-mse": 18.1
 @pytest.mark.parametrize("name", GC_MODELS)
 def test_shipped_gc_models_stay_under_their_rate_bound_and_decode_deterministically(session, crop, name):
     from bitstream.container import SectionType, unpack
-    from models import gc
+    from models.gc.context import NUM_SYMBOLS
+    from models.gc.network import bound_bits
 
     loaded = session.get(name)
     data = encode_image(ImageData(crop), loaded, 0)
     payload = unpack(data).sections[SectionType.LATENT]
     channels = loaded.codec.model.config.bottleneck
-    overhead_bytes = 1 + 2 * gc.NUM_SYMBOLS * channels + 4  # mode byte, static table, last ANS word
-    assert 8 * len(payload) <= gc.bound_bits(*crop.shape[:2], channels) + 8 * overhead_bytes
+    overhead_bytes = 1 + 2 * NUM_SYMBOLS * channels + 4  # mode byte, static table, last ANS word
+    assert 8 * len(payload) <= bound_bits(*crop.shape[:2], channels) + 8 * overhead_bytes
     one, *others = decode_with_threads(data, session, THREAD_COUNTS)
     assert all(np.array_equal(one, other) for other in others)
     assert psnr(crop, one) > GC_LOWEST_PSNR[name]

@@ -1,6 +1,6 @@
 import torch
 
-from models import similarity
+from models.core import similarity
 
 
 def test_training_ms_ssim_is_pytorch_msssim_without_its_nan_gradient():

@@ -8,7 +8,10 @@ from click.testing import CliRunner
 
 from lic_cli import train
 from lic_cli.cli import main
-from models import hyper, zoo
+from models import zoo
+from models.hyper.loss import rate_distortion_loss
+from models.hyper.network import ENCODER_PREFIXES, GAIN_KEYS
+from models.hyper.state import grow_latents, retarget_gains
 
 from .conftest import png_bytes, png_folder, smooth_image
 
@@ -43,13 +46,13 @@ def test_missing_weights_are_a_clear_error(tmp_path):
 
 def test_gains_move_to_another_quality_ladder_in_log_lambda():
     state = {"lambdas": torch.tensor([0.001, 0.004]),
-             **{key: torch.tensor([[0.0, 1.0], [2.0, 5.0]]) for key in hyper.GAIN_KEYS}}
-    moved = hyper.retarget_gains(state, (0.002, 0.004, 0.016))
-    for key in hyper.GAIN_KEYS:
+             **{key: torch.tensor([[0.0, 1.0], [2.0, 5.0]]) for key in GAIN_KEYS}}
+    moved = retarget_gains(state, (0.002, 0.004, 0.016))
+    for key in GAIN_KEYS:
         # 0.002 lies halfway (in log) between the trained points, 0.016 one segment beyond the last.
         assert torch.allclose(moved[key], torch.tensor([[1.0, 3.0], [2.0, 5.0], [4.0, 9.0]]))
     assert torch.allclose(moved["lambdas"], torch.tensor([0.002, 0.004, 0.016]))
-    assert hyper.retarget_gains(state, (0.001, 0.004)) is state
+    assert retarget_gains(state, (0.001, 0.004)) is state
 
 
 def test_init_from_weights_of_another_ladder_keeps_the_transforms(tmp_path):
@@ -83,7 +86,7 @@ def test_grown_latent_reconstructs_exactly_as_before(tmp_path):
         y = wide.g_a(x).abs().mean(dim=(0, 2, 3))
     assert y[8:].mean() > 0.2 * y[:8].mean()
     with pytest.raises(ValueError, match="shrink"):
-        hyper.grow_latents(wide.state_dict(), narrow)
+        grow_latents(wide.state_dict(), narrow)
     with pytest.raises(ValueError, match="hyper-width"):  # the default width follows M: 12, not 8
         zoo.load_network_state(path, "hyper", zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12}))
 
@@ -100,8 +103,8 @@ def test_channel_rate_weights_change_the_loss_not_the_reported_rate():
     model = zoo.build_trainable("hyper", {"channels": 8, "latent_channels": 12}).train()
     x, quality = torch.rand(2, 3, 64, 64), torch.tensor([0, 5])
     out = {**model(x, quality), "x_hat": x}  # no distortion: the loss is the rate alone
-    full = hyper.rate_distortion_loss(model, x, quality, out)
-    spared = hyper.rate_distortion_loss(model, x, quality, out, torch.tensor([1.0] * 8 + [0.0] * 4))
+    full = rate_distortion_loss(model, x, quality, out)
+    spared = rate_distortion_loss(model, x, quality, out, torch.tensor([1.0] * 8 + [0.0] * 4))
     assert torch.equal(spared["bpp"], full["bpp"])
     new_channel_bpp = -torch.log2(out["y_likelihoods"][:, 8:]).sum(dim=(1, 2, 3)).mean() / (64 * 64)
     assert torch.allclose(full["loss"] - spared["loss"], new_channel_bpp, rtol=1e-4)
@@ -148,7 +151,7 @@ def test_training_some_qualities_leaves_the_others_gains_alone(tmp_path):
     assert trained.exit_code == 0, trained.output
     before = torch.load(init, weights_only=True)["network"]
     after = torch.load(tmp_path / "run" / "hyper.pt", weights_only=True)["network"]
-    for key in hyper.GAIN_KEYS:
+    for key in GAIN_KEYS:
         assert torch.equal(after[key][:5], before[key][:5])
         assert not torch.equal(after[key][5], before[key][5])
 
@@ -166,7 +169,7 @@ def test_frozen_encoder_trains_the_decoder_side_on_exactly_quantized_latents(tmp
     after = torch.load(tmp_path / "run" / "hyper.pt", weights_only=True)["network"]
     changed = {key for key in before if not torch.equal(after[key], before[key])}
     assert {"g_s.0.weight", "log_inv_gain_y"} <= changed
-    assert not any(key.startswith(hyper.ENCODER_PREFIXES) for key in changed)
+    assert not any(key.startswith(ENCODER_PREFIXES) for key in changed)
 
 
 def test_exact_quantization_trains_on_what_evaluation_measures():
@@ -177,10 +180,10 @@ def test_exact_quantization_trains_on_what_evaluation_measures():
     x, quality = torch.rand(1, 3, 64, 64), torch.tensor([1])
     model.eval()
     with torch.no_grad():
-        evaluated = hyper.rate_distortion_loss(model, x, quality, model(x, quality))
+        evaluated = rate_distortion_loss(model, x, quality, model(x, quality))
     model.train()
     model.exact_quantization = True
-    trained = hyper.rate_distortion_loss(model, x, quality, model(x, quality))
+    trained = rate_distortion_loss(model, x, quality, model(x, quality))
     assert torch.allclose(trained["loss"], evaluated["loss"])
     trained["loss"].backward()
     means_bias, scales_bias = model.h_s[-1].bias.grad.chunk(2)  # the rounding grid is not learnt
@@ -189,7 +192,8 @@ def test_exact_quantization_trains_on_what_evaluation_measures():
 
 
 def test_a_quality_listed_twice_is_drawn_twice_as_often(tmp_path):
-    options = train.TrainOptions(model="hyper", data=tmp_path, out=tmp_path, qualities=(5, 0, 5))
+    options = train.TrainOptions(model="hyper", data=tmp_path, out=tmp_path,
+                                 family=train.family_options("hyper", qualities=(5, 0, 5)))
     assert train.qualities_to_train(options, 6) == [0, 5, 5]
 
 
@@ -267,6 +271,6 @@ def test_weight_files_of_both_versions_load_and_unknown_ones_are_refused(tmp_pat
     torch.save(old_payload, tmp_path / "old.pt")
     old = zoo.load_codec("hyper", tmp_path / "old.pt").codec
     assert np.array_equal(old.y_coder.tables.counts, new.y_coder.tables.counts)
-    torch.save({**payload, "version": 3}, tmp_path / "future.pt")
-    with pytest.raises(zoo.WeightsError, match="reads versions 1, 2"):
+    torch.save({**payload, "version": 4}, tmp_path / "future.pt")
+    with pytest.raises(zoo.WeightsError, match="reads versions 1, 2, 3"):
         zoo.load_codec("hyper", tmp_path / "future.pt")

@@ -25,8 +25,8 @@ import torch
 
 from lic_cli.imageio import load_rgb_array
 from models import zoo
-from models.entropy import gaussian_likelihood
-from models.hyper_bb import LEGACY_Q_SCALES, Z_STEP, gaussian_entropy_bits
+from models.core.entropy import gaussian_likelihood
+from models.hyper.bitsback import LEGACY_Q_SCALES, Z_STEP, gaussian_entropy_bits
 
 
 def y_bits(model, y: torch.Tensor, z: torch.Tensor, quality: torch.Tensor, around_mean: bool) -> float:

@@ -32,8 +32,8 @@ import torch
 from lic_cli.codec import CodecSession, decode_file, encode_image, rgb_tensor
 from lic_cli.imageio import ImageData, load_rgb_array
 from lic_cli.metrics import psnr
-from models import precision
-from models.hyper_bb import snapping_margins, snapping_steps
+from models.core import precision
+from models.hyper.bitsback_codec import snapping_margins, snapping_steps
 
 CAPS = {
     "native": {},

@@ -23,7 +23,8 @@ import torch
 from lic_cli import codec as lic_codec
 from lic_cli.imageio import list_images, load_rgb_array
 from lic_cli.metrics import psnr
-from models import precision, zoo
+from models import zoo
+from models.core import precision
 
 MAX_MAGNITUDE = 3  # residuals of magnitude >= this share one offset per scale
 MIN_COUNT = 50  # fewer samples than this in a (scale, magnitude) cell: no offset

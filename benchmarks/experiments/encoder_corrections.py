@@ -38,9 +38,10 @@ from lic_cli.train import (
     report_validation,
 )
 from models import zoo
-from models.entropy import gaussian_likelihood
-from models.hyper import ENCODER_PREFIXES, HyperCodec
-from models.sga import sga_round
+from models.core.entropy import gaussian_likelihood
+from models.hyper.codec import HyperCodec
+from models.hyper.network import ENCODER_PREFIXES
+from models.hyper.sga import sga_round
 
 
 def code(codec: HyperCodec, y: torch.Tensor, z: torch.Tensor, quality: int, height: int,
@@ -88,7 +89,7 @@ def closed_loop(args: argparse.Namespace) -> None:
 
 
 def relaxed_loss(model, x: torch.Tensor, quality: torch.Tensor, tau: float, generator: torch.Generator) -> torch.Tensor:
-    """bpp + lambda 255^2 MSE with z and y - mean rounded by SGA's relaxation (as `models.sga` does)."""
+    """bpp + lambda 255^2 MSE with z and y - mean rounded by SGA's relaxation (as `models.hyper.sga` does)."""
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = model.g_a(x).float() * model.gain(model.log_gain_y, quality)
         z_soft = sga_round(model.h_a(y).float() * model.gain(model.log_gain_z, quality), tau, generator)

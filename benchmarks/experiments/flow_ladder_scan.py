@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models import flow, zoo
+from models import zoo
+from models.flow.network import FlowCompression, build, pixels_to_flow
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -31,22 +32,22 @@ def crops() -> list[torch.Tensor]:
     return result
 
 
-def load(path: Path) -> flow.FlowCompression:
+def load(path: Path) -> FlowCompression:
     if path.name == "last.pt":  # a training checkpoint
         state = torch.load(path, map_location="cpu", weights_only=True)
-        model = flow.build(state["config"])
+        model = build(state["config"])
         model.load_state_dict(state["model"])
     else:
-        model = flow.build(zoo.weight_file_config(path, "flow"))
+        model = build(zoo.weight_file_config(path, "flow"))
         model.load_state_dict(zoo.load_network_state(path, "flow", model))
     return model.eval()
 
 
-def measure(model: flow.FlowCompression, images: list[torch.Tensor], steps) -> tuple[float, float]:
+def measure(model: FlowCompression, images: list[torch.Tensor], steps) -> tuple[float, float]:
     """Mean estimated bpp and PSNR (8-bit output) with hard rounding at steps (Δ0, Δ1, Δ2)."""
     rates, scores = [], []
     for x in images:
-        out = model.relaxed(model.flow(flow.pixels_to_flow(x)), steps, noisy=False, preview=False)
+        out = model.relaxed(model.flow(pixels_to_flow(x)), steps, noisy=False, preview=False)
         rates.append(float(sum(-torch.log2(lik).sum() for lik in out["likelihoods"])) / (x.shape[2] * x.shape[3]))
         mse = float(((torch.round(out["x_hat"].clamp(0, 1) * 255) / 255 - x) ** 2).mean())
         scores.append(10 * np.log10(1 / max(mse, 1e-10)))

@@ -17,8 +17,8 @@ import torch
 
 from lic_cli.imageio import list_images, load_rgb_array
 from models import zoo
-from models.geometry import pad_to_multiple
-from models.hyper import DOWNSAMPLING
+from models.core.geometry import pad_to_multiple
+from models.hyper.network import DOWNSAMPLING
 
 
 def evaluate(model, images, quality: int) -> tuple[float, float]:

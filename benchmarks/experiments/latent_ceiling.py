@@ -25,7 +25,7 @@ import torch
 from lic_cli.imageio import list_images, load_rgb_array
 from lic_cli.metrics import psnr
 from models import zoo
-from models.hyper import DOWNSAMPLING
+from models.hyper.network import DOWNSAMPLING
 
 BLOCK = 16  # total stride of the analysis transform: one latent vector per 16x16 block
 CHANNEL_GROUP = 64  # channels per row of the nonzero count
@@ -109,7 +109,7 @@ def main() -> None:
     pca = pca_psnr(arrays, [int(v) for v in args.pca.split(",")])
     for width, value in pca.items():
         print(f"PCA of 16x16x3 blocks, {width} components: {value:.2f} dB")
-    result = {"weights": str(loaded.path), "weights_hash": loaded.weights_hash.hex(),
+    result = {"weights": str(loaded.path), "weights_hash": loaded.weights_id.hex(),
               "latent_channels": model.config.latent_channels, "qualities": rows, "pca_psnr": pca}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -32,9 +32,10 @@ from torch import nn
 
 from lic_cli.imageio import load_rgb_array
 from lic_cli.train import CropSampler, TrainOptions, learning_rate, split_images
-from models import precision, zoo
-from models.hyper import MeanScaleHyperprior
-from models.layers import GDN, deconv
+from models import zoo
+from models.core import precision
+from models.core.layers import GDN, deconv
+from models.hyper.network import MeanScaleHyperprior
 
 
 def widen_synthesis(g_s: nn.Sequential, extra: int) -> nn.Sequential:

@@ -6,7 +6,7 @@ Do decoded pixels depend on the thread count? Decode the same files with 1-4 tor
 Each file is decoded once per caller thread count; the table counts the pixels (values of the
 uint8 output) that differ from the 1-thread decode, summed over the images, and gives the mean
 decode time per image. ``--caller-threads`` runs the synthesis on the caller's thread count
-instead of the fixed ``models.precision.SYNTHESIS_THREADS`` (what lic did before), to show what
+instead of the fixed ``models.core.precision.SYNTHESIS_THREADS`` (what lic did before), to show what
 the fixed count is for. The counts depend on the CPU's kernels: an AVX-512 CPU differed, the AVX2
 and AMX machines of earlier sessions passed the 1-vs-2-thread test.
 
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from lic_cli.codec import CodecSession, decode_file, encode_image
 from lic_cli.imageio import ImageData, load_rgb_array
-from models import precision
+from models.core import precision
 
 THREADS = (1, 2, 3, 4)
 # (in, out, kernel) of hyper's and gc's layers, and input sizes from a 16x16 image's up to a Kodak image's.

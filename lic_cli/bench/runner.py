@@ -48,7 +48,7 @@ def lic_codec(model: str, weights: Path | None, threads: int) -> Codec:
         return decode_file(data, session).image.pixels
 
     qualities = tuple(f"q={q + 1}" for q in range(loaded.codec.qualities.count))
-    options = f"lic {model}, weights {loaded.weights_hash.hex()}, {threads} torch thread(s)"
+    options = f"lic {model}, weights {loaded.weights_id.hex()}, {threads} torch thread(s)"
     return Codec(LIC_PREFIX + model, options, qualities, encode, decode, threads=str(threads))
 
 

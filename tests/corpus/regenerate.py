@@ -29,7 +29,7 @@ from tests.fuzzing import pack_unchecked
 
 def main() -> None:
     session = CodecSession()
-    hashes = {name: session.get(name).weights_hash for name in ("hyper", "gc-c4", "hyper-bb", "cpm", "flow")}
+    hashes = {name: session.get(name).weights_id for name in ("hyper", "gc-c4", "hyper-bb", "cpm", "flow")}
     garbage = random.Random(0).randbytes(64)
     counts = np.full((4, 5), TOTAL // 5, dtype="<u2")
     counts[:, 0] += TOTAL - counts.sum(axis=1)
@@ -70,7 +70,7 @@ def _with_entry(container: Container, entry: album.AlbumEntry, table: album.Albu
     sections = dict(container.sections)
     sections[SectionType.ALBUM] = struct.pack("<BII", 1, table.carried_bytes, table.padding_words) + struct.pack(
         "<IIBBHI", entry.width, entry.height, entry.channels, entry.quality, entry.bbvi_steps, entry.checksum)
-    return Container(container.model_id, container.weights_hash, container.quality, width or container.width,
+    return Container(container.model_id, container.weights_id, container.quality, width or container.width,
                      height or container.height, container.channels, sections)
 
 

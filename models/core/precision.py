@@ -19,7 +19,7 @@ import torch
 
 CHOICES = ("auto", "bf16", "fp32")
 
-from .defaults import SYNTHESIS_THREADS
+from ..defaults import SYNTHESIS_THREADS
 
 
 @cache

@@ -1,37 +1,18 @@
-"""A toy model family for the conformance suite: one strided convolution, one transposed one, and
-zlib for the entropy coder. It exists to prove that a family plugs in through models/interface.py
-and one registry entry, with no change to lic_cli/ or bitstream/."""
+"""The toy codec: rounded latents, zlib-compressed."""
 from __future__ import annotations
 
-import dataclasses
 import zlib
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from bitstream.container import FormatError
-from models import zoo
-from models.geometry import ceil_div, pad_to_multiple, to_uint8, unit_float
+from models.core.geometry import ceil_div, pad_to_multiple, to_uint8, unit_float
 from models.interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
 
+from .network import STEPS, STRIDE, ToyNet
+
 NAME = "toy-1layer"
-STRIDE = 8
-STEPS = (1.0, 0.25)  # quantization step per quality
-
-
-@dataclass(frozen=True)
-class ToyConfig:
-    channels: int = 4
-
-
-class ToyNet(nn.Module):
-    def __init__(self, config: ToyConfig):
-        super().__init__()
-        self.config = config
-        self.analysis = nn.Conv2d(3, config.channels, STRIDE, STRIDE)
-        self.synthesis = nn.ConvTranspose2d(config.channels, 3, STRIDE, STRIDE)
 
 
 class ToyCodec:
@@ -69,11 +50,3 @@ class ToyCodec:
             raise FormatError("latent section does not hold exactly the latents of this image")
         return [np.frombuffer(raw, dtype=np.int8).reshape(shape)]
 
-
-def entry() -> zoo.ZooEntry:
-    return zoo.ZooEntry(
-        NAME, "test-only toy family: one convolution each way, zlib-coded latents",
-        build=lambda config: ToyNet(ToyConfig(**config)), codec=ToyCodec, weight_file=f"{NAME}.pt",
-        config=dataclasses.asdict(ToyConfig()), freeze=lambda model: {},
-        qualities=lambda config: ToyCodec.qualities, training=zoo.Training("none"),
-        tiny_config={"channels": 4}, shipped=False, bench_by_default=False)

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from . import precision
-from .entropy import gaussian_likelihood
-from .geometry import unit_float
-from .interface import ProgressCallback, RefineOptions
+from ..core import precision
+from ..core.entropy import gaussian_likelihood
+from ..core.geometry import unit_float
+from ..interface import ProgressCallback, RefineOptions
 
 if TYPE_CHECKING:
-    from .hyper import HyperCodec
+    from .codec import HyperCodec
 
 TAU_MAX = 0.5
 EDGE = 1e-6
