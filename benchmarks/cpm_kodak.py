@@ -201,7 +201,7 @@ def main() -> None:
     result = {
         "benchmark": "cpm_kodak", "command": "python benchmarks/cpm_kodak.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "cpu": cpu_name(), "threads": args.threads,
-        "torch": torch.__version__, "weights": str(loaded.path), "weights_hash": loaded.weights_id.hex(),
+        "torch": torch.__version__, "weights": loaded.path.name, "weights_hash": loaded.weights_id.hex(),
         "images": len(paths), "fixed_point_bits": [fixedpoint.WEIGHT_FRAC_BITS, fixedpoint.ACT_FRAC_BITS],
         "summary": summarise(rows), "rows": rows,
     }

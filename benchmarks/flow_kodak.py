@@ -134,7 +134,7 @@ def main() -> None:
     result = {
         "benchmark": "flow_kodak", "command": "python benchmarks/flow_kodak.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "cpu": cpu_name(), "threads": args.threads,
-        "torch": torch.__version__, "weights": str(loaded.path), "weights_hash": loaded.weights_id.hex(),
+        "torch": torch.__version__, "weights": loaded.path.name, "weights_hash": loaded.weights_id.hex(),
         "hyper_weights_hash": session.get("hyper").weights_id.hex(), "images": len(images),
         "summary": by(rows, "model", "quality"),
         "generations": {"images": len(chosen), "flow_quality": flow_quality + 1, "hyper_quality": hyper_quality + 1,

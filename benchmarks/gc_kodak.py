@@ -57,7 +57,7 @@ def measure(kodak: Path, model: str, weights: Path | None, threads: int, limit: 
         })
         print(f"{model} {name}: {rows[-1]['bpp']:.4f} bpp, {rows[-1]['psnr']:.2f} dB", flush=True)
     return {
-        "model": model, "weights": str(loaded.path), "weights_hash": loaded.weights_id.hex(),
+        "model": model, "weights": loaded.path.name, "weights_hash": loaded.weights_id.hex(),
         "card": loaded.card, "threads": threads, "precision": codec.compute,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "torch": torch.__version__,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),

@@ -47,7 +47,7 @@ def measure(kodak: Path, model: str, weights: Path | None, qualities: list[int],
         print(f"q{quality}: {summary['bpp']:.4f} bpp, {summary['psnr']:.2f} dB, MS-SSIM {summary['ms_ssim']:.4f}, "
               f"enc {summary['encode_s']:.3f} s, dec {summary['decode_s']:.3f} s", flush=True)
     return {
-        "model": model, "weights": str(loaded.path), "weights_hash": loaded.weights_id.hex(),
+        "model": model, "weights": loaded.path.name, "weights_hash": loaded.weights_id.hex(),
         "threads": threads, "precision": loaded.codec.compute,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),

@@ -1,10 +1,10 @@
 """lic: learned image compression. The command line is `lic` (lic_cli.cli); from Python:
 
     import lic_cli
-    data = lic_cli.encode(image, quality=4)    # PIL image, uint8 array, image bytes or path -> .lic bytes
-    picture = lic_cli.decode(data)             # -> PIL.Image.Image
-    lic_cli.info(data)                         # header fields, as `lic info --json`
-    lic_cli.register_lic_opener()              # Pillow's Image.open / Image.save learn .lic
+    data = lic_cli.encode("photo.png", quality=4)   # PIL image, uint8 array, image bytes or path -> .lic bytes
+    picture = lic_cli.decode(data)                  # -> PIL.Image.Image
+    lic_cli.info(data)                              # header fields, as `lic info --json`
+    lic_cli.register_lic_opener()                   # Pillow's Image.open / Image.save learn .lic
 
 (lic_cli/api.py and lic_cli/pil_plugin.py.) Attributes load on first use, so that the command
 line starts without them.

@@ -1,6 +1,8 @@
 """Pillow reads and writes .lic files, in the style of pillow-heif's register_heif_opener():
 
+    from PIL import Image
     import lic_cli
+
     lic_cli.register_lic_opener()
     with Image.open("photo.lic") as picture:        # recognised by its magic bytes, whatever its name
         picture.save("photo.png")

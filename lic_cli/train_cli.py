@@ -215,7 +215,7 @@ def export(checkpoint, output, data_note):
 
 def export_checkpoint(checkpoint: Path, output: Path, data_note, init: Path | None = None) -> Path:
     """A weight file of a checkpoint. A run that took no steps from --init weights (a conversion,
-    e.g. a selective gc model folded into a plain one) keeps the training record of those weights."""
+    e.g. a model with an extra input folded into one without) keeps the training record of those weights."""
     import torch
 
     from models import zoo

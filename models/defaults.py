@@ -4,6 +4,6 @@ DEFAULT_MODEL = "hyper-ctx"
 
 # Intra-op threads of every transform that produces decoded pixels, whatever --threads says. On an
 # AVX-512 CPU, oneDNN rounded differently with 3 threads than with 1 or 2 (and with 2 on small
-# images; docs/notes/2026-11-determinism.md). On that 2-core CPU, 4 cost hyper about 4% of its
-# decode time against 2 (8: about 15%) and lets a 4-core CPU use all its cores.
+# images; docs/notes/2026-11-determinism.md). 4 costs a 2-core CPU little and lets a 4-core CPU use
+# all its cores.
 SYNTHESIS_THREADS = 4

@@ -136,7 +136,7 @@ def _encoder_prefixes(model: str) -> tuple[str, ...]:
 
 def load_network_state(path: Path, name: str, target: nn.Module | None = None) -> dict:
     """The float32 network parameters of a weight file, for training `name` from it: the same model
-    (continue / fine-tune) or one that `name` knows how to start from (e.g. hyper-bb from hyper).
+    (continue / fine-tune) or one that `name` knows how to start from.
 
     target: the freshly built model to be trained (the adapter may keep some of its parameters);
     default: `name` built with the file's configuration."""

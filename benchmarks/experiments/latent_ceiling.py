@@ -109,7 +109,7 @@ def main() -> None:
     pca = pca_psnr(arrays, [int(v) for v in args.pca.split(",")])
     for width, value in pca.items():
         print(f"PCA of 16x16x3 blocks, {width} components: {value:.2f} dB")
-    result = {"weights": str(loaded.path), "weights_hash": loaded.weights_id.hex(),
+    result = {"weights": loaded.path.name, "weights_hash": loaded.weights_id.hex(),
               "latent_channels": model.config.latent_channels, "qualities": rows, "pca_psnr": pca}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

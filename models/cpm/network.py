@@ -23,9 +23,9 @@ CONTEXT_TILE = 128  # latents per side of an independently coded context volume 
 WAVEFRONT = (4, 2, 1)  # t = 4c + 2h + w: see the module docstring
 DISTORTION_SCALE = 100.0  # loss = 100 * d + beta * max(bpp - target, 0) + context cross-entropy
 # d = 1 - MS-SSIM + 10 * MSE of 16x-downsampled images: MS-SSIM barely sees a global colour cast (only
-# its coarsest luminance term does), and after 1500 steps on MS-SSIM alone kodim-like validation
-# images came back with red 0.13 too low and blue 0.07 too high (14 dB). The pooled term pins the
-# colours and is negligible once they are right (~1e-4); the detail is left to MS-SSIM.
+# its coarsest luminance term does), and training on MS-SSIM alone drifts the colours
+# (docs/notes/2026-12-02-cpm-first-runs.md). The pooled term pins the colours and is negligible
+# once they are right; the detail is left to MS-SSIM.
 COLOUR_POOL = 16
 COLOUR_WEIGHT = 10.0
 

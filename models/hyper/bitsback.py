@@ -36,7 +36,7 @@ Y_SCALES = gaussian_scale_table()[gaussian_scale_table() <= 64.0]
 LOG_SCALE_RANGE = (-7.0, 3.0)
 BBVI_LR = 3e-3  # the paper's reproducible_BBVI learning rate
 BBVI_SEED = 0
-DEFAULT_BBVI_STEPS = 20  # each step is ~0.3 s for a Kodak image, on encoder and decoder alike
+DEFAULT_BBVI_STEPS = 20  # each step costs the encoder and the decoder alike
 PADDING_MARGIN_BITS = 256  # padding target above the expected number of borrowed bits
 MAX_PIXELS = 1 << 22  # per image, 4.2 Mpixel (2048x2048): the posterior fit is not tiled
 

@@ -40,7 +40,7 @@ class HyperConfig:
     latent_channels: int = 192  # M: channels of y
     lambdas: tuple[float, ...] = LAMBDAS
     # Width of the hyper-synthesis hidden layers (w, 3w/2); None: M, the layout of Minnen et al.
-    # A wider latent with hyper_width=192 keeps the weight file under 16 MiB (M=256: 16.5 MB).
+    # A wider latent with hyper_width=192 keeps the weight file under 16 MiB.
     hyper_width: int | None = None
 
 
