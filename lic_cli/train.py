@@ -411,7 +411,7 @@ REGULARIZERS = ("cse",)
 
 class SourceEntropyRegularizer:
     """--reg cse: subtract alpha·H(X | X̂) from the codec's loss, H estimated by an auxiliary
-    model q(x | x̂) trained alongside by maximum likelihood (models/cse.py); the two alternate
+    model q(x | x̂) trained alongside by maximum likelihood (models/core/cse.py); the two alternate
     every step. q is initialised from its own seed, so a regularised run draws the same crops
     and noise as its unregularised twin."""
 

@@ -1,4 +1,10 @@
-"""The interface every model family's codec implements, and what a family declares about itself.
+"""The contracts between the families and the rest of lic, in three parts:
+
+- the codec (``ImageCodec`` and friends): what `lic encode` / `lic decode` call;
+- what a family declares to the registry (``ZooEntry``, ``Training``), in its ``family.py``;
+- the training contract: the family's options as data (``option()`` fields, with the options
+  the drivers implement to inherit) and what the drivers call on a network
+  (``RateDistortionTrainable``, ``GanTrainable``).
 
 Workflow (the CLI, the benchmarks and the conformance tests use nothing else)::
 
@@ -9,7 +15,7 @@ Workflow (the CLI, the benchmarks and the conformance tests use nothing else)::
 
 ``image`` is a (3, H, W) uint8 tensor of RGB pixels (a float one in [0, 1] is accepted too); a
 codec never sees files, grey or alpha planes (the container and the CLI handle those). Codecs
-run large images through their networks in tiles (``models.geometry.Tiles``), so memory stays
+run large images through their networks in tiles (``models.core.geometry.Tiles``), so memory stays
 bounded whatever the image size. Section names are the ones the family's registry
 entry declares; the container maps them to its section types.
 
@@ -177,6 +183,20 @@ def check_refine(capabilities: Capabilities, options: EncodeOptions, name: str) 
 # ---------------------------------------------------------------------------------------------
 # What a family declares to the registry (models/zoo.py), which knows no family by name.
 # ---------------------------------------------------------------------------------------------
+def option(default, help: str, *, metavar: str | None = None, parse: Callable[[str], object] | None = None,
+           config: str | None = None):
+    """A field of a family's training options: `lic train` shows it as --NAME-WITH-DASHES with this
+    help. A bool field is a flag. parse: turns the command-line text into the value (default: the
+    field's type). config: the option overrides this key of the model configuration (a size)
+    instead of reaching the training code."""
+    return field(default=default, metadata={"help": help, "metavar": metavar, "parse": parse, "config": config})
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A family whose training takes no options of its own."""
+
+
 @dataclass(frozen=True)
 class Training:
     """How `lic train` trains a family.
@@ -193,14 +213,10 @@ class Training:
     family's latent entropy model; None where the regularizer does not apply."""
 
     driver: str
-    options: type = None  # type: ignore[assignment]  # set to NoOptions in __post_init__
+    options: type = NoOptions
     sizes: dict[str, str] = field(default_factory=dict)
     inherited_sizes: Callable[[dict], dict] = lambda config: config
     source_model: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.options is None:
-            object.__setattr__(self, "options", NoOptions)
 
 
 @dataclass(frozen=True)
@@ -239,20 +255,6 @@ class ZooEntry:
 # ---------------------------------------------------------------------------------------------
 # The training contract: family options as data, and what the drivers call on a network.
 # ---------------------------------------------------------------------------------------------
-def option(default, help: str, *, metavar: str | None = None, parse: Callable[[str], object] | None = None,
-           config: str | None = None):
-    """A field of a family's training options: `lic train` shows it as --NAME-WITH-DASHES with this
-    help. A bool field is a flag. parse: turns the command-line text into the value (default: the
-    field's type). config: the option overrides this key of the model configuration (a size)
-    instead of reaching the training code."""
-    return field(default=default, metadata={"help": help, "metavar": metavar, "parse": parse, "config": config})
-
-
-@dataclass(frozen=True)
-class NoOptions:
-    """A family whose training takes no options of its own."""
-
-
 def parse_quality_list(text: str) -> tuple[int, ...]:
     """'5,6' -> (4, 5): the 0-based indices of 1-based quality numbers."""
     try:

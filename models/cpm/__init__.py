@@ -16,7 +16,7 @@ and the quality. Trained concurrently (cross-entropy); the auto-encoder pays
 ``beta * max(H - H_target_q, 0)`` for rate and ``1 - MS-SSIM`` for distortion.
 
 Coding workflow (``CpmCodec``): the encoder runs the context model once over the whole volume, in
-exact fixed point (``FixedContext``: the arithmetic of ``models/fixedpoint.py``, integer softmax),
+exact fixed point (``FixedContext``: the arithmetic of ``models/core/fixedpoint.py``, integer softmax),
 and pushes every coded symbol onto one ANS stack. The decoder cannot run it in parallel (each
 symbol's probabilities need the symbols before it), nor once per symbol (~200k network runs per
 Kodak image). It decodes in wavefronts: with 2x3x3 masked kernels every layer's activation at

@@ -40,7 +40,7 @@ class FixedContextLayer:
 
 
 class FixedContext:
-    """The context model in exact fixed point (see models/fixedpoint.py), evaluated at any set of
+    """The context model in exact fixed point (see models/core/fixedpoint.py), evaluated at any set of
     volume positions by gathering their 2x3x3 neighbourhoods: one parallel pass for the encoder,
     one wavefront step at a time for the decoder, with identical arithmetic."""
 

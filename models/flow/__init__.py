@@ -8,7 +8,7 @@ back onto (nearly) the same latents, so decoding and re-encoding does not degrad
 
 Priors: z0 is fully factorized; z1 | z0 and z2 | z1 are Gaussian, with mean and scale from small
 conv nets φ1, φ2 of the coarser latent. φ runs in exact fixed point at coding time
-(``models/fixedpoint.py``), so encoder and decoder select the same tables bit for bit, while the
+(``models/core/fixedpoint.py``), so encoder and decoder select the same tables bit for bit, while the
 flow itself runs in float (only the symbols must agree).
 
 Coding workflow (``FlowCodec``)::

@@ -17,7 +17,7 @@ from .losses import LossWeights, generator_losses
 
 DOWNSAMPLING = 16
 MIN_LATENT = 2
-# Tiles that bound the memory of any image (see models/geometry.py): the encoder in pixels (its
+# Tiles that bound the memory of any image (see models/core/geometry.py): the encoder in pixels (its
 # receptive field: ±34 pixels), the generator in latents (±21 latents: nine residual blocks).
 ENCODER_TILES = Tiles(core=1024, margin=64)
 GENERATOR_TILES = Tiles(core=64, margin=24)

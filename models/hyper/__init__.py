@@ -3,5 +3,5 @@
 One network serves every quality: per-quality gain vectors (Cui et al. 2021) scale the latent y
 and the hyperlatent z before quantization, so a larger gain means a finer effective step. The
 hyper-synthesis transform that selects the Gaussian CDFs runs in fixed point at coding time
-(``models/fixedpoint.py``) so that encoder and decoder agree bit for bit.
+(``models/core/fixedpoint.py``) so that encoder and decoder agree bit for bit.
 """

@@ -14,7 +14,7 @@ Each of the 2 × groups passes predicts the mean and scale of its latents from
 with a small network of 1×1 convolutions whose output is added to the hyperprior's own mean and
 scale: with its last layer at zero the model is exactly `hyper`, which is where training starts.
 
-Every network that selects a CDF runs in the fixed point of ``models/fixedpoint.py``, so encoder
+Every network that selects a CDF runs in the fixed point of ``models/core/fixedpoint.py``, so encoder
 and decoder agree bit for bit; a decoder runs 2 × groups small passes at latent resolution
 (10 for the default groups) between the hyper-synthesis and the synthesis.
 """

@@ -234,7 +234,7 @@ def without_last_inputs(layers: list[fixedpoint.FixedLayer], count: int) -> list
 
 def refine(codec: HyperCtxCodec, image: torch.Tensor, quality: int, options: RefineOptions,
            on_progress: ProgressCallback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """SGA (models/sga.py) through the context model: the relaxed objective rounds every group's
+    """SGA (models/hyper/sga.py) through the context model: the relaxed objective rounds every group's
     latents around the means that the (relaxed) earlier groups predict; candidates are scored by
     their ideal code length under the exact passes and the decoder's pixels. Returns the best
     (z_hat, latents y to code), never worse than the encoder's own."""
