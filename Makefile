@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 #   make TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
 DEMO := build/demo
+# For the tests of `lic import compressai` (lic does not need it to run): without its dependencies,
+# which pull torchvision; pyproject's test extra has the three its import needs.
+COMPRESSAI_SPEC ?= compressai==1.2.8
 
 KODAK ?= ../shared/data/kodak
 JOBS ?= 2
@@ -19,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps $(COMPRESSAI_SPEC)
 	touch $@
 
 demo: install

@@ -18,44 +18,23 @@ is timed in its default (contiguous) memory layout and in channels_last.
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.machinery
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.compressai_support
+
 from lic_cli.imageio import list_images, load_rgb_array
 from models import zoo
 from models.interface import Geometry
-
-UNUSED_BY_THE_CODEC_PATH = ("torchvision", "torch_geometric", "pandas", "matplotlib", "plotly", "requests")
-
-
-class StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Import hook answering for UNUSED_BY_THE_CODEC_PATH with mocks."""
-
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in UNUSED_BY_THE_CODEC_PATH:
-            return importlib.machinery.ModuleSpec(name, self, is_package=True)
-        return None
-
-    def create_module(self, spec):
-        module = mock.MagicMock(name=spec.name)
-        module.__path__, module.__spec__ = [], spec
-        return module
-
-    def exec_module(self, module):
-        pass
+from tests.compressai_support import compressai_models
 
 
 def compressai_model(channels_last: bool, channels: int, latent_channels: int):
-    if not any(isinstance(finder, StandIns) for finder in sys.meta_path):
-        sys.meta_path.insert(0, StandIns())
-    from compressai.models import MeanScaleHyperprior
+    MeanScaleHyperprior = compressai_models().MeanScaleHyperprior
 
     torch.manual_seed(0)
     net = MeanScaleHyperprior(channels, latent_channels).eval()

@@ -54,10 +54,12 @@ class TableCoder:
             symbols = np.where(escaped, self.tables.lengths[table], local).astype(np.int32)
             coder.encode_reverse(symbols, self._models[table])
 
-    def pop(self, coder, table_ids: np.ndarray) -> np.ndarray:
+    def pop(self, coder, table_ids: np.ndarray, budget: InformationBudget | None = None) -> np.ndarray:
+        """budget: the stream's, when a decoder pops it in several calls (one budget for the
+        whole stream; a fresh one per call would allow its slack on every call)."""
         table_ids = _flat_ids(table_ids)
         values = np.empty(len(table_ids), dtype=np.int64)
-        budget = InformationBudget(coder)
+        budget = budget if budget is not None else InformationBudget(coder)
         for table, positions in self._groups(table_ids):
             symbols = np.asarray(coder.decode(self._models[table], len(positions)), dtype=np.int64)
             budget.spend(self._costs[table][symbols].sum())

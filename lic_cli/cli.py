@@ -385,7 +385,8 @@ def _encode_album(inputs, target, force, loaded, quality, comment, extra, option
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--side-info-out", type=click.Path(dir_okay=False, writable=True),
               help="Write the side information carried by a bits-back file (lic encode --side-info) here.")
-@click.option("--weights", multiple=True, help="NAME=FILE: decode model NAME with this weight file.")
+@click.option("--weights", multiple=True, help="FILE (for the model the file holds) or NAME=FILE: decode model NAME "
+              "with this weight file, e.g. one made by lic import. Repeatable.")
 @click.option("--levels", type=click.IntRange(1), metavar="N",
               help="Progressive models (lic models lists them): decode a preview from the first N levels of "
                    "the file only, the finer ones predicted. Default: all.")
@@ -420,7 +421,7 @@ def decode(inputs, output, fmt, force, side_info_out, weights, levels, device, p
         """The models: torch loads only for the first file that passes the header checks."""
         load_torch(threads)
         from . import codec
-        return codec.CodecSession(parse_weights(weights), _device(device), precision)
+        return codec.CodecSession(_decoding_weights(weights), _device(device), precision)
 
     def work(job: files.Job) -> str:
         started = time.perf_counter()
@@ -516,7 +517,8 @@ def list_models():
     table = Table("model", "qualities (-q)", "also", "weights", "description")
     for name, item in zoo.ZOO.items():
         path = zoo.default_weights_path(name)
-        status = path.name if path.exists() else ("missing" if item.shipped else "not trained yet")
+        status = path.name if path.exists() else (
+            "missing" if item.shipped else "not trained yet" if item.training.driver else "from lic import")
         also = _capability_text(item.codec.capabilities, item.tune is not None)
         table.add_row(name, item.qualities(item.config).description, also, status, item.description)
     Console().print(table)
@@ -580,6 +582,20 @@ def _model_and_weights(values: tuple[str, ...], model: str) -> tuple[str, dict[s
     return model, mapping
 
 
+def _decoding_weights(values: tuple[str, ...]) -> dict[str, Path]:
+    """lic decode's weight files by model: a bare --weights FILE is for the model the file holds."""
+    mapping = parse_weights(values)
+    if "" in mapping:
+        from models import zoo
+
+        path = mapping.pop("")
+        try:
+            mapping[zoo.weight_file_model(path)] = path
+        except zoo.WeightsError as error:
+            fail(str(error))
+    return mapping
+
+
 def _device(name: str) -> str:
     from models.core.precision import select_device
 
@@ -590,9 +606,11 @@ def _device(name: str) -> str:
 
 
 from .bench.command import bench
+from .import_cli import import_weights
 from .train_cli import export, train, tune
 
 main.add_command(train)
+main.add_command(import_weights)
 main.add_command(export)
 main.add_command(tune)
 main.add_command(bench)

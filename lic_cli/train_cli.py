@@ -146,6 +146,9 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
         training = zoo.entry(model).training
     except KeyError as error:
         raise click.BadParameter(str(error.args[0]), param_hint="--model") from None
+    if training.driver is None:
+        raise click.BadParameter(f"{model} is not trained by lic (its weight files come from lic import)",
+                                 param_hint="--model")
     context = click.get_current_context()
     _refuse_foreign_sizes(context, model, training)
     if regularizer and training.source_model is None:

@@ -203,7 +203,7 @@ class Training:
 
     driver: the training loop that runs it ("rate-distortion": one R-D loss over a quality ladder,
     the network a ``RateDistortionTrainable``; "gan": distortion, then adversarial, with a
-    discriminator, the network a ``GanTrainable``).
+    discriminator, the network a ``GanTrainable``; None: not trained by lic, e.g. imported).
     options: the dataclass of the family's own training options (``option()`` fields, see
     ``NoOptions``); `lic train --model NAME --help` lists them and the command line fills them in,
     so a new knob is one field here and the code in the family that reads it.
@@ -212,7 +212,7 @@ class Training:
     source_model: the form of q(x | x̂) for `--reg cse` (models.core.cse.KINDS), mirroring the
     family's latent entropy model; None where the regularizer does not apply."""
 
-    driver: str
+    driver: str | None
     options: type = NoOptions
     sizes: dict[str, str] = field(default_factory=dict)
     inherited_sizes: Callable[[dict], dict] = lambda config: config

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,21 +54,32 @@ def register(zoo_entry: ZooEntry) -> None:
     ZOO[zoo_entry.name] = zoo_entry
 
 
+def family_modules(folder: Path, package: str) -> list:
+    """The family.py module of every family package in `folder` (importable as `package`.NAME),
+    in name order."""
+    return [importlib.import_module(f"{package}.{info.name}.family")
+            for info in pkgutil.iter_modules([str(folder)])
+            if info.ispkg and (Path(folder) / info.name / "family.py").is_file()]
+
+
 def discover_families(folder: Path, package: str) -> list[ZooEntry]:
-    """The ENTRIES of every family package in `folder` (importable as `package`.NAME): each
-    subfolder that holds a family.py, in name order."""
-    entries: list[ZooEntry] = []
-    for info in pkgutil.iter_modules([str(folder)]):
-        if info.ispkg and (Path(folder) / info.name / "family.py").is_file():
-            entries += importlib.import_module(f"{package}.{info.name}.family").ENTRIES
-    return entries
+    """The ENTRIES of every family package in `folder`."""
+    return [item for module in family_modules(folder, package) for item in module.ENTRIES]
+
+
+# `lic import SOURCE`: source -> (architectures, importer(architecture, checkpoint paths) ->
+# (zoo model name, network, card)); a family offers one in its family.py's IMPORTERS.
+IMPORTERS: dict[str, tuple[tuple[str, ...], Callable]] = {}
 
 
 def _register_families() -> None:
     """Register every family in models/, the default model first (it heads every listing)."""
-    entries = discover_families(Path(__file__).parent, __package__)
+    modules = family_modules(Path(__file__).parent, __package__)
+    entries = [item for module in modules for item in module.ENTRIES]
     for item in sorted(entries, key=lambda item: item.name != DEFAULT_MODEL):
         register(item)
+    for module in modules:
+        IMPORTERS.update(getattr(module, "IMPORTERS", {}))
 
 
 @dataclass
@@ -109,20 +121,24 @@ def default_weights_path(name: str) -> Path:
     return WEIGHTS_DIR / entry(name).weight_file
 
 
-def export_weights(model: nn.Module, name: str, path: Path, card: dict | None = None) -> Path:
-    """Write a weight file: fp16 network parameters plus the frozen coding tables derived from them."""
-    half = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
-            for k, v in model.state_dict().items()}
+def export_weights(model: nn.Module, name: str, path: Path, card: dict | None = None, half: bool = True) -> Path:
+    """Write a weight file: the network parameters (fp16, or as they are with half=False) plus the
+    frozen coding tables derived from exactly those."""
+    stored = {k: v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()
+              for k, v in model.state_dict().items()}
     rounded = build_trainable(name, config_as_dict(model.config))
-    rounded.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
-    return write_weight_file(path, name, config_as_dict(model.config), half, entry(name).freeze(rounded.eval()),
+    rounded.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in stored.items()})
+    return write_weight_file(path, name, config_as_dict(model.config), stored, entry(name).freeze(rounded.eval()),
                              card)
 
 
 def _weight_file_of(name: str, path: Path, also: tuple[str, ...] = ()) -> WeightFile:
     """The weight file at path, which must hold model `name` (or one of `also`)."""
     if not path.is_file():
-        hint = "" if entry(name).shipped else f" (not trained yet: lic train --model {name} --data DIR)"
+        hint = ""
+        if not entry(name).shipped:
+            hint = (f" (not trained yet: lic train --model {name} --data DIR)" if entry(name).training.driver
+                    else " (no weights ship with lic: make a weight file with lic import, then pass --weights)")
         raise WeightsError(f"weights for model {name!r} not found at {path}{hint}")
     weights = read_weight_file(path, _encoder_prefixes)
     if weights.model != name and weights.model not in also:

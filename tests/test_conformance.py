@@ -75,7 +75,8 @@ def subject(request, tmp_path_factory):
 
 
 def qualities(subject: Subject) -> list[int]:
-    count = zoo.entry(subject.name).qualities(zoo.entry(subject.name).config).count
+    item = zoo.entry(subject.name)
+    count = item.qualities({**item.config, **item.tiny_config}).count
     return sorted({1, count})
 
 
@@ -85,7 +86,7 @@ def test_the_registry_entry_matches_its_codec(subject):
     assert isinstance(codec, ImageCodec)
     assert tuple(codec.section_names) == tuple(zoo_entry.sections)
     assert set(zoo_entry.sections) <= CODED_SECTIONS.keys()
-    assert codec.qualities.count == zoo_entry.qualities(zoo_entry.config).count
+    assert codec.qualities.count == zoo_entry.qualities({**zoo_entry.config, **zoo_entry.tiny_config}).count
     assert 0 <= codec.qualities.default < codec.qualities.count
     assert isinstance(codec, CarryingCodec) or not codec.capabilities.carries_data
 

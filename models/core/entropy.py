@@ -71,11 +71,13 @@ class FactorizedDensity(nn.Module):
         return LowerBound.apply(mass, LIKELIHOOD_FLOOR)
 
     @torch.no_grad()
-    def tabulate(self, search_radius: int = 512, step: float | np.ndarray = 1.0) -> tuple[np.ndarray, list[np.ndarray]]:
+    def tabulate(self, search_radius: int = 512, step: float | np.ndarray = 1.0,
+                 shift: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
         """Per channel, the support [lo, hi] (in units of `step`) holding all but TAIL_MASS of the mass.
 
-        step: the bin width, one for all channels or one per channel. Returns (offsets, rows):
-        offsets[c] = lo and rows[c][k] = P(bin (lo + k) * step[c]), float64.
+        step: the bin width, one for all channels or one per channel; shift: per channel, where bin 0
+        is centred (default 0). Returns (offsets, rows): offsets[c] = lo and
+        rows[c][k] = P(bin centred on (lo + k) * step[c] + shift[c]), float64.
         """
         channels = self.matrices[0].shape[0]
         steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (channels,))
@@ -84,7 +86,10 @@ class FactorizedDensity(nn.Module):
         step_column = torch.tensor(steps, dtype=torch.float64)[:, None, None]
         density = self.double()
         try:
-            mass = density.interval_mass(grid * step_column, step_column)[:, 0, :].numpy()
+            centres = grid * step_column
+            if shift is not None:
+                centres = centres + torch.as_tensor(np.asarray(shift, dtype=np.float64))[:, None, None]
+            mass = density.interval_mass(centres, step_column)[:, 0, :].numpy()
         finally:
             self.float()
         offsets, rows = [], []

@@ -46,6 +46,8 @@ class FixedLayer:
     padding: int
     output_padding: int
     relu: bool
+    negative_slope: float = 0.0  # with relu: a leaky ReLU (the product is rounded to the grid like any activation)
+    shuffle: int = 1  # a sub-pixel convolution: PixelShuffle(shuffle) after the convolution
 
     def __post_init__(self):
         # The exact float64 values of the integers, made once: every call would otherwise convert them.
@@ -58,15 +60,28 @@ class FixedLayer:
             y = F.conv_transpose2d(x, weight, bias, self.stride, self.padding, self.output_padding)
         else:
             y = F.conv2d(x, weight, bias, self.stride, self.padding)
-        return snap_activation_(y.relu_() if self.relu else y)
+        if self.shuffle > 1:
+            y = F.pixel_shuffle(y, self.shuffle)
+        return snap_activation_(self.activate(y))
+
+    def activate(self, y: torch.Tensor) -> torch.Tensor:
+        """The layer's ReLU (leaky where negative_slope is set) on float64 pre-activations."""
+        if self.relu and self.negative_slope:
+            return torch.where(y < 0, y * self.negative_slope, y)
+        return y.relu_() if self.relu else y
 
 
 def freeze(stack: nn.Sequential) -> list[FixedLayer]:
-    """Quantise a Sequential of Conv2d / ConvTranspose2d / ReLU to fixed-point layers."""
+    """Quantise a Sequential of Conv2d / ConvTranspose2d / ReLU / LeakyReLU / PixelShuffle (nested
+    Sequentials flattened) to fixed-point layers."""
     layers: list[FixedLayer] = []
-    for module in stack:
-        if isinstance(module, nn.ReLU):
+    for module in _flattened(stack):
+        if isinstance(module, nn.PixelShuffle):
+            layers[-1].shuffle = module.upscale_factor
+            continue
+        if isinstance(module, (nn.ReLU, nn.LeakyReLU)):
             layers[-1].relu = True
+            layers[-1].negative_slope = float(getattr(module, "negative_slope", 0.0))
             continue
         if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             raise TypeError(f"cannot freeze {type(module).__name__} to fixed point")
@@ -76,6 +91,14 @@ def freeze(stack: nn.Sequential) -> list[FixedLayer]:
         layers.append(FixedLayer(weight.to(torch.int32), bias.to(torch.int64), transposed, module.stride[0],
                                  module.padding[0], module.output_padding[0] if transposed else 0, relu=False))
     return layers
+
+
+def _flattened(stack: nn.Module):
+    for module in stack:
+        if isinstance(module, nn.Sequential):
+            yield from _flattened(module)
+        else:
+            yield module
 
 
 def integer_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -119,7 +142,7 @@ def run_pointwise(layers: list[FixedLayer], x: torch.Tensor) -> torch.Tensor:
         if layer.transposed or layer.weight.shape[2:] != (1, 1) or layer.stride != 1 or layer.padding:
             raise ValueError("run_pointwise takes 1×1 convolutions only")
         x = torch.addmm(layer.float_bias[:, None], layer.float_weight[:, :, 0, 0], x)
-        snap_activation_(x.relu_() if layer.relu else x)
+        x = snap_activation_(layer.activate(x))
     return x
 
 

@@ -1,0 +1,59 @@
+"""CompressAI for tests and benchmarks, where it is installed: its package imports modules for
+datasets, plots and point clouds (torchvision, pandas, matplotlib, torch_geometric, ...) that its
+codec path never calls; those that are not installed are replaced by empty stand-ins."""
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+from unittest import mock
+
+UNUSED_BY_THE_CODEC_PATH = ("torchvision", "torch_geometric", "pandas", "matplotlib", "plotly", "requests")
+
+
+class StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Import hook answering for UNUSED_BY_THE_CODEC_PATH with mocks."""
+
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] not in UNUSED_BY_THE_CODEC_PATH or self.installed(name, path):
+            return None
+        return importlib.machinery.ModuleSpec(name, self, is_package=True)
+
+    def installed(self, name: str, path) -> bool:
+        """Whether another finder has the real module (then it is imported as usual, e.g. matplotlib
+        for the benchmark plots)."""
+        top = name.split(".")[0]
+        if top in sys.modules and not isinstance(sys.modules[top], mock.MagicMock):
+            return True
+        return any(finder.find_spec(name, path) is not None for finder in sys.meta_path
+                   if finder is not self and hasattr(finder, "find_spec"))
+
+    def create_module(self, spec):
+        module = mock.MagicMock(name=spec.name)
+        module.__path__, module.__spec__ = [], spec
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def compressai_models():
+    """compressai.models, or None where CompressAI (or a dependency its codec path needs) is missing.
+    The stand-ins answer only while CompressAI imports, and leave no trace in sys.modules: a later
+    `import matplotlib` elsewhere gets the real one, or fails as it would have."""
+    if importlib.util.find_spec("compressai") is None:
+        return None
+    if "compressai.models" in sys.modules:
+        return sys.modules["compressai.models"]
+    hook = StandIns()
+    sys.meta_path.insert(0, hook)
+    try:
+        import compressai.models
+    except ImportError:
+        return None
+    finally:
+        sys.meta_path.remove(hook)
+        for name in [name for name, module in sys.modules.items() if isinstance(module, mock.MagicMock)]:
+            del sys.modules[name]
+    return compressai.models
