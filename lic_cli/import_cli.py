@@ -14,8 +14,10 @@ import click
 @click.option("--arch", required=True, help="The checkpoints' architecture (the source's own name for it).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The lic weight file to write.")
+@click.option("--lambdas", metavar="LIST", help="The rate-distortion trade-off each checkpoint was trained for, "
+              "comma-separated (e.g. 0.0018,0.0035,0.0067): lets lic encode --refine sga optimise for it.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def import_weights(source, checkpoints, arch, output, force):
+def import_weights(source, checkpoints, arch, output, force, lambdas):
     """Turn checkpoints trained elsewhere into one lic weight file, a quality per checkpoint in the
     order given (lowest rate first, as -q 1, 2, ...).
 
@@ -45,7 +47,8 @@ def import_weights(source, checkpoints, arch, output, force):
     if output.exists() and not force:
         fail(f"{output} exists (use --force to overwrite)")
     try:
-        name, model, card = importer(arch, list(checkpoints))
+        trade_offs = tuple(float(v) for v in lambdas.split(",")) if lambdas else ()
+        name, model, card = importer(arch, list(checkpoints), trade_offs)
     except ValueError as error:
         fail(str(error))
     card = {**card, "data": f"trained elsewhere ({source})",

@@ -129,3 +129,27 @@ def test_unknown_layouts_are_refused_in_one_line_naming_the_keys(imported, tmp_p
     wrong = CliRunner().invoke(main, ["import", "compressai", "--arch", other, str(imported[2][0]), "-o",
                                       str(tmp_path / "y.pt")])
     assert wrong.exit_code == 2 and len(wrong.output.strip().splitlines()) == 1 and "architecture" in wrong.output
+
+
+def test_sga_refines_imported_hyperpriors_given_their_lambdas(imported, tmp_path):
+    arch, _, paths, _ = imported
+    weights = tmp_path / "with-lambdas.pt"
+    result = CliRunner().invoke(main, ["import", "compressai", "--arch", arch, *map(str, paths), "-o", str(weights),
+                                       "--lambdas", "0.0035,0.013"])
+    assert result.exit_code == 0, result.output
+    session = CodecSession({arch: weights}, compute="fp32")
+    codec = session.get(arch).codec
+    if codec.model.config.context:
+        assert codec.capabilities.refine == ()
+        return
+    from models.compressai.sga import ImportedRateDistortion, refine
+    from models.interface import EncodeOptions, Geometry, RefineOptions
+
+    image = torch.from_numpy(smooth_image(64, 64)).permute(2, 0, 1).contiguous()
+    objective = ImportedRateDistortion(codec, image, 1)
+    plain = codec.encode(image, 1)
+    symbols, residuals = refine(codec, image, 1, RefineOptions(steps=6, evaluate_every=2))
+    plain_symbols = codec.decode_symbols(plain, Geometry(64, 64), 1)
+    assert objective.exact(symbols, residuals) <= objective.exact(*(torch.from_numpy(s) for s in plain_symbols))
+    refined = codec.encode(image, 1, EncodeOptions(refine=RefineOptions(steps=6, evaluate_every=2)))
+    assert codec.decode(refined, Geometry(64, 64), 1).shape == (3, 64, 64)

@@ -4,7 +4,8 @@ import torch
 from click.testing import CliRunner
 
 from lic_cli.cli import main
-from models.hyper.sga import refine, sga_round, temperature
+from models.core.annealing import sga_round, temperature
+from models.hyper.sga import refine
 from models.interface import Geometry, RefineOptions
 
 from .conftest import png_bytes, smooth_image

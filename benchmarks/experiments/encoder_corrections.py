@@ -38,10 +38,10 @@ from lic_cli.train import (
     report_validation,
 )
 from models import zoo
+from models.core.annealing import sga_round
 from models.core.entropy import gaussian_likelihood
 from models.hyper.codec import HyperCodec
 from models.hyper.network import ENCODER_PREFIXES
-from models.hyper.sga import sga_round
 
 
 def code(codec: HyperCodec, y: torch.Tensor, z: torch.Tensor, quality: int, height: int,

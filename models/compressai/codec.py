@@ -64,6 +64,9 @@ class ImportedCodec:
         self.compute = precision.resolve(compute, self.device)
         self.qualities = qualities({"widths": model.config.widths})
         self.mean = model.config.mean
+        self.lambdas = model.config.lambdas  # the trade-off each network was trained for, if known
+        if self.lambdas and not model.config.context:
+            self.capabilities = Capabilities(refine=("sga",))
         self.hyper_synthesis = [fixedpoint.freeze(stack) for stack in model.h_s]
         self.medians = [snapped_medians(model, q) for q in range(model.num_qualities)]
         self.first_table = np.cumsum([0] + [n for n, _ in model.config.widths]).tolist()
@@ -75,18 +78,24 @@ class ImportedCodec:
         self.y_coder = TableCoder(tables_from_tensors(coding, "y_tables"))
 
     # -- encoding ---------------------------------------------------------------------------
-    @torch.inference_mode()
     def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
         """image: (3, H, W) uint8 -> the coded sections at network `quality`."""
-        check_refine(self.capabilities, options, "an imported model")
+        check_refine(self.capabilities, options, "this imported model (sga needs lic import --lambdas)")
         self.qualities.check(quality)
-        y, z = self.analyse(image, quality)
-        z_symbols = torch.round(z.double() - self.medians[quality][None, :, None, None]).to(torch.int64)
-        means, table_ids = self.latent_distribution(z_symbols, quality)
-        residuals = torch.round(y.double() - means).to(torch.int64)
+        if options.refine is not None:
+            from .sga import refine
+
+            z_symbols, residuals = refine(self, image, quality, options.refine, options.on_progress)
+            _, table_ids = self.latent_distribution(z_symbols, quality)
+        else:
+            y, z = self.analyse(image, quality)
+            z_symbols = torch.round(z.double() - self.medians[quality][None, :, None, None]).to(torch.int64)
+            means, table_ids = self.latent_distribution(z_symbols, quality)
+            residuals = torch.round(y.double() - means).to(torch.int64)
         return {"hyperlatent": self.z_coder.encode(z_symbols.numpy(), self.z_table_ids(z_symbols.shape, quality)),
                 "latent": self.y_coder.encode(residuals.numpy(), table_ids)}
 
+    @torch.inference_mode()
     def analyse(self, image: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(y, z): the analysis and hyper-analysis outputs (float32) of a (3, H, W) image, sides padded
         to multiples of 64."""
@@ -105,6 +114,7 @@ class ImportedCodec:
         return y, z
 
     # -- what both sides compute exactly ----------------------------------------------------
+    @torch.inference_mode()
     def latent_distribution(self, z_symbols: torch.Tensor, quality: int) -> tuple[torch.Tensor, np.ndarray]:
         """(means, table ids) of y given the hyperlatent symbols: the fixed-point hyper-synthesis
         on z_hat = symbols + medians. Means are float64 on the activation grid (zeros for a
@@ -145,6 +155,12 @@ class ImportedCodec:
     def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
         """The (3, height, width) uint8 reconstruction."""
         _, residuals, means = self.entropy_decode(sections, geometry, quality)
+        return self.synthesise(residuals, means, quality, geometry.height, geometry.width)
+
+    @torch.inference_mode()
+    def synthesise(self, residuals: torch.Tensor, means: torch.Tensor, quality: int, height: int,
+                   width: int) -> torch.Tensor:
+        """The decoder's 8-bit pixels (3, height, width) of integer residuals and exact means."""
         y_hat = (residuals.to(torch.float64) + means).to(torch.float32)
         g_s = self.model.g_s[quality]
 
@@ -154,6 +170,4 @@ class ImportedCodec:
 
         with precision.synthesis_threads(self.device), precision.autocast(self.compute, self.device):
             x_hat = SYNTHESIS_TILES.run(synthesis, y_hat, up=LATENT_STRIDE)
-        return x_hat[0, :, : geometry.height, : geometry.width]
-
-
+        return x_hat[0, :, :height, :width]

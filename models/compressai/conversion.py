@@ -76,13 +76,15 @@ def widths(state: dict[str, torch.Tensor], path: Path) -> tuple[int, int]:
         raise CheckpointError(f"{path}: missing {error.args[0]} (not a hyperprior of CompressAI's layout)") from None
 
 
-def convert(paths: list[Path], mean: bool, context: bool = False, residual: bool = False
-            ) -> tuple[ImportedHyperprior, dict]:
+def convert(paths: list[Path], mean: bool, context: bool = False, residual: bool = False,
+            lambdas: tuple[float, ...] = ()) -> tuple[ImportedHyperprior, dict]:
     """One lic network holding each checkpoint as a quality, in the order given, and the record of
     where it came from."""
     states = [read_state_dict(Path(path)) for path in paths]
     sizes = tuple(widths(state, Path(path)) for state, path in zip(states, paths, strict=True))
-    model = ImportedHyperprior(ImportedConfig(sizes, mean, context, residual))
+    if lambdas and len(lambdas) != len(paths):
+        raise CheckpointError(f"{len(lambdas)} lambdas for {len(paths)} checkpoints")
+    model = ImportedHyperprior(ImportedConfig(sizes, mean, context, residual, tuple(lambdas)))
     expected = model.state_dict()
     converted: dict[str, torch.Tensor] = {}
     for quality, (state, path) in enumerate(zip(states, paths, strict=True)):

@@ -37,11 +37,12 @@ def _entry(name: str, mean: bool, context: bool, residual: bool) -> ZooEntry:
 ENTRIES = [_entry(name, *kind) for name, kind in ARCHITECTURES.items()]
 
 
-def import_compressai(arch: str, checkpoints: list[Path]):
-    """(lic model name, network, card) of CompressAI checkpoints of architecture `arch`."""
+def import_compressai(arch: str, checkpoints: list[Path], lambdas: tuple[float, ...] = ()):
+    """(lic model name, network, card) of CompressAI checkpoints of architecture `arch`; lambdas:
+    what each was trained for, if known (`--refine sga` needs them)."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r} (this lic imports: {', '.join(ARCHITECTURES)})")
-    model, card = convert(checkpoints, *ARCHITECTURES[arch])
+    model, card = convert(checkpoints, *ARCHITECTURES[arch], lambdas=lambdas)
     return arch, model, card
 
 

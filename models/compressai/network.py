@@ -30,6 +30,7 @@ class ImportedConfig:
     mean: bool = False  # mbt2018-mean: h_s predicts means too, h_a reads y (not |y|), LeakyReLU
     context: bool = False  # mbt2018: a masked 5x5 context model and the entropy-parameter network
     residual: bool = False  # cheng2020-anchor: residual blocks of 3x3 convolutions (M = N), with context
+    lambdas: tuple[float, ...] = ()  # the rate-distortion trade-off of each network, where known (for SGA)
 
 
 def analysis(n: int, m: int) -> nn.Sequential:
@@ -105,4 +106,5 @@ class ImportedHyperprior(nn.Module):
 
 def build(config: dict, mean: bool, context: bool = False, residual: bool = False) -> ImportedHyperprior:
     widths = tuple(tuple(int(v) for v in pair) for pair in config.get("widths", ImportedConfig.widths))
-    return ImportedHyperprior(ImportedConfig(widths, mean, context, residual))
+    lambdas = tuple(float(v) for v in config.get("lambdas") or ())
+    return ImportedHyperprior(ImportedConfig(widths, mean, context, residual, lambdas))

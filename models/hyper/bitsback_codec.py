@@ -16,6 +16,7 @@ from bitstream.coders import ClosedTableCoder, TableCoder, stack_from_bytes, wor
 from bitstream.container import FormatError
 
 from ..core import fixedpoint, precision
+from ..core.annealing import anneal, sga_round
 from ..core.entropy import gaussian_likelihood
 from ..core.geometry import unit_float
 from ..interface import (
@@ -49,7 +50,6 @@ from .bitsback import (
 )
 from .coding import GAIN_FRAC_BITS, LatentSynthesis
 from .network import DOWNSAMPLING
-from .sga import anneal, sga_round
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from bitstream.coders import stack_from_bytes, words_to_bytes
 from bitstream.container import FormatError
 
 from ..core import fixedpoint, precision
+from ..core.annealing import anneal, sga_round
 from ..core.entropy import gaussian_likelihood
 from ..core.geometry import unit_float
 from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, ProgressCallback, RefineOptions, check_refine
@@ -25,7 +26,6 @@ from .network import (
     HYPER_SYNTHESIS_TILES,
     LATENT_STRIDE,
 )
-from .sga import anneal, sga_round
 
 
 # ---------------------------------------------------------------------------------------------
