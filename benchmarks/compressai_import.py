@@ -58,7 +58,7 @@ def train(args) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     for arch in args.archs.split(","):
-        for quality, lam in enumerate(LAMBDAS):
+        for quality, lam in enumerate(args.lambdas):
             torch.manual_seed(quality)
             rng = random.Random(quality)
             net = network(cai, arch, args.n, args.m)
@@ -235,6 +235,8 @@ def main() -> None:
     trainer.add_argument("--steps", type=int, default=300)
     trainer.add_argument("--batch", type=int, default=8)
     trainer.add_argument("--crop", type=int, default=128)
+    trainer.add_argument("--lambdas", type=lambda v: tuple(float(s) for s in v.split(",")), default=LAMBDAS,
+                         help="one network per lambda, saved as ARCH-q1.pth, ARCH-q2.pth, ...")
     for p in (trainer, sub.add_parser("compare")):
         p.add_argument("--n", type=int, default=128)
         p.add_argument("--m", type=int, default=192)

@@ -73,10 +73,11 @@ IMPORTERS: dict[str, tuple[tuple[str, ...], Callable]] = {}
 
 
 def _register_families() -> None:
-    """Register every family in models/, the default model first (it heads every listing)."""
+    """Register every family in models/: the default model first (it heads every listing), then the
+    shipped models, then those whose weights come from training or importing."""
     modules = family_modules(Path(__file__).parent, __package__)
     entries = [item for module in modules for item in module.ENTRIES]
-    for item in sorted(entries, key=lambda item: item.name != DEFAULT_MODEL):
+    for item in sorted(entries, key=lambda item: (item.name != DEFAULT_MODEL, not item.shipped)):
         register(item)
     for module in modules:
         IMPORTERS.update(getattr(module, "IMPORTERS", {}))

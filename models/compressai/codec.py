@@ -47,7 +47,8 @@ def freeze_coding_tensors(model: ImportedHyperprior) -> dict[str, torch.Tensor]:
 
 def qualities(config: dict) -> Qualities:
     count = len(config.get("widths", ((128, 192),)))
-    return Qualities(count, count // 2, f"1-{count} (one imported network each)")
+    return Qualities(count, count // 2, f"1-{count} (a network per imported checkpoint)" if count > 1
+                     else "one per imported checkpoint")
 
 
 class ImportedCodec:
