@@ -49,7 +49,8 @@ def crops(paths: list[Path], size: int, count: int, rng: random.Random) -> torch
         image = load_rgb_array(rng.choice(paths))
         top, left = rng.randrange(image.shape[0] - size + 1), rng.randrange(image.shape[1] - size + 1)
         batch.append(torch.from_numpy(image[top : top + size, left : left + size].copy()))
-    return torch.stack(batch).permute(0, 3, 1, 2).float() / 255
+    # contiguous: this torch aborts in cheng2020-anchor's backward pass on the permuted (channels-last) layout
+    return (torch.stack(batch).permute(0, 3, 1, 2).float() / 255).contiguous()
 
 
 def train(args) -> None:
@@ -197,7 +198,8 @@ def transform_differences(net, codec, quality: int, image_path: Path, pad) -> di
 
 def markdown(result: dict) -> str:
     lines = [f"Command: `{result['command']}` — {result['cpu']}, {result['threads']} threads, {result['date']}; "
-             f"means over {result['images']} Kodak images per row. Bytes: lic's whole file against the lengths of "
+             "means over the first Kodak images (24 for the hyperpriors, 6 for the autoregressive models, whose "
+             "CompressAI decoding takes minutes per quality). Bytes: lic's whole file against the lengths of "
              "CompressAI's compress() strings (no header of its own); PSNR of each decoder's 8-bit output; "
              "lic in fp32.", "",
              "| architecture | q | lic bytes | CompressAI bytes | lic / CompressAI | lic PSNR | CompressAI PSNR | "
