@@ -50,7 +50,7 @@ def compressai_models():
     sys.meta_path.insert(0, hook)
     try:
         import compressai.models
-        import compressai.zoo.pretrained  # noqa: F401 - load_pretrained, for checkpoints in the zoo's layout
+        import compressai.zoo.pretrained  # load_pretrained, for checkpoints in the zoo's layout
     except ImportError:
         return None
     finally:
