@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bitstream.coders import stack_from_bytes, words_to_bytes
+from bitstream.coders import InformationBudget, stack_from_bytes, words_to_bytes
 from bitstream.container import FormatError
 
 from ..core import fixedpoint, precision
@@ -114,10 +114,11 @@ class HyperCtxCodec(HyperpriorCoding):
         """(z_hat, residuals, exact means) of a file's two sections."""
         z_hat = self.decode_hyperlatents(sections, geometry, quality)
         coder = stack_from_bytes(sections["latent"])
+        budget = InformationBudget(coder)  # one for the whole stream, however many passes pop it
 
         def pop_latents(means: torch.Tensor, table_ids: np.ndarray, channels: tuple[int, int],
                         positions: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(self.y_coder.pop(coder, table_ids)).reshape(means.shape)
+            return torch.from_numpy(self.y_coder.pop(coder, table_ids, budget)).reshape(means.shape)
 
         residuals, means = self.traverse(self.hyper_features(z_hat, quality), pop_latents)
         if not coder.is_empty():
