@@ -1,8 +1,10 @@
 """Write the conformance files: small .lic files of every shipped model (every section type,
 bits-back included), the SHA-256 of their entropy-decoded symbols, and their fp32-decoded pixels.
-tests/test_conformance_files.py decodes them on every CI machine. Run after shipping new weights:
+tests/test_conformance_files.py decodes them on every CI machine. After shipping new weights, move
+the replaced model's files to legacy/ (with their manifest entries, so that they stay tested),
+then write that model's files again:
 
-    python tests/conformance/regenerate.py
+    python tests/conformance/regenerate.py [MODEL ...]     # no MODEL: every file
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bitstream.container import unpack
 from lic_cli.codec import CodecSession, decode_file, decode_symbols, encode_album, encode_image
 from lic_cli.imageio import ImageData, encode_image_file
 from models.interface import EncodeOptions
@@ -32,7 +35,7 @@ def crop(top: int, left: int, height: int = 64, width: int = 96) -> np.ndarray:
     return np.asarray(Image.open(SOURCE).convert("RGB"))[top:top + height, left:left + width].copy()
 
 
-def main() -> None:
+def main(models: list[str]) -> None:
     session = CodecSession(compute="fp32")
     rgb = crop(200, 300)
     rgba = np.concatenate([rgb, (np.arange(64 * 96).reshape(64, 96, 1) % 256).astype(np.uint8)], axis=2)
@@ -62,8 +65,13 @@ def main() -> None:
         "flow-q2-grey.lic": encode_image(ImageData(grey), session.get("flow"), 1),
         "flow-q12.lic": encode_image(ImageData(rgb), session.get("flow"), 11),
     }
-    manifest = {}
+    manifest = json.loads((HERE / "manifest.json").read_text()) if models else {}
+    for name in list(manifest):
+        if unpack((HERE / name).read_bytes()).model_id in models:
+            del manifest[name]
     for name, data in files.items():
+        if models and unpack(data).model_id not in models:
+            continue
         (HERE / name).write_bytes(data)
         decoded = decode_file(data, session)
         pictures = []
@@ -73,8 +81,10 @@ def main() -> None:
             pictures.append(picture)
         manifest[name] = {"symbols_sha256": symbols_sha256(decode_symbols(data, session)), "pixels": pictures}
         print(name, len(data), "bytes")
-    (HERE / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (HERE / "manifest.json").write_text(json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
