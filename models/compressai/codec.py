@@ -141,13 +141,17 @@ class ImportedCodec:
         z_symbols, residuals, _ = self.entropy_decode(sections, geometry, quality)
         return [z_symbols.numpy(), residuals.numpy()]
 
-    def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def decode_hyperlatents(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
+        """The hyperlatent symbols of a file (the quality checked first)."""
         self.qualities.check(quality)
         n = self.model.config.widths[quality][0]
         z_shape = (1, n, ceil_div(geometry.height, DOWNSAMPLING), ceil_div(geometry.width, DOWNSAMPLING))
-        z_symbols = torch.from_numpy(self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(z_shape, quality))
-                                     .reshape(z_shape))
+        return torch.from_numpy(self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(z_shape, quality))
+                                .reshape(z_shape))
+
+    def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z_symbols = self.decode_hyperlatents(sections, geometry, quality)
         means, table_ids = self.latent_distribution(z_symbols, quality)
         residuals = torch.from_numpy(self.y_coder.decode(sections["latent"], table_ids).reshape(means.shape))
         return z_symbols, residuals, means

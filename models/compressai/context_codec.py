@@ -10,7 +10,6 @@ from bitstream.coders import InformationBudget, stack_from_bytes, words_to_bytes
 from bitstream.container import FormatError
 
 from ..core import fixedpoint
-from ..core.geometry import ceil_div
 from ..interface import PLAIN, EncodeOptions, Geometry, check_refine
 from .codec import ImportedCodec
 from .network import DOWNSAMPLING, HYPER_SYNTHESIS_TILES, LATENT_STRIDE, ImportedHyperprior
@@ -72,12 +71,9 @@ class ImportedContextCodec(ImportedCodec):
 
     def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        self.qualities.check(quality)
-        n, m = self.model.config.widths[quality]
-        z_shape = (1, n, ceil_div(geometry.height, DOWNSAMPLING), ceil_div(geometry.width, DOWNSAMPLING))
-        z_symbols = torch.from_numpy(self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(z_shape, quality))
-                                     .reshape(z_shape))
-        size = (z_shape[2] * DOWNSAMPLING // LATENT_STRIDE, z_shape[3] * DOWNSAMPLING // LATENT_STRIDE)
+        z_symbols = self.decode_hyperlatents(sections, geometry, quality)
+        m = self.model.config.widths[quality][1]
+        size = (z_symbols.shape[2] * DOWNSAMPLING // LATENT_STRIDE, z_symbols.shape[3] * DOWNSAMPLING // LATENT_STRIDE)
         coder = stack_from_bytes(sections["latent"])
         waves, y_hat = self.waves(z_symbols, quality, size, coder=coder, budget=InformationBudget(coder))
         if not coder.is_empty():
