@@ -90,11 +90,15 @@ class ImportedCodec:
             _, table_ids = self.latent_distribution(z_symbols, quality)
         else:
             y, z = self.analyse(image, quality)
-            z_symbols = torch.round(z.double() - self.medians[quality][None, :, None, None]).to(torch.int64)
+            z_symbols = self.hyperlatent_symbols(z, quality)
             means, table_ids = self.latent_distribution(z_symbols, quality)
             residuals = torch.round(y.double() - means).to(torch.int64)
         return {"hyperlatent": self.z_coder.encode(z_symbols.numpy(), self.z_table_ids(z_symbols.shape, quality)),
                 "latent": self.y_coder.encode(residuals.numpy(), table_ids)}
+
+    def hyperlatent_symbols(self, z: torch.Tensor, quality: int) -> torch.Tensor:
+        """The coded symbols of continuous hyperlatents: round(z - median), as CompressAI rounds them."""
+        return torch.round(z.double() - self.medians[quality][None, :, None, None]).to(torch.int64)
 
     @torch.inference_mode()
     def analyse(self, image: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ class ImportedContextCodec(ImportedCodec):
         check_refine(self.capabilities, options, "an imported model")
         self.qualities.check(quality)
         y, z = self.analyse(image, quality)
-        z_symbols = torch.round(z.double() - self.medians[quality][None, :, None, None]).to(torch.int64)
+        z_symbols = self.hyperlatent_symbols(z, quality)
         latents = y[0].double().numpy()
         coder = constriction.stream.stack.AnsCoder()
         waves, _ = self.waves(z_symbols, quality, latents.shape[1:], latents)

@@ -65,7 +65,7 @@ def refine(codec: ImportedCodec, image: torch.Tensor, quality: int, options: Ref
     plain encoding under the real objective."""
     objective = ImportedRateDistortion(codec, image, quality)
     y, z = codec.analyse(image, quality)
-    z_symbols = torch.round(z.double() - codec.medians[quality][None, :, None, None]).to(torch.int64)
+    z_symbols = codec.hyperlatent_symbols(z, quality)
     means, _ = codec.latent_distribution(z_symbols, quality)
     best = {"loss": None, "latents": (z_symbols, torch.round(y.double() - means).to(torch.int64))}
     best["loss"] = objective.exact(*best["latents"])
