@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from .weight_reader import ID_BYTES, canonical_id
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 ARCHIVE_DIR = WEIGHTS_DIR / "archive"
 LEGACY_IDS = WEIGHTS_DIR / "ids.json"
@@ -40,8 +42,6 @@ WEIGHTS_FORMAT = "lic-weights"
 WEIGHTS_VERSION = 2
 DECODER_ONLY_VERSION = 3
 READABLE_WEIGHTS_VERSIONS = (1, 2, 3)
-ID_BYTES = 8
-ID_DOMAIN = b"lic weight id 1\n"
 
 
 class WeightsError(ValueError):
@@ -68,15 +68,15 @@ def decoder_tensors(network: dict[str, torch.Tensor], encoder_prefixes: tuple[st
 
 def weight_id(network: dict[str, torch.Tensor], coding: dict[str, torch.Tensor],
               encoder_prefixes: tuple[str, ...]) -> bytes:
-    """The first ID_BYTES of the SHA-256 of the canonical decoder tensors (see the module docstring)."""
-    digest = hashlib.sha256(ID_DOMAIN)
-    for group, tensors in (("network", decoder_tensors(network, encoder_prefixes)), ("coding", coding)):
-        for name in sorted(tensors):
-            tensor = tensors[name].detach().cpu().contiguous()
-            header = f"{group}/{name}\0{str(tensor.dtype).removeprefix('torch.')}\0{list(tensor.shape)}\0"
-            digest.update(header.encode("utf-8"))
-            digest.update(_tensor_bytes(tensor))
-    return digest.digest()[:ID_BYTES]
+    """The first ID_BYTES of the SHA-256 of the canonical decoder tensors (see the module docstring;
+    models.weight_reader computes the same from numpy arrays, without torch)."""
+    return canonical_id({"network": {name: _entry(t) for name, t in decoder_tensors(network, encoder_prefixes).items()},
+                         "coding": {name: _entry(t) for name, t in coding.items()}})
+
+
+def _entry(tensor: torch.Tensor) -> tuple[str, tuple[int, ...], bytes]:
+    tensor = tensor.detach().cpu().contiguous()
+    return str(tensor.dtype).removeprefix("torch."), tuple(tensor.shape), _tensor_bytes(tensor)
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:

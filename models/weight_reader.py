@@ -1,0 +1,126 @@
+"""Weight files read without torch and without running pickled code.
+
+A `.pt` file is a zip archive: `data.pkl` (a pickle of the payload) and one raw little-endian
+storage per tensor under `data/`. ``read_weights`` unpickles `data.pkl` with an unpickler that
+admits only what a weight file holds (plain containers, tensor rebuilds, storage types) and
+refuses any other global, so a crafted file cannot execute code; tensors become numpy arrays.
+Used by the decode-only path, which must not import torch, and for checking files from users.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+STORAGE_DTYPES = {
+    "HalfStorage": np.float16, "FloatStorage": np.float32, "DoubleStorage": np.float64,
+    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
+    "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}
+
+
+class UnsafeWeightsError(ValueError):
+    """A weight file holds something other than plain data and tensors (or is not a .pt archive)."""
+
+
+class _StorageType:
+    def __init__(self, name: str):
+        self.dtype = np.dtype(STORAGE_DTYPES[name])
+
+
+def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_unused) -> np.ndarray:
+    """A tensor as torch rebuilds it from its storage: a strided view, copied to a C-ordered array."""
+    if not size:
+        return np.array(storage[offset])  # 0-d, e.g. batch norm's step count
+    item = storage.itemsize
+    end = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) if all(size) else offset
+    if end > len(storage) or offset < 0:
+        raise UnsafeWeightsError("a tensor reaches past its storage")
+    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size, strides=[s * item for s in stride])
+    return np.array(view, order="C")
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str):
+        super().__init__(io.BytesIO(data))
+        self.archive, self.prefix = archive, prefix
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        if module == "torch" and name in STORAGE_DTYPES:
+            return _StorageType(name)
+        raise UnsafeWeightsError(f"refuses {module}.{name}: a weight file holds only data and tensors")
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
+            raise UnsafeWeightsError("unknown persistent object")
+        _, kind, key, _location, count = pid
+        try:
+            raw = self.archive.read(f"{self.prefix}/data/{key}")
+        except KeyError:
+            raise UnsafeWeightsError(f"storage {key} is missing") from None
+        array = np.frombuffer(raw, dtype=kind.dtype.newbyteorder("<"))
+        if len(array) < count:
+            raise UnsafeWeightsError(f"storage {key} is shorter than it says")
+        return array[:count]
+
+
+def read_weights(path: Path) -> dict:
+    """The payload of a weight file, its tensors as numpy arrays (read-only views are copied)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UnsafeWeightsError(f"not a .pt archive ({type(error).__name__})") from None
+    with archive:
+        pickles = [name for name in archive.namelist() if name.endswith("/data.pkl")]
+        if len(pickles) != 1:
+            raise UnsafeWeightsError("not a .pt archive (no single data.pkl)")
+        prefix = pickles[0].rsplit("/", 1)[0]
+        if archive.namelist().count(f"{prefix}/byteorder") and archive.read(f"{prefix}/byteorder") != b"little":
+            raise UnsafeWeightsError("big-endian weight files are not supported")
+        try:
+            return _Unpickler(archive.read(pickles[0]), archive, prefix).load()
+        except UnsafeWeightsError:
+            raise
+        except Exception as error:
+            raise UnsafeWeightsError(f"unreadable pickle ({type(error).__name__})") from None
+
+
+ID_BYTES = 8
+ID_DOMAIN = b"lic weight id 1\n"
+
+
+def canonical_id(groups: dict[str, dict[str, tuple[str, tuple[int, ...], bytes]]]) -> bytes:
+    """The weight id (docs/format.md) of decoder tensors given as {group: {name: (dtype name, shape,
+    little-endian C-order bytes)}}, groups "network" then "coding"."""
+    digest = hashlib.sha256(ID_DOMAIN)
+    for group in ("network", "coding"):
+        tensors = groups[group]
+        for name in sorted(tensors):
+            dtype, shape, raw = tensors[name]
+            digest.update(f"{group}/{name}\0{dtype}\0{list(shape)}\0".encode())
+            digest.update(raw)
+    return digest.digest()[:ID_BYTES]
+
+
+def array_entry(array: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
+    array = np.asarray(array, order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
+    stored = array.astype(np.uint8) if array.dtype == np.bool_ else array.astype(array.dtype.newbyteorder("<"))
+    return str(array.dtype), tuple(int(n) for n in array.shape), stored.tobytes()
+
+
+def weight_id_of_arrays(network: dict[str, np.ndarray], coding: dict[str, np.ndarray],
+                        encoder_prefixes: tuple[str, ...]) -> bytes:
+    """The weight id of a payload read by ``read_weights`` (the same as models.weight_files.weight_id)."""
+    return canonical_id({
+        "network": {name: array_entry(a) for name, a in network.items() if not name.startswith(encoder_prefixes)},
+        "coding": {name: array_entry(a) for name, a in coding.items()},
+    })
