@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .weight_reader import ID_BYTES, canonical_id
+from .weight_reader import ID_BYTES, UnsafeWeightsError, canonical_id, read_weights
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 ARCHIVE_DIR = WEIGHTS_DIR / "archive"
@@ -105,11 +105,14 @@ def read_weight_file(path: Path, encoder_prefixes: Callable[[str], tuple[str, ..
     network prefixes only its encoder reads (left out of the id)."""
     raw = Path(path).read_bytes()
     try:
-        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise WeightsError(f"{path} is not a loadable lic weight file ({type(error).__name__})") from None
+        payload = read_weights(io.BytesIO(raw))  # the restricted reader: no pickled code runs
+    except UnsafeWeightsError as error:
+        raise WeightsError(f"{path} is not a loadable lic weight file ({error})") from None
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise WeightsError(f"{path} is not a lic weight file")
+    for group in ("network", "coding"):
+        if isinstance(payload.get(group), dict):
+            payload[group] = {name: torch.from_numpy(array) for name, array in payload[group].items()}
     if payload.get("version") not in READABLE_WEIGHTS_VERSIONS:
         raise WeightsError(f"{path} has weight-file version {payload.get('version')}; this lic reads versions "
                            f"{', '.join(map(str, READABLE_WEIGHTS_VERSIONS))}")

@@ -73,8 +73,8 @@ class _Unpickler(pickle.Unpickler):
         return array[:count]
 
 
-def read_weights(path: Path) -> dict:
-    """The payload of a weight file, its tensors as numpy arrays (read-only views are copied)."""
+def read_weights(path: Path | io.BytesIO) -> dict:
+    """The payload of a weight file (a path or its bytes in a stream), tensors as numpy arrays."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
