@@ -101,7 +101,7 @@ class Container:
         if not MODEL_ID_PATTERN.fullmatch(self.model_id.encode("ascii", "replace")):
             raise FormatError(f"invalid model id {self.model_id!r}")
         if len(self.weights_id) != WEIGHTS_ID_BYTES:
-            raise FormatError("weights hash must be 8 bytes")
+            raise FormatError("weight id must be 8 bytes")
         if not 0 <= self.quality <= 255:
             raise FormatError(f"quality index {self.quality} out of range")
         check_geometry(self.width, self.height)
