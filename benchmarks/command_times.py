@@ -9,35 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.cpm_kodak import cpu_name
+from benchmarks.large_images import measured
+
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 MODELS = {"hyper-ctx": [], "hyper": [], "cpm": [], "flow": ["-q", "6"], "gc-c4": []}
-
-
-def timed(command: list[str], env: dict) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one process."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    if status != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()}")
-    return seconds, usage.ru_maxrss / 1024
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -62,12 +46,12 @@ def main() -> None:
                     coded, decoded = Path(folder) / "x.lic", Path(folder) / "x.png"
                     encode = [lic, "encode", str(args.kodak / image), "-o", str(coded), "--model", model,
                               *MODELS.get(model, []), "--force"]
-                    runs["encode"].append(timed(encode, env))
-                    runs["decode"].append(timed([lic, "decode", str(coded), "-o", str(decoded), "--force"], env))
+                    runs["encode"].append(measured(encode, env))
+                    runs["decode"].append(measured([lic, "decode", str(coded), "-o", str(decoded), "--force"], env))
                 row = {"kernels": kernels, "model": model}
                 for what, values in runs.items():
                     row[f"{what}_seconds"] = statistics.median(v[0] for v in values)
-                    row[f"{what}_peak_mb"] = max(v[1] for v in values)
+                    row[f"{what}_peak_mb"] = max(v[1] for v in values) * 1024  # GiB -> MiB
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     result = {"command": "python " + " ".join(sys.argv), "cpu": cpu_name(), "cores": os.cpu_count(),

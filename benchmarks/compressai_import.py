@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.cpm_kodak import cpu_name
 from lic_cli.imageio import list_images, load_rgb_array
 from tests.compressai_support import compressai_models
 
@@ -219,13 +220,6 @@ def markdown(result: dict) -> str:
         lines.append(f"| {row['arch']} | {row['quality']} | "
                      + " | ".join(f"{v:.2e}" for v in row["max_difference"].values()) + " |")
     return "\n".join(lines)
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def main() -> None:

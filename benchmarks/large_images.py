@@ -37,10 +37,10 @@ def mosaic(kodak: Path, megapixels: float) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(rows, axis=0)[:height, :width])
 
 
-def measured(command: list[str]) -> tuple[float, float]:
-    """(seconds, peak RSS in GiB) of one process."""
+def measured(command: list[str], env: dict | None = None) -> tuple[float, float]:
+    """(seconds, peak RSS in GiB) of one process (env: its environment, default this one's)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     error = process.stderr.read().decode()
