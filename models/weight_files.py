@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .weight_reader import ID_BYTES, UnsafeWeightsError, canonical_id, read_weights
+from .weight_reader import ID_BYTES, UnsafeWeightsError, read_weights, weight_id_of_arrays
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 ARCHIVE_DIR = WEIGHTS_DIR / "archive"
@@ -66,27 +66,6 @@ def decoder_tensors(network: dict[str, torch.Tensor], encoder_prefixes: tuple[st
     return {name: tensor for name, tensor in network.items() if not name.startswith(encoder_prefixes)}
 
 
-def weight_id(network: dict[str, torch.Tensor], coding: dict[str, torch.Tensor],
-              encoder_prefixes: tuple[str, ...]) -> bytes:
-    """The first ID_BYTES of the SHA-256 of the canonical decoder tensors (see the module docstring;
-    models.weight_reader computes the same from numpy arrays, without torch)."""
-    return canonical_id({"network": {name: _entry(t) for name, t in decoder_tensors(network, encoder_prefixes).items()},
-                         "coding": {name: _entry(t) for name, t in coding.items()}})
-
-
-def _entry(tensor: torch.Tensor) -> tuple[str, tuple[int, ...], bytes]:
-    tensor = tensor.detach().cpu().contiguous()
-    return str(tensor.dtype).removeprefix("torch."), tuple(tensor.shape), _tensor_bytes(tensor)
-
-
-def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: the same 16-bit patterns
-        tensor = tensor.view(torch.int16)
-    if tensor.dtype == torch.bool:
-        tensor = tensor.to(torch.uint8)
-    return tensor.numpy().tobytes()
-
-
 def raw_file_id(raw: bytes) -> bytes:
     """The id that files written before the tensor ids give their weights: SHA-256 of the file's bytes."""
     return hashlib.sha256(raw).digest()[:ID_BYTES]
@@ -110,15 +89,14 @@ def read_weight_file(path: Path, encoder_prefixes: Callable[[str], tuple[str, ..
         raise WeightsError(f"{path} is not a loadable lic weight file ({error})") from None
     if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
         raise WeightsError(f"{path} is not a lic weight file")
-    for group in ("network", "coding"):
-        if isinstance(payload.get(group), dict):
-            payload[group] = {name: torch.from_numpy(array) for name, array in payload[group].items()}
     if payload.get("version") not in READABLE_WEIGHTS_VERSIONS:
         raise WeightsError(f"{path} has weight-file version {payload.get('version')}; this lic reads versions "
                            f"{', '.join(map(str, READABLE_WEIGHTS_VERSIONS))}")
     model = str(payload.get("model"))
-    network, coding = dict(payload.get("network") or {}), dict(payload.get("coding") or {})
-    identity = weight_id(network, coding, encoder_prefixes(model))
+    arrays = {group: dict(payload.get(group) or {}) for group in ("network", "coding")}
+    identity = weight_id_of_arrays(arrays["network"], arrays["coding"], encoder_prefixes(model))
+    network, coding = ({name: torch.from_numpy(array) for name, array in arrays[group].items()}
+                       for group in ("network", "coding"))
     aliases = {raw_file_id(raw)} | {old for old, new in legacy_ids(model).items() if new == identity}
     return WeightFile(Path(path), model, dict(payload.get("config") or {}), network, coding,
                       dict(payload.get("card") or {}), identity, frozenset(aliases - {identity}),

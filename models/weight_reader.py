@@ -119,7 +119,8 @@ def array_entry(array: np.ndarray) -> tuple[str, tuple[int, ...], bytes]:
 
 def weight_id_of_arrays(network: dict[str, np.ndarray], coding: dict[str, np.ndarray],
                         encoder_prefixes: tuple[str, ...]) -> bytes:
-    """The weight id of a payload read by ``read_weights`` (the same as models.weight_files.weight_id)."""
+    """The weight id (docs/format.md) of a payload read by ``read_weights``: only the network parameters
+    outside the encoder's prefixes, and every coding tensor."""
     return canonical_id({
         "network": {name: array_entry(a) for name, a in network.items() if not name.startswith(encoder_prefixes)},
         "coding": {name: array_entry(a) for name, a in coding.items()},

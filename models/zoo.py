@@ -87,7 +87,7 @@ def _register_families() -> None:
 class LoadedCodec:
     name: str
     codec: ImageCodec
-    weights_id: bytes  # the weight id a file names (models.weight_files.weight_id)
+    weights_id: bytes  # the weight id a file names (models.weight_reader.weight_id_of_arrays)
     path: Path
     card: dict
     decoder_only: bool = False  # an archived decoder part: decodes old files, encodes nothing
