@@ -28,9 +28,9 @@ def import_weights(source, checkpoints, arch, output, force, lambdas):
 
     \b
     Sources and architectures:
-      compressai  bmshj2018-hyperprior, mbt2018-mean, mbt2018, cheng2020-anchor: CompressAI's zoo
-                  files (any key layout it has used), bare state dicts and {"state_dict": ...}
-                  as its training example saves them
+      compressai  bmshj2018-hyperprior, mbt2018-mean, mbt2018, cheng2020-anchor,
+                  elic2022-official: CompressAI's zoo files (any key layout it has used), bare
+                  state dicts and {"state_dict": ...} as its training example saves them
     Files decode bit-exactly on every machine: lic computes the probability tables itself and
     selects them in fixed point. docs/models.md, "Bring your CompressAI model", says what differs.
     """

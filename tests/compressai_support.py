@@ -58,3 +58,29 @@ def compressai_models():
         for name in [name for name, module in sys.modules.items() if isinstance(module, mock.MagicMock)]:
             del sys.modules[name]
     return compressai.models
+
+
+def elic_parameters(net, y_hat, z_hat):
+    """(scales, means), each (1, M, h, w), that CompressAI's ELIC (elic2022-official) predicts for
+    decoded latents y_hat from hyperlatents z_hat: every group from the earlier groups and the
+    hyper-synthesis, anchors (row + column even) with a zero spatial context, the other positions
+    from the group's anchors. The reference for lic's fixed-point passes."""
+    import torch
+
+    codecs = net.latent_codec["y"]
+    side = net.latent_codec["hyper"].h_s(z_hat)
+    height, width = y_hat.shape[2:]
+    anchors = (torch.arange(height)[:, None] + torch.arange(width)[None, :]) % 2 == 0
+    groups = list(y_hat.split(list(codecs.groups), dim=1))
+    scales, means = [], []
+    with torch.no_grad():
+        for group, latents in enumerate(groups):
+            context = codecs.latent_codec[f"y{group}"]
+            params = codecs._get_ctx_params(group, side, groups)
+            spatial = context.context_prediction(latents * anchors)
+            first = context.entropy_parameters(torch.cat([torch.zeros_like(spatial), params], dim=1))
+            second = context.entropy_parameters(torch.cat([spatial, params], dim=1))
+            group_scales, group_means = torch.where(anchors, first, second).chunk(2, dim=1)
+            scales.append(group_scales)
+            means.append(group_means)
+    return torch.cat(scales, dim=1), torch.cat(means, dim=1)

@@ -13,14 +13,31 @@ from lic_cli.cli import main
 from lic_cli.codec import CodecSession, decode_file, encode_image
 from lic_cli.imageio import ImageData
 
-from .compressai_support import compressai_models
+from .compressai_support import compressai_models, elic_parameters
 from .conftest import smooth_image
 
 cai = compressai_models()
 pytestmark = pytest.mark.skipif(cai is None, reason="CompressAI is not installed")
 CLASSES = {"bmshj2018-hyperprior": "ScaleHyperprior", "mbt2018-mean": "MeanScaleHyperprior",
-           "mbt2018": "JointAutoregressiveHierarchicalPriors", "cheng2020-anchor": "Cheng2020Anchor"}
+           "mbt2018": "JointAutoregressiveHierarchicalPriors", "cheng2020-anchor": "Cheng2020Anchor",
+           "elic2022-official": "Elic2022Official"}
 WIDTHS = ((8, 12), (8, 16))
+ELIC_GROUPS = ((4, 4, 4), (4, 4, 8))  # uneven groups adding up to M (CompressAI's default needs M > 128)
+
+
+def compressai_network(arch: str, quality: int):
+    n, m = WIDTHS[quality]
+    if arch == "cheng2020-anchor":
+        return getattr(cai, CLASSES[arch])(n)
+    if arch == "elic2022-official":
+        return getattr(cai, CLASSES[arch])(n, m, groups=list(ELIC_GROUPS[quality]))
+    return getattr(cai, CLASSES[arch])(n, m)
+
+
+def hyper_modules(net):
+    """(h_a, h_s, entropy bottleneck) of a CompressAI network, in either of its layouts."""
+    hyper = net.latent_codec["hyper"] if hasattr(net, "latent_codec") else net
+    return hyper.h_a, hyper.h_s, hyper.entropy_bottleneck
 
 
 def zoo_layout(state: dict) -> dict:
@@ -39,8 +56,8 @@ def imported(request, tmp_path_factory):
     arch, folder = request.param, tmp_path_factory.mktemp(request.param)
     torch.manual_seed(3)
     nets, paths = [], []
-    for quality, (n, m) in enumerate(WIDTHS):
-        net = getattr(cai, CLASSES[arch])(n) if arch == "cheng2020-anchor" else getattr(cai, CLASSES[arch])(n, m)
+    for quality in range(len(WIDTHS)):
+        net = compressai_network(arch, quality)
         with torch.no_grad():  # away from the initialisation, so that the latents are not all zero
             for parameter in net.parameters():
                 parameter.add_(0.05 * torch.randn_like(parameter))
@@ -61,15 +78,16 @@ def test_the_transforms_compute_what_compressais_do(imported):
     x = torch.from_numpy(smooth_image(128, 192)).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         for quality, net in enumerate(nets):
+            h_a, h_s, bottleneck = hyper_modules(net)
             y = net.g_a(x)
             assert torch.allclose(model.g_a[quality](x), y, atol=1e-5)
             h_in = y if model.config.mean else y.abs()
-            assert torch.allclose(model.h_a[quality](h_in), net.h_a(h_in), atol=1e-5)
-            z = torch.round(net.h_a(h_in))
-            assert torch.allclose(model.h_s[quality](z), net.h_s(z), atol=1e-5)
+            assert torch.allclose(model.h_a[quality](h_in), h_a(h_in), atol=1e-5)
+            z = torch.round(h_a(h_in))
+            assert torch.allclose(model.h_s[quality](z), h_s(z), atol=1e-5)
             assert torch.allclose(model.g_s[quality](torch.round(y)), net.g_s(torch.round(y)), atol=1e-5)
-            assert torch.equal(model.medians[quality], net.entropy_bottleneck.quantiles[:, 0, 1])
-            if model.config.context:
+            assert torch.equal(model.medians[quality], bottleneck.quantiles[:, 0, 1])
+            if hasattr(net, "context_prediction"):  # ELIC's context model: the test below
                 y_hat = torch.round(y)
                 context = net.context_prediction(y_hat)
                 assert torch.allclose(model.context_prediction[quality](y_hat), context, atol=1e-5)
@@ -116,7 +134,8 @@ def test_the_weight_file_says_which_model_it_holds_and_where_it_came_from(import
 def test_unknown_layouts_are_refused_in_one_line_naming_the_keys(imported, tmp_path):
     arch, nets, _, _ = imported
     state = dict(nets[0].state_dict())
-    state.pop("h_a.0.bias")
+    h_a_bias = "latent_codec.hyper.h_a.0.bias" if arch == "elic2022-official" else "h_a.0.bias"
+    state.pop(h_a_bias)
     state["g_s.9.weight"] = torch.zeros(1)
     broken = tmp_path / "broken.pth"
     torch.save(state, broken)
@@ -124,7 +143,7 @@ def test_unknown_layouts_are_refused_in_one_line_naming_the_keys(imported, tmp_p
                                        str(tmp_path / "x.pt")])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1
-    assert "unexpected g_s.9.weight" in lines[0] and "missing h_a.0.bias" in lines[0]
+    assert "unexpected g_s.9.weight" in lines[0] and f"missing {h_a_bias}" in lines[0]
     other = "mbt2018-mean" if arch == "bmshj2018-hyperprior" else "bmshj2018-hyperprior"
     wrong = CliRunner().invoke(main, ["import", "compressai", "--arch", other, str(imported[2][0]), "-o",
                                       str(tmp_path / "y.pt")])
@@ -153,3 +172,45 @@ def test_sga_refines_imported_hyperpriors_given_their_lambdas(imported, tmp_path
     assert objective.exact(symbols, residuals) <= objective.exact(*(torch.from_numpy(s) for s in plain_symbols))
     refined = codec.encode(image, 1, EncodeOptions(refine=RefineOptions(steps=6, evaluate_every=2)))
     assert codec.decode(refined, Geometry(64, 64), 1).shape == (3, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def elic(tmp_path_factory):
+    """(CompressAI's ELIC network, its lic codec) at one quality."""
+    torch.manual_seed(5)
+    net = compressai_network("elic2022-official", 1)
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    net.update(force=True)
+    path = tmp_path_factory.mktemp("elic") / "elic.pth"
+    torch.save(net.state_dict(), path)
+    weights = path.with_suffix(".pt")
+    result = CliRunner().invoke(main, ["import", "compressai", "--arch", "elic2022-official", str(path), "-o",
+                                       str(weights)])
+    assert result.exit_code == 0, result.output
+    return net.eval(), CodecSession({"elic2022-official": weights}, compute="fp32").get("elic2022-official").codec
+
+
+def test_elic_passes_compute_compressais_gaussian_parameters_in_fixed_point(elic):
+    """lic's exact passes against CompressAI's float context model on the same decoded latents:
+    every group, anchors and the rest."""
+    net, codec = elic
+    image = torch.from_numpy(smooth_image(64, 128)).permute(2, 0, 1).contiguous()
+    y, z = codec.analyse(image, 0)
+    z_symbols = codec.hyperlatent_symbols(z, 0)
+    latents, passes = y[0].double().numpy(), []
+
+    def round_latents(means, table_ids, channels, positions):
+        residuals = np.round(latents[channels[0]:channels[1]].reshape(channels[1] - channels[0], -1)[:, positions]
+                             - means).astype(np.int64)
+        passes.append((channels, positions, means, table_ids))
+        return residuals
+
+    residuals, means = codec.traverse(z_symbols, 0, latents.shape[1:], round_latents)
+    y_hat = torch.from_numpy(residuals + means)[None].float()
+    z_hat = (z_symbols.double() + codec.medians[0][None, :, None, None]).float()
+    scales, want = (t[0].flatten(1).double().numpy() for t in elic_parameters(net, y_hat, z_hat))
+    for (start, stop), positions, pass_means, table_ids in passes:
+        assert np.abs(pass_means - want[start:stop, positions]).max() < 0.02
+        assert np.mean(table_ids == codec.scale_index(scales[start:stop, positions]).ravel()) > 0.9

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .elic import ElicConfig, ImportedElic, checkerboard_mask
 from .network import ImportedConfig, ImportedHyperprior, causal_mask
 
 # CompressAI buffers that lic does not need: its CDF tables (lic computes its own from the
@@ -17,7 +18,17 @@ IGNORED = re.compile(r"(^|\.)(_offset|_quantized_cdf|_cdf_length|scale_table|sca
 DENSITY_KEY = re.compile(r"^entropy_bottleneck\.(?:_?(matrices|biases|factors)\.|_(matrix|bias|factor))(\d+)$")
 DENSITY_PARTS = {"matrices": "matrices", "matrix": "matrices", "biases": "biases", "bias": "biases",
                  "factors": "factors", "factor": "factors"}
-TRANSFORMS = ("g_a", "g_s", "h_a", "h_s", "context_prediction", "entropy_parameters")
+TRANSFORMS = ("g_a", "g_s", "h_a", "h_s", "context_prediction", "entropy_parameters", "context")
+# CompressAI's latent-codec layout (elic2022-official) -> the flat names above.
+LATENT_CODEC_KEYS = ((re.compile(r"^latent_codec\.hyper\."), ""),
+                     (re.compile(r"^latent_codec\.y\.channel_context\."), "context.channel_context."),
+                     (re.compile(r"^latent_codec\.y\.latent_codec\.(y\d+)\.context_prediction\."),
+                      r"context.spatial_context.\1."),
+                     (re.compile(r"^latent_codec\.y\.latent_codec\.(y\d+)\.entropy_parameters\."),
+                      r"context.param_aggregation.\1."))
+LIC_TO_LATENT_CODEC = {"channel_context": "latent_codec.y.channel_context.{group}",
+                       "spatial_context": "latent_codec.y.latent_codec.{group}.context_prediction",
+                       "param_aggregation": "latent_codec.y.latent_codec.{group}.entropy_parameters"}
 
 
 class CheckpointError(ValueError):
@@ -38,9 +49,17 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
+def flat_key(key: str) -> str:
+    """A key of CompressAI's latent-codec layout in the flat layout of its older models."""
+    for pattern, replacement in LATENT_CODEC_KEYS:
+        key = pattern.sub(replacement, key)
+    return key
+
+
 def lic_key(key: str, quality: int) -> str | None:
     """The lic parameter name of a CompressAI key for network `quality` (None: not needed)."""
-    if IGNORED.search(key) or key == "context_prediction.mask":  # the mask is applied to the weights
+    key = flat_key(key)
+    if IGNORED.search(key) or key.endswith(".mask"):  # masks are applied to the weights
         return None
     density = DENSITY_KEY.match(key)
     if density:
@@ -55,15 +74,20 @@ def lic_key(key: str, quality: int) -> str | None:
     return key  # unknown: reported as unexpected
 
 
-def compressai_key(name: str) -> str:
-    """The CompressAI key (its current layout) of a lic parameter name, for error messages."""
+def compressai_key(name: str, latent_codec: bool = False) -> str:
+    """The CompressAI key (its current layout) of a lic parameter name, for error messages;
+    latent_codec: of a model in the latent-codec layout (elic2022-official)."""
     part, _, rest = name.partition(".")
     rest = rest.partition(".")[2]
+    hyper = "latent_codec.hyper." if latent_codec else ""
     if part == "medians":
-        return "entropy_bottleneck.quantiles"
+        return f"{hyper}entropy_bottleneck.quantiles"
     if part == "density":
-        return f"entropy_bottleneck.{rest}"
-    return f"{part}.{rest.removesuffix('.raw')}"
+        return f"{hyper}entropy_bottleneck.{rest}"
+    if part == "context":
+        module, group, tail = rest.split(".", 2)
+        return f"{LIC_TO_LATENT_CODEC[module].format(group=group)}.{tail}"
+    return f"{hyper if part in ('h_a', 'h_s') else ''}{part}.{rest.removesuffix('.raw')}"
 
 
 def widths(state: dict[str, torch.Tensor], path: Path) -> tuple[int, int]:
@@ -73,18 +97,57 @@ def widths(state: dict[str, torch.Tensor], path: Path) -> tuple[int, int]:
     try:
         return int(state["g_a.0.weight"].shape[0]), int(state["g_a.6.weight"].shape[0])
     except KeyError as error:
-        raise CheckpointError(f"{path}: missing {error.args[0]} (not a hyperprior of CompressAI's layout)") from None
+        raise CheckpointError(f"{path}: missing {error.args[0]} (not a checkpoint of this architecture)") from None
 
 
-def convert(paths: list[Path], mean: bool, context: bool = False, residual: bool = False,
-            lambdas: tuple[float, ...] = ()) -> tuple[ImportedHyperprior, dict]:
+def elic_sizes(state: dict[str, torch.Tensor], path: Path) -> tuple[tuple[int, int], tuple[int, ...], tuple[int, int]]:
+    """((N, M), channel groups, the channel context's hidden widths) of an elic2022-official
+    checkpoint, read from the tensors."""
+    try:
+        n, m = int(state["g_a.0.weight"].shape[0]), int(state["g_a.13.weight"].shape[0])
+    except KeyError as error:
+        raise CheckpointError(f"{path}: missing {error.args[0]} (not a checkpoint of this architecture)") from None
+    groups = []
+    while (key := f"latent_codec.y.latent_codec.y{len(groups)}.context_prediction.weight") in state:
+        groups.append(int(state[key].shape[1]))
+    first = state.get("latent_codec.y.channel_context.y1.0.weight")
+    second = state.get("latent_codec.y.channel_context.y1.2.weight")
+    if len(groups) < 2 or first is None or second is None or sum(groups) != m:
+        raise CheckpointError(f"{path}: no channel groups adding up to M={m} (not a checkpoint of this "
+                              "architecture)")
+    return (n, m), tuple(groups), (int(first.shape[0]), int(second.shape[0]))
+
+
+def network_for(states: list[dict[str, torch.Tensor]], paths: list[Path], mean: bool, context: bool, residual: bool,
+                elic: bool, lambdas: tuple[float, ...]) -> ImportedHyperprior | ImportedElic:
+    """The lic network (one quality per checkpoint) that the checkpoints' tensors fill."""
+    if not elic:
+        sizes = tuple(widths(state, Path(path)) for state, path in zip(states, paths, strict=True))
+        return ImportedHyperprior(ImportedConfig(sizes, mean, context, residual, tuple(lambdas)))
+    read = [elic_sizes(state, Path(path)) for state, path in zip(states, paths, strict=True)]
+    return ImportedElic(ElicConfig(tuple(r[0] for r in read), mean=True, context=True, lambdas=tuple(lambdas),
+                                   groups=tuple(r[1] for r in read), channel_context_widths=tuple(r[2] for r in read)))
+
+
+def masked(key: str, value: torch.Tensor, state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A masked convolution's weights with its mask applied (the network lic runs has zero taps
+    there); other tensors as they are."""
+    if key == "context_prediction.weight":
+        return value * state.get("context_prediction.mask", causal_mask(*value.shape[:2]))
+    if key.endswith(".context_prediction.weight"):
+        return value * state.get(key.removesuffix("weight") + "mask", checkerboard_mask(*value.shape[:2]))
+    return value
+
+
+def convert(paths: list[Path], mean: bool, context: bool = False, residual: bool = False, elic: bool = False,
+            lambdas: tuple[float, ...] = ()) -> tuple[ImportedHyperprior | ImportedElic, dict]:
     """One lic network holding each checkpoint as a quality, in the order given, and the record of
     where it came from."""
     states = [read_state_dict(Path(path)) for path in paths]
-    sizes = tuple(widths(state, Path(path)) for state, path in zip(states, paths, strict=True))
     if lambdas and len(lambdas) != len(paths):
         raise CheckpointError(f"{len(lambdas)} lambdas for {len(paths)} checkpoints")
-    model = ImportedHyperprior(ImportedConfig(sizes, mean, context, residual, tuple(lambdas)))
+    model = network_for(states, paths, mean, context, residual, elic, lambdas)
+    sizes = model.config.widths
     expected = model.state_dict()
     converted: dict[str, torch.Tensor] = {}
     for quality, (state, path) in enumerate(zip(states, paths, strict=True)):
@@ -98,14 +161,13 @@ def convert(paths: list[Path], mean: bool, context: bool = False, residual: bool
                 continue
             if name.startswith("medians."):
                 value = value[:, 0, 1]
-            if key == "context_prediction.weight":  # masked taps are zero in the network lic runs
-                value = value * state.get("context_prediction.mask", causal_mask(*value.shape[:2]))
+            value = masked(key, value, state)
             if value.shape != expected[name].shape:
                 raise CheckpointError(f"{path} is not a checkpoint of this architecture: {key} has shape "
                                       f"{tuple(value.shape)}, expected "
                                       f"{tuple(expected[name].shape)} (N={sizes[quality][0]}, M={sizes[quality][1]})")
             converted[name] = value.float()
-        missing = [compressai_key(name) for name in expected
+        missing = [compressai_key(name, elic) for name in expected
                    if name.split(".")[1] == str(quality) and name not in converted]
         if unexpected or missing:
             parts = ([f"unexpected {', '.join(unexpected[:4])}"] if unexpected else []) + \

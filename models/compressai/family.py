@@ -7,22 +7,37 @@ from ..interface import Training, ZooEntry
 from .codec import ImportedCodec, freeze_coding_tensors, qualities
 from .context_codec import ImportedContextCodec
 from .conversion import convert
+from .elic import build as build_elic
+from .elic_codec import ElicCodec
 from .network import build
 
 # lic model name (CompressAI's zoo name) -> (the hyper-synthesis predicts means, a context model,
-# residual blocks)
-ARCHITECTURES = {"bmshj2018-hyperprior": (False, False, False), "mbt2018-mean": (True, False, False),
-                 "mbt2018": (True, True, False), "cheng2020-anchor": (True, True, True)}
+# residual blocks, ELIC)
+ARCHITECTURES = {"bmshj2018-hyperprior": (False, False, False, False), "mbt2018-mean": (True, False, False, False),
+                 "mbt2018": (True, True, False, False), "cheng2020-anchor": (True, True, True, False),
+                 "elic2022-official": (True, True, False, True)}
 PAPERS = {"bmshj2018-hyperprior": "scale hyperprior (Ballé et al. 2018)",
           "mbt2018-mean": "mean-scale hyperprior (Minnen et al. 2018, without context)",
           "mbt2018": "joint autoregressive and hierarchical priors (Minnen et al. 2018), decoded in wavefronts",
           "cheng2020-anchor": "residual-block model with a context model (Cheng et al. 2020, anchor), decoded in "
-                              "wavefronts"}
+                              "wavefronts",
+          "elic2022-official": "ELIC (He et al. 2022): uneven channel groups with a checkerboard context, decoded in "
+                               "2 x groups passes"}
 
 
-def _entry(name: str, mean: bool, context: bool, residual: bool) -> ZooEntry:
+def _entry(name: str, mean: bool, context: bool, residual: bool, elic: bool) -> ZooEntry:
     def builder(config: dict):
-        return build(config, mean, context, residual)
+        return build_elic(config) if elic else build(config, mean, context, residual)
+
+    if elic:
+        return ZooEntry(
+            name, f"CompressAI's {PAPERS[name]}, imported from its checkpoints (lic import compressai), one network "
+            "per quality", build=builder, codec=ElicCodec, weight_file=f"{name}.pt",
+            config={"widths": [[192, 320]]}, freeze=freeze_coding_tensors, qualities=qualities,
+            training=Training(None),
+            tiny_config={"widths": [[8, 16], [8, 24]], "groups": [[4, 4, 8], [4, 4, 8, 8]],
+                         "channel_context_widths": [[8, 8], [12, 8]]},
+            encoder_prefixes=("g_a.", "h_a."), shipped=False, bench_by_default=False)
 
     return ZooEntry(
         name, f"CompressAI's {PAPERS[name]}, imported from its checkpoints (lic import compressai), one network "

@@ -1,0 +1,176 @@
+"""The codec of an imported ELIC: the hyperprior's coding, then 2 x groups passes (each group's
+anchors, then the rest) whose Gaussian parameters are computed in lic's exact fixed point
+(``models.core.fixedpoint``), so that encoder and decoder agree on every machine. All passes share
+one ANS stream, each pass's latents channel-major, in decoding order."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import constriction
+import numpy as np
+import torch
+
+from bitstream.coders import InformationBudget, stack_from_bytes, words_to_bytes
+from bitstream.container import FormatError
+
+from ..core import fixedpoint
+from ..interface import PLAIN, EncodeOptions, Geometry, check_refine
+from .codec import ImportedCodec
+from .elic import CHANNEL_CONTEXT_REACH, CONTEXT_KERNEL, ImportedElic
+from .network import DOWNSAMPLING, HYPER_SYNTHESIS_TILES, LATENT_STRIDE
+from .wavefront import FixedPointLayer
+
+REACH = CONTEXT_KERNEL // 2
+# The spatial context's taps that can meet an anchor (odd row + column offset), row-major.
+CHECKERBOARD_TAPS = tuple((dr, dc) for dr in range(-REACH, REACH + 1) for dc in range(-REACH, REACH + 1)
+                          if (dr + dc) % 2)
+BAND_ROWS = 64  # latent rows per band of the channel context (bounds its memory on large images)
+POSITION_CHUNK = 16384  # positions per evaluation of a param aggregation
+
+Choose = Callable[[np.ndarray, np.ndarray, tuple[int, int], np.ndarray], np.ndarray]
+"""(means (c, P) float64 and exact, their table ids channel-major, the group's channels, the P flat
+positions) -> the (c, P) int64 residuals: rounded by the encoder, popped by the decoder."""
+
+
+def without_first_inputs(layers: list[fixedpoint.FixedLayer], count: int) -> list[fixedpoint.FixedLayer]:
+    """The same network for inputs whose first `count` channels are zero (the anchors' spatial
+    context): exactly the same outputs, fewer products."""
+    first = layers[0]
+    return [dataclasses.replace(first, weight=first.weight[:, count:].contiguous()), *layers[1:]]
+
+
+def anchor_positions(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the anchors (row + column even) and of the other positions."""
+    rows, cols = np.divmod(np.arange(height * width), width)
+    anchors = (rows + cols) % 2 == 0
+    return np.flatnonzero(anchors), np.flatnonzero(~anchors)
+
+
+class GroupContext:
+    """One quality's context model in fixed point."""
+
+    def __init__(self, modules: torch.nn.ModuleDict, groups: tuple[int, ...]):
+        self.bounds = [(sum(groups[:k]), sum(groups[: k + 1])) for k in range(len(groups))]
+        self.spatial = []
+        for k in range(len(groups)):
+            layer = modules["spatial_context"][f"y{k}"]
+            weight = layer.weight.detach().double()
+            gathered = torch.stack([weight[:, :, REACH + dr, REACH + dc] for dr, dc in CHECKERBOARD_TAPS], dim=2)
+            self.spatial.append(FixedPointLayer(gathered, layer.bias.detach(), None))
+        self.channel = [None] + [fixedpoint.freeze(modules["channel_context"][f"y{k}"]) for k in range(1, len(groups))]
+        self.aggregation = [fixedpoint.freeze(modules["param_aggregation"][f"y{k}"]) for k in range(len(groups))]
+        self.anchor_aggregation = [without_first_inputs(layers, 2 * size)
+                                   for layers, size in zip(self.aggregation, groups, strict=True)]
+
+    def channel_features(self, group: int, latents: np.ndarray) -> np.ndarray | None:
+        """(2c, h, w): g_ch of the earlier groups' decoded latents (M, h, w), in bands of rows."""
+        layers = self.channel[group]
+        if layers is None:
+            return None
+        start = self.bounds[group][0]
+        grid = torch.from_numpy(latents[None, :start])
+        height = grid.shape[2]
+        bands = []
+        for top in range(0, height, BAND_ROWS):
+            bottom = min(height, top + BAND_ROWS)
+            low, high = max(0, top - CHANNEL_CONTEXT_REACH), min(height, bottom + CHANNEL_CONTEXT_REACH)
+            bands.append(fixedpoint.run(layers, grid[:, :, low:high])[0, :, top - low : bottom - low])
+        return torch.cat(bands, dim=1).numpy()
+
+    def spatial_features(self, group: int, padded: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(2c, P): the checkerboard convolution of the group's decoded anchors, padded (c, h + 4,
+        w + 4) with zeros elsewhere, at P non-anchor positions."""
+        patches = np.stack([padded[:, rows + REACH + dr, cols + REACH + dc] for dr, dc in CHECKERBOARD_TAPS], axis=1)
+        return self.spatial[group](patches.reshape(-1, len(rows)))
+
+    def parameters(self, group: int, inputs: list[np.ndarray], first_pass: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(scales, means), each (c, P), from the aggregation's inputs in CompressAI's order."""
+        layers = self.anchor_aggregation[group] if first_pass else self.aggregation[group]
+        out = fixedpoint.run_pointwise(layers, torch.from_numpy(np.concatenate(inputs, axis=0))).numpy()
+        return np.split(out, 2, axis=0)
+
+
+class ElicCodec(ImportedCodec):
+    """ELIC (He et al. 2022), imported from CompressAI's `elic2022-official`."""
+
+    def __init__(self, model: ImportedElic, coding: dict[str, torch.Tensor], device: torch.device | str = "cpu",
+                 compute: str = "auto"):
+        super().__init__(model, coding, device, compute)
+        self.contexts = [GroupContext(modules, groups) for modules, groups
+                         in zip(model.context, model.config.groups, strict=True)]
+
+    @torch.inference_mode()
+    def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
+        check_refine(self.capabilities, options, "an imported model")
+        self.qualities.check(quality)
+        y, z = self.analyse(image, quality)
+        z_symbols = self.hyperlatent_symbols(z, quality)
+        latents = y[0].double().numpy()
+        chunks: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def round_latents(means, table_ids, channels, positions):
+            flat = latents[channels[0] : channels[1]].reshape(channels[1] - channels[0], -1)
+            residuals = np.round(flat[:, positions] - means).astype(np.int64)
+            chunks.append((residuals.ravel(), table_ids))
+            return residuals
+
+        self.traverse(z_symbols, quality, latents.shape[1:], round_latents)
+        coder = constriction.stream.stack.AnsCoder()
+        for residuals, table_ids in reversed(chunks):  # a stack: the first pass decoded is pushed last
+            self.y_coder.push(coder, residuals, table_ids)
+        return {"hyperlatent": self.z_coder.encode(z_symbols.numpy(), self.z_table_ids(z_symbols.shape, quality)),
+                "latent": words_to_bytes(coder.get_compressed())}
+
+    def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z_symbols = self.decode_hyperlatents(sections, geometry, quality)
+        size = (z_symbols.shape[2] * DOWNSAMPLING // LATENT_STRIDE, z_symbols.shape[3] * DOWNSAMPLING // LATENT_STRIDE)
+        coder = stack_from_bytes(sections["latent"])
+        budget = InformationBudget(coder)  # one for the whole stream, however many passes pop it
+
+        def pop_latents(means, table_ids, channels, positions):
+            return self.y_coder.pop(coder, table_ids, budget).reshape(means.shape)
+
+        residuals, means = self.traverse(z_symbols, quality, size, pop_latents)
+        if not coder.is_empty():
+            raise FormatError("entropy-coded stream has data left over (corrupted file?)")
+        return z_symbols, torch.from_numpy(residuals[None]), torch.from_numpy(means[None])
+
+    def hyper_parameters(self, z_symbols: torch.Tensor, quality: int) -> np.ndarray:
+        """(2N, h, w): the fixed-point hyper-synthesis of z_hat = symbols + medians."""
+        z_hat = z_symbols.to(torch.float64) + self.medians[quality][None, :, None, None]
+        layers = self.hyper_synthesis[quality]
+        out = HYPER_SYNTHESIS_TILES.run(lambda tile: fixedpoint.run(layers, tile), z_hat,
+                                        up=DOWNSAMPLING // LATENT_STRIDE)
+        return out[0].numpy()
+
+    def traverse(self, z_symbols: torch.Tensor, quality: int, size: tuple[int, int], choose: Choose
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Run the passes in decoding order; (residuals int64, exact means float64), each (M, h, w).
+        `choose` supplies each pass's residuals."""
+        height, width = size
+        m = self.model.config.widths[quality][1]
+        context = self.contexts[quality]
+        hyper = self.hyper_parameters(z_symbols, quality).reshape(-1, height * width)
+        residuals = np.zeros((m, height * width), dtype=np.int64)
+        means = np.zeros((m, height * width))
+        latents = np.zeros((m, height, width))  # residuals + means as decoded so far
+        anchors, others = anchor_positions(height, width)
+        for group, (start, stop) in enumerate(context.bounds):
+            channel = context.channel_features(group, latents)
+            channel = None if channel is None else channel.reshape(-1, height * width)
+            for first_pass, positions in ((True, anchors), (False, others)):
+                padded = None if first_pass else np.pad(
+                    fixedpoint.snap_array(latents[start:stop].copy()), ((0, 0), (REACH, REACH), (REACH, REACH)))
+                for first in range(0, len(positions), POSITION_CHUNK):
+                    chunk = positions[first : first + POSITION_CHUNK]
+                    inputs = [] if first_pass else [context.spatial_features(group, padded, *np.divmod(chunk, width))]
+                    inputs += ([] if channel is None else [channel[:, chunk]]) + [hyper[:, chunk]]
+                    scales, pass_means = context.parameters(group, inputs, first_pass)
+                    table_ids = self.scale_index(scales).astype(np.uint8).ravel()
+                    pass_residuals = choose(pass_means, table_ids, (start, stop), chunk)
+                    residuals[start:stop, chunk] = pass_residuals
+                    means[start:stop, chunk] = pass_means
+                    latents[start:stop].reshape(stop - start, -1)[:, chunk] = pass_residuals + pass_means
+        return residuals.reshape(m, height, width), means.reshape(m, height, width)
