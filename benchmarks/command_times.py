@@ -1,6 +1,8 @@
 """Wall time and peak memory of whole `lic encode` / `lic decode` commands, one process per
 command, as a user runs them (interpreter start, imports, weight loading, networks, coding, file
 I/O), on the CPU's own kernels and with the kernels capped to AVX2 (as on an AVX2-only CPU).
+`lic decode` runs twice: as installed (the torch-free runtime where the model has one) and with
+`--engine torch`; and once over all the Kodak files in one command (batch throughput).
 
     python benchmarks/command_times.py --out docs/results-command-times.json
 """
@@ -20,7 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.cpm_kodak import cpu_name
 from benchmarks.large_images import measured
 
-AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+# torch's kernels and numpy's OpenBLAS capped to AVX2; ONNX Runtime has no such switch (its kernels
+# use what the CPU offers).
+AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "OPENBLAS_CORETYPE": "Haswell"}
 MODELS = {"hyper-ctx": [], "hyper": [], "cpm": [], "flow": ["-q", "6"], "gc-c4": []}
 
 
@@ -29,6 +34,7 @@ def main() -> None:
     parser.add_argument("--kodak", type=Path, default=Path("../shared/data/kodak"))
     parser.add_argument("--images", nargs="+", default=["kodim01.png", "kodim05.png", "kodim23.png"])
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--batch-models", default="hyper-ctx", help="models whose whole-Kodak decode is timed")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the table of an earlier run")
     args = parser.parse_args()
@@ -41,17 +47,21 @@ def main() -> None:
         for kernels, extra in (("native", {}), ("AVX2", AVX2)):
             env = {**os.environ, **extra}
             for model in args.models.split(","):
-                runs = {"encode": [], "decode": []}
+                runs = {"encode": [], "decode": [], "decode_torch": []}
                 for image in args.images:
                     coded, decoded = Path(folder) / "x.lic", Path(folder) / "x.png"
                     encode = [lic, "encode", str(args.kodak / image), "-o", str(coded), "--model", model,
                               *MODELS.get(model, []), "--force"]
                     runs["encode"].append(measured(encode, env))
-                    runs["decode"].append(measured([lic, "decode", str(coded), "-o", str(decoded), "--force"], env))
+                    decode = [lic, "decode", str(coded), "-o", str(decoded), "--force"]
+                    runs["decode"].append(measured(decode, env))
+                    runs["decode_torch"].append(measured([*decode, "--engine", "torch"], env))
                 row = {"kernels": kernels, "model": model}
                 for what, values in runs.items():
                     row[f"{what}_seconds"] = statistics.median(v[0] for v in values)
                     row[f"{what}_peak_mb"] = max(v[1] for v in values) * 1024  # GiB -> MiB
+                if model in args.batch_models.split(","):
+                    row.update(batch_decode(lic, model, args.kodak, Path(folder), env))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     result = {"command": "python " + " ".join(sys.argv), "cpu": cpu_name(), "cores": os.cpu_count(),
@@ -60,17 +70,39 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 
 
+def batch_decode(lic: str, model: str, kodak: Path, folder: Path, env: dict) -> dict:
+    """Seconds of one `lic decode` of every Kodak image's file, as installed and with torch."""
+    coded, decoded = folder / "batch-lic", folder / "batch-png"
+    coded.mkdir(exist_ok=True)
+    decoded.mkdir(exist_ok=True)
+    sources = sorted(str(path) for path in kodak.glob("*.png"))
+    measured([lic, "encode", *sources, "-o", f"{coded}/", "--model", model, *MODELS.get(model, []), "--force"], env)
+    files = sorted(str(path) for path in coded.glob("*.lic"))
+    command = [lic, "decode", *files, "-o", f"{decoded}/", "--force"]
+    return {"batch_images": len(files), "batch_decode_seconds": measured(command, env)[0],
+            "batch_decode_torch_seconds": measured([*command, "--engine", "torch"], env)[0]}
+
+
 def markdown(result: dict) -> str:
     lines = [f"Command: `{result['command']}` — {result['cpu']}, {result['cores']} cores, {result['date']}; "
              f"median over {', '.join(result['images'])}. One process per command: start-up, imports, weight "
              "loading, networks, entropy coding and file I/O. AVX2: the same CPU with its kernels capped "
              "(`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`), fp32, as on an "
              "AVX2-only CPU.", "",
-             "| model | kernels | `lic encode` (s) | `lic decode` (s) | peak RSS encode / decode (MB) |",
-             "|---|---|---|---|---|"]
+             "| model | kernels | `lic encode` (s) | `lic decode` (s) | `lic decode --engine torch` (s) | "
+             "peak RSS encode / decode / decode with torch (MB) |",
+             "|---|---|---|---|---|---|"]
     for row in result["rows"]:
+        torch_seconds = f"{row['decode_torch_seconds']:.2f}" if "decode_torch_seconds" in row else "–"
+        torch_mb = f" / {row['decode_torch_peak_mb']:.0f}" if "decode_torch_peak_mb" in row else ""
         lines.append(f"| {row['model']} | {row['kernels']} | {row['encode_seconds']:.2f} | {row['decode_seconds']:.2f} "
-                     f"| {row['encode_peak_mb']:.0f} / {row['decode_peak_mb']:.0f} |")
+                     f"| {torch_seconds} | {row['encode_peak_mb']:.0f} / {row['decode_peak_mb']:.0f}{torch_mb} |")
+    batches = [row for row in result["rows"] if "batch_decode_seconds" in row]
+    if batches:
+        lines += ["", "Batch: one `lic decode` of all files (24 Kodak images):", "",
+                  "| model | kernels | `lic decode` (s) | with `--engine torch` (s) |", "|---|---|---|---|"]
+        lines += [f"| {row['model']} | {row['kernels']} | {row['batch_decode_seconds']:.2f} | "
+                  f"{row['batch_decode_torch_seconds']:.2f} |" for row in batches]
     return "\n".join(lines)
 
 

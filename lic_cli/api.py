@@ -47,7 +47,8 @@ def encode(image: ImageInput, model: str | None = None, quality: float | None = 
 
     image: a PIL image, a uint8 array (H, W) or (H, W, C) with C in 1, 3, 4, the bytes of an image
     file, or its path. Grey and RGBA stay so; a PIL image's ICC profile and EXIF are carried.
-    model: a zoo name (`lic models`); None: the model of `weights` if given, else lic's default.
+    model: a zoo name (`lic models`); None: the model of `weights` if given, else lic's default;
+    "auto": per image, the cheaper file of the default model and its variants (`lic encode --model auto`).
     quality: the operating point, 1 (smallest files) .. N as in `lic models` (any value between for
     models with continuous qualities); None: the model's default. target_*: rate control instead
     of a quality, as `lic encode --target-*` (bytes at most, bits per pixel at most, PSNR or MS-SSIM
@@ -67,6 +68,8 @@ def encode(image: ImageInput, model: str | None = None, quality: float | None = 
         from models import zoo
         model = zoo.weight_file_model(Path(weights)) if weights is not None else DEFAULT_MODEL
     pixels = _image_data(image)
+    if model == "auto":
+        return _encode_auto(pixels, quality, targets, weights, device, precision, preserve)
     session = _session(device, precision, model, weights)
     loaded = session.get(model)
     if targets:
@@ -75,6 +78,19 @@ def encode(image: ImageInput, model: str | None = None, quality: float | None = 
         return rate_control.encode_to_target(pixels, loaded, targets[0], session).data
     options = EncodeOptions(preserve=None if preserve is None else _mask(preserve, pixels.width, pixels.height))
     return codec.encode_image(pixels, loaded, quality_index(loaded.codec.qualities, quality, model), options)
+
+
+def _encode_auto(pixels, quality, targets, weights, device: str, precision: str, preserve) -> bytes:
+    from . import model_choice
+
+    if weights is not None or preserve is not None:
+        raise ValueError("model='auto' chooses among the shipped models; not with weights or preserve")
+    session = _session(device, precision, "auto", None)
+    choices = model_choice.candidates(session)
+    if targets:
+        return model_choice.encode_to_target_cheapest(pixels, choices, targets[0], session)[0].data
+    index = quality_index(choices[0].codec.qualities, quality, choices[0].name)
+    return model_choice.encode_cheapest(pixels, choices, index, session).data
 
 
 def decode(data: bytes, *, weights: dict[str, str | os.PathLike] | None = None, device: str = "cpu",

@@ -67,7 +67,11 @@ def interrupted() -> None:
 
 def load_torch(threads: int | None = None):
     """Import torch for a command that runs networks, with a one-line error where it cannot work."""
-    import torch
+    try:
+        import torch
+    except ImportError:
+        fail("this needs PyTorch, which is not installed (pip install torch); without it lic decodes "
+             "the models that have a torch-free decoder (lic models: 'decode without torch')")
 
     check_numpy_bridge(torch)
     if threads:
@@ -161,7 +165,9 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input), directory (several), or '-' for stdout. "
               "Default: next to each input with the suffix .lic.")
-@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Zoo model (see `lic models`).")
+@click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Zoo model (see `lic models`), or "
+              "auto: per image, the cheaper file of the default model and its variants (e.g. one tuned for "
+              "illustrations) at the same quality; about twice the encode time.")
 @click.option("-q", "--quality", type=float,
               help="Operating point, 1 (smallest files) .. N (best quality); models with continuous qualities "
               "also take any value between (e.g. 3.4, in steps of 1/256); `lic models` lists each model's "
@@ -212,6 +218,7 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
       lic encode *.png -o out/ --target-size 40k      # each file at most 40,000 bytes
       lic encode photo.png --target-psnr 33           # the smallest file of at least 33 dB
       lic encode photo.png --model gc-c4-sc --preserve mask.png   # code only the mask's white part
+      lic encode screenshot.png --model auto          # the default or its graphics variant, per image
 
     Grey and RGBA images are kept as such (alpha is stored losslessly); ICC profiles and EXIF
     are carried through. 16-bit images are converted to 8 bits with a warning.
@@ -227,11 +234,15 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
     load_torch(threads)
     from . import codec
     from .imageio import read_image
+    from .model_choice import AUTO, candidates
 
     try:
+        if model == AUTO and (weights or refine != "none"):
+            raise ValueError("--model auto chooses among the shipped models; not with --weights or --refine")
         model, weight_files = _model_and_weights(weights, model)
         session = codec.CodecSession(weight_files, _device(device), precision)
-        loaded = session.get(model)
+        choices = candidates(session) if model == AUTO else None
+        loaded = choices[0] if choices else session.get(model)
         capabilities = loaded.codec.capabilities
         if (comment or side_info or bbvi_steps is not None) and not capabilities.carries_data:
             raise ValueError(f"--comment, --side-info and --bbvi-steps need a model that carries data; {model} "
@@ -267,7 +278,9 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
         for warning in image.warnings:
             say(f"lic: warning: {job.source}: {warning}")
         if target:
-            return _encode_to_target(job, image, loaded, target, session, started)
+            return _encode_to_target(job, image, choices or [loaded], target, session, started)
+        if choices:
+            return _encode_cheapest(job, image, choices, quality, session, started)
         kept = _preservation_mask(mask_bytes, preserve, image)
         with _refine_progress(job.source, steps, quiet or refine_options is None) as on_progress:
             options = EncodeOptions(refine_options, bbvi_steps, on_progress, kept)
@@ -321,16 +334,29 @@ def _target(size: str | None, bpp: float | None, psnr: float | None, ms_ssim: fl
         fail(f"--target-size: {error}")
 
 
-def _encode_to_target(job: files.Job, image, loaded, target, session, started: float) -> str:
-    from .rate_control import encode_to_target
+def _encode_to_target(job: files.Job, image, loaded: list, target, session, started: float) -> str:
+    """Rate control with one model, or with each of --model auto's candidates."""
+    from .model_choice import encode_to_target_cheapest
 
-    achieved = encode_to_target(image, loaded, target, session)
+    achieved, chosen = encode_to_target_cheapest(image, loaded, target, session)
     files.write_output(job.target, achieved.data)
     measured = {"size": "", "bpp": "", "psnr": f", {achieved.measure:.2f} dB",
                 "ms-ssim": f", MS-SSIM {achieved.measure:.4f}"}[target.kind]
+    model = f"{chosen}, " if len(loaded) > 1 else ""
     return (f"{job.source} -> {job.target}: {len(achieved.data):,} bytes, {achieved.bpp:.4f} bpp, "
-            f"q{achieved.quality + 1:.4g}{measured} ({target.describe()}; {achieved.encodes} encodes), "
+            f"{model}q{achieved.quality + 1:.4g}{measured} ({target.describe()}; {achieved.encodes} encodes), "
             f"{time.perf_counter() - started:.2f} s")
+
+
+def _encode_cheapest(job: files.Job, image, loaded: list, quality: float, session, started: float) -> str:
+    from .model_choice import encode_cheapest
+
+    choice = encode_cheapest(image, loaded, quality, session)
+    files.write_output(job.target, choice.data)
+    bpp = 8 * len(choice.data) / (image.width * image.height)
+    costs = ", ".join(f"{name} {cost:.4f}" for name, cost in choice.costs.items())
+    return (f"{job.source} -> {job.target}: {len(choice.data):,} bytes, {bpp:.4f} bpp, {choice.model} "
+            f"(R-D cost {costs}), {time.perf_counter() - started:.2f} s")
 
 
 def _is_file_target(output: str | None) -> bool:
@@ -390,9 +416,12 @@ def _encode_album(inputs, target, force, loaded, quality, comment, extra, option
 @click.option("--levels", type=click.IntRange(1), metavar="N",
               help="Progressive models (lic models lists them): decode a preview from the first N levels of "
                    "the file only, the finer ones predicted. Default: all.")
+@click.option("--engine", type=click.Choice(["auto", "torch"]), default="auto", show_default=True,
+              help="auto: models that have it decode on numpy and ONNX Runtime, without loading torch (same "
+              "symbols, pixels within one level); torch: always PyTorch.")
 @runtime_options
-def decode(inputs, output, fmt, force, side_info_out, weights, levels, device, precision, threads, max_pixels, quiet,
-           verbose):
+def decode(inputs, output, fmt, force, side_info_out, weights, levels, engine, device, precision, threads, max_pixels,
+           quiet, verbose):
     """Decompress .lic files to lossless images (PNG by default), restoring ICC/EXIF and alpha.
 
     \b
@@ -418,10 +447,11 @@ def decode(inputs, output, fmt, force, side_info_out, weights, levels, device, p
         fail(describe(error))
     @functools.cache
     def session():
-        """The models: torch loads only for the first file that passes the header checks."""
-        load_torch(threads)
+        """The models: torch loads only where a file's model needs it (see CodecSession)."""
         from . import codec
-        return codec.CodecSession(_decoding_weights(weights), _device(device), precision)
+        return codec.CodecSession(_decoding_weights(weights), _device(device), precision,
+                                  "torch" if levels is not None else engine, threads,
+                                  functools.partial(load_torch, threads))
 
     def work(job: files.Job) -> str:
         started = time.perf_counter()
@@ -513,6 +543,8 @@ def list_models():
     from rich.table import Table
 
     from models import zoo
+    from models.runtime import registry
+    from models.runtime.graphs import graph_path
 
     table = Table("model", "qualities (-q)", "also", "weights", "description")
     for name, item in zoo.ZOO.items():
@@ -520,6 +552,8 @@ def list_models():
         status = path.name if path.exists() else (
             "missing" if item.shipped else "not trained yet" if item.training.driver else "from lic import")
         also = _capability_text(item.codec.capabilities, item.tune is not None)
+        if registry.runtime_class(name) is not None and graph_path(name, "synthesis").is_file():
+            also = "decode without torch" if also == "-" else f"{also}, decode without torch"
         table.add_row(name, item.qualities(item.config).description, also, status, item.description)
     Console().print(table)
 
@@ -597,6 +631,8 @@ def _decoding_weights(values: tuple[str, ...]) -> dict[str, Path]:
 
 
 def _device(name: str) -> str:
+    if name == "cpu":  # without importing torch, which the torch-free decoder never loads
+        return name
     from models.core.precision import select_device
 
     try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from bitstream import album
 from bitstream.album import Record, RecordKind
@@ -22,38 +22,69 @@ from bitstream.container import (
     section_type,
     unpack,
 )
-from models import zoo
-from models.core.geometry import to_uint8
-from models.interface import PLAIN, AlbumImage, EncodedAlbum, EncodeOptions, Geometry
+from models.interface import PLAIN, AlbumImage, EncodedAlbum, EncodeOptions, Geometry, LoadedCodec
 
 from .imageio import ImageData
 from .limits import check_declared_size
 
+if TYPE_CHECKING:
+    import torch
+
+
+ENGINES = ("auto", "torch")
+
 
 class CodecSession:
     """Loads each model's weights once per process and hands out codecs by zoo name; for a file
-    that names other weights, the kept decoder of a replaced weight file (models/weights/archive/)."""
+    that names other weights, the kept decoder of a replaced weight file (models/weights/archive/).
 
-    def __init__(self, weights: dict[str, Path] | None = None, device: str = "cpu", compute: str = "auto"):
+    Decoding prefers the torch-free runtime (models/runtime: numpy and ONNX Runtime) where the
+    file's model has one and nothing asks otherwise (engine "torch", --weights for that model, a
+    device or precision other than CPU fp32); torch is imported only when a codec needs it,
+    after load_torch() (the CLI's one-line error where torch cannot work)."""
+
+    def __init__(self, weights: dict[str, Path] | None = None, device: str = "cpu", compute: str = "auto",
+                 engine: str = "auto", threads: int | None = None, load_torch=None):
         self.weights = weights or {}
         self.device = device
         self.compute = compute
-        self._loaded: dict[str, zoo.LoadedCodec] = {}
-        self._archived: dict[tuple[str, bytes], zoo.LoadedCodec | None] = {}
+        self.engine = engine
+        self.threads = threads
+        self.load_torch = load_torch
+        self._loaded: dict[str, LoadedCodec] = {}
+        self._archived: dict[tuple[str, bytes], LoadedCodec | None] = {}
 
-    def get(self, name: str) -> zoo.LoadedCodec:
+    def get(self, name: str) -> LoadedCodec:
         if name not in self._loaded:
+            if self.load_torch is not None:
+                self.load_torch()
+            from models import zoo
+
             self._loaded[name] = zoo.load_codec(name, self.weights.get(name), self.device, self.compute)
         return self._loaded[name]
 
-    def decoder_for(self, name: str, weights_id: bytes) -> zoo.LoadedCodec | None:
-        """The codec that decodes files naming these weights: the installed (or --weights) one, or a
-        kept one; None if this lic has neither."""
+    def runtime_decoder(self, name: str, weights_id: bytes) -> LoadedCodec | None:
+        """The torch-free decoder of these weights, where it applies (see the class docstring)."""
+        if self.engine != "auto" or name in self.weights or self.device not in ("cpu", "auto") \
+                or self.compute == "bf16":
+            return None
+        from models.runtime import registry
+
+        return registry.decoder_for(name, weights_id, self.threads)
+
+    def decoder_for(self, name: str, weights_id: bytes) -> LoadedCodec | None:
+        """The codec that decodes files naming these weights: the torch-free one where it applies,
+        the installed (or --weights) one, or a kept one; None if this lic has neither."""
+        runtime = self.runtime_decoder(name, weights_id)
+        if runtime is not None:
+            return runtime
         loaded = self.get(name)
         if loaded.decodes(weights_id):
             return loaded
         key = (name, weights_id)
         if key not in self._archived:
+            from models import zoo
+
             self._archived[key] = zoo.load_archived_codec(name, weights_id, self.device, self.compute)
         return self._archived[key]
 
@@ -74,20 +105,27 @@ class DecodedFile:
 def rgb_tensor(image: ImageData) -> torch.Tensor:
     """(3, H, W) uint8 tensor, what codecs take; grey is repeated to RGB, alpha is left out (it is
     coded separately)."""
+    import torch
+
     rgb = image.pixels[:, :, :3] if image.channels != 1 else np.repeat(image.pixels, 3, axis=2)
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
 
 
-def to_pixels(x_hat: torch.Tensor, channels: int) -> np.ndarray:
-    """(H, W, channels) uint8 pixels of a (3, H, W) reconstruction, uint8 or in [0, 1] (grey: the
-    mean of RGB)."""
-    pixels = (x_hat if x_hat.dtype == torch.uint8 else to_uint8(x_hat)).permute(1, 2, 0).numpy()
+def to_pixels(x_hat, channels: int) -> np.ndarray:
+    """(H, W, channels) uint8 pixels of a (3, H, W) reconstruction (a torch tensor or, from the
+    torch-free runtime, a numpy array), uint8 or in [0, 1] (grey: the mean of RGB)."""
+    if isinstance(x_hat, np.ndarray):
+        pixels = x_hat.transpose(1, 2, 0)
+    else:
+        from models.core.geometry import to_uint8
+
+        pixels = (x_hat if str(x_hat.dtype) == "torch.uint8" else to_uint8(x_hat)).permute(1, 2, 0).numpy()
     if channels == 1:
         pixels = np.round(pixels.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     return pixels
 
 
-def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: float, options: EncodeOptions = PLAIN) -> bytes:
+def encode_image(image: ImageData, loaded: LoadedCodec, quality: float, options: EncodeOptions = PLAIN) -> bytes:
     """One image into one .lic file; quality is the 0-based operating point (a fraction between two
     for a model with continuous qualities)."""
     if loaded.codec.capabilities.carries_data:
@@ -97,7 +135,7 @@ def encode_image(image: ImageData, loaded: zoo.LoadedCodec, quality: float, opti
     return pack_image(image, loaded, quality, loaded.codec.encode(rgb_tensor(image), quality, options))
 
 
-def pack_image(image: ImageData, loaded: zoo.LoadedCodec, quality: float, coded: dict[str, bytes]) -> bytes:
+def pack_image(image: ImageData, loaded: LoadedCodec, quality: float, coded: dict[str, bytes]) -> bytes:
     """The .lic file of an image's coded sections: with its quality, ICC profile, EXIF and alpha."""
     sections = {section_type(name): payload for name, payload in coded.items()}
     steps = round(quality * QUALITY_STEPS)
@@ -114,13 +152,13 @@ def pack_image(image: ImageData, loaded: zoo.LoadedCodec, quality: float, coded:
     return pack(container)
 
 
-def check_can_encode(loaded: zoo.LoadedCodec) -> None:
+def check_can_encode(loaded: LoadedCodec) -> None:
     if loaded.decoder_only:
         raise ValueError(f"{loaded.path} holds only the decoder of {loaded.name}: it decodes old files and encodes "
                          "nothing")
 
 
-def check_size(image: ImageData, loaded: zoo.LoadedCodec) -> None:
+def check_size(image: ImageData, loaded: LoadedCodec) -> None:
     """The container's limits, and the model's where it codes less."""
     check_geometry(image.width, image.height)
     limit = loaded.codec.capabilities.max_pixels
@@ -165,7 +203,7 @@ def decode_symbols(data: bytes, session: CodecSession) -> list[np.ndarray]:
                                        container.quality_value)
 
 
-def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
+def _codec_for(container: Container, session: CodecSession) -> LoadedCodec:
     try:
         loaded = session.decoder_for(container.model_id, container.weights_id)
     except KeyError:
@@ -186,7 +224,7 @@ def _codec_for(container: Container, session: CodecSession) -> zoo.LoadedCodec:
     return loaded
 
 
-def coded_sections(container: Container, loaded: zoo.LoadedCodec) -> dict[str, bytes]:
+def coded_sections(container: Container, loaded: LoadedCodec) -> dict[str, bytes]:
     """The model's sections of a file by name: every one it always writes must be there, and no other
     than those and its optional ones."""
     expected = {section_type(name): name for name in loaded.codec.section_names}
@@ -200,7 +238,7 @@ def coded_sections(container: Container, loaded: zoo.LoadedCodec) -> dict[str, b
     return {name: container.sections[kind] for kind, name in {**expected, **optional}.items() if kind in present}
 
 
-def section_prefix(coded: dict[str, bytes], loaded: zoo.LoadedCodec, levels: int) -> dict[str, bytes]:
+def section_prefix(coded: dict[str, bytes], loaded: LoadedCodec, levels: int) -> dict[str, bytes]:
     """The first `levels` of a progressive codec's sections (in its declared order)."""
     names = loaded.codec.section_names
     if not loaded.codec.capabilities.progressive:
@@ -214,7 +252,7 @@ def section_prefix(coded: dict[str, bytes], loaded: zoo.LoadedCodec, levels: int
 # Albums (codecs that carry data): metadata, names, comment and side information ride inside the
 # coded stream, and several images can share one file.
 # ---------------------------------------------------------------------------------------------
-def encode_album(items: list[tuple[str | None, ImageData]], loaded: zoo.LoadedCodec, quality: int,
+def encode_album(items: list[tuple[str | None, ImageData]], loaded: LoadedCodec, quality: int,
                  comment: str | None = None, side_info: bytes | None = None,
                  options: EncodeOptions = PLAIN) -> tuple[bytes, EncodedAlbum]:
     """One image or an album into one file of a data-carrying codec. items: (source name or None, image)."""
@@ -251,7 +289,7 @@ def _image_records(index: int, name: str | None, image: ImageData) -> list[Recor
     return records
 
 
-def _decode_album(container: Container, loaded: zoo.LoadedCodec, coded: dict[str, bytes]) -> DecodedFile:
+def _decode_album(container: Container, loaded: LoadedCodec, coded: dict[str, bytes]) -> DecodedFile:
     decoded, carried = loaded.codec.decode_album(coded)
     first = decoded[0]
     if (first.pixels.shape[2], first.pixels.shape[1], first.channels, first.quality) != \

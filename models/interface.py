@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from bitstream.container import QUALITY_STEPS, quality_of_steps
@@ -164,6 +165,16 @@ class ImageCodec(Protocol):
         ...
 
 
+@runtime_checkable
+class TradeOffCodec(ImageCodec, Protocol):
+    """A codec whose qualities are rate-distortion trade-offs: bits per pixel + lambda · 255² · MSE
+    (MSE of [0, 1] pixels) is what its networks minimise. `lic encode --model auto` compares
+    candidates by that cost."""
+
+    def lambda_at(self, quality: float) -> float:
+        ...
+
+
 class CarryingCodec(ImageCodec, Protocol):
     """A codec with ``capabilities.carries_data``: albums and carried bytes in one stream."""
 
@@ -172,6 +183,22 @@ class CarryingCodec(ImageCodec, Protocol):
 
     def decode_album(self, sections: dict[str, bytes]) -> tuple[list[DecodedAlbumImage], bytes]:
         ...
+
+
+@dataclass
+class LoadedCodec:
+    """A codec with the weight file it was loaded from (zoo.load_codec, or the torch-free runtime)."""
+
+    name: str
+    codec: ImageCodec
+    weights_id: bytes  # the weight id a file names (models.weight_reader.weight_id_of_arrays)
+    path: Path
+    card: dict
+    decoder_only: bool = False  # decodes only: an archived decoder part, or the torch-free runtime
+    aliases: frozenset[bytes] = frozenset()  # earlier ids of the same decoder (files written before)
+
+    def decodes(self, weights_id: bytes) -> bool:
+        return weights_id == self.weights_id or weights_id in self.aliases
 
 
 def check_refine(capabilities: Capabilities, options: EncodeOptions, name: str) -> None:
@@ -244,6 +271,9 @@ class ZooEntry:
     # decoder-only file leave them out.
     encoder_prefixes: tuple[str, ...] = ()
     shipped: bool = True  # False: registered and trainable, but no weight file is committed yet
+    # A specialisation of that model (same qualities and trade-offs, e.g. tuned for illustrations):
+    # `lic encode --model auto` codes each image with both and keeps the cheaper file.
+    variant_of: str | None = None
     bench_by_default: bool = True  # False: `lic bench` runs it only when asked (--models)
 
     @property

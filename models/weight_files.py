@@ -24,28 +24,27 @@ the installed ones (docs/models.md, "Old files").
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .weight_reader import ID_BYTES, UnsafeWeightsError, read_weights, weight_id_of_arrays
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-ARCHIVE_DIR = WEIGHTS_DIR / "archive"
-LEGACY_IDS = WEIGHTS_DIR / "ids.json"
-WEIGHTS_FORMAT = "lic-weights"
-WEIGHTS_VERSION = 2
-DECODER_ONLY_VERSION = 3
-READABLE_WEIGHTS_VERSIONS = (1, 2, 3)
-
-
-class WeightsError(ValueError):
-    """A weight file is missing, foreign or does not match the model."""
+from .weight_reader import (  # noqa: F401 (re-exported: where weight files are, their ids and errors)
+    ARCHIVE_DIR,
+    DECODER_ONLY_VERSION,
+    LEGACY_IDS,
+    READABLE_WEIGHTS_VERSIONS,
+    WEIGHTS_DIR,
+    WEIGHTS_FORMAT,
+    WEIGHTS_VERSION,
+    WeightsError,
+    archive_name,
+    archived_weight_file,
+    legacy_ids,
+    raw_file_id,
+    read_weight_arrays,
+)
 
 
 @dataclass(frozen=True)
@@ -66,41 +65,14 @@ def decoder_tensors(network: dict[str, torch.Tensor], encoder_prefixes: tuple[st
     return {name: tensor for name, tensor in network.items() if not name.startswith(encoder_prefixes)}
 
 
-def raw_file_id(raw: bytes) -> bytes:
-    """The id that files written before the tensor ids give their weights: SHA-256 of the file's bytes."""
-    return hashlib.sha256(raw).digest()[:ID_BYTES]
-
-
-def legacy_ids(model: str) -> dict[bytes, bytes]:
-    """Raw-bytes ids of weight files lic has shipped for `model` -> their tensor ids."""
-    if not LEGACY_IDS.is_file():
-        return {}
-    table = json.loads(LEGACY_IDS.read_text()).get(model, {})
-    return {bytes.fromhex(old): bytes.fromhex(new) for old, new in table.items()}
-
-
 def read_weight_file(path: Path, encoder_prefixes: Callable[[str], tuple[str, ...]]) -> WeightFile:
-    """An existing lic weight file of a version this lic reads. encoder_prefixes: model name -> the
-    network prefixes only its encoder reads (left out of the id)."""
-    raw = Path(path).read_bytes()
-    try:
-        payload = read_weights(io.BytesIO(raw))  # the restricted reader: no pickled code runs
-    except UnsafeWeightsError as error:
-        raise WeightsError(f"{path} is not a loadable lic weight file ({error})") from None
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        raise WeightsError(f"{path} is not a lic weight file")
-    if payload.get("version") not in READABLE_WEIGHTS_VERSIONS:
-        raise WeightsError(f"{path} has weight-file version {payload.get('version')}; this lic reads versions "
-                           f"{', '.join(map(str, READABLE_WEIGHTS_VERSIONS))}")
-    model = str(payload.get("model"))
-    arrays = {group: dict(payload.get(group) or {}) for group in ("network", "coding")}
-    identity = weight_id_of_arrays(arrays["network"], arrays["coding"], encoder_prefixes(model))
-    network, coding = ({name: torch.from_numpy(array) for name, array in arrays[group].items()}
-                       for group in ("network", "coding"))
-    aliases = {raw_file_id(raw)} | {old for old, new in legacy_ids(model).items() if new == identity}
-    return WeightFile(Path(path), model, dict(payload.get("config") or {}), network, coding,
-                      dict(payload.get("card") or {}), identity, frozenset(aliases - {identity}),
-                      payload.get("version") == DECODER_ONLY_VERSION)
+    """An existing lic weight file of a version this lic reads, its tensors as torch tensors
+    (``weight_reader.read_weight_arrays`` reads it; see there)."""
+    arrays = read_weight_arrays(path, encoder_prefixes)
+    network, coding = ({name: torch.from_numpy(array) for name, array in group.items()}
+                       for group in (arrays.network, arrays.coding))
+    return WeightFile(arrays.path, arrays.model, arrays.config, network, coding, arrays.card, arrays.weight_id,
+                      arrays.aliases, arrays.decoder_only)
 
 
 def write_weight_file(path: Path, model: str, config: dict, network: dict[str, torch.Tensor],
@@ -130,17 +102,3 @@ def write_decoder_part(weights: WeightFile, encoder_prefixes: tuple[str, ...], f
     return path
 
 
-def archive_name(model: str, identity: bytes) -> str:
-    return f"{model}-{identity.hex()}.pt"
-
-
-def archived_weight_file(model: str, identity: bytes, encoder_prefixes: Callable[[str], tuple[str, ...]],
-                         folder: Path | None = None) -> Path | None:
-    """The kept weight file (or decoder part) of `model` whose id or earlier id is `identity`."""
-    canonical = legacy_ids(model).get(identity, identity)
-    path = Path(folder or ARCHIVE_DIR) / archive_name(model, canonical)
-    if not path.is_file():
-        return None
-    if read_weight_file(path, encoder_prefixes).weight_id != canonical:
-        raise WeightsError(f"{path} does not hold the weights its name says")
-    return path

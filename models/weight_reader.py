@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import pickle
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +128,85 @@ def weight_id_of_arrays(network: dict[str, np.ndarray], coding: dict[str, np.nda
         "network": {name: array_entry(a) for name, a in network.items() if not name.startswith(encoder_prefixes)},
         "coding": {name: array_entry(a) for name, a in coding.items()},
     })
+
+
+# ---------------------------------------------------------------------------------------------
+# lic weight files (models/weight_files.py writes them and gives torch its tensors)
+# ---------------------------------------------------------------------------------------------
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+ARCHIVE_DIR = WEIGHTS_DIR / "archive"
+LEGACY_IDS = WEIGHTS_DIR / "ids.json"
+WEIGHTS_FORMAT = "lic-weights"
+WEIGHTS_VERSION = 2
+DECODER_ONLY_VERSION = 3
+READABLE_WEIGHTS_VERSIONS = (1, 2, 3)
+
+
+class WeightsError(ValueError):
+    """A weight file is missing, foreign or does not match the model."""
+
+
+@dataclass(frozen=True)
+class WeightArrays:
+    """A weight file's payload as numpy arrays, with its identity (see models/weight_files.py)."""
+
+    path: Path
+    model: str
+    config: dict
+    network: dict[str, np.ndarray]
+    coding: dict[str, np.ndarray]
+    card: dict
+    weight_id: bytes
+    aliases: frozenset[bytes] = field(default_factory=frozenset)  # ids of files written before the tensor ids
+    decoder_only: bool = False
+
+
+def raw_file_id(raw: bytes) -> bytes:
+    """The id that files written before the tensor ids give their weights: SHA-256 of the file's bytes."""
+    return hashlib.sha256(raw).digest()[:ID_BYTES]
+
+
+def legacy_ids(model: str) -> dict[bytes, bytes]:
+    """Raw-bytes ids of weight files lic has shipped for `model` -> their tensor ids."""
+    if not LEGACY_IDS.is_file():
+        return {}
+    table = json.loads(LEGACY_IDS.read_text()).get(model, {})
+    return {bytes.fromhex(old): bytes.fromhex(new) for old, new in table.items()}
+
+
+def read_weight_arrays(path: Path, encoder_prefixes: Callable[[str], tuple[str, ...]]) -> WeightArrays:
+    """An existing lic weight file of a version this lic reads. encoder_prefixes: model name -> the
+    network prefixes only its encoder reads (left out of the id)."""
+    raw = Path(path).read_bytes()
+    try:
+        payload = read_weights(io.BytesIO(raw))  # the restricted reader: no pickled code runs
+    except UnsafeWeightsError as error:
+        raise WeightsError(f"{path} is not a loadable lic weight file ({error})") from None
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise WeightsError(f"{path} is not a lic weight file")
+    if payload.get("version") not in READABLE_WEIGHTS_VERSIONS:
+        raise WeightsError(f"{path} has weight-file version {payload.get('version')}; this lic reads versions "
+                           f"{', '.join(map(str, READABLE_WEIGHTS_VERSIONS))}")
+    model = str(payload.get("model"))
+    arrays = {group: dict(payload.get(group) or {}) for group in ("network", "coding")}
+    identity = weight_id_of_arrays(arrays["network"], arrays["coding"], encoder_prefixes(model))
+    aliases = {raw_file_id(raw)} | {old for old, new in legacy_ids(model).items() if new == identity}
+    return WeightArrays(Path(path), model, dict(payload.get("config") or {}), arrays["network"], arrays["coding"],
+                      dict(payload.get("card") or {}), identity, frozenset(aliases - {identity}),
+                      payload.get("version") == DECODER_ONLY_VERSION)
+
+
+def archive_name(model: str, identity: bytes) -> str:
+    return f"{model}-{identity.hex()}.pt"
+
+
+def archived_weight_file(model: str, identity: bytes, encoder_prefixes: Callable[[str], tuple[str, ...]],
+                         folder: Path | None = None) -> Path | None:
+    """The kept weight file (or decoder part) of `model` whose id or earlier id is `identity`."""
+    canonical = legacy_ids(model).get(identity, identity)
+    path = Path(folder or ARCHIVE_DIR) / archive_name(model, canonical)
+    if not path.is_file():
+        return None
+    if read_weight_arrays(path, encoder_prefixes).weight_id != canonical:
+        raise WeightsError(f"{path} does not hold the weights its name says")
+    return path

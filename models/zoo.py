@@ -12,13 +12,12 @@ import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from . import defaults
-from .interface import ImageCodec, Training, ZooEntry
+from .interface import LoadedCodec, Training, ZooEntry
 from .weight_files import (
     WEIGHTS_DIR,
     WeightFile,
@@ -83,20 +82,6 @@ def _register_families() -> None:
         IMPORTERS.update(getattr(module, "IMPORTERS", {}))
 
 
-@dataclass
-class LoadedCodec:
-    name: str
-    codec: ImageCodec
-    weights_id: bytes  # the weight id a file names (models.weight_reader.weight_id_of_arrays)
-    path: Path
-    card: dict
-    decoder_only: bool = False  # an archived decoder part: decodes old files, encodes nothing
-    aliases: frozenset[bytes] = frozenset()  # earlier ids of the same decoder (files written before)
-
-    def decodes(self, weights_id: bytes) -> bool:
-        return weights_id == self.weights_id or weights_id in self.aliases
-
-
 def entry(name: str) -> ZooEntry:
     if name not in ZOO:
         raise KeyError(f"unknown model {name!r} (known: {', '.join(sorted(ZOO))})")
@@ -107,6 +92,12 @@ def models_with(**capabilities) -> list[str]:
     """Names of the models whose codecs have these capabilities, e.g. models_with(selective=True)."""
     return [name for name, item in ZOO.items()
             if all(getattr(item.codec.capabilities, key) == value for key, value in capabilities.items())]
+
+
+def auto_candidates(base: str) -> list[str]:
+    """`base` and its variants whose weight files are here, the order `--model auto` tries them."""
+    return [base] + [name for name, item in ZOO.items()
+                     if item.variant_of == base and default_weights_path(name).exists()]
 
 
 def build_trainable(name: str, config: dict | None = None) -> nn.Module:

@@ -19,7 +19,7 @@ from PIL import Image
 from bitstream.container import CODED_SECTIONS, unpack
 from lic_cli.cli import main
 from lic_cli.codec import CodecSession, decode_file
-from models import weight_files, zoo
+from models import weight_files, weight_reader, zoo
 from models.interface import CarryingCodec, ImageCodec
 
 from .conftest import png_bytes, png_folder, smooth_image
@@ -170,7 +170,7 @@ def test_files_of_replaced_weights_decode_from_their_kept_decoder(subject, monke
     expected, _ = subject.decode(coded)
     weights = weight_files.read_weight_file(subject.weights, lambda model: zoo.entry(model).encoder_prefixes)
     kept = weight_files.write_decoder_part(weights, zoo.entry(subject.name).encoder_prefixes, tmp_path / "archive")
-    monkeypatch.setattr(weight_files, "ARCHIVE_DIR", tmp_path / "archive")
+    monkeypatch.setattr(weight_reader, "ARCHIVE_DIR", tmp_path / "archive")
     torch.manual_seed(99)
     replacement = zoo.export_weights(zoo.build_trainable(subject.name, zoo.entry(subject.name).tiny_config),
                                      subject.name, tmp_path / "replacement.pt")

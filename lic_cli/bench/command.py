@@ -50,6 +50,7 @@ def bench(folders, models, codecs, anchor, out, jobs, threads, weights, quick):
     lic bench ../shared/data/kodak                     # everything installed, ~1 h on 2 cores
     lic bench ../shared/data/kodak --quick --jobs 2
     lic bench kodak/ --models MODEL --codecs jpeg,webp,heic
+    lic bench drawings/ --models hyper-ctx,auto        # auto: lic encode --model auto
     """
     from models import zoo
 
@@ -69,7 +70,7 @@ def bench(folders, models, codecs, anchor, out, jobs, threads, weights, quick):
     settings = {c.name: c.settings for c in codec_objects}
     for name in model_names:
         try:
-            codec = runner.lic_codec(name, Path(weight_map[name]) if name in weight_map else None, threads)
+            codec = runner.lic_codec(name, runner.model_weights(name, weight_map), threads)
         except KeyError as error:
             _fail(str(error.args[0]))
         except zoo.WeightsError as error:

@@ -30,7 +30,14 @@ class Job:
         return root / "cache" / self.codec / setting / (Path(self.image).stem + ".json")
 
 
-def lic_codec(model: str, weights: Path | None, threads: int) -> Codec:
+def model_weights(model: str, weight_map: dict[str, str]):
+    """The --weights of a benchmarked model: its file, or for `auto` every file given."""
+    if model == "auto":
+        return {name: Path(path) for name, path in weight_map.items()}
+    return Path(weight_map[model]) if model in weight_map else None
+
+
+def lic_codec(model: str, weights, threads: int) -> Codec:
     """A zoo model as a benchmark codec; bytes are real containers (header included)."""
     import torch
 
@@ -38,6 +45,8 @@ def lic_codec(model: str, weights: Path | None, threads: int) -> Codec:
     from ..imageio import ImageData
 
     torch.set_num_threads(threads)
+    if model == "auto":
+        return _auto_codec(weights, threads)
     session = CodecSession({model: weights} if weights else {})
     loaded = session.get(model)
 
@@ -50,6 +59,29 @@ def lic_codec(model: str, weights: Path | None, threads: int) -> Codec:
     qualities = tuple(f"q={q + 1}" for q in range(loaded.codec.qualities.count))
     options = f"lic {model}, weights {loaded.weights_id.hex()}, {threads} torch thread(s)"
     return Codec(LIC_PREFIX + model, options, qualities, encode, decode, threads=str(threads))
+
+
+def _auto_codec(weights: dict[str, Path] | None, threads: int) -> Codec:
+    """`lic encode --model auto` as a benchmark codec (weights: files for its candidates, e.g. a
+    variant not shipped yet)."""
+    from .. import model_choice
+    from ..codec import CodecSession, decode_file
+    from ..imageio import ImageData
+
+    session = CodecSession(dict(weights or {}))
+    candidates = model_choice.candidates(session)
+
+    def encode(pixels: np.ndarray, setting: str) -> bytes:
+        return model_choice.encode_cheapest(ImageData(pixels), candidates, int(setting.partition("=")[2]) - 1,
+                                            session).data
+
+    def decode(data: bytes) -> np.ndarray:
+        return decode_file(data, session).image.pixels
+
+    qualities = tuple(f"q={q + 1}" for q in range(candidates[0].codec.qualities.count))
+    ids = ", ".join(f"{item.name} {item.weights_id.hex()}" for item in candidates)
+    return Codec(LIC_PREFIX + "auto", f"lic auto ({ids}), {threads} torch thread(s)", qualities, encode, decode,
+                 threads=str(threads))
 
 
 _WORKER_CODECS: dict[str, Codec] = {}
@@ -71,8 +103,8 @@ def _codec_in_worker(name: str) -> Codec:
     if name not in _WORKER_CODECS:
         if name.startswith(LIC_PREFIX):
             model = name[len(LIC_PREFIX):]
-            weights = _WORKER_CONFIG.get("weights", {}).get(model)
-            _WORKER_CODECS[name] = lic_codec(model, Path(weights) if weights else None, _WORKER_CONFIG["threads"])
+            weights = model_weights(model, _WORKER_CONFIG.get("weights", {}))
+            _WORKER_CODECS[name] = lic_codec(model, weights, _WORKER_CONFIG["threads"])
         else:
             codec, reason = classical_codec(name)
             if codec is None:
@@ -98,8 +130,17 @@ def run_job(job: Job) -> dict:
         "bpp": 8 * len(data) / (pixels.shape[0] * pixels.shape[1]), "psnr": psnr(pixels, decoded),
         "ms_ssim": ms_ssim(pixels, decoded), "haarpsi": haarpsi(pixels, decoded),
         "encode_s": encoded - started, "decode_s": finished - encoded, "threads": codec.threads,
-        "options": codec.options,
+        "options": codec.options, **_model_of(job.codec, data),
     }
+
+
+def _model_of(codec: str, data: bytes) -> dict:
+    """For lic codecs, the model the file names (which --model auto chose)."""
+    if not codec.startswith(LIC_PREFIX):
+        return {}
+    from bitstream.container import unpack
+
+    return {"model": unpack(data).model_id}
 
 
 def signature(options: str, setting: str) -> str:

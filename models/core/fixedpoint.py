@@ -9,22 +9,27 @@ for bit. ``freeze`` proves that bound for each layer instead of assuming it.
 """
 from __future__ import annotations
 
-import decimal
-import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitstream.tables import TOTAL
-
-WEIGHT_FRAC_BITS = 14
-ACT_FRAC_BITS = 8
-PRODUCT_FRAC_BITS = WEIGHT_FRAC_BITS + ACT_FRAC_BITS
-ACT_LIMIT = 2.0**12
-EXACT_LIMIT = 2.0**53
+from ..runtime.fixed import (  # noqa: F401 (the grid and its torch-free helpers, one implementation)
+    ACT_FRAC_BITS,
+    ACT_LIMIT,
+    EXACT_LIMIT,
+    EXP2_TABLE,
+    LOGIT_RANGE,
+    LOGIT_STEPS,
+    PRODUCT_FRAC_BITS,
+    WEIGHT_FRAC_BITS,
+    TableIndex,
+    counts_from_weights,
+    geometric_interpolation,
+    integer_softmax,
+    snap_array,
+)
 
 
 def snap_activation(x: torch.Tensor) -> torch.Tensor:
@@ -121,12 +126,6 @@ def check_exactness(weight: torch.Tensor, bias: torch.Tensor, output_axis: int =
         raise ValueError("fixed-point layer could overflow the exact float64 range")
 
 
-def snap_array(x: np.ndarray) -> np.ndarray:
-    """snap_activation for a float64 numpy array (in place where it can)."""
-    np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
-    return np.round(x * 2.0**ACT_FRAC_BITS) * 2.0**-ACT_FRAC_BITS
-
-
 def run(layers: list[FixedLayer], x: torch.Tensor) -> torch.Tensor:
     x = snap_activation(x.to(torch.float64).cpu())
     for layer in layers:
@@ -146,64 +145,3 @@ def run_pointwise(layers: list[FixedLayer], x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def geometric_interpolation(low: np.ndarray, high: np.ndarray, step: int, steps: int) -> np.ndarray:
-    """low^(1 - t) · high^t for t = step / steps, elementwise on integers (at least 1), rounded to the
-    nearest integer: in decimal arithmetic, whose logarithm and exponential are correctly rounded,
-    so every machine derives the same integers (libm's float exp and log need not agree)."""
-    with decimal.localcontext() as context:
-        context.prec = 40
-        t = decimal.Decimal(step) / steps
-        out = [int(((1 - t) * decimal.Decimal(max(int(a), 1)).ln() + t * decimal.Decimal(max(int(b), 1)).ln()).exp()
-                   .to_integral_value(decimal.ROUND_HALF_EVEN)) for a, b in zip(low.ravel(), high.ravel(), strict=True)]
-    return np.asarray(out, dtype=np.int64).reshape(low.shape)
-
-
-class TableIndex:
-    """For values on the activation grid (outputs of ``run``): the index of the first threshold >= v,
-    capped at the last one, i.e. np.searchsorted(thresholds, v, side="left") clipped to the table.
-
-    The answer for every grid value in [0, min(max(thresholds), ACT_LIMIT)] is tabulated once, so
-    each call is one gather where a binary search per value would cost ~10x more.
-    """
-
-    def __init__(self, thresholds: np.ndarray):
-        top = min(float(np.max(thresholds)), ACT_LIMIT)
-        grid = np.arange(math.ceil(top * 2**ACT_FRAC_BITS) + 1, dtype=np.float64) * 2.0**-ACT_FRAC_BITS
-        ids = np.searchsorted(thresholds, grid, side="left")
-        self.lookup = np.minimum(ids, len(thresholds) - 1).astype(np.int64)
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        """Indices for grid values (negative ones -> 0, beyond the table -> the last index)."""
-        units = np.clip(np.rint(values * 2.0**ACT_FRAC_BITS), 0, len(self.lookup) - 1).astype(np.int64)
-        return self.lookup[units]
-
-
-# 2^(32 - j/16) for j = 0..15, rounded (computed with 60-digit decimals): the integer softmax.
-EXP2_TABLE = np.array([4294967296, 4112874773, 3938502376, 3771522796, 3611622603, 3458501653, 3311872529,
-                       3171459999, 3037000500, 2908241642, 2784941738, 2666869345, 2553802834, 2445529972,
-                       2341847524, 2242560872], dtype=np.int64)
-LOGIT_STEPS = 16  # logits (base 2) are floored to 1/16 before the integer softmax
-LOGIT_RANGE = 32  # ... and their spread is capped at 32 (probability ratio 2^-32, far below a count of 1)
-
-
-def integer_softmax(logits_fixed: np.ndarray) -> np.ndarray:
-    """Counts (..., n) summing to TOTAL, each >= 1, from base-2 logits, in integer arithmetic only.
-
-    logits_fixed: float64 logits on the fixed-point grid (exact binary fractions), so flooring
-    them to 1/16 is exact and machine-independent.
-    """
-    steps = np.floor(logits_fixed * LOGIT_STEPS).astype(np.int64)
-    gap = np.minimum(steps.max(axis=-1, keepdims=True) - steps, LOGIT_RANGE * LOGIT_STEPS)
-    weights = EXP2_TABLE[gap % LOGIT_STEPS] >> (gap // LOGIT_STEPS)
-    return counts_from_weights(weights)
-
-
-def counts_from_weights(weights: np.ndarray) -> np.ndarray:
-    """Integer counts (..., n) summing to TOTAL, each >= 1, proportional to non-negative integer
-    weights (..., n) below 2^47: the remainder goes to the largest weight."""
-    spare = TOTAL - weights.shape[-1]
-    counts = 1 + (spare * weights) // weights.sum(axis=-1, keepdims=True)
-    leftover = TOTAL - counts.sum(axis=-1)
-    top = np.argmax(weights, axis=-1)[..., None]
-    np.put_along_axis(counts, top, np.take_along_axis(counts, top, -1) + leftover[..., None], -1)
-    return counts

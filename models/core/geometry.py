@@ -2,14 +2,9 @@
 stride, and large ones run through the networks in overlapping tiles (bounded memory)."""
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
+from .tiles import Tiles, ceil_div  # noqa: F401 (torch-free; the runtime uses them too)
 
 
 def padded_size(size: int, multiple: int, minimum: int = 1) -> int:
@@ -39,40 +34,3 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 1) -> torch.T
     if pad_w:
         x = torch.cat([x, x[:, :, :, -1:].expand(-1, -1, -1, pad_w)], dim=3)
     return x
-
-
-@dataclass(frozen=True)
-class Tiles:
-    """How a translation-equivariant network runs on a large input: squares of `core` input
-    positions, each seen with `margin` more on every side (at least the network's receptive
-    field, so that tiles meet without seams), the margins' outputs cropped away. Fixed by the
-    model, never by the machine, so decoded pixels do not depend on where they are decoded."""
-
-    core: int
-    margin: int
-
-    def run(self, network: Callable, x: torch.Tensor, up: int = 1, down: int = 1):
-        """network(x) for a (1, C, H, W) input whose output (a tensor, or a tuple of them) has
-        H*up/down rows (likewise columns), tile by tile; an input within one tile runs whole,
-        exactly as untiled."""
-        height, width = x.shape[2:]
-        if height <= self.core and width <= self.core:
-            return network(x)
-        if self.core % down or self.margin % down:
-            raise ValueError("tile core and margin must be multiples of the downsampling")
-        results = None
-        for top in range(0, height, self.core):
-            for left in range(0, width, self.core):
-                bottom, right = min(top + self.core, height), min(left + self.core, width)
-                rows = (max(0, top - self.margin), min(height, bottom + self.margin))
-                cols = (max(0, left - self.margin), min(width, right + self.margin))
-                outs = network(x[:, :, rows[0]:rows[1], cols[0]:cols[1]])
-                outs = outs if isinstance(outs, tuple) else (outs,)
-                if results is None:
-                    results = tuple(out.new_empty((1, out.shape[1], height * up // down, width * up // down))
-                                    for out in outs)
-                for result, out in zip(results, outs, strict=True):
-                    piece = out[:, :, (top - rows[0]) * up // down:(bottom - rows[0]) * up // down,
-                                (left - cols[0]) * up // down:(right - cols[0]) * up // down]
-                    result[:, :, top * up // down:bottom * up // down, left * up // down:right * up // down] = piece
-        return results if len(results) > 1 else results[0]

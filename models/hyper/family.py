@@ -78,6 +78,23 @@ def _training(options: type) -> Training:
     return Training("rate-distortion", options, SIZES, _inherited_sizes, source_model="factorized")
 
 
+def _synthesis_graph(model) -> dict:
+    """What the torch-free runtime runs on ONNX Runtime (models/runtime/export.py): the synthesis,
+    its parameters named as in the weight file (g_s.*)."""
+    import torch
+
+    example = torch.zeros(1, model.config.latent_channels, 4, 4)
+    return {"synthesis": (model.g_s.to(memory_format=torch.contiguous_format), example, "g_s.")}
+
+
+GRAPHS = {"hyper": _synthesis_graph, "hyper-ctx": _synthesis_graph, "hyper-ctx-graphics": _synthesis_graph}
+
+
+def _same_network(state: dict, target: nn.Module) -> dict:
+    """A variant starts from its base model's weights as they are (the same network)."""
+    return state
+
+
 ENTRIES = [
     ZooEntry(
         "hyper-ctx", "hyper's transforms with a channel-conditional checkerboard context model (ELIC-style groups, "
@@ -88,6 +105,16 @@ ENTRIES = [
         tiny_config={"channels": 8, "latent_channels": 12, "hyper_width": 8, "groups": [2, 2, 4, 4],
                      "context_width": 8, "neighbour_width": 4},
         init_from={"hyper": context.adapt_hyper_state}, encoder_prefixes=ENCODER_PREFIXES),
+    ZooEntry(
+        "hyper-ctx-graphics", "hyper-ctx fine-tuned for illustrations and screenshots (flat colours, gradients, "
+        "text), same qualities; lic encode --model auto picks it per image",
+        build=context.build, codec=context_codec.HyperCtxCodec, weight_file="hyper-ctx-graphics.pt",
+        config=dataclasses.asdict(context.HyperCtxConfig()), freeze=freeze_coding_tensors,
+        qualities=_continuous_ladder, training=_training(ContextTrainingOptions),
+        tiny_config={"channels": 8, "latent_channels": 12, "hyper_width": 8, "groups": [2, 2, 4, 4],
+                     "context_width": 8, "neighbour_width": 4},
+        init_from={"hyper": context.adapt_hyper_state, "hyper-ctx": _same_network},
+        encoder_prefixes=ENCODER_PREFIXES, variant_of="hyper-ctx", shipped=False),
     ZooEntry(
         "hyper", "mean-scale hyperprior (Minnen et al. 2018), MSE, 6 qualities in one network",
         build=_hyper, codec=HyperCodec, weight_file="hyper.pt", config=dataclasses.asdict(HyperConfig()),

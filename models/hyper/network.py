@@ -12,8 +12,17 @@ from ..core.entropy import (
     FactorizedDensity,
     gaussian_likelihood,
 )
-from ..core.geometry import Tiles
 from ..core.layers import GDN, conv, deconv, ste_round
+from .layout import (  # noqa: F401 (the family's geometry, re-exported)
+    ANALYSIS_TILES,
+    DOWNSAMPLING,
+    ENCODER_PREFIXES,
+    GAIN_KEYS,
+    HYPER_ANALYSIS_TILES,
+    HYPER_SYNTHESIS_TILES,
+    LATENT_STRIDE,
+    SYNTHESIS_TILES,
+)
 from .loss import rate_distortion_loss
 
 # Distortion weights per quality, for MSE on images scaled to [0, 1]: loss = bpp + lambda * 255^2 * MSE.
@@ -22,16 +31,6 @@ from .loss import rate_distortion_loss
 # spend more bits than a converged model at a given lambda, and rate grows ever more slowly with
 # lambda at the top, hence the wider steps there (see docs/models.md).
 LAMBDAS = (0.0006, 0.0012, 0.0025, 0.0065, 0.0240, 0.1000)
-DOWNSAMPLING = 64  # total stride of g_a followed by h_a
-LATENT_STRIDE = 16  # pixels per latent position (g_a), latents per hyperlatent: 4 (h_a)
-# Tiles that bound the memory of any image: the analysis in pixels, the hyper-analysis in latents,
-# the fixed-point hyper-synthesis in hyperlatents, the synthesis in latents. Each margin is over
-# twice its network's receptive field (g_a: ±30 pixels, h_a: ±7 latents, h_s: ±2 hyperlatents,
-# g_s: ±2 latents), so tiles meet without seams; an image up to 1024x1024 is a single tile.
-ANALYSIS_TILES = Tiles(core=1024, margin=64)
-HYPER_ANALYSIS_TILES = Tiles(core=64, margin=16)
-HYPER_SYNTHESIS_TILES = Tiles(core=16, margin=4)
-SYNTHESIS_TILES = Tiles(core=64, margin=4)
 
 
 @dataclass(frozen=True)
@@ -167,6 +166,3 @@ def interpolated_rows(table: torch.Tensor, quality: torch.Tensor) -> torch.Tenso
     return table[low] * (1 - fraction) + table[low + 1] * fraction
 
 
-GAIN_KEYS = ("log_gain_y", "log_inv_gain_y", "log_gain_z", "log_inv_gain_z")
-# What only the encoder runs: the analysis transforms and the gains in front of the quantizers.
-ENCODER_PREFIXES = ("g_a.", "h_a.", "log_gain_y", "log_gain_z")

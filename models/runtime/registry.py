@@ -1,0 +1,82 @@
+"""Which models decode without torch: every family package whose ``runtime.py`` lists
+``RUNTIMES`` (model name -> decoder class) and ``ENCODER_PREFIXES`` (model name -> the parameters
+only its encoder reads, for the weight id). A model decodes here when its class, its synthesis
+graph (``models/weights/graphs/<model>.synthesis.onnx``) and the weights a file names (installed
+or kept in ``models/weights/archive/``) are all present, and ONNX Runtime is installed."""
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import pkgutil
+from pathlib import Path
+
+from ..interface import LoadedCodec
+from ..weight_reader import WEIGHTS_DIR, WeightArrays, WeightsError, archived_weight_file, read_weight_arrays
+from .graphs import GraphMismatch, graph_path
+
+MODELS_DIR = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def runtime_modules() -> tuple:
+    return tuple(importlib.import_module(f"models.{info.name}.runtime")
+                 for info in pkgutil.iter_modules([str(MODELS_DIR)])
+                 if info.ispkg and (MODELS_DIR / info.name / "runtime.py").is_file())
+
+
+def runtime_class(model: str):
+    for module in runtime_modules():
+        if model in module.RUNTIMES:
+            return module.RUNTIMES[model]
+    return None
+
+
+def encoder_prefixes(model: str) -> tuple[str, ...]:
+    for module in runtime_modules():
+        if model in module.ENCODER_PREFIXES:
+            return module.ENCODER_PREFIXES[model]
+    return ()
+
+
+def available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+@functools.lru_cache(maxsize=4)
+def weight_arrays(path: Path) -> WeightArrays:
+    """A weight file's arrays, read (and hashed) once per process."""
+    return read_weight_arrays(path, encoder_prefixes)
+
+
+def weights_for(model: str, weights_id: bytes) -> Path | None:
+    """The installed weight file of `model` if it is the one a file names, else the kept one."""
+    installed = WEIGHTS_DIR / f"{model}.pt"
+    if installed.is_file():
+        arrays = weight_arrays(installed)
+        if weights_id == arrays.weight_id or weights_id in arrays.aliases:
+            return installed
+    return archived_weight_file(model, weights_id, encoder_prefixes)
+
+
+@functools.cache
+def load(model: str, path: Path, threads: int | None = None) -> LoadedCodec:
+    arrays = weight_arrays(path)
+    if arrays.model != model:
+        raise WeightsError(f"{path} holds weights for {arrays.model}, not {model}")
+    codec = runtime_class(model)(arrays, graph_path(model, "synthesis").read_bytes(), threads)
+    return LoadedCodec(model, codec, arrays.weight_id, path, arrays.card, decoder_only=True, aliases=arrays.aliases)
+
+
+def decoder_for(model: str, weights_id: bytes, threads: int | None = None) -> LoadedCodec | None:
+    """A torch-free decoder of files naming these weights, or None where this model has none here
+    (the caller falls back to torch)."""
+    if not available() or runtime_class(model) is None or not graph_path(model, "synthesis").is_file():
+        return None
+    path = weights_for(model, weights_id)
+    if path is None:
+        return None
+    try:
+        return load(model, path, threads)
+    except GraphMismatch:  # e.g. kept weights of another configuration: torch decodes them
+        return None

@@ -1,0 +1,130 @@
+"""The torch-free runtime (models/runtime): its fixed point equals the torch path's, it decodes
+files to the same symbols and to pixels within one level, and `lic decode` and the Pillow plugin
+work where torch cannot be imported."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bitstream.container import unpack
+from lic_cli.codec import CodecSession, coded_sections, encode_image
+from lic_cli.imageio import ImageData
+from models import zoo
+from models.core import fixedpoint
+from models.hyper.runtime import RUNTIMES, hyper_synthesis_layers
+from models.interface import Geometry
+from models.runtime import fixed
+from models.runtime.export import export_model_graphs
+from models.runtime.graphs import GraphMismatch, graph_path
+from models.runtime.registry import encoder_prefixes
+from models.weight_reader import read_weight_arrays
+
+from .conftest import smooth_image
+
+pytest.importorskip("onnxruntime")
+REPO = Path(__file__).resolve().parents[1]
+CONFORMANCE = REPO / "tests" / "conformance"
+
+
+def as_runtime_layer(layer: fixedpoint.FixedLayer) -> fixed.FixedConv:
+    return fixed.FixedConv(layer.weight.double().numpy(), layer.bias.double().numpy(), layer.transposed, layer.stride,
+                           layer.padding, layer.output_padding, layer.relu, layer.negative_slope, layer.shuffle)
+
+
+def test_numpy_fixed_point_equals_the_torch_layers_bit_for_bit():
+    torch.manual_seed(0)
+    stack = nn.Sequential(nn.ConvTranspose2d(8, 12, 5, 2, 2, 1), nn.ReLU(), nn.ConvTranspose2d(12, 10, 3, 2, 1, 1),
+                          nn.LeakyReLU(), nn.Conv2d(10, 16, 3, 1, 1), nn.PixelShuffle(2), nn.Conv2d(4, 8, 5, 2, 2))
+    layers = fixedpoint.freeze(stack)
+    x = torch.randn(1, 8, 7, 9) * 3
+    expected = fixedpoint.run(layers, x)[0].numpy()
+    assert np.array_equal(fixed.run([as_runtime_layer(layer) for layer in layers], x[0].numpy()), expected)
+
+
+@pytest.fixture(scope="module", params=["hyper", "hyper-ctx"])
+def tiny(request, tmp_path_factory):
+    """(model name, torch session, weight file, runtime) of a tiny random network."""
+    name, folder = request.param, tmp_path_factory.mktemp(request.param)
+    torch.manual_seed(7)
+    model = zoo.build_trainable(name, zoo.entry(name).tiny_config)
+    with torch.no_grad():  # a context model away from its zero start
+        for parameter in getattr(model, "aggregate", nn.Module()).parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    weights = zoo.export_weights(model, name, folder / f"{name}.pt")
+    export_model_graphs(name, zoo.load_codec(name, weights, compute="fp32").codec.model, folder)
+    runtime = RUNTIMES[name](read_weight_arrays(weights, encoder_prefixes),
+                             graph_path(name, "synthesis", folder).read_bytes())
+    return name, CodecSession({name: weights}, compute="fp32"), weights, runtime
+
+
+def test_the_runtime_hyper_synthesis_is_the_torch_one(tiny):
+    name, session, _, runtime = tiny
+    torch_layers = fixedpoint.freeze(session.get(name).codec.model.h_s)
+    network = {key: value.numpy() for key, value in session.get(name).codec.model.state_dict().items()}
+    for ours, theirs in zip(hyper_synthesis_layers(network), torch_layers, strict=True):
+        reference = as_runtime_layer(theirs)
+        assert np.array_equal(ours.weight, reference.weight) and np.array_equal(ours.bias, reference.bias)
+        assert (ours.transposed, ours.stride, ours.padding, ours.output_padding, ours.relu) == \
+            (reference.transposed, reference.stride, reference.padding, reference.output_padding, reference.relu)
+
+
+@pytest.mark.parametrize("quality", [0, 2.5, 5])
+def test_the_runtime_decodes_torch_files_to_the_same_symbols_and_close_pixels(tiny, quality):
+    name, session, _, runtime = tiny
+    loaded = session.get(name)
+    data = encode_image(ImageData(smooth_image(70, 90)), loaded, quality)
+    container = unpack(data)
+    sections, geometry = coded_sections(container, loaded), Geometry(container.height, container.width)
+    ours = runtime.decode_symbols(sections, geometry, container.quality_value)
+    theirs = loaded.codec.decode_symbols(sections, geometry, container.quality_value)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    pixels = runtime.decode(sections, geometry, container.quality_value).astype(int)
+    reference = loaded.codec.decode(sections, geometry, container.quality_value).numpy().astype(int)
+    assert pixels.shape == reference.shape == (3, 70, 90) and np.abs(pixels - reference).max() <= 1
+
+
+def test_a_graph_refuses_weights_of_another_shape(tiny, tmp_path):
+    name, _, weights, _ = tiny
+    wider = zoo.export_weights(zoo.build_trainable(name, {**zoo.entry(name).tiny_config, "channels": 12}), name,
+                               tmp_path / "wider.pt")
+    with pytest.raises(GraphMismatch):
+        RUNTIMES[name](read_weight_arrays(wider, encoder_prefixes),
+                       graph_path(name, "synthesis", Path(weights).parent).read_bytes())
+
+
+DECODE_WITHOUT_TORCH = """
+import sys
+sys.modules["torch"] = None  # importing torch fails, as in an install without it
+from lic_cli.cli import main
+source, target = sys.argv[1:3]
+sys.argv = ["lic", "decode", source, "-o", target, "--quiet"]
+try:
+    main()
+except SystemExit as end:
+    assert not end.code, end.code
+import lic_cli
+from PIL import Image
+lic_cli.register_lic_opener()
+with Image.open(source) as image:
+    image.load()
+    print(image.size, image.mode)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["hyper-ctx-q2.lic", "hyper-q3.5.lic"])
+def test_lic_decode_and_the_pillow_plugin_work_where_torch_cannot_be_imported(name, tmp_path):
+    source = CONFORMANCE / name
+    result = subprocess.run([sys.executable, "-c", DECODE_WITHOUT_TORCH, str(source), str(tmp_path / "out.png")],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from PIL import Image
+
+    reference = np.asarray(Image.open(CONFORMANCE / name.replace(".lic", "-0.png"))).astype(int)
+    assert np.abs(np.asarray(Image.open(tmp_path / "out.png")).astype(int) - reference).max() <= 1
