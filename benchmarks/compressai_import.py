@@ -129,7 +129,7 @@ def compare(args) -> None:
         for quality, path in enumerate(checkpoints):
             net = network(cai, arch, args.n, args.m)
             state = torch.load(path, weights_only=True)
-            net.load_state_dict(state["state_dict"] if "state_dict" in state else cai_zoo_state(state))
+            net.load_state_dict(state["state_dict"] if "state_dict" in state else current_layout(state))
             net.update(force=True)
             net.eval()
             row = {"arch": arch, "quality": quality + 1, "lic_bytes": [], "cai_bytes": [], "lic_psnr": [],
@@ -170,10 +170,16 @@ def compare(args) -> None:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 
 
-def cai_zoo_state(state: dict) -> dict:
-    from compressai.zoo.pretrained import load_pretrained
-
-    return load_pretrained(state)
+def current_layout(state: dict) -> dict:
+    """The keys of a checkpoint saved in the zoo's older layout, as CompressAI's classes name them
+    (the inverse of old_layout; CompressAI's own load_pretrained mangles keys below latent_codec)."""
+    renamed = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        for part in ("matrices", "biases", "factors"):
+            key = key.replace(f"entropy_bottleneck._{part}.", f"entropy_bottleneck.{part}.")
+        renamed[key] = value
+    return renamed
 
 
 @torch.no_grad()

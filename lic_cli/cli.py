@@ -65,6 +65,9 @@ def interrupted() -> None:
     sys.exit(EXIT_INTERRUPTED)
 
 
+AUTO = "auto"  # lic encode --model auto (lic_cli/model_choice.py)
+
+
 def load_torch(threads: int | None = None):
     """Import torch for a command that runs networks, with a one-line error where it cannot work."""
     try:
@@ -203,10 +206,13 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
               "(0 = the first); such inputs are refused without it.")
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one (without --model: "
               "for the model it holds).")
+@click.option("--engine", type=click.Choice(["auto", "torch"]), default="auto", show_default=True,
+              help="auto: a plain encode (a quality, no --refine or --target-*) of a model that has it runs on "
+              "numpy and ONNX Runtime, without loading torch; torch: always PyTorch.")
 @runtime_options
 def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr, target_ms_ssim, force, refine, steps,
-           lr, refine_seconds, comment, side_info, bbvi_steps, preserve, frame, weights, device, precision, threads,
-           max_pixels, quiet, verbose):
+           lr, refine_seconds, comment, side_info, bbvi_steps, preserve, frame, weights, engine, device, precision,
+           threads, max_pixels, quiet, verbose):
     """Compress images (PNG, JPEG, WebP, TIFF, PPM, BMP) into .lic files.
 
     \b
@@ -231,18 +237,27 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
       lic encode a.png b.png c.png -o album.lic --model MODEL
     """
     target = _target(target_size, target_bpp, target_psnr, target_ms_ssim, quality, refine)
-    load_torch(threads)
     from . import codec
     from .imageio import read_image
-    from .model_choice import AUTO, candidates
 
+    plain = (target is None and refine == "none" and model != AUTO
+             and not (comment or side_info or bbvi_steps is not None or preserve))
+    if not plain:
+        load_torch(threads)
     try:
         if model == AUTO and (weights or refine != "none"):
             raise ValueError("--model auto chooses among the shipped models; not with --weights or --refine")
         model, weight_files = _model_and_weights(weights, model)
-        session = codec.CodecSession(weight_files, _device(device), precision)
-        choices = candidates(session) if model == AUTO else None
-        loaded = choices[0] if choices else session.get(model)
+        session = codec.CodecSession(weight_files, _device(device), precision, engine, threads,
+                                     functools.partial(load_torch, threads))
+        if model == AUTO:
+            load_torch(threads)
+            from .model_choice import candidates
+
+            choices = candidates(session)
+        else:
+            choices = None
+        loaded = choices[0] if choices else session.encoder(model) if plain else session.get(model)
         capabilities = loaded.codec.capabilities
         if (comment or side_info or bbvi_steps is not None) and not capabilities.carries_data:
             raise ValueError(f"--comment, --side-info and --bbvi-steps need a model that carries data; {model} "

@@ -63,6 +63,18 @@ class CodecSession:
             self._loaded[name] = zoo.load_codec(name, self.weights.get(name), self.device, self.compute)
         return self._loaded[name]
 
+    def encoder(self, name: str) -> LoadedCodec:
+        """The codec for a plain encode (no refinement, no rate control): the torch-free one where
+        it applies (see the class docstring), else the torch one."""
+        if self.engine == "auto" and name not in self.weights and self.device in ("cpu", "auto") \
+                and self.compute != "bf16":
+            from models.runtime import registry
+
+            runtime = registry.encoder_for(name, self.threads)
+            if runtime is not None:
+                return runtime
+        return self.get(name)
+
     def runtime_decoder(self, name: str, weights_id: bytes) -> LoadedCodec | None:
         """The torch-free decoder of these weights, where it applies (see the class docstring)."""
         if self.engine != "auto" or name in self.weights or self.device not in ("cpu", "auto") \
@@ -102,13 +114,18 @@ class DecodedFile:
         return self.images[0]
 
 
-def rgb_tensor(image: ImageData) -> torch.Tensor:
-    """(3, H, W) uint8 tensor, what codecs take; grey is repeated to RGB, alpha is left out (it is
+def rgb_array(image: ImageData) -> np.ndarray:
+    """(3, H, W) uint8 array, what codecs take; grey is repeated to RGB, alpha is left out (it is
     coded separately)."""
+    rgb = image.pixels[:, :, :3] if image.channels != 1 else np.repeat(image.pixels, 3, axis=2)
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def rgb_tensor(image: ImageData) -> torch.Tensor:
+    """rgb_array as a torch tensor (what torch codecs take)."""
     import torch
 
-    rgb = image.pixels[:, :, :3] if image.channels != 1 else np.repeat(image.pixels, 3, axis=2)
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    return torch.from_numpy(rgb_array(image))
 
 
 def to_pixels(x_hat, channels: int) -> np.ndarray:
@@ -132,7 +149,8 @@ def encode_image(image: ImageData, loaded: LoadedCodec, quality: float, options:
         return encode_album([(None, image)], loaded, quality, options=options)[0]
     check_size(image, loaded)
     check_can_encode(loaded)
-    return pack_image(image, loaded, quality, loaded.codec.encode(rgb_tensor(image), quality, options))
+    pixels = rgb_array(image) if loaded.codec.capabilities.arrays else rgb_tensor(image)
+    return pack_image(image, loaded, quality, loaded.codec.encode(pixels, quality, options))
 
 
 def pack_image(image: ImageData, loaded: LoadedCodec, quality: float, coded: dict[str, bytes]) -> bytes:

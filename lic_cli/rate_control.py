@@ -17,7 +17,6 @@ import numpy as np
 
 from . import codec
 from .imageio import ImageData
-from .metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr
 
 SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2}
 
@@ -130,6 +129,8 @@ def file_maker(image: ImageData, loaded) -> Callable[[float], bytes]:
 
 def measurer(image: ImageData, target: Target, session: codec.CodecSession) -> Callable[[bytes], float]:
     """file bytes -> the measured value the target speaks of (a real decode for quality targets)."""
+    from .metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr  # torch (pytorch-msssim): only where a quality is measured
+
     if target.kind == "size":
         return len
     if target.kind == "bpp":

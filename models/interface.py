@@ -75,6 +75,7 @@ class Capabilities:
     max_pixels: int | None = None  # largest image it codes, if below the container's limit
     prepares: bool = False  # prepare(image) runs the analysis once; its .encode(quality) codes any quality
     selective: bool = False  # EncodeOptions.preserve: only the kept region is coded, the rest synthesised
+    arrays: bool = False  # images in and out are numpy arrays (the torch-free runtime), not tensors
 
 
 @dataclass(frozen=True)

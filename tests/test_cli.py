@@ -124,7 +124,7 @@ def test_a_torch_that_cannot_exchange_arrays_with_numpy_is_one_clear_error(runne
         raise RuntimeError("Numpy is not available")  # what torch 2.2 raises under NumPy 2
 
     monkeypatch.setattr(torch, "from_numpy", unavailable)
-    result = invoke(runner, "encode", str(tmp_path / "missing.png"))
+    result = invoke(runner, "encode", str(tmp_path / "missing.png"), "--engine", "torch")  # (auto: no torch here)
     assert result.exit_code != 0
     assert "install 'numpy<2' or torch 2.3 or later" in result.output
     assert invoke(runner, "info", str(tmp_path / "missing.lic")).exit_code == 2  # info never loads torch

@@ -58,9 +58,12 @@ def tiny(request, tmp_path_factory):
             parameter.add_(0.05 * torch.randn_like(parameter))
     weights = zoo.export_weights(model, name, folder / f"{name}.pt")
     export_model_graphs(name, zoo.load_codec(name, weights, compute="fp32").codec.model, folder)
-    runtime = RUNTIMES[name](read_weight_arrays(weights, encoder_prefixes),
-                             graph_path(name, "synthesis", folder).read_bytes())
+    runtime = RUNTIMES[name](read_weight_arrays(weights, encoder_prefixes), graphs(name, folder))
     return name, CodecSession({name: weights}, compute="fp32"), weights, runtime
+
+
+def graphs(name: str, folder: Path) -> dict[str, bytes]:
+    return {part: graph_path(name, part, folder).read_bytes() for part in ("synthesis", "analysis", "hyper_analysis")}
 
 
 def test_the_runtime_hyper_synthesis_is_the_torch_one(tiny):
@@ -89,25 +92,47 @@ def test_the_runtime_decodes_torch_files_to_the_same_symbols_and_close_pixels(ti
     assert pixels.shape == reference.shape == (3, 70, 90) and np.abs(pixels - reference).max() <= 1
 
 
+@pytest.mark.parametrize("quality", [1, 3.5])
+def test_files_the_runtime_encodes_decode_on_the_torch_path(tiny, quality):
+    name, session, _, runtime = tiny
+    loaded = session.get(name)
+    image = smooth_image(70, 90)
+    ours = runtime.encode(np.ascontiguousarray(image.transpose(2, 0, 1)), quality)
+    theirs = loaded.codec.encode(torch.from_numpy(image).permute(2, 0, 1), quality)
+    geometry = Geometry(70, 90)
+    symbols = loaded.codec.decode_symbols(ours, geometry, quality)
+    assert all(np.array_equal(a, b) for a, b in zip(symbols, runtime.decode_symbols(ours, geometry, quality),
+                                                     strict=True))
+    # float analysis on another library: a latent may round the other way, rarely
+    assert abs(sum(map(len, ours.values())) - sum(map(len, theirs.values()))) <= 0.02 * sum(map(len, theirs.values()))
+
+
 def test_a_graph_refuses_weights_of_another_shape(tiny, tmp_path):
     name, _, weights, _ = tiny
     wider = zoo.export_weights(zoo.build_trainable(name, {**zoo.entry(name).tiny_config, "channels": 12}), name,
                                tmp_path / "wider.pt")
     with pytest.raises(GraphMismatch):
-        RUNTIMES[name](read_weight_arrays(wider, encoder_prefixes),
-                       graph_path(name, "synthesis", Path(weights).parent).read_bytes())
+        RUNTIMES[name](read_weight_arrays(wider, encoder_prefixes), graphs(name, Path(weights).parent))
 
 
 DECODE_WITHOUT_TORCH = """
 import sys
 sys.modules["torch"] = None  # importing torch fails, as in an install without it
 from lic_cli.cli import main
-source, target = sys.argv[1:3]
-sys.argv = ["lic", "decode", source, "-o", target, "--quiet"]
-try:
-    main()
-except SystemExit as end:
-    assert not end.code, end.code
+source, target, model = sys.argv[1:4]
+
+
+def lic(*arguments):
+    sys.argv = ["lic", *arguments, "--quiet"]
+    try:
+        main()
+    except SystemExit as end:
+        assert not end.code, end.code
+
+
+lic("decode", source, "-o", target)
+lic("encode", target, "-o", target + ".lic", "--model", model, "-q", "2")
+lic("decode", target + ".lic", "-o", target + ".again.png")
 import lic_cli
 from PIL import Image
 lic_cli.register_lic_opener()
@@ -119,12 +144,14 @@ with Image.open(source) as image:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["hyper-ctx-q2.lic", "hyper-q3.5.lic"])
-def test_lic_decode_and_the_pillow_plugin_work_where_torch_cannot_be_imported(name, tmp_path):
+def test_lic_decode_encode_and_the_pillow_plugin_work_where_torch_cannot_be_imported(name, tmp_path):
     source = CONFORMANCE / name
-    result = subprocess.run([sys.executable, "-c", DECODE_WITHOUT_TORCH, str(source), str(tmp_path / "out.png")],
+    model = name.split("-q")[0]
+    result = subprocess.run([sys.executable, "-c", DECODE_WITHOUT_TORCH, str(source), str(tmp_path / "out.png"), model],
                             capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     from PIL import Image
 
     reference = np.asarray(Image.open(CONFORMANCE / name.replace(".lic", "-0.png"))).astype(int)
     assert np.abs(np.asarray(Image.open(tmp_path / "out.png")).astype(int) - reference).max() <= 1
+    assert np.asarray(Image.open(tmp_path / "out.png.again.png")).shape == reference.shape

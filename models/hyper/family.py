@@ -78,16 +78,19 @@ def _training(options: type) -> Training:
     return Training("rate-distortion", options, SIZES, _inherited_sizes, source_model="factorized")
 
 
-def _synthesis_graph(model) -> dict:
+def _runtime_graphs(model) -> dict:
     """What the torch-free runtime runs on ONNX Runtime (models/runtime/export.py): the synthesis,
-    its parameters named as in the weight file (g_s.*)."""
+    the analysis and the hyper-analysis, their parameters named as in the weight file."""
     import torch
 
-    example = torch.zeros(1, model.config.latent_channels, 4, 4)
-    return {"synthesis": (model.g_s.to(memory_format=torch.contiguous_format), example, "g_s.")}
+    latents = torch.zeros(1, model.config.latent_channels, 4, 4)
+    plain = torch.contiguous_format
+    return {"synthesis": (model.g_s.to(memory_format=plain), latents, "g_s."),
+            "analysis": (model.g_a.to(memory_format=plain), torch.zeros(1, 3, 64, 64), "g_a."),
+            "hyper_analysis": (model.h_a.to(memory_format=plain), latents, "h_a.")}
 
 
-GRAPHS = {"hyper": _synthesis_graph, "hyper-ctx": _synthesis_graph, "hyper-ctx-graphics": _synthesis_graph}
+GRAPHS = {"hyper": _runtime_graphs, "hyper-ctx": _runtime_graphs, "hyper-ctx-graphics": _runtime_graphs}
 
 
 def _same_network(state: dict, target: nn.Module) -> dict:

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import math
 
+import constriction
 import numpy as np
 
-from bitstream.coders import InformationBudget, TableCoder, stack_from_bytes
+from bitstream.coders import InformationBudget, TableCoder, stack_from_bytes, words_to_bytes
 from bitstream.container import QUALITY_STEPS, FormatError
 from bitstream.tables import IntegerTables
 
 from ..core.tiles import Tiles, ceil_div
 from ..defaults import SYNTHESIS_THREADS
-from ..interface import Capabilities, Geometry, Qualities
+from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
 from ..runtime import fixed
 from ..runtime.graphs import Graph
 from ..weight_reader import WeightArrays
-from .layout import DOWNSAMPLING, HYPER_SYNTHESIS_TILES, LATENT_STRIDE, SYNTHESIS_TILES
+from .layout import (
+    ANALYSIS_TILES,
+    DOWNSAMPLING,
+    HYPER_ANALYSIS_TILES,
+    HYPER_SYNTHESIS_TILES,
+    LATENT_STRIDE,
+    SYNTHESIS_TILES,
+)
 from .layout import ENCODER_PREFIXES as LAYOUT_ENCODER_PREFIXES
 
 GAIN_FRAC_BITS = 12
@@ -60,14 +68,34 @@ def hyper_synthesis_layers(network: dict[str, np.ndarray]) -> list[fixed.FixedCo
     return [layer(network, "h_s.0", **up), layer(network, "h_s.2", **up), layer(network, "h_s.4", padding=1)]
 
 
+def interpolated(table: np.ndarray, quality: float) -> np.ndarray:
+    """A row of a (Q, C) table at a quality: whole ones index it, others mix the two rows around."""
+    if float(quality).is_integer():
+        return table[int(quality)]
+    low = min(math.floor(quality), table.shape[0] - 2)
+    fraction = quality - low
+    return table[low] * (1 - fraction) + table[low + 1] * fraction
+
+
+def padded_image(image: np.ndarray) -> np.ndarray:
+    """(1, 3, H', W') float32 in [0, 1] of a (3, H, W) uint8 image, the bottom row and right column
+    repeated to multiples of 64 (as models.core.geometry.pad_to_multiple)."""
+    height, width = image.shape[1:]
+    padded = np.pad(image, ((0, 0), (0, ceil_div(height, DOWNSAMPLING) * DOWNSAMPLING - height),
+                            (0, ceil_div(width, DOWNSAMPLING) * DOWNSAMPLING - width)), mode="edge")
+    return (padded.astype(np.float32) / 255)[None]
+
+
 class HyperRuntime:
-    """Decodes `hyper` files: the hyperprior's coding, then the synthesis graph."""
+    """Codes `hyper` files: the hyperprior's coding with the transforms' graphs (decoding needs
+    only the synthesis; encoding, which also needs the analysis graphs and a weight file with the
+    encoder's parameters, is plain: no refinement)."""
 
     section_names = ("hyperlatent", "latent")
     optional_sections: tuple[str, ...] = ()
-    capabilities = Capabilities()
+    capabilities = Capabilities(arrays=True)
 
-    def __init__(self, weights: WeightArrays, synthesis: bytes, threads: int | None = None):
+    def __init__(self, weights: WeightArrays, graphs: dict[str, bytes], threads: int | None = None):
         network, coding = weights.network, weights.coding
         self.config = weights.config
         self.latent_channels = int(self.config["latent_channels"])
@@ -83,8 +111,41 @@ class HyperRuntime:
         self.y_coder = TableCoder(integer_tables(coding, "y_tables"))
         # The synthesis always runs on SYNTHESIS_THREADS, whatever `threads` says, as on the torch
         # path: the pixels must not depend on the thread count.
-        self.synthesis = Graph(synthesis, {name: array for name, array in network.items() if name.startswith("g_s.")},
-                               SYNTHESIS_THREADS)
+        self.synthesis = Graph(graphs["synthesis"], parameters(network, "g_s."), SYNTHESIS_THREADS)
+        self.can_encode = "g_a.0.weight" in network and {"analysis", "hyper_analysis"} <= graphs.keys()
+        if self.can_encode:
+            self.analysis = Graph(graphs["analysis"], parameters(network, "g_a."), threads)
+            self.hyper_analysis = Graph(graphs["hyper_analysis"], parameters(network, "h_a."), threads)
+            self.log_gain_y = network["log_gain_y"].astype(np.float64)
+            self.log_gain_z = network["log_gain_z"].astype(np.float64)
+
+    # -- encoding (plain) -------------------------------------------------------------------------
+    def encode(self, image: np.ndarray, quality: float, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
+        """image: (3, H, W) uint8 -> the coded sections."""
+        check_refine(self.capabilities, options, "the torch-free encoder (use torch: --engine torch)")
+        self.qualities.check(quality)
+        y, z = self.analyse(image, quality)
+        return self.encode_analysed(y, np.round(z).astype(np.int64), quality)
+
+    def analyse(self, image: np.ndarray, quality: float) -> tuple[np.ndarray, np.ndarray]:
+        """(y, z): gain-scaled latents and hyperlatents, float64, as the torch codec's analyse."""
+        features = ANALYSIS_TILES.run(self.analysis, padded_image(image), down=LATENT_STRIDE)
+        y = features.astype(np.float64) * np.exp(interpolated(self.log_gain_y, quality))[None, :, None, None]
+        z = HYPER_ANALYSIS_TILES.run(self.hyper_analysis, y.astype(np.float32), down=DOWNSAMPLING // LATENT_STRIDE)
+        return y, z.astype(np.float64) * np.exp(interpolated(self.log_gain_z, quality))[None, :, None, None]
+
+    def encode_analysed(self, y: np.ndarray, z_hat: np.ndarray, quality: float) -> dict[str, bytes]:
+        means, scales = np.split(self.hyper_features(z_hat, quality), 2, axis=1)
+        table_ids = self.scale_index(scales).astype(self.id_type).ravel()
+        residuals = np.round(y - means).astype(np.int64)
+        return {"hyperlatent": self.z_coder.encode(z_hat, self.z_table_ids(z_hat.shape)),
+                "latent": self.y_coder.encode(residuals, table_ids)}
+
+    @staticmethod
+    def z_table_ids(shape: tuple[int, ...]) -> np.ndarray:
+        channels = shape[1]
+        ids = np.arange(channels, dtype=np.uint8 if channels <= 256 else np.int64)[:, None, None]
+        return np.broadcast_to(ids, shape[1:]).ravel()
 
     # -- what the torch codec computes, in numpy ---------------------------------------------
     def inv_gain_z_at(self, quality: float) -> np.ndarray:
@@ -98,11 +159,7 @@ class HyperRuntime:
 
     def inv_gain_y_at(self, quality: float) -> np.ndarray:
         """exp of the log inverse gains, interpolated linearly between two trained qualities."""
-        if float(quality).is_integer():
-            return np.exp(self.log_inv_gain_y[int(quality)])
-        low = min(math.floor(quality), self.qualities.count - 2)
-        fraction = quality - low
-        return np.exp(self.log_inv_gain_y[low] * (1 - fraction) + self.log_inv_gain_y[low + 1] * fraction)
+        return np.exp(interpolated(self.log_inv_gain_y, quality))
 
     def hyper_features(self, z_hat: np.ndarray, quality: float) -> np.ndarray:
         """(1, 2M, h, w): the fixed-point hyper-synthesis of integer hyperlatents (1, N, h/4, w/4)."""
@@ -114,9 +171,7 @@ class HyperRuntime:
         self.qualities.check(quality)
         shape = (1, len(self.z_coder.tables), ceil_div(geometry.height, DOWNSAMPLING),
                  ceil_div(geometry.width, DOWNSAMPLING))
-        ids = np.broadcast_to(np.arange(shape[1], dtype=np.uint8 if shape[1] <= 256 else np.int64)[:, None, None],
-                              shape[1:]).ravel()
-        return self.z_coder.decode(sections["hyperlatent"], ids).reshape(shape)
+        return self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(shape)).reshape(shape)
 
     def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: float
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -149,8 +204,8 @@ class HyperRuntime:
 class HyperCtxRuntime(HyperRuntime):
     """Decodes `hyper-ctx` files: the checkerboard passes of its context model in fixed point."""
 
-    def __init__(self, weights: WeightArrays, synthesis: bytes, threads: int | None = None):
-        super().__init__(weights, synthesis, threads)
+    def __init__(self, weights: WeightArrays, graphs: dict[str, bytes], threads: int | None = None):
+        super().__init__(weights, graphs, threads)
         network, config = weights.network, weights.config
         groups = config["groups"]
         self.bounds = [(sum(groups[:g]), sum(groups[: g + 1])) for g in range(len(groups))]
@@ -174,14 +229,34 @@ class HyperCtxRuntime(HyperRuntime):
         features = self.hyper_features(z_hat, quality)[0]
         coder = stack_from_bytes(sections["latent"])
         budget = InformationBudget(coder)
-        residuals, means = self.traverse(features, lambda table_ids, shape: self.y_coder.pop(coder, table_ids, budget)
-                                         .reshape(shape))
+
+        def pop_latents(means, table_ids, channels, positions):
+            return self.y_coder.pop(coder, table_ids, budget).reshape(means.shape)
+
+        residuals, means = self.traverse(features, pop_latents)
         if not coder.is_empty():
             raise FormatError("entropy-coded stream has data left over (corrupted file?)")
         return z_hat, residuals, means
 
-    def traverse(self, features: np.ndarray, pop) -> tuple[np.ndarray, np.ndarray]:
-        """The 2 x groups passes in decoding order (context_codec.HyperCtxCodec.traverse)."""
+    def encode_analysed(self, y: np.ndarray, z_hat: np.ndarray, quality: float) -> dict[str, bytes]:
+        latents = y[0].reshape(y.shape[1], -1)
+        chunks = []
+
+        def round_latents(means, table_ids, channels, positions):
+            residuals = np.round(latents[channels[0] : channels[1], positions] - means).astype(np.int64)
+            chunks.append((residuals.ravel(), table_ids))
+            return residuals
+
+        self.traverse(self.hyper_features(z_hat, quality)[0], round_latents)
+        coder = constriction.stream.stack.AnsCoder()
+        for residuals, table_ids in reversed(chunks):  # a stack: the first chunk decoded is pushed last
+            self.y_coder.push(coder, residuals, table_ids)
+        return {"hyperlatent": self.z_coder.encode(z_hat, self.z_table_ids(z_hat.shape)),
+                "latent": words_to_bytes(coder.get_compressed())}
+
+    def traverse(self, features: np.ndarray, choose) -> tuple[np.ndarray, np.ndarray]:
+        """The 2 x groups passes in decoding order (context_codec.HyperCtxCodec.traverse); `choose`
+        (means, table ids, channels, positions) supplies each chunk's residuals."""
         m = self.latent_channels
         _, height, width = features.shape
         flat_features = features.reshape(2 * m, -1)
@@ -209,7 +284,7 @@ class HyperCtxRuntime(HyperRuntime):
                     pass_means = parts[0] + correction[: stop - start]
                     pass_scales = parts[1] + correction[stop - start :]
                     table_ids = self.scale_index(pass_scales.ravel()).astype(self.id_type)
-                    pass_residuals = pop(table_ids, pass_means.shape)
+                    pass_residuals = choose(pass_means, table_ids, (start, stop), chunk)
                     residuals[start:stop, chunk] = pass_residuals
                     means[start:stop, chunk] = pass_means
                     latents[start:stop, chunk] = pass_residuals + pass_means
@@ -235,6 +310,10 @@ class HyperCtxRuntime(HyperRuntime):
             out = out + weight[:, :, SPATIAL_REACH + dr, SPATIAL_REACH + dc] @ flat[:, (rows + dr) * padded_width + cols
                                                                                     + dc]
         return fixed.snap_array(out)
+
+
+def parameters(network: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {name: array for name, array in network.items() if name.startswith(prefix)}
 
 
 RUNTIMES = {"hyper": HyperRuntime, "hyper-ctx": HyperCtxRuntime, "hyper-ctx-graphics": HyperCtxRuntime}

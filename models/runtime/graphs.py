@@ -41,6 +41,9 @@ class Graph:
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Threads sleep between operators instead of spinning: the synthesis runs on a fixed thread
+        # count (pixels must not depend on the machine), often more than the cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array, dtype=np.float32))
                         for array in arrays.values()]  # kept alive as long as the session
         options.add_external_initializers(list(arrays), self._values)
@@ -78,6 +81,10 @@ def export_graph(module, example, prefix: str, path: Path) -> Path:
                           opset_version=17)  # (as inputs: the exporter then keeps equal parameters apart)
     graph = onnx.load_from_string(buffer.getvalue())
     parameters = {name for name, _ in module.named_parameters()} | {name for name, _ in module.named_buffers()}
+    declared = {initializer.name for initializer in graph.graph.initializer}
+    used = {name for node in graph.graph.node for name in node.input} & parameters
+    if used - declared:
+        raise ValueError(f"graph uses parameters it does not declare: {sorted(used - declared)[:3]}")
     for initializer in graph.graph.initializer:
         if initializer.name not in parameters:
             raise ValueError(f"graph holds a tensor that is not a parameter: {initializer.name}")
@@ -87,13 +94,9 @@ def export_graph(module, example, prefix: str, path: Path) -> Path:
         initializer.data_location = onnx.TensorProto.EXTERNAL
     for node in graph.graph.node:
         node.input[:] = [prefix + name if name in parameters else name for name in node.input]
-    named = {initializer.name for initializer in graph.graph.initializer}
     inputs = [value for value in graph.graph.input if value.name not in parameters]
     del graph.graph.input[:]
     graph.graph.input.extend(inputs)
-    missing = {name for node in graph.graph.node for name in node.input if name.startswith(prefix)} - named
-    if missing:
-        raise ValueError(f"graph uses parameters it does not declare: {sorted(missing)[:3]}")
     shapes = {initializer.name: list(initializer.dims) for initializer in graph.graph.initializer}
     graph.metadata_props.add(key=SHAPES_KEY, value=json.dumps(shapes, sort_keys=True))
     path = Path(path)

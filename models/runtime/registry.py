@@ -59,13 +59,20 @@ def weights_for(model: str, weights_id: bytes) -> Path | None:
     return archived_weight_file(model, weights_id, encoder_prefixes)
 
 
+GRAPH_PARTS = ("synthesis", "analysis", "hyper_analysis")
+
+
 @functools.cache
 def load(model: str, path: Path, threads: int | None = None) -> LoadedCodec:
+    """The runtime codec of a weight file; it encodes where the analysis graphs are here too and
+    the file has the encoder's parameters."""
     arrays = weight_arrays(path)
     if arrays.model != model:
         raise WeightsError(f"{path} holds weights for {arrays.model}, not {model}")
-    codec = runtime_class(model)(arrays, graph_path(model, "synthesis").read_bytes(), threads)
-    return LoadedCodec(model, codec, arrays.weight_id, path, arrays.card, decoder_only=True, aliases=arrays.aliases)
+    graphs = {part: graph_path(model, part).read_bytes() for part in GRAPH_PARTS if graph_path(model, part).is_file()}
+    codec = runtime_class(model)(arrays, graphs, threads)
+    return LoadedCodec(model, codec, arrays.weight_id, path, arrays.card, decoder_only=not codec.can_encode,
+                       aliases=arrays.aliases)
 
 
 def decoder_for(model: str, weights_id: bytes, threads: int | None = None) -> LoadedCodec | None:
@@ -80,3 +87,16 @@ def decoder_for(model: str, weights_id: bytes, threads: int | None = None) -> Lo
         return load(model, path, threads)
     except GraphMismatch:  # e.g. kept weights of another configuration: torch decodes them
         return None
+
+
+def encoder_for(model: str, threads: int | None = None) -> LoadedCodec | None:
+    """A torch-free encoder with the installed weights of `model`, or None where it has none."""
+    installed = WEIGHTS_DIR / f"{model}.pt"
+    if not available() or runtime_class(model) is None or not installed.is_file() \
+            or not all(graph_path(model, part).is_file() for part in GRAPH_PARTS):
+        return None
+    try:
+        loaded = load(model, installed, threads)
+    except GraphMismatch:
+        return None
+    return None if loaded.decoder_only else loaded
