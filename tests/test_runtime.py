@@ -67,7 +67,7 @@ def graphs(name: str, folder: Path) -> dict[str, bytes]:
 
 
 def test_the_runtime_hyper_synthesis_is_the_torch_one(tiny):
-    name, session, _, runtime = tiny
+    name, session, _, _ = tiny
     torch_layers = fixedpoint.freeze(session.get(name).codec.model.h_s)
     network = {key: value.numpy() for key, value in session.get(name).codec.model.state_dict().items()}
     for ours, theirs in zip(hyper_synthesis_layers(network), torch_layers, strict=True):
