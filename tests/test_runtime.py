@@ -148,7 +148,7 @@ def test_lic_decode_encode_and_the_pillow_plugin_work_where_torch_cannot_be_impo
     source = CONFORMANCE / name
     model = name.split("-q")[0]
     result = subprocess.run([sys.executable, "-c", DECODE_WITHOUT_TORCH, str(source), str(tmp_path / "out.png"), model],
-                            capture_output=True, text=True, cwd=REPO, timeout=300)
+                            capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     from PIL import Image
 
