@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import sys
@@ -206,8 +207,8 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
               "(0 = the first); such inputs are refused without it.")
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one (without --model: "
               "for the model it holds).")
-@click.option("--engine", type=click.Choice(["auto", "torch"]), default="auto", show_default=True,
-              help="auto: a plain encode (a quality, no --refine or --target-*) of a model that has it runs on "
+@click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
+              help="auto or onnx: a plain encode (a quality, no --refine or --target-*) of a model that has it runs on "
               "numpy and ONNX Runtime, without loading torch; torch: always PyTorch.")
 @runtime_options
 def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr, target_ms_ssim, force, refine, steps,
@@ -431,9 +432,10 @@ def _encode_album(inputs, target, force, loaded, quality, comment, extra, option
 @click.option("--levels", type=click.IntRange(1), metavar="N",
               help="Progressive models (lic models lists them): decode a preview from the first N levels of "
                    "the file only, the finer ones predicted. Default: all.")
-@click.option("--engine", type=click.Choice(["auto", "torch"]), default="auto", show_default=True,
-              help="auto: models that have it decode on numpy and ONNX Runtime, without loading torch (same "
-              "symbols, pixels within one level); torch: always PyTorch.")
+@click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
+              help="onnx: models that have it decode on numpy and ONNX Runtime, without loading torch (same "
+              "symbols, pixels within one level); torch: always PyTorch; auto: onnx, except for several "
+              "files where torch is installed (once loaded, it decodes each image faster).")
 @runtime_options
 def decode(inputs, output, fmt, force, side_info_out, weights, levels, engine, device, precision, threads, max_pixels,
            quiet, verbose):
@@ -464,8 +466,9 @@ def decode(inputs, output, fmt, force, side_info_out, weights, levels, engine, d
     def session():
         """The models: torch loads only where a file's model needs it (see CodecSession)."""
         from . import codec
+        batch = engine == "auto" and len(jobs) > 1 and importlib.util.find_spec("torch") is not None
         return codec.CodecSession(_decoding_weights(weights), _device(device), precision,
-                                  "torch" if levels is not None else engine, threads,
+                                  "torch" if levels is not None or batch else engine, threads,
                                   functools.partial(load_torch, threads))
 
     def work(job: files.Job) -> str:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import torch
 
 
-ENGINES = ("auto", "torch")
+ENGINES = ("auto", "onnx", "torch")
 
 
 class CodecSession:
@@ -66,7 +66,7 @@ class CodecSession:
     def encoder(self, name: str) -> LoadedCodec:
         """The codec for a plain encode (no refinement, no rate control): the torch-free one where
         it applies (see the class docstring), else the torch one."""
-        if self.engine == "auto" and name not in self.weights and self.device in ("cpu", "auto") \
+        if self.engine != "torch" and name not in self.weights and self.device in ("cpu", "auto") \
                 and self.compute != "bf16":
             from models.runtime import registry
 
@@ -77,7 +77,7 @@ class CodecSession:
 
     def runtime_decoder(self, name: str, weights_id: bytes) -> LoadedCodec | None:
         """The torch-free decoder of these weights, where it applies (see the class docstring)."""
-        if self.engine != "auto" or name in self.weights or self.device not in ("cpu", "auto") \
+        if self.engine == "torch" or name in self.weights or self.device not in ("cpu", "auto") \
                 or self.compute == "bf16":
             return None
         from models.runtime import registry

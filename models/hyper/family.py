@@ -83,9 +83,11 @@ def _runtime_graphs(model) -> dict:
     the analysis and the hyper-analysis, their parameters named as in the weight file."""
     import torch
 
+    from ..core.layers import SubpixelDecoder
+
     latents = torch.zeros(1, model.config.latent_channels, 4, 4)
     plain = torch.contiguous_format
-    return {"synthesis": (model.g_s.to(memory_format=plain), latents, "g_s."),
+    return {"synthesis": (SubpixelDecoder(model.g_s.to(memory_format=plain)), latents, ""),
             "analysis": (model.g_a.to(memory_format=plain), torch.zeros(1, 3, 64, 64), "g_a."),
             "hyper_analysis": (model.h_a.to(memory_format=plain), latents, "h_a.")}
 

@@ -7,6 +7,7 @@ synthesis runs the graph exported from the torch module (``models/weights/graphs
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import constriction
@@ -113,11 +114,15 @@ class HyperRuntime:
         # path: the pixels must not depend on the thread count.
         self.synthesis = Graph(graphs["synthesis"], parameters(network, "g_s."), SYNTHESIS_THREADS)
         self.can_encode = "g_a.0.weight" in network and {"analysis", "hyper_analysis"} <= graphs.keys()
-        if self.can_encode:
-            self.analysis = Graph(graphs["analysis"], parameters(network, "g_a."), threads)
-            self.hyper_analysis = Graph(graphs["hyper_analysis"], parameters(network, "h_a."), threads)
-            self.log_gain_y = network["log_gain_y"].astype(np.float64)
-            self.log_gain_z = network["log_gain_z"].astype(np.float64)
+        self.network, self.graphs, self.threads = network, graphs, threads  # the encoder's, built on first use
+
+    @functools.cached_property
+    def analysis(self) -> Graph:
+        return Graph(self.graphs["analysis"], parameters(self.network, "g_a."), self.threads)
+
+    @functools.cached_property
+    def hyper_analysis(self) -> Graph:
+        return Graph(self.graphs["hyper_analysis"], parameters(self.network, "h_a."), self.threads)
 
     # -- encoding (plain) -------------------------------------------------------------------------
     def encode(self, image: np.ndarray, quality: float, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
@@ -130,9 +135,11 @@ class HyperRuntime:
     def analyse(self, image: np.ndarray, quality: float) -> tuple[np.ndarray, np.ndarray]:
         """(y, z): gain-scaled latents and hyperlatents, float64, as the torch codec's analyse."""
         features = ANALYSIS_TILES.run(self.analysis, padded_image(image), down=LATENT_STRIDE)
-        y = features.astype(np.float64) * np.exp(interpolated(self.log_gain_y, quality))[None, :, None, None]
+        gain_y, gain_z = (np.exp(interpolated(self.network[name].astype(np.float64), quality))[None, :, None, None]
+                          for name in ("log_gain_y", "log_gain_z"))
+        y = features.astype(np.float64) * gain_y
         z = HYPER_ANALYSIS_TILES.run(self.hyper_analysis, y.astype(np.float32), down=DOWNSAMPLING // LATENT_STRIDE)
-        return y, z.astype(np.float64) * np.exp(interpolated(self.log_gain_z, quality))[None, :, None, None]
+        return y, z.astype(np.float64) * gain_z
 
     def encode_analysed(self, y: np.ndarray, z_hat: np.ndarray, quality: float) -> dict[str, bytes]:
         means, scales = np.split(self.hyper_features(z_hat, quality), 2, axis=1)

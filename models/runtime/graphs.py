@@ -41,6 +41,7 @@ class Graph:
         if threads:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False
         # Threads sleep between operators instead of spinning: the synthesis runs on a fixed thread
         # count (pixels must not depend on the machine), often more than the cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -73,7 +74,7 @@ def export_graph(module, example, prefix: str, path: Path) -> Path:
 
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter: it keeps parameter names
+        warnings.simplefilter("ignore")  # the TorchScript exporter (deprecated, but it keeps parameter names)
         torch.onnx.export(module.float().eval(), (example,), buffer, input_names=["x"], output_names=["y"],
                           dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"},
                                         "y": {0: "batch", 2: "height", 3: "width"}},
