@@ -47,11 +47,12 @@ def main() -> None:
         for kernels, extra in (("native", {}), ("AVX2", AVX2)):
             env = {**os.environ, **extra}
             for model in args.models.split(","):
-                runs = {"encode": [], "decode": [], "decode_torch": []}
+                runs = {"encode": [], "encode_torch": [], "decode": [], "decode_torch": []}
                 for image in args.images:
                     coded, decoded = Path(folder) / "x.lic", Path(folder) / "x.png"
                     encode = [lic, "encode", str(args.kodak / image), "-o", str(coded), "--model", model,
                               *MODELS.get(model, []), "--force"]
+                    runs["encode_torch"].append(measured([*encode, "--engine", "torch"], env))
                     runs["encode"].append(measured(encode, env))
                     decode = [lic, "decode", str(coded), "-o", str(decoded), "--force"]
                     runs["decode"].append(measured(decode, env))  # one file: the torch-free runtime where it applies
@@ -90,15 +91,17 @@ def markdown(result: dict) -> str:
              f"median over {', '.join(result['images'])}. One process per command: start-up, imports, weight "
              "loading, networks, entropy coding and file I/O. AVX2: the same CPU with its kernels capped "
              "(`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`), fp32, as on an "
-             "AVX2-only CPU.", "",
-             "| model | kernels | `lic encode` (s) | `lic decode` (s) | `lic decode --engine torch` (s) | "
-             "peak RSS encode / decode / decode with torch (MB) |",
-             "|---|---|---|---|---|---|"]
+             "AVX2-only CPU (numpy's OpenBLAS too: `OPENBLAS_CORETYPE=Haswell`; ONNX Runtime has no such switch).",
+             "",
+             "| model | kernels | `lic encode` (s) | with `--engine torch` (s) | `lic decode` (s) | with "
+             "`--engine torch` (s) | peak RSS encode / decode / decode with torch (MB) |",
+             "|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
-        torch_seconds = f"{row['decode_torch_seconds']:.2f}" if "decode_torch_seconds" in row else "–"
+        cells = [f"{row[key]:.2f}" if key in row else "–" for key in
+                 ("encode_seconds", "encode_torch_seconds", "decode_seconds", "decode_torch_seconds")]
         torch_mb = f" / {row['decode_torch_peak_mb']:.0f}" if "decode_torch_peak_mb" in row else ""
-        lines.append(f"| {row['model']} | {row['kernels']} | {row['encode_seconds']:.2f} | {row['decode_seconds']:.2f} "
-                     f"| {torch_seconds} | {row['encode_peak_mb']:.0f} / {row['decode_peak_mb']:.0f}{torch_mb} |")
+        lines.append(f"| {row['model']} | {row['kernels']} | " + " | ".join(cells)
+                     + f" | {row['encode_peak_mb']:.0f} / {row['decode_peak_mb']:.0f}{torch_mb} |")
     batches = [row for row in result["rows"] if "batch_decode_seconds" in row]
     if batches:
         lines += ["", "Batch: one `lic decode` of all files (24 Kodak images):", "",

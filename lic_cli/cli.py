@@ -371,8 +371,9 @@ def _encode_cheapest(job: files.Job, image, loaded: list, quality: float, sessio
     files.write_output(job.target, choice.data)
     bpp = 8 * len(choice.data) / (image.width * image.height)
     costs = ", ".join(f"{name} {cost:.4f}" for name, cost in choice.costs.items())
-    return (f"{job.source} -> {job.target}: {len(choice.data):,} bytes, {bpp:.4f} bpp, {choice.model} "
-            f"(R-D cost {costs}), {time.perf_counter() - started:.2f} s")
+    compared = f" (R-D cost {costs})" if costs else " (the only candidate)"
+    return (f"{job.source} -> {job.target}: {len(choice.data):,} bytes, {bpp:.4f} bpp, {choice.model}"
+            f"{compared}, {time.perf_counter() - started:.2f} s")
 
 
 def _is_file_target(output: str | None) -> bool:

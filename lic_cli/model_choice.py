@@ -61,7 +61,10 @@ def rate_distortion_cost(image: ImageData, data: bytes, lam: float, session: cod
 
 def encode_cheapest(image: ImageData, loaded: list[zoo.LoadedCodec], quality: float,
                     session: codec.CodecSession) -> Choice:
-    """Each candidate's file at `quality`; the one of lowest cost at the first candidate's lambda."""
+    """Each candidate's file at `quality`; the one of lowest cost at the first candidate's lambda
+    (a single candidate: its file, no comparison)."""
+    if len(loaded) == 1:
+        return Choice(codec.encode_image(image, loaded[0], quality), loaded[0].name, {})
     lam = loaded[0].codec.lambda_at(quality)
     files, costs = {}, {}
     for item in loaded:

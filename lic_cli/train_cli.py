@@ -210,13 +210,20 @@ def _driver(name: str):
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--data-note", default="", help="Training data description for the model card.")
-def export(checkpoint, output, data_note):
+@click.option("-m", "--model", help="Export as this model instead of the checkpoint's: a variant of it or the model "
+              "it is a variant of (the same network), e.g. a hyper-ctx run tuned for illustrations as "
+              "hyper-ctx-graphics.")
+def export(checkpoint, output, data_note, model):
     """Turn a training checkpoint (last.pt) into a weight file for encode/decode."""
-    path = export_checkpoint(checkpoint, output, data_note)
+    try:
+        path = export_checkpoint(checkpoint, output, data_note, model=model)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"exported {path}", err=True)
 
 
-def export_checkpoint(checkpoint: Path, output: Path, data_note, init: Path | None = None) -> Path:
+def export_checkpoint(checkpoint: Path, output: Path, data_note, init: Path | None = None,
+                      model: str | None = None) -> Path:
     """A weight file of a checkpoint. A run that took no steps from --init weights (a conversion,
     e.g. a model with an extra input folded into one without) keeps the training record of those weights."""
     import torch
@@ -224,7 +231,10 @@ def export_checkpoint(checkpoint: Path, output: Path, data_note, init: Path | No
     from models import zoo
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    name = state["zoo_name"]
+    name = model or state["zoo_name"]
+    if name != state["zoo_name"] and state["zoo_name"] not in (zoo.entry(name).variant_of,) and \
+            zoo.entry(state["zoo_name"]).variant_of != name:
+        raise ValueError(f"{checkpoint} holds {state['zoo_name']}, which {name} is not a variant of")
     model = zoo.build_trainable(name, state["config"])
     model.load_state_dict(state["model"])
     card = {

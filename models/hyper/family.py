@@ -111,8 +111,9 @@ ENTRIES = [
                      "context_width": 8, "neighbour_width": 4},
         init_from={"hyper": context.adapt_hyper_state}, encoder_prefixes=ENCODER_PREFIXES),
     ZooEntry(
-        "hyper-ctx-graphics", "hyper-ctx fine-tuned for illustrations and screenshots (flat colours, gradients, "
-        "text), same qualities; lic encode --model auto picks it per image",
+        "hyper-ctx-graphics", "hyper-ctx tuned for illustrations and screenshots, same qualities (lic encode "
+        "--model auto would pick it per image); not shipped: no recipe tried yet beat hyper-ctx on held-out "
+        "illustrations (docs/notes/2026-12-07-graphics-finetune.md)",
         build=context.build, codec=context_codec.HyperCtxCodec, weight_file="hyper-ctx-graphics.pt",
         config=dataclasses.asdict(context.HyperCtxConfig()), freeze=freeze_coding_tensors,
         qualities=_continuous_ladder, training=_training(ContextTrainingOptions),
