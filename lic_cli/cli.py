@@ -75,7 +75,7 @@ def load_torch(threads: int | None = None):
         import torch
     except ImportError:
         fail("this needs PyTorch, which is not installed (pip install torch); without it lic decodes "
-             "the models that have a torch-free decoder (lic models: 'decode without torch')")
+             "and encodes the models that have a torch-free runtime (lic models: 'codes without torch')")
 
     check_numpy_bridge(torch)
     if threads:
@@ -572,7 +572,7 @@ def list_models():
             "missing" if item.shipped else "not trained yet" if item.training.driver else "from lic import")
         also = _capability_text(item.codec.capabilities, item.tune is not None)
         if registry.runtime_class(name) is not None and graph_path(name, "synthesis").is_file():
-            also = "decode without torch" if also == "-" else f"{also}, decode without torch"
+            also = "codes without torch" if also == "-" else f"{also}, codes without torch"
         table.add_row(name, item.qualities(item.config).description, also, status, item.description)
     Console().print(table)
 
