@@ -42,6 +42,9 @@ class Graph:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = False
+        # Without the layout transformations of ORT_ENABLE_ALL (NCHWc): a command runs the graph once,
+        # and their set-up costs more than they save in one run.
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         # Threads sleep between operators instead of spinning: the synthesis runs on a fixed thread
         # count (pixels must not depend on the machine), often more than the cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
