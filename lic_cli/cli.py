@@ -170,8 +170,8 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.option("-o", "--output", help="Output file (one input), directory (several), or '-' for stdout. "
               "Default: next to each input with the suffix .lic.")
 @click.option("-m", "--model", default=DEFAULT_MODEL, show_default=True, help="Zoo model (see `lic models`), or "
-              "auto: per image, the cheaper file of the default model and its variants (e.g. one tuned for "
-              "illustrations) at the same quality; about twice the encode time.")
+              "auto: per image, the cheaper file of the default model and its shipped variants at the same "
+              "quality (each candidate encodes and decodes the image).")
 @click.option("-q", "--quality", type=float,
               help="Operating point, 1 (smallest files) .. N (best quality); models with continuous qualities "
               "also take any value between (e.g. 3.4, in steps of 1/256); `lic models` lists each model's "
@@ -225,7 +225,7 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
       lic encode *.png -o out/ --target-size 40k      # each file at most 40,000 bytes
       lic encode photo.png --target-psnr 33           # the smallest file of at least 33 dB
       lic encode photo.png --model gc-c4-sc --preserve mask.png   # code only the mask's white part
-      lic encode screenshot.png --model auto          # the default or its graphics variant, per image
+      lic encode drawing.png --model auto             # per image, the cheaper of the default and its variants
 
     Grey and RGBA images are kept as such (alpha is stored losslessly); ICC profiles and EXIF
     are carried through. 16-bit images are converted to 8 bits with a warning.
