@@ -39,6 +39,9 @@ SPATIAL_REACH = 1
 CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))  # the anchors next to a second-pass position
 POSITION_CHUNK = 16384
 NEIGHBOUR_TILES = Tiles(core=64, margin=SPATIAL_REACH)  # bounds the memory of the 3x3 channel context
+# The synthesis on ONNX Runtime keeps more full-resolution intermediates alive than the torch path's
+# in-place decoder: smaller tiles than SYNTHESIS_TILES (a Kodak photo is still one tile).
+RUNTIME_SYNTHESIS_TILES = Tiles(core=48, margin=SYNTHESIS_TILES.margin)
 
 
 def ladder_qualities(lambdas, continuous: bool = False) -> Qualities:
@@ -203,7 +206,7 @@ class HyperRuntime:
     def synthesise(self, residuals: np.ndarray, means: np.ndarray, quality: float, height: int,
                    width: int) -> np.ndarray:
         y_hat = (residuals + means) * self.inv_gain_y_at(quality)[None, :, None, None]
-        x_hat = SYNTHESIS_TILES.run(self.synthesis, y_hat.astype(np.float32), up=LATENT_STRIDE)
+        x_hat = RUNTIME_SYNTHESIS_TILES.run(self.synthesis, y_hat.astype(np.float32), up=LATENT_STRIDE)
         pixels = np.round(np.clip(x_hat[0, :, :height, :width], 0, 1) * 255).astype(np.uint8)
         return pixels
 
