@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.cpm_kodak import cpu_name
 from lic_cli.imageio import list_images, load_rgb_array
-from tests.compressai_support import compressai_models, elic_parameters
+from tests.compressai_support import compressai_models, elic_passes_against_compressai
 
 ARCHITECTURES = {"bmshj2018-hyperprior": "ScaleHyperprior", "mbt2018-mean": "MeanScaleHyperprior",
                  "mbt2018": "JointAutoregressiveHierarchicalPriors", "cheng2020-anchor": "Cheng2020Anchor",
@@ -215,24 +215,11 @@ def transform_differences(net, codec, quality: int, image_path: Path, pad) -> di
 def elic_pass_differences(net, codec, quality: int, y: torch.Tensor, z_hat: torch.Tensor) -> dict[str, float]:
     """Largest |lic - CompressAI| of the means, and the share of latents whose scale selects another
     table, over all passes, on the latents lic's encoder codes (CompressAI's modules fed with them)."""
-    latents = y[0].double().numpy()
     symbols = torch.round(z_hat.double() - codec.medians[quality][None, :, None, None]).to(torch.int64)
-    passes = []
-
-    def round_latents(means, table_ids, channels, positions):
-        flat = latents[channels[0] : channels[1]].reshape(channels[1] - channels[0], -1)
-        passes.append((channels, positions, means, table_ids))
-        return np.round(flat[:, positions] - means).astype(np.int64)
-
-    residuals, means = codec.traverse(symbols, quality, latents.shape[1:], round_latents)
-    lic_z_hat = (symbols.double() + codec.medians[quality][None, :, None, None]).float()
-    scales, want = (t[0].flatten(1).double().numpy() for t in elic_parameters(
-        net, torch.from_numpy(residuals + means)[None].float(), lic_z_hat))
-    worst, other_table, count = 0.0, 0, 0
-    for (start, stop), positions, pass_means, table_ids in passes:
-        worst = max(worst, float(np.abs(pass_means - want[start:stop, positions]).max()))
-        other_table += int(np.sum(table_ids != codec.scale_index(scales[start:stop, positions]).ravel()))
-        count += table_ids.size
+    passes = elic_passes_against_compressai(net, codec, quality, y, symbols)
+    worst = max(float(np.abs(means - reference).max()) for means, reference, _, _ in passes)
+    other_table = sum(int(np.sum(ids != reference_ids)) for _, _, ids, reference_ids in passes)
+    count = sum(ids.size for _, _, ids, _ in passes)
     return {"means (passes)": worst, "other table (share)": other_table / count}
 
 

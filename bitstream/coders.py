@@ -32,6 +32,14 @@ class TableCoder:
         self.push(coder, values, table_ids)
         return words_to_bytes(coder.get_compressed())
 
+    def encode_chunks(self, chunks) -> bytes:
+        """One stream of several (values, table ids) chunks, which a decoder pops chunk by chunk in
+        the order given (each pop may depend on the chunks before it)."""
+        coder = constriction.stream.stack.AnsCoder()
+        for values, table_ids in reversed(list(chunks)):  # a stack: the first chunk decoded is pushed last
+            self.push(coder, values, table_ids)
+        return words_to_bytes(coder.get_compressed())
+
     def decode(self, data: bytes, table_ids: np.ndarray) -> np.ndarray:
         """The values of a stream written by ``encode``; it must be consumed exactly. (An empty
         stream is valid here: it is what values that are all their tables' first symbols code to.)"""

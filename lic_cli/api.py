@@ -27,7 +27,7 @@ from PIL import Image
 
 from bitstream.album import unpack_table
 from bitstream.container import MAX_PIXELS, QUALITY_STEPS, Container, SectionType, quality_of_steps, unpack
-from models.defaults import DEFAULT_MODEL
+from models.defaults import AUTO_MODEL, DEFAULT_MODEL
 from models.interface import EncodeOptions
 
 from .imageio import ImageData, ImageReadError, image_data, mask_pixels, pil_image, read_image
@@ -68,7 +68,7 @@ def encode(image: ImageInput, model: str | None = None, quality: float | None = 
         from models import zoo
         model = zoo.weight_file_model(Path(weights)) if weights is not None else DEFAULT_MODEL
     pixels = _image_data(image)
-    if model == "auto":
+    if model == AUTO_MODEL:
         return _encode_auto(pixels, quality, targets, weights, device, precision, preserve)
     session = _session(device, precision, model, weights)
     loaded = session.get(model)

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bitstream.album import MAX_BBVI_STEPS
 from bitstream.container import MAX_PIXELS, FormatError, unpack
-from models.defaults import DEFAULT_MODEL, SYNTHESIS_THREADS
+from models.defaults import AUTO_MODEL, DEFAULT_MODEL, SYNTHESIS_THREADS
 from models.interface import EncodeOptions, RefineOptions
 
 from . import files
@@ -64,9 +64,6 @@ def interrupted() -> None:
     """Ctrl-C: one line, exit status 130. Outputs are written atomically, so none is left half-written."""
     say("lic: interrupted (no partial output was left behind)")
     sys.exit(EXIT_INTERRUPTED)
-
-
-AUTO = "auto"  # lic encode --model auto (lic_cli/model_choice.py)
 
 
 def load_torch(threads: int | None = None):
@@ -241,17 +238,17 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
     from . import codec
     from .imageio import read_image
 
-    plain = (target is None and refine == "none" and model != AUTO
+    plain = (target is None and refine == "none" and model != AUTO_MODEL
              and not (comment or side_info or bbvi_steps is not None or preserve))
     if not plain:
         load_torch(threads)
     try:
-        if model == AUTO and (weights or refine != "none"):
+        if model == AUTO_MODEL and (weights or refine != "none"):
             raise ValueError("--model auto chooses among the shipped models; not with --weights or --refine")
         model, weight_files = _model_and_weights(weights, model)
         session = codec.CodecSession(weight_files, _device(device), precision, engine, threads,
                                      functools.partial(load_torch, threads))
-        if model == AUTO:
+        if model == AUTO_MODEL:
             load_torch(threads)
             from .model_choice import candidates
 

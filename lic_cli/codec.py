@@ -66,8 +66,7 @@ class CodecSession:
     def encoder(self, name: str) -> LoadedCodec:
         """The codec for a plain encode (no refinement, no rate control): the torch-free one where
         it applies (see the class docstring), else the torch one."""
-        if self.engine != "torch" and name not in self.weights and self.device in ("cpu", "auto") \
-                and self.compute != "bf16":
+        if self.may_use_runtime(name):
             from models.runtime import registry
 
             runtime = registry.encoder_for(name, self.threads)
@@ -77,12 +76,17 @@ class CodecSession:
 
     def runtime_decoder(self, name: str, weights_id: bytes) -> LoadedCodec | None:
         """The torch-free decoder of these weights, where it applies (see the class docstring)."""
-        if self.engine == "torch" or name in self.weights or self.device not in ("cpu", "auto") \
-                or self.compute == "bf16":
+        if not self.may_use_runtime(name):
             return None
         from models.runtime import registry
 
         return registry.decoder_for(name, weights_id, self.threads)
+
+    def may_use_runtime(self, name: str) -> bool:
+        """Nothing asks for torch: not the engine, a --weights file for this model, the device or a
+        bf16 precision (the runtime computes in fp32 on the CPU)."""
+        return (self.engine != "torch" and name not in self.weights and self.device in ("cpu", "auto")
+                and self.compute != "bf16")
 
     def decoder_for(self, name: str, weights_id: bytes) -> LoadedCodec | None:
         """The codec that decodes files naming these weights: the torch-free one where it applies,

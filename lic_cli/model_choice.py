@@ -23,8 +23,6 @@ from .imageio import ImageData
 from .metrics import psnr
 from .rate_control import Achieved, Target, TargetError, encode_to_target
 
-AUTO = "auto"
-
 
 @dataclass(frozen=True)
 class Choice:

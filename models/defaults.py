@@ -1,6 +1,7 @@
 """Constants the command line shows before any network is loaded (this module imports nothing heavy)."""
 
 DEFAULT_MODEL = "hyper-ctx"
+AUTO_MODEL = "auto"  # lic encode --model auto: per image, the default model or one of its variants
 
 # Intra-op threads of every transform that produces decoded pixels, whatever --threads says. On an
 # AVX-512 CPU, oneDNN rounded differently with 3 threads than with 1 or 2 (and with 2 on small

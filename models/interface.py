@@ -25,6 +25,7 @@ images and arbitrary carried bytes in one stream (``encode_album`` / ``decode_al
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,6 +282,18 @@ class ZooEntry:
     def sections(self) -> tuple[str, ...]:
         """The coded container sections its codec writes (bitstream.container names)."""
         return tuple(self.codec.section_names)
+
+    def variant(self, name: str, description: str, shipped: bool = True) -> ZooEntry:
+        """A specialisation of this model: the same network, codec, qualities and training, its own
+        weight file (trained, e.g., with --init this model's weights, which it starts from as they are)."""
+        return dataclasses.replace(self, name=name, description=description, weight_file=f"{name}.pt",
+                                   init_from={**self.init_from, self.name: _same_network}, variant_of=self.name,
+                                   shipped=shipped)
+
+
+def _same_network(state: dict, target: torch.nn.Module) -> dict:
+    """A variant starts from its base model's weights as they are."""
+    return state
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ the installed ones (docs/models.md, "Old files").
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -38,6 +38,7 @@ from .weight_reader import (  # noqa: F401 (re-exported: where weight files are,
     WEIGHTS_DIR,
     WEIGHTS_FORMAT,
     WEIGHTS_VERSION,
+    WeightArrays,
     WeightsError,
     archive_name,
     archived_weight_file,
@@ -46,18 +47,7 @@ from .weight_reader import (  # noqa: F401 (re-exported: where weight files are,
     read_weight_arrays,
 )
 
-
-@dataclass(frozen=True)
-class WeightFile:
-    path: Path
-    model: str
-    config: dict
-    network: dict[str, torch.Tensor]
-    coding: dict[str, torch.Tensor]
-    card: dict
-    weight_id: bytes
-    aliases: frozenset[bytes] = field(default_factory=frozenset)  # ids of files written before the tensor ids
-    decoder_only: bool = False
+WeightFile = WeightArrays  # with torch tensors, as read_weight_file returns it
 
 
 def decoder_tensors(network: dict[str, torch.Tensor], encoder_prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -71,8 +61,7 @@ def read_weight_file(path: Path, encoder_prefixes: Callable[[str], tuple[str, ..
     arrays = read_weight_arrays(path, encoder_prefixes)
     network, coding = ({name: torch.from_numpy(array) for name, array in group.items()}
                        for group in (arrays.network, arrays.coding))
-    return WeightFile(arrays.path, arrays.model, arrays.config, network, coding, arrays.card, arrays.weight_id,
-                      arrays.aliases, arrays.decoder_only)
+    return dataclasses.replace(arrays, network=network, coding=coding)
 
 
 def write_weight_file(path: Path, model: str, config: dict, network: dict[str, torch.Tensor],

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,13 +149,14 @@ class WeightsError(ValueError):
 
 @dataclass(frozen=True)
 class WeightArrays:
-    """A weight file's payload as numpy arrays, with its identity (see models/weight_files.py)."""
+    """A weight file's payload with its identity (see models/weight_files.py): its tensors as numpy
+    arrays (read_weight_arrays), or as torch tensors (weight_files.read_weight_file)."""
 
     path: Path
     model: str
     config: dict
-    network: dict[str, np.ndarray]
-    coding: dict[str, np.ndarray]
+    network: dict[str, Any]
+    coding: dict[str, Any]
     card: dict
     weight_id: bytes
     aliases: frozenset[bytes] = field(default_factory=frozenset)  # ids of files written before the tensor ids

@@ -84,3 +84,26 @@ def elic_parameters(net, y_hat, z_hat):
             scales.append(group_scales)
             means.append(group_means)
     return torch.cat(scales, dim=1), torch.cat(means, dim=1)
+
+
+def elic_passes_against_compressai(net, codec, quality: int, y, z_symbols):
+    """For each pass of lic's ELIC encoder on latents y (1, M, h, w) and hyperlatent symbols:
+    (lic's exact means, CompressAI's float means, lic's table ids, the ids CompressAI's scales
+    select), CompressAI's context model fed with the latents lic decodes (elic_parameters)."""
+    import numpy as np
+    import torch
+
+    latents, passes = y[0].double().numpy(), []
+
+    def round_latents(means, table_ids, channels, positions):
+        flat = latents[channels[0] : channels[1]].reshape(channels[1] - channels[0], -1)
+        passes.append((channels, positions, means, table_ids))
+        return np.round(flat[:, positions] - means).astype(np.int64)
+
+    residuals, means = codec.traverse(z_symbols, quality, latents.shape[1:], round_latents)
+    z_hat = (z_symbols.double() + codec.medians[quality][None, :, None, None]).float()
+    scales, want = (t[0].flatten(1).double().numpy()
+                    for t in elic_parameters(net, torch.from_numpy(residuals + means)[None].float(), z_hat))
+    return [(pass_means, want[start:stop, positions], table_ids,
+             codec.scale_index(scales[start:stop, positions]).ravel())
+            for (start, stop), positions, pass_means, table_ids in passes]

@@ -13,7 +13,7 @@ from lic_cli.cli import main
 from lic_cli.codec import CodecSession, decode_file, encode_image
 from lic_cli.imageio import ImageData
 
-from .compressai_support import compressai_models, elic_parameters
+from .compressai_support import compressai_models, elic_passes_against_compressai
 from .conftest import smooth_image
 
 cai = compressai_models()
@@ -199,18 +199,6 @@ def test_elic_passes_compute_compressais_gaussian_parameters_in_fixed_point(elic
     image = torch.from_numpy(smooth_image(64, 128)).permute(2, 0, 1).contiguous()
     y, z = codec.analyse(image, 0)
     z_symbols = codec.hyperlatent_symbols(z, 0)
-    latents, passes = y[0].double().numpy(), []
-
-    def round_latents(means, table_ids, channels, positions):
-        residuals = np.round(latents[channels[0]:channels[1]].reshape(channels[1] - channels[0], -1)[:, positions]
-                             - means).astype(np.int64)
-        passes.append((channels, positions, means, table_ids))
-        return residuals
-
-    residuals, means = codec.traverse(z_symbols, 0, latents.shape[1:], round_latents)
-    y_hat = torch.from_numpy(residuals + means)[None].float()
-    z_hat = (z_symbols.double() + codec.medians[0][None, :, None, None]).float()
-    scales, want = (t[0].flatten(1).double().numpy() for t in elic_parameters(net, y_hat, z_hat))
-    for (start, stop), positions, pass_means, table_ids in passes:
-        assert np.abs(pass_means - want[start:stop, positions]).max() < 0.02
-        assert np.mean(table_ids == codec.scale_index(scales[start:stop, positions]).ravel()) > 0.9
+    for means, reference, table_ids, reference_ids in elic_passes_against_compressai(net, codec, 0, y, z_symbols):
+        assert np.abs(means - reference).max() < 0.02
+        assert np.mean(table_ids == reference_ids) > 0.9

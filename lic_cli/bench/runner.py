@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.defaults import AUTO_MODEL
+
 from ..imageio import load_rgb_array
 from .codecs import Codec, classical_codec
 
@@ -32,7 +34,7 @@ class Job:
 
 def model_weights(model: str, weight_map: dict[str, str]):
     """The --weights of a benchmarked model: its file, or for `auto` every file given."""
-    if model == "auto":
+    if model == AUTO_MODEL:
         return {name: Path(path) for name, path in weight_map.items()}
     return Path(weight_map[model]) if model in weight_map else None
 
@@ -45,7 +47,7 @@ def lic_codec(model: str, weights, threads: int) -> Codec:
     from ..imageio import ImageData
 
     torch.set_num_threads(threads)
-    if model == "auto":
+    if model == AUTO_MODEL:
         return _auto_codec(weights, threads)
     session = CodecSession({model: weights} if weights else {})
     loaded = session.get(model)
@@ -80,7 +82,7 @@ def _auto_codec(weights: dict[str, Path] | None, threads: int) -> Codec:
 
     qualities = tuple(f"q={q + 1}" for q in range(candidates[0].codec.qualities.count))
     ids = ", ".join(f"{item.name} {item.weights_id.hex()}" for item in candidates)
-    return Codec(LIC_PREFIX + "auto", f"lic auto ({ids}), {threads} torch thread(s)", qualities, encode, decode,
+    return Codec(LIC_PREFIX + AUTO_MODEL, f"lic auto ({ids}), {threads} torch thread(s)", qualities, encode, decode,
                  threads=str(threads))
 
 

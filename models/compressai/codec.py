@@ -135,6 +135,15 @@ class ImportedCodec:
         means, table_ids = HYPER_SYNTHESIS_TILES.run(hyper_synthesis, z_hat, up=DOWNSAMPLING // LATENT_STRIDE)
         return means, table_ids.numpy().ravel()
 
+    def hyper_parameters(self, z_symbols: torch.Tensor, quality: int) -> np.ndarray:
+        """(C, h, w): the fixed-point hyper-synthesis of z_hat = symbols + medians, whole (C = 2M
+        means and scales for mbt2018's context model, 2N features for ELIC's)."""
+        z_hat = z_symbols.to(torch.float64) + self.medians[quality][None, :, None, None]
+        layers = self.hyper_synthesis[quality]
+        out = HYPER_SYNTHESIS_TILES.run(lambda tile: fixedpoint.run(layers, tile), z_hat,
+                                        up=DOWNSAMPLING // LATENT_STRIDE)
+        return out[0].numpy()
+
     def z_table_ids(self, shape: tuple[int, ...], quality: int) -> np.ndarray:
         channels = shape[1]
         ids = np.arange(self.first_table[quality], self.first_table[quality] + channels, dtype=np.int64)

@@ -2,17 +2,15 @@
 both sides in wavefronts (``wavefront.py``)."""
 from __future__ import annotations
 
-import constriction
 import numpy as np
 import torch
 
-from bitstream.coders import InformationBudget, stack_from_bytes, words_to_bytes
+from bitstream.coders import InformationBudget, stack_from_bytes
 from bitstream.container import FormatError
 
-from ..core import fixedpoint
 from ..interface import PLAIN, EncodeOptions, Geometry, check_refine
 from .codec import ImportedCodec
-from .network import DOWNSAMPLING, HYPER_SYNTHESIS_TILES, LATENT_STRIDE, ImportedHyperprior
+from .network import DOWNSAMPLING, LATENT_STRIDE, ImportedHyperprior
 from .wavefront import REACH, FixedContextModel, wavefronts
 
 
@@ -32,12 +30,9 @@ class ImportedContextCodec(ImportedCodec):
         y, z = self.analyse(image, quality)
         z_symbols = self.hyperlatent_symbols(z, quality)
         latents = y[0].double().numpy()
-        coder = constriction.stream.stack.AnsCoder()
         waves, _ = self.waves(z_symbols, quality, latents.shape[1:], latents)
-        for residuals, table_ids in reversed(waves):  # a stack: pushed in the reverse of decoding order
-            self.y_coder.push(coder, residuals, table_ids)
         return {"hyperlatent": self.z_coder.encode(z_symbols.numpy(), self.z_table_ids(z_symbols.shape, quality)),
-                "latent": words_to_bytes(coder.get_compressed())}
+                "latent": self.y_coder.encode_chunks(waves)}
 
     def waves(self, z_symbols: torch.Tensor, quality: int, size: tuple[int, int], latents: np.ndarray | None = None,
               coder=None, budget: InformationBudget | None = None
@@ -60,14 +55,6 @@ class ImportedContextCodec(ImportedCodec):
             padded[:, rows + REACH, cols + REACH] = residuals + means
             coded.append((residuals, table_ids))
         return coded, padded[:, REACH : REACH + height, REACH : REACH + width]
-
-    def hyper_parameters(self, z_symbols: torch.Tensor, quality: int) -> np.ndarray:
-        """(2M, h, w): the fixed-point hyper-synthesis of z_hat = symbols + medians."""
-        z_hat = z_symbols.to(torch.float64) + self.medians[quality][None, :, None, None]
-        layers = self.hyper_synthesis[quality]
-        out = HYPER_SYNTHESIS_TILES.run(lambda tile: fixedpoint.run(layers, tile), z_hat,
-                                        up=DOWNSAMPLING // LATENT_STRIDE)
-        return out[0].numpy()
 
     def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -7,18 +7,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import constriction
 import numpy as np
 import torch
 
-from bitstream.coders import InformationBudget, stack_from_bytes, words_to_bytes
+from bitstream.coders import InformationBudget, stack_from_bytes
 from bitstream.container import FormatError
 
 from ..core import fixedpoint
 from ..interface import PLAIN, EncodeOptions, Geometry, check_refine
 from .codec import ImportedCodec
 from .elic import CHANNEL_CONTEXT_REACH, CONTEXT_KERNEL, ImportedElic
-from .network import DOWNSAMPLING, HYPER_SYNTHESIS_TILES, LATENT_STRIDE
+from .network import DOWNSAMPLING, LATENT_STRIDE
 from .wavefront import FixedPointLayer
 
 REACH = CONTEXT_KERNEL // 2
@@ -116,11 +115,8 @@ class ElicCodec(ImportedCodec):
             return residuals
 
         self.traverse(z_symbols, quality, latents.shape[1:], round_latents)
-        coder = constriction.stream.stack.AnsCoder()
-        for residuals, table_ids in reversed(chunks):  # a stack: the first pass decoded is pushed last
-            self.y_coder.push(coder, residuals, table_ids)
         return {"hyperlatent": self.z_coder.encode(z_symbols.numpy(), self.z_table_ids(z_symbols.shape, quality)),
-                "latent": words_to_bytes(coder.get_compressed())}
+                "latent": self.y_coder.encode_chunks(chunks)}
 
     def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -136,14 +132,6 @@ class ElicCodec(ImportedCodec):
         if not coder.is_empty():
             raise FormatError("entropy-coded stream has data left over (corrupted file?)")
         return z_symbols, torch.from_numpy(residuals[None]), torch.from_numpy(means[None])
-
-    def hyper_parameters(self, z_symbols: torch.Tensor, quality: int) -> np.ndarray:
-        """(2N, h, w): the fixed-point hyper-synthesis of z_hat = symbols + medians."""
-        z_hat = z_symbols.to(torch.float64) + self.medians[quality][None, :, None, None]
-        layers = self.hyper_synthesis[quality]
-        out = HYPER_SYNTHESIS_TILES.run(lambda tile: fixedpoint.run(layers, tile), z_hat,
-                                        up=DOWNSAMPLING // LATENT_STRIDE)
-        return out[0].numpy()
 
     def traverse(self, z_symbols: torch.Tensor, quality: int, size: tuple[int, int], choose: Choose
                  ) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from torch import nn
 
 from bitstream.tables import IntegerTables
 
+from ..runtime.tables import channel_table_ids, tables_from_arrays  # noqa: F401 (re-exported)
 from .layers import LowerBound
 
 LIKELIHOOD_FLOOR = 1e-9
@@ -183,15 +184,5 @@ def tables_to_tensors(tables: IntegerTables, prefix: str) -> dict[str, torch.Ten
 
 
 def tables_from_tensors(tensors: dict[str, torch.Tensor], prefix: str) -> IntegerTables:
-    offsets, lengths, counts = (tensors[f"{prefix}.{name}"].numpy() for name in ("offsets", "lengths", "counts"))
-    if counts.dtype == np.int16:
-        counts = counts.view(np.uint16)
-    return IntegerTables(offsets.astype(np.int32), lengths.astype(np.int32), counts.astype(np.int32))
-
-
-def channel_table_ids(shape: tuple[int, ...]) -> np.ndarray:
-    """The table of each element of a (..., C, h, w) array coded with table c in channel c, flat in
-    the array's order; 8-bit where the channel count allows (a large image has many elements)."""
-    channels = shape[-3]
-    ids = np.arange(channels, dtype=np.uint8 if channels <= 256 else np.int64)[:, None, None]
-    return np.broadcast_to(ids, shape).ravel()
+    return tables_from_arrays({name: tensor.numpy() for name, tensor in tensors.items() if name.startswith(prefix)},
+                              prefix)

@@ -2,7 +2,6 @@
 (fixed-point) hyper-synthesis that selects the Gaussian tables."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +21,8 @@ from ..core.entropy import (
 )
 from ..core.geometry import ceil_div, pad_to_multiple, to_uint8, unit_float
 from ..core.layers import run_decoder
-from ..interface import Geometry, Qualities
+from ..interface import Geometry
+from .layout import GAIN_FRAC_BITS, ladder_qualities
 from .network import (
     ANALYSIS_TILES,
     DOWNSAMPLING,
@@ -33,12 +33,10 @@ from .network import (
     interpolated_rows,
 )
 
+
 # ---------------------------------------------------------------------------------------------
 # Coding: frozen integer tables + fixed-point hyper-synthesis, driving the bitstream coders.
 # ---------------------------------------------------------------------------------------------
-GAIN_FRAC_BITS = 12
-
-
 def freeze_coding_tensors(model: MeanScaleHyperprior) -> dict[str, torch.Tensor]:
     """What the entropy coders depend on and cannot be re-derived exactly, for the weight file.
 
@@ -56,22 +54,6 @@ def freeze_coding_tensors(model: MeanScaleHyperprior) -> dict[str, torch.Tensor]
         **tables_to_tensors(y_tables, "y_tables"),
     }
     return tensors
-
-
-# The operating point `lic encode` uses without -q: the quality whose lambda is nearest to this
-# (in log), so the default means about the same on any ladder (about 0.5 bpp on Kodak with `hyper`).
-DEFAULT_LAMBDA = 0.0065
-
-
-def ladder_qualities(lambdas: tuple[float, ...] | list[float], continuous: bool = False) -> Qualities:
-    """The operating points of a lambda ladder, for the registry and the codec alike; continuous:
-    every quality between them too (interpolated gains)."""
-    logs = [math.log(lam) for lam in lambdas]
-    default = min(range(len(logs)), key=lambda q: abs(logs[q] - math.log(DEFAULT_LAMBDA)))
-    continuous = continuous and len(lambdas) > 1
-    steps = ", or any between (e.g. 3.4)" if continuous else ""
-    return Qualities(len(lambdas), default, f"1-{len(lambdas)}{steps} (lambda {min(lambdas):g}-{max(lambdas):g})",
-                     continuous)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,11 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import constriction
 import numpy as np
 import torch
 from torch import nn
 
-from bitstream.coders import InformationBudget, stack_from_bytes, words_to_bytes
+from bitstream.coders import InformationBudget, stack_from_bytes
 from bitstream.container import FormatError
 
 from ..core import fixedpoint, precision
@@ -83,11 +82,8 @@ class HyperCtxCodec(HyperpriorCoding):
 
     def encode_coded(self, z_hat: torch.Tensor, coded: CodedLatents) -> dict[str, bytes]:
         """The two sections: z_hat with the factorized tables, the passes' residuals as one stream."""
-        coder = constriction.stream.stack.AnsCoder()
-        for values, table_ids in reversed(coded.chunks):  # a stack: the first chunk decoded is pushed last
-            self.y_coder.push(coder, values, table_ids)
         return {"hyperlatent": self.z_coder.encode(z_hat.numpy(), self.z_table_ids(z_hat.shape)),
-                "latent": words_to_bytes(coder.get_compressed())}
+                "latent": self.y_coder.encode_chunks(coded.chunks)}
 
     def code_latents(self, z_hat: torch.Tensor, y: torch.Tensor, quality: int) -> CodedLatents:
         """What the encoder codes for integer hyperlatents and continuous latents y: each pass's

@@ -95,32 +95,22 @@ def _runtime_graphs(model) -> dict:
 GRAPHS = {"hyper": _runtime_graphs, "hyper-ctx": _runtime_graphs, "hyper-ctx-graphics": _runtime_graphs}
 
 
-def _same_network(state: dict, target: nn.Module) -> dict:
-    """A variant starts from its base model's weights as they are (the same network)."""
-    return state
-
+HYPER_CTX = ZooEntry(
+    "hyper-ctx", "hyper's transforms with a channel-conditional checkerboard context model (ELIC-style groups, "
+    "10 parallel passes), 6 qualities",
+    build=context.build, codec=context_codec.HyperCtxCodec, weight_file="hyper-ctx.pt",
+    config=dataclasses.asdict(context.HyperCtxConfig()), freeze=freeze_coding_tensors,
+    qualities=_continuous_ladder, training=_training(ContextTrainingOptions),
+    tiny_config={"channels": 8, "latent_channels": 12, "hyper_width": 8, "groups": [2, 2, 4, 4],
+                 "context_width": 8, "neighbour_width": 4},
+    init_from={"hyper": context.adapt_hyper_state}, encoder_prefixes=ENCODER_PREFIXES)
 
 ENTRIES = [
-    ZooEntry(
-        "hyper-ctx", "hyper's transforms with a channel-conditional checkerboard context model (ELIC-style groups, "
-        "10 parallel passes), 6 qualities",
-        build=context.build, codec=context_codec.HyperCtxCodec, weight_file="hyper-ctx.pt",
-        config=dataclasses.asdict(context.HyperCtxConfig()), freeze=freeze_coding_tensors,
-        qualities=_continuous_ladder, training=_training(ContextTrainingOptions),
-        tiny_config={"channels": 8, "latent_channels": 12, "hyper_width": 8, "groups": [2, 2, 4, 4],
-                     "context_width": 8, "neighbour_width": 4},
-        init_from={"hyper": context.adapt_hyper_state}, encoder_prefixes=ENCODER_PREFIXES),
-    ZooEntry(
+    HYPER_CTX,
+    HYPER_CTX.variant(
         "hyper-ctx-graphics", "hyper-ctx tuned for illustrations and screenshots, same qualities (lic encode "
         "--model auto would pick it per image); not shipped: no recipe tried yet beat hyper-ctx on held-out "
-        "illustrations (docs/notes/2026-12-07-graphics-finetune.md)",
-        build=context.build, codec=context_codec.HyperCtxCodec, weight_file="hyper-ctx-graphics.pt",
-        config=dataclasses.asdict(context.HyperCtxConfig()), freeze=freeze_coding_tensors,
-        qualities=_continuous_ladder, training=_training(ContextTrainingOptions),
-        tiny_config={"channels": 8, "latent_channels": 12, "hyper_width": 8, "groups": [2, 2, 4, 4],
-                     "context_width": 8, "neighbour_width": 4},
-        init_from={"hyper": context.adapt_hyper_state, "hyper-ctx": _same_network},
-        encoder_prefixes=ENCODER_PREFIXES, variant_of="hyper-ctx", shipped=False),
+        "illustrations (docs/notes/2026-12-07-graphics-finetune.md)", shipped=False),
     ZooEntry(
         "hyper", "mean-scale hyperprior (Minnen et al. 2018), MSE, 6 qualities in one network",
         build=_hyper, codec=HyperCodec, weight_file="hyper.pt", config=dataclasses.asdict(HyperConfig()),

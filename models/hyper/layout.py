@@ -1,8 +1,11 @@
-"""The hyperprior family's geometry, without torch (the runtime reads it too): strides, tiles and
-the parameters only its encoder reads."""
+"""What the hyperprior family's torch codecs and its torch-free runtime share: strides, tiles, the
+parameters only its encoder reads, the gain grid and the quality ladder."""
 from __future__ import annotations
 
+import math
+
 from ..core.tiles import Tiles
+from ..interface import Qualities
 
 DOWNSAMPLING = 64  # total stride of g_a followed by h_a
 LATENT_STRIDE = 16  # pixels per latent position (g_a), latents per hyperlatent: 4 (h_a)
@@ -17,3 +20,18 @@ SYNTHESIS_TILES = Tiles(core=64, margin=4)
 GAIN_KEYS = ("log_gain_y", "log_inv_gain_y", "log_gain_z", "log_inv_gain_z")
 # What only the encoder runs: the analysis transforms and the gains in front of the quantizers.
 ENCODER_PREFIXES = ("g_a.", "h_a.", "log_gain_y", "log_gain_z")
+GAIN_FRAC_BITS = 12  # the inverse hyperlatent gains are stored on a 2^-12 grid
+# The operating point `lic encode` uses without -q: the quality whose lambda is nearest to this
+# (in log), so the default means about the same on any ladder (about 0.5 bpp on Kodak with `hyper`).
+DEFAULT_LAMBDA = 0.0065
+
+
+def ladder_qualities(lambdas: tuple[float, ...] | list[float], continuous: bool = False) -> Qualities:
+    """The operating points of a lambda ladder, for the registry and the codec alike; continuous:
+    every quality between them too (interpolated gains)."""
+    logs = [math.log(lam) for lam in lambdas]
+    default = min(range(len(logs)), key=lambda q: abs(logs[q] - math.log(DEFAULT_LAMBDA)))
+    continuous = continuous and len(lambdas) > 1
+    steps = ", or any between (e.g. 3.4)" if continuous else ""
+    return Qualities(len(lambdas), default, f"1-{len(lambdas)}{steps} (lambda {min(lambdas):g}-{max(lambdas):g})",
+                     continuous)

@@ -10,31 +10,30 @@ from __future__ import annotations
 import functools
 import math
 
-import constriction
 import numpy as np
 
-from bitstream.coders import InformationBudget, TableCoder, stack_from_bytes, words_to_bytes
+from bitstream.coders import InformationBudget, TableCoder, stack_from_bytes
 from bitstream.container import QUALITY_STEPS, FormatError
-from bitstream.tables import IntegerTables
 
 from ..core.tiles import Tiles, ceil_div
 from ..defaults import SYNTHESIS_THREADS
-from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
+from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
 from ..runtime import fixed
 from ..runtime.graphs import Graph
+from ..runtime.tables import channel_table_ids, tables_from_arrays
 from ..weight_reader import WeightArrays
 from .layout import (
     ANALYSIS_TILES,
     DOWNSAMPLING,
+    GAIN_FRAC_BITS,
     HYPER_ANALYSIS_TILES,
     HYPER_SYNTHESIS_TILES,
     LATENT_STRIDE,
     SYNTHESIS_TILES,
+    ladder_qualities,
 )
 from .layout import ENCODER_PREFIXES as LAYOUT_ENCODER_PREFIXES
 
-GAIN_FRAC_BITS = 12
-DEFAULT_LAMBDA = 0.0065  # the quality `lic encode` uses without -q: the lambda nearest to this (in log)
 SPATIAL_REACH = 1
 CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))  # the anchors next to a second-pass position
 POSITION_CHUNK = 16384
@@ -42,23 +41,6 @@ NEIGHBOUR_TILES = Tiles(core=64, margin=SPATIAL_REACH)  # bounds the memory of t
 # The synthesis on ONNX Runtime keeps more full-resolution intermediates alive than the torch path's
 # in-place decoder: smaller tiles than SYNTHESIS_TILES (a Kodak photo is still one tile).
 RUNTIME_SYNTHESIS_TILES = Tiles(core=48, margin=SYNTHESIS_TILES.margin)
-
-
-def ladder_qualities(lambdas, continuous: bool = False) -> Qualities:
-    """The operating points of a lambda ladder; continuous: every quality between them too."""
-    logs = [math.log(lam) for lam in lambdas]
-    default = min(range(len(logs)), key=lambda q: abs(logs[q] - math.log(DEFAULT_LAMBDA)))
-    continuous = continuous and len(lambdas) > 1
-    steps = ", or any between (e.g. 3.4)" if continuous else ""
-    return Qualities(len(lambdas), default, f"1-{len(lambdas)}{steps} (lambda {min(lambdas):g}-{max(lambdas):g})",
-                     continuous)
-
-
-def integer_tables(coding: dict[str, np.ndarray], prefix: str) -> IntegerTables:
-    offsets, lengths, counts = (coding[f"{prefix}.{name}"] for name in ("offsets", "lengths", "counts"))
-    if counts.dtype == np.int16:
-        counts = counts.view(np.uint16)
-    return IntegerTables(offsets.astype(np.int32), lengths.astype(np.int32), counts.astype(np.int32))
 
 
 def layer(network: dict[str, np.ndarray], name: str, **kind) -> fixed.FixedConv:
@@ -111,8 +93,8 @@ class HyperRuntime:
         self.inv_gain_z_grid = coding["inv_gain_z"].astype(np.int64)
         self.log_inv_gain_y = network["log_inv_gain_y"].astype(np.float64)
         self.hyper_synthesis = hyper_synthesis_layers(network)
-        self.z_coder = TableCoder(integer_tables(coding, "z_tables"))
-        self.y_coder = TableCoder(integer_tables(coding, "y_tables"))
+        self.z_coder = TableCoder(tables_from_arrays(coding, "z_tables"))
+        self.y_coder = TableCoder(tables_from_arrays(coding, "y_tables"))
         # The synthesis always runs on SYNTHESIS_THREADS, whatever `threads` says, as on the torch
         # path: the pixels must not depend on the thread count.
         self.synthesis = Graph(graphs["synthesis"], parameters(network, "g_s."), SYNTHESIS_THREADS)
@@ -153,9 +135,7 @@ class HyperRuntime:
 
     @staticmethod
     def z_table_ids(shape: tuple[int, ...]) -> np.ndarray:
-        channels = shape[1]
-        ids = np.arange(channels, dtype=np.uint8 if channels <= 256 else np.int64)[:, None, None]
-        return np.broadcast_to(ids, shape[1:]).ravel()
+        return channel_table_ids(shape)
 
     # -- what the torch codec computes, in numpy ---------------------------------------------
     def inv_gain_z_at(self, quality: float) -> np.ndarray:
@@ -258,11 +238,8 @@ class HyperCtxRuntime(HyperRuntime):
             return residuals
 
         self.traverse(self.hyper_features(z_hat, quality)[0], round_latents)
-        coder = constriction.stream.stack.AnsCoder()
-        for residuals, table_ids in reversed(chunks):  # a stack: the first chunk decoded is pushed last
-            self.y_coder.push(coder, residuals, table_ids)
         return {"hyperlatent": self.z_coder.encode(z_hat, self.z_table_ids(z_hat.shape)),
-                "latent": words_to_bytes(coder.get_compressed())}
+                "latent": self.y_coder.encode_chunks(chunks)}
 
     def traverse(self, features: np.ndarray, choose) -> tuple[np.ndarray, np.ndarray]:
         """The 2 x groups passes in decoding order (context_codec.HyperCtxCodec.traverse); `choose`

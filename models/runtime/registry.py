@@ -78,25 +78,29 @@ def load(model: str, path: Path, threads: int | None = None) -> LoadedCodec:
 def decoder_for(model: str, weights_id: bytes, threads: int | None = None) -> LoadedCodec | None:
     """A torch-free decoder of files naming these weights, or None where this model has none here
     (the caller falls back to torch)."""
-    if not available() or runtime_class(model) is None or not graph_path(model, "synthesis").is_file():
+    if not has_graphs(model, ("synthesis",)):
         return None
     path = weights_for(model, weights_id)
-    if path is None:
-        return None
-    try:
-        return load(model, path, threads)
-    except GraphMismatch:  # e.g. kept weights of another configuration: torch decodes them
-        return None
+    return None if path is None else loaded_or_none(model, path, threads)
 
 
 def encoder_for(model: str, threads: int | None = None) -> LoadedCodec | None:
     """A torch-free encoder with the installed weights of `model`, or None where it has none."""
     installed = WEIGHTS_DIR / f"{model}.pt"
-    if not available() or runtime_class(model) is None or not installed.is_file() \
-            or not all(graph_path(model, part).is_file() for part in GRAPH_PARTS):
+    if not has_graphs(model, GRAPH_PARTS) or not installed.is_file():
         return None
+    loaded = loaded_or_none(model, installed, threads)
+    return None if loaded is None or loaded.decoder_only else loaded
+
+
+def has_graphs(model: str, parts: tuple[str, ...]) -> bool:
+    """ONNX Runtime is installed, the model has a runtime class and these graphs are here."""
+    return available() and runtime_class(model) is not None and all(graph_path(model, part).is_file()
+                                                                    for part in parts)
+
+
+def loaded_or_none(model: str, path: Path, threads: int | None) -> LoadedCodec | None:
     try:
-        loaded = load(model, installed, threads)
-    except GraphMismatch:
+        return load(model, path, threads)
+    except GraphMismatch:  # e.g. kept weights of another configuration: torch codes them
         return None
-    return None if loaded.decoder_only else loaded
