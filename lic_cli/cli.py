@@ -560,7 +560,6 @@ def list_models():
 
     from models import zoo
     from models.runtime import registry
-    from models.runtime.graphs import graph_path
 
     table = Table("model", "qualities (-q)", "also", "weights", "description")
     for name, item in zoo.ZOO.items():
@@ -568,7 +567,7 @@ def list_models():
         status = path.name if path.exists() else (
             "missing" if item.shipped else "not trained yet" if item.training.driver else "from lic import")
         also = _capability_text(item.codec.capabilities, item.tune is not None)
-        if registry.runtime_class(name) is not None and graph_path(name, "synthesis").is_file():
+        if registry.has_graphs(name):
             also = "codes without torch" if also == "-" else f"{also}, codes without torch"
         table.add_row(name, item.qualities(item.config).description, also, status, item.description)
     Console().print(table)

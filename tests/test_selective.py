@@ -71,7 +71,8 @@ def test_only_the_kept_latents_are_coded(loaded):
     everything = codec.decode_symbols(full, Geometry(height, width), 0)[0]
     assert np.array_equal(symbols[:, expected], everything[:, expected])
     assert np.all(symbols[:, ~expected] == ZERO_SYMBOL)
-    for payload in (codec.encode_static(symbols, expected), codec.encode_context(symbols, expected)):
+    for payload in (codec.latent_coder.encode_static(symbols, expected),
+                    codec.latent_coder.encode_context(symbols, expected)):
         sections = {"latent": payload, "preserve": selective["preserve"]}
         assert torch.equal(codec.decode(sections, Geometry(height, width), 0),
                            codec.decode(selective, Geometry(height, width), 0))

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .padding import padded_size
 from .tiles import Tiles, ceil_div  # noqa: F401 (torch-free; the runtime uses them too)
-
-
-def padded_size(size: int, multiple: int, minimum: int = 1) -> int:
-    """size rounded up to a multiple of `multiple`, and to at least `minimum` multiples."""
-    return max(minimum, ceil_div(size, multiple)) * multiple
 
 
 def unit_float(pixels: torch.Tensor) -> torch.Tensor:

@@ -2,11 +2,35 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
-from ..interface import Training, ZooEntry
+from ..interface import StraightThrough, Training, ZooEntry, option
 from .codec import FlowCodec, freeze_coding_tensors
 from .network import FlowConfig, build, qualities
 from .steps import fit_ladder, fit_steps
+
+
+def parse_noise_range(text: str) -> tuple[float, float]:
+    """'0.7,192' -> (0.7, 192.0): the smallest and largest training noise step."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"{text!r} is not two comma-separated steps, e.g. 0.7,192") from None
+    if not 0 < low < high:
+        raise ValueError(f"{text!r}: need 0 < smallest < largest")
+    return low, high
+
+
+@dataclass(frozen=True)
+class FlowTrainingOptions(StraightThrough):
+    normalise_per_step: bool = option(
+        False, "Divide each sample's loss by its own (detached) value: a coarse noise step (a few tenths of a "
+        "bpp) then weighs as much in the gradient as a fine one (10+ bpp), instead of a tenth as much.")
+    noise_range: tuple[float, float] | None = option(
+        None, "Smallest and largest training noise step, log-uniform between (default: the configuration's, "
+        "0.7,64); cover the ladder's coarsest step (160) to train the low rates it codes.",
+        metavar="LOW,HIGH", parse=parse_noise_range, config="noise_range")
+
 
 ENTRIES = [
     ZooEntry(
@@ -14,7 +38,7 @@ ENTRIES = [
         "to near-lossless, stable re-encoding, progressive decoding",
         build=build, codec=FlowCodec, weight_file="flow.pt", config=dataclasses.asdict(FlowConfig()),
         freeze=freeze_coding_tensors, qualities=qualities,
-        training=Training("rate-distortion", source_model="factorized"),
+        training=Training("rate-distortion", options=FlowTrainingOptions, source_model="factorized"),
         tiny_config={"widths": [4, 4, 4], "steps_per_level": 1, "blocks": 1, "prior_width": 4},
         fit_state=fit_ladder, tune=fit_steps),
 ]

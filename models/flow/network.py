@@ -230,6 +230,8 @@ class FlowCompression(nn.Module):
         preview_mse = torch.mean((out["x_preview"] - x) ** 2, dim=(1, 2, 3)) * PIXEL_SCALE**2
         weight = self.config.distortion_weight / out["noise_step"] ** 2
         loss = bpp + weight * mse + self.config.preview_weight * preview_mse
+        if getattr(self.training_options, "normalise_per_step", False):
+            loss = loss / loss.detach().clamp(min=1e-3)
         coded = torch.round(out["x_hat"].detach().clamp(0, 1) * 255) / 255
         coded_mse = torch.mean((coded - x) ** 2, dim=(1, 2, 3))
         return {"loss": loss.mean(), "bpp": bpp.mean(), "mse": mse.mean(),

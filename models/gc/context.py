@@ -5,10 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-CENTRES = (-2.0, -1.0, 0.0, 1.0, 2.0)
-NUM_SYMBOLS = len(CENTRES)
-ZERO_SYMBOL = CENTRES.index(0.0)  # what W holds where selective generation synthesises
-
+from .symbols import CENTRES, NUM_SYMBOLS, ZERO_SYMBOL  # noqa: F401 (re-exported)
 
 
 def quantize(w: torch.Tensor, sigma: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

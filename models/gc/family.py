@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import torch
+
 from ..interface import GanSchedule, Training, ZooEntry, option
 from .codec import GcCodec, SelectiveGcCodec
+from .layout import ENCODER_PREFIXES, MODELS
 from .network import GcConfig, GenerativeCompression, bound_bits
 from .state import adapt_state, freeze_coding_tensors
 
@@ -25,9 +28,6 @@ class SelectiveGcTrainingOptions(GcTrainingOptions):
         "colours around them; the GAN still paints the detail (the shipped gc-c4-sc used 0.1).", metavar="W")
 
 
-# name -> (C, adversarial, selective)
-MODELS = {"gc-c2": (2, True, False), "gc-c4": (4, True, False), "gc-c8": (8, True, False),
-          "gc-c4-mse": (4, False, False), "gc-c4-sc": (4, True, True)}
 
 
 def _build(config: dict) -> GenerativeCompression:
@@ -50,7 +50,40 @@ def _entry(name: str) -> ZooEntry:
         f"<= {bound_bpp:.4f} bpp at 768x512", build=_build, codec=SelectiveGcCodec if selective else GcCodec,
         weight_file=f"{name}.pt", config=config, freeze=freeze_coding_tensors, qualities=lambda _: GcCodec.qualities,
         training=training, tiny_config={"width": 16, "residual_blocks": 1, "context_width": 8}, init_from=starts,
-        encoder_prefixes=("encoder.",), bench_by_default=False)
+        encoder_prefixes=ENCODER_PREFIXES, bench_by_default=False)
 
 
 ENTRIES = [_entry(name) for name in MODELS]
+
+
+class _Synthesis(torch.nn.Module):
+    """The generator as the runtime runs it: W (with a selective model's map) -> image in [0, 1]."""
+
+    def __init__(self, generator: torch.nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, w_hat: torch.Tensor) -> torch.Tensor:
+        return (self.generator(w_hat) + 1) / 2
+
+
+class _Analysis(torch.nn.Module):
+    """The encoder as the runtime runs it: image in [0, 1] -> continuous W (GenerativeCompression.features)."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x * 2 - 1)
+
+
+def _runtime_graphs(model: GenerativeCompression) -> dict:
+    """What the torch-free runtime runs on ONNX Runtime (models/runtime/export.py), parameters named
+    as in the weight file."""
+    inputs = model.config.bottleneck + model.config.selective
+    return {"synthesis": (_Synthesis(model.generator), torch.zeros(1, inputs, 4, 4), ""),
+            "analysis": (_Analysis(model.encoder), torch.zeros(1, 3, 64, 64), "")}
+
+
+GRAPHS = dict.fromkeys(MODELS, _runtime_graphs)

@@ -9,18 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.geometry import Tiles, ceil_div
 from .boxes import random_boxes
 from .context import NUM_SYMBOLS, ZERO_SYMBOL, ChannelContext, quantize
 from .discriminator import MultiScaleDiscriminator, _instance_norm, discriminator_loss
+from .layout import DOWNSAMPLING, ENCODER_TILES, GENERATOR_TILES, MIN_LATENT, latent_size  # noqa: F401 (re-exported)
 from .losses import LossWeights, generator_losses
-
-DOWNSAMPLING = 16
-MIN_LATENT = 2
-# Tiles that bound the memory of any image (see models/core/geometry.py): the encoder in pixels (its
-# receptive field: ±34 pixels), the generator in latents (±21 latents: nine residual blocks).
-ENCODER_TILES = Tiles(core=1024, margin=64)
-GENERATOR_TILES = Tiles(core=64, margin=24)
 
 
 @dataclass(frozen=True)
@@ -51,12 +44,13 @@ class ChannelNorm2d(nn.Module):
     def __init__(self, channels: int, eps: float = 1e-3):
         super().__init__()
         self.eps = eps
+        self.channels = channels  # a constant for graph export (x.shape[1] would be traced)
         self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Layer norm over the channel axis of a channels-last view: one fused kernel.
-        normalised = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight.view(-1), self.bias.view(-1),
+        normalised = F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), self.weight.view(-1), self.bias.view(-1),
                                   self.eps)
         return normalised.permute(0, 3, 1, 2)
 
@@ -173,8 +167,3 @@ def bound_bits(height: int, width: int, bottleneck: int) -> float:
     rows, cols = latent_size(height, width)
     return rows * cols * bottleneck * float(np.log2(NUM_SYMBOLS))
 
-
-def latent_size(height: int, width: int) -> tuple[int, int]:
-    """Spatial size of W: the image is padded to a multiple of 16, and to at least 2 latent rows and
-    columns (the paper's instance norm, still selectable, needs more than one element there)."""
-    return max(MIN_LATENT, ceil_div(height, DOWNSAMPLING)), max(MIN_LATENT, ceil_div(width, DOWNSAMPLING))

@@ -15,11 +15,12 @@ import numpy as np
 from bitstream.coders import InformationBudget, TableCoder, stack_from_bytes
 from bitstream.container import QUALITY_STEPS, FormatError
 
+from ..core.padding import cropped_pixels, padded_unit_image
 from ..core.tiles import Tiles, ceil_div
 from ..defaults import SYNTHESIS_THREADS
 from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
 from ..runtime import fixed
-from ..runtime.graphs import Graph
+from ..runtime.graphs import Graph, parameters
 from ..runtime.tables import channel_table_ids, tables_from_arrays
 from ..weight_reader import WeightArrays
 from .layout import (
@@ -43,9 +44,7 @@ NEIGHBOUR_TILES = Tiles(core=64, margin=SPATIAL_REACH)  # bounds the memory of t
 RUNTIME_SYNTHESIS_TILES = Tiles(core=48, margin=SYNTHESIS_TILES.margin)
 
 
-def layer(network: dict[str, np.ndarray], name: str, **kind) -> fixed.FixedConv:
-    return fixed.FixedConv(fixed.integer_weight_array(network[f"{name}.weight"]),
-                           fixed.integer_bias_array(network[f"{name}.bias"]), **kind)
+layer = fixed.layer_from
 
 
 def hyper_synthesis_layers(network: dict[str, np.ndarray]) -> list[fixed.FixedConv]:
@@ -63,15 +62,6 @@ def interpolated(table: np.ndarray, quality: float) -> np.ndarray:
     return table[low] * (1 - fraction) + table[low + 1] * fraction
 
 
-def padded_image(image: np.ndarray) -> np.ndarray:
-    """(1, 3, H', W') float32 in [0, 1] of a (3, H, W) uint8 image, the bottom row and right column
-    repeated to multiples of 64 (as models.core.geometry.pad_to_multiple)."""
-    height, width = image.shape[1:]
-    padded = np.pad(image, ((0, 0), (0, ceil_div(height, DOWNSAMPLING) * DOWNSAMPLING - height),
-                            (0, ceil_div(width, DOWNSAMPLING) * DOWNSAMPLING - width)), mode="edge")
-    return (padded.astype(np.float32) / 255)[None]
-
-
 class HyperRuntime:
     """Codes `hyper` files: the hyperprior's coding with the transforms' graphs (decoding needs
     only the synthesis; encoding, which also needs the analysis graphs and a weight file with the
@@ -80,6 +70,8 @@ class HyperRuntime:
     section_names = ("hyperlatent", "latent")
     optional_sections: tuple[str, ...] = ()
     capabilities = Capabilities(arrays=True)
+    decode_graphs = ("synthesis",)
+    encode_graphs = ("analysis", "hyper_analysis")
 
     def __init__(self, weights: WeightArrays, graphs: dict[str, bytes], threads: int | None = None):
         network, coding = weights.network, weights.coding
@@ -119,7 +111,7 @@ class HyperRuntime:
 
     def analyse(self, image: np.ndarray, quality: float) -> tuple[np.ndarray, np.ndarray]:
         """(y, z): gain-scaled latents and hyperlatents, float64, as the torch codec's analyse."""
-        features = ANALYSIS_TILES.run(self.analysis, padded_image(image), down=LATENT_STRIDE)
+        features = ANALYSIS_TILES.run(self.analysis, padded_unit_image(image, DOWNSAMPLING), down=LATENT_STRIDE)
         gain_y, gain_z = (np.exp(interpolated(self.network[name].astype(np.float64), quality))[None, :, None, None]
                           for name in ("log_gain_y", "log_gain_z"))
         y = features.astype(np.float64) * gain_y
@@ -187,8 +179,7 @@ class HyperRuntime:
                    width: int) -> np.ndarray:
         y_hat = (residuals + means) * self.inv_gain_y_at(quality)[None, :, None, None]
         x_hat = RUNTIME_SYNTHESIS_TILES.run(self.synthesis, y_hat.astype(np.float32), up=LATENT_STRIDE)
-        pixels = np.round(np.clip(x_hat[0, :, :height, :width], 0, 1) * 255).astype(np.uint8)
-        return pixels
+        return cropped_pixels(x_hat, height, width)
 
 
 class HyperCtxRuntime(HyperRuntime):
@@ -297,10 +288,6 @@ class HyperCtxRuntime(HyperRuntime):
             out = out + weight[:, :, SPATIAL_REACH + dr, SPATIAL_REACH + dc] @ flat[:, (rows + dr) * padded_width + cols
                                                                                     + dc]
         return fixed.snap_array(out)
-
-
-def parameters(network: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    return {name: array for name, array in network.items() if name.startswith(prefix)}
 
 
 RUNTIMES = {"hyper": HyperRuntime, "hyper-ctx": HyperCtxRuntime, "hyper-ctx-graphics": HyperCtxRuntime}

@@ -185,6 +185,13 @@ class FixedConv:
         return np.maximum(y, 0, out=y) if self.relu else y
 
 
+def layer_from(network: dict[str, np.ndarray], name: str, **kind) -> FixedConv:
+    """The fixed-point layer of the convolution `name` (its .weight and .bias) of a weight file's
+    parameters; kind: FixedConv's fields (transposed, stride, padding, relu, ...)."""
+    return FixedConv(integer_weight_array(network[f"{name}.weight"]), integer_bias_array(network[f"{name}.bias"]),
+                     **kind)
+
+
 def correlate(x: np.ndarray, matrix: np.ndarray, kernel: tuple[int, int], stride: int,
               padding: tuple[int, int]) -> np.ndarray:
     """(outputs, H', W'): the convolution (cross-correlation) of x (C, H, W) with weights given as

@@ -65,6 +65,11 @@ class Graph:
         return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
+def parameters(network: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays of a weight file's network whose names start with `prefix` (one graph's)."""
+    return {name: array for name, array in network.items() if name.startswith(prefix)}
+
+
 def export_graph(module, example, prefix: str, path: Path) -> Path:
     """Write `module`'s graph without weights (torch and onnx needed here, at shipping time only):
     its parameters become external initializers named `prefix` + their names in the module."""

@@ -1,7 +1,7 @@
 """Which models decode without torch: every family package whose ``runtime.py`` lists
 ``RUNTIMES`` (model name -> decoder class) and ``ENCODER_PREFIXES`` (model name -> the parameters
-only its encoder reads, for the weight id). A model decodes here when its class, its synthesis
-graph (``models/weights/graphs/<model>.synthesis.onnx``) and the weights a file names (installed
+only its encoder reads, for the weight id). A model decodes here when its class, the graphs it
+names (``decode_graphs``: ``models/weights/graphs/<model>.<part>.onnx``) and the weights a file names (installed
 or kept in ``models/weights/archive/``) are all present, and ONNX Runtime is installed."""
 from __future__ import annotations
 
@@ -59,7 +59,10 @@ def weights_for(model: str, weights_id: bytes) -> Path | None:
     return archived_weight_file(model, weights_id, encoder_prefixes)
 
 
-GRAPH_PARTS = ("synthesis", "analysis", "hyper_analysis")
+def graph_parts(model: str, encoding: bool = False) -> tuple[str, ...]:
+    """The graphs a model's runtime class decodes with (and, encoding, those it also encodes with)."""
+    cls = runtime_class(model)
+    return tuple(cls.decode_graphs) + (tuple(cls.encode_graphs) if encoding else ())
 
 
 @functools.cache
@@ -69,7 +72,8 @@ def load(model: str, path: Path, threads: int | None = None) -> LoadedCodec:
     arrays = weight_arrays(path)
     if arrays.model != model:
         raise WeightsError(f"{path} holds weights for {arrays.model}, not {model}")
-    graphs = {part: graph_path(model, part).read_bytes() for part in GRAPH_PARTS if graph_path(model, part).is_file()}
+    graphs = {part: graph_path(model, part).read_bytes() for part in graph_parts(model, encoding=True)
+              if graph_path(model, part).is_file()}
     codec = runtime_class(model)(arrays, graphs, threads)
     return LoadedCodec(model, codec, arrays.weight_id, path, arrays.card, decoder_only=not codec.can_encode,
                        aliases=arrays.aliases)
@@ -78,7 +82,7 @@ def load(model: str, path: Path, threads: int | None = None) -> LoadedCodec:
 def decoder_for(model: str, weights_id: bytes, threads: int | None = None) -> LoadedCodec | None:
     """A torch-free decoder of files naming these weights, or None where this model has none here
     (the caller falls back to torch)."""
-    if not has_graphs(model, ("synthesis",)):
+    if not has_graphs(model):
         return None
     path = weights_for(model, weights_id)
     return None if path is None else loaded_or_none(model, path, threads)
@@ -87,16 +91,17 @@ def decoder_for(model: str, weights_id: bytes, threads: int | None = None) -> Lo
 def encoder_for(model: str, threads: int | None = None) -> LoadedCodec | None:
     """A torch-free encoder with the installed weights of `model`, or None where it has none."""
     installed = WEIGHTS_DIR / f"{model}.pt"
-    if not has_graphs(model, GRAPH_PARTS) or not installed.is_file():
+    if not has_graphs(model, encoding=True) or not installed.is_file():
         return None
     loaded = loaded_or_none(model, installed, threads)
     return None if loaded is None or loaded.decoder_only else loaded
 
 
-def has_graphs(model: str, parts: tuple[str, ...]) -> bool:
-    """ONNX Runtime is installed, the model has a runtime class and these graphs are here."""
+def has_graphs(model: str, encoding: bool = False) -> bool:
+    """ONNX Runtime is installed, the model has a runtime class and the graphs it decodes (and,
+    encoding, encodes) with are here."""
     return available() and runtime_class(model) is not None and all(graph_path(model, part).is_file()
-                                                                    for part in parts)
+                                                                    for part in graph_parts(model, encoding))
 
 
 def loaded_or_none(model: str, path: Path, threads: int | None) -> LoadedCodec | None:
