@@ -97,23 +97,23 @@ def measure(codec: CpmCodec, path: Path, quality: int) -> dict:
     watch = Stopwatch()
     started = time.perf_counter()
     counts, symbols = watch.timed("encoder network", codec.analyse)(pixels, quality)
-    coding_order, ordered = codec.coding_order, []
+    coding_order, ordered = codec.symbol_coder.coding_order, []
     timed_order = watch.timed("context model (parallel)", coding_order)
 
     def recorded_order(*args):
         ordered.append(timed_order(*args))
         return ordered[-1]
 
-    codec.coding_order = recorded_order
-    data = codec.encode_symbols(counts, symbols, quality)
-    codec.coding_order = coding_order
+    codec.symbol_coder.coding_order = recorded_order
+    data = codec.symbol_coder.encode_symbols(counts, symbols, quality)
+    codec.symbol_coder.coding_order = coding_order
     encode_seconds = time.perf_counter() - started
 
     coded, tables = ordered[0]  # what the encoder coded, with its counts
     ideal_symbol_bits = float(symbol_costs(np.take_along_axis(tables, coded[:, None], 1)).sum())
     mask = channel_mask(counts, codec.channels)
 
-    context = codec.context
+    context = codec.symbol_coder.context
     timed_context = watch.timed("wavefront network", context.logits)
     context.logits = timed_context
     pop = cpm_codec.pop_importance

@@ -11,7 +11,7 @@ from bitstream.container import FormatError
 from bitstream.tables import TOTAL
 from models import zoo
 from models.core import fixedpoint
-from models.cpm import codec as cpm_codec
+from models.cpm import layout as cpm_layout
 from models.cpm.codec import CpmCodec, build, context_tiles
 from models.cpm.context_model import context_planes, quality_values
 from models.cpm.importance_coding import SPREADS, channel_mask, pop_importance, push_importance, residual_counts
@@ -60,13 +60,13 @@ class RecordingContext:
 def test_wavefront_logits_equal_one_parallel_pass(shape):
     codec = tiny_codec()
     mask, symbols = random_volume(shape, seed=sum(shape))
-    parallel_volume = codec.context.volume(shape, mask, 1)
+    parallel_volume = codec.symbol_coder.context.volume(shape, mask, 1)
     known = np.flatnonzero(mask.ravel())
-    codec.context.set_symbols(parallel_volume, known, symbols.ravel()[known])
-    parallel = codec.context.all_logits(parallel_volume)
+    codec.symbol_coder.context.set_symbols(parallel_volume, known, symbols.ravel()[known])
+    parallel = codec.symbol_coder.context.all_logits(parallel_volume)
 
-    recording = RecordingContext(codec.context)
-    codec.context = recording
+    recording = RecordingContext(codec.symbol_coder.context)
+    codec.symbol_coder.context = recording
     import constriction
     coder = constriction.stream.stack.AnsCoder()
     family = constriction.stream.model.Categorical(perfect=False)
@@ -78,7 +78,7 @@ def test_wavefront_logits_equal_one_parallel_pass(shape):
     if order.size:
         coder.encode_reverse(symbols.ravel()[order].astype(np.int32), family, probabilities / TOTAL)
     budget = InformationBudget(coder)
-    decoded = codec.decode_tile(coder, budget, family, mask, 1)
+    decoded = codec.symbol_coder.decode_tile(coder, budget, family, mask, 1)
 
     assert np.array_equal(decoded[mask], symbols[mask]) and np.all(decoded[~mask] == -1)
     assert coder.is_empty()
@@ -98,9 +98,9 @@ def test_no_logit_depends_on_a_symbol_decoded_at_or_after_its_step():
         step_of[order[starts[step]:starts[step + 1]]] = step
 
     def logits(values):  # every position is coded here, so all_logits covers the volume
-        volume = codec.context.volume(shape, mask, 0)
-        codec.context.set_symbols(volume, np.arange(mask.size), values.ravel())
-        return codec.context.all_logits(volume)
+        volume = codec.symbol_coder.context.volume(shape, mask, 0)
+        codec.symbol_coder.context.set_symbols(volume, np.arange(mask.size), values.ravel())
+        return codec.symbol_coder.context.all_logits(volume)
 
     base = logits(symbols)
     for changed in (0, 17, mask.size // 2, mask.size - 1):
@@ -113,7 +113,7 @@ def test_no_logit_depends_on_a_symbol_decoded_at_or_after_its_step():
 def test_fixed_point_context_follows_the_trained_float_model():
     torch.manual_seed(1)
     model = build({**TINY, "latent_channels": 5})
-    fixed = FixedContext(model)
+    fixed = FixedContext.of_model(model)
     shape = (5, 7, 9)
     mask, symbols = random_volume(shape, seed=2)
     volume = fixed.volume(shape, mask, 2)
@@ -154,7 +154,7 @@ def test_codec_round_trips_symbols_at_every_quality(size):
     image = torch.randint(0, 256, (3, *size), dtype=torch.uint8)
     for quality in range(codec.qualities.count):
         counts, symbols = codec.analyse(image, quality)
-        data = codec.encode_symbols(counts, symbols, quality)
+        data = codec.symbol_coder.encode_symbols(counts, symbols, quality)
         decoded_counts, decoded = codec.decode_symbols({"latent": data}, Geometry(*size), quality)
         mask = channel_mask(counts, codec.channels)
         assert np.array_equal(decoded_counts, counts)
@@ -163,12 +163,12 @@ def test_codec_round_trips_symbols_at_every_quality(size):
 
 
 def test_context_tiles_code_independently_and_round_trip(monkeypatch):
-    monkeypatch.setattr(cpm_codec, "CONTEXT_TILE", 3)
+    monkeypatch.setattr(cpm_layout, "CONTEXT_TILE", 3)
     codec = tiny_codec()
     image = torch.randint(0, 256, (3, 61, 43), dtype=torch.uint8)
     counts, symbols = codec.analyse(image, 2)
     assert len(list(context_tiles(*counts.shape))) == 6  # 8 x 6 latents
-    data = codec.encode_symbols(counts, symbols, 2)
+    data = codec.symbol_coder.encode_symbols(counts, symbols, 2)
     _, decoded = codec.decode_symbols({"latent": data}, Geometry(61, 43), 2)
     mask = channel_mask(counts, codec.channels)
     assert np.array_equal(decoded[mask], symbols[mask])
@@ -212,11 +212,11 @@ def test_skipping_unneeded_positions_changes_no_logit():
     known = np.flatnonzero(mask.ravel())
 
     def logits(prune: bool):
-        volume = codec.context.volume(shape, mask, 3)
+        volume = codec.symbol_coder.context.volume(shape, mask, 3)
         if not prune:
             volume.needed = [np.ones(mask.size, bool)] * (len(volume.needed) - 1) + [volume.needed[-1]]
-        codec.context.set_symbols(volume, known, symbols.ravel()[known])
-        return codec.context.all_logits(volume), volume
+        codec.symbol_coder.context.set_symbols(volume, known, symbols.ravel()[known])
+        return codec.symbol_coder.context.all_logits(volume), volume
 
     pruned, volume = logits(True)
     assert volume.needed[0].sum() < mask.size  # something was skipped

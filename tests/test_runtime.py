@@ -47,7 +47,7 @@ def test_numpy_fixed_point_equals_the_torch_layers_bit_for_bit():
     assert np.array_equal(fixed.run([as_runtime_layer(layer) for layer in layers], x[0].numpy()), expected)
 
 
-@pytest.fixture(scope="module", params=["hyper", "hyper-ctx", "gc-c4", "gc-c4-sc"])
+@pytest.fixture(scope="module", params=["hyper", "hyper-ctx", "gc-c4", "gc-c4-sc", "cpm"])
 def tiny(request, tmp_path_factory):
     """(model name, torch session, weight file, runtime) of a tiny random network."""
     name, folder = request.param, tmp_path_factory.mktemp(request.param)
@@ -69,8 +69,10 @@ def graphs(name: str, folder: Path) -> dict[str, bytes]:
 
 
 def quality_at(runtime, fraction: float) -> float:
-    """A quality a fraction of the way up the model's ladder (0 for a single-rate model)."""
-    return fraction * (runtime.qualities.count - 1)
+    """A quality a fraction of the way up the model's ladder (0 for a single-rate model; a whole
+    one where the model has no qualities between its operating points)."""
+    quality = fraction * (runtime.qualities.count - 1)
+    return quality if runtime.qualities.continuous else round(quality)
 
 
 def test_the_runtime_hyper_synthesis_is_the_torch_one(tiny):
@@ -177,7 +179,7 @@ with Image.open(source) as image:
 @pytest.mark.slow
 @pytest.mark.parametrize("name, model, quality", [
     ("hyper-ctx-q2.lic", "hyper-ctx", "2"), ("hyper-q3.5.lic", "hyper", "2"),
-    ("gc-c4-sc-preserve.lic", "gc-c4-sc", "1")])
+    ("gc-c4-sc-preserve.lic", "gc-c4-sc", "1"), ("cpm-q4.lic", "cpm", "3")])
 def test_lic_decode_encode_and_the_pillow_plugin_work_where_torch_cannot_be_imported(name, model, quality, tmp_path):
     source = CONFORMANCE / name
     result = subprocess.run([sys.executable, "-c", DECODE_WITHOUT_TORCH, str(source), str(tmp_path / "out.png"), model,

@@ -1,47 +1,18 @@
-"""cpm's codec, its qualities and frozen coding tensors."""
+"""cpm's codec on torch (the networks; the symbols are coded by models.cpm.coding) and its frozen
+coding tensors."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from bitstream.coders import InformationBudget, stack_from_bytes, symbol_costs, words_to_bytes
-from bitstream.container import FormatError
-from bitstream.tables import TOTAL
-
-from ..core import fixedpoint, precision
-from ..core.geometry import ceil_div, pad_to_multiple, to_uint8, unit_float
-from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
-from .importance_coding import channel_mask, pop_importance, push_importance
-from .network import (
-    CONTEXT_TILE,
-    DECODER_TILES,
-    DOWNSAMPLING,
-    ENCODER_TILES,
-    ConditionalProbabilityModel,
-    CpmConfig,
-    quantize,
-)
-from .wavefront import FixedContext, wavefront_steps
-
-
-# ---------------------------------------------------------------------------------------------
-# The codec
-# ---------------------------------------------------------------------------------------------
-def latent_size(height: int, width: int) -> tuple[int, int]:
-    return ceil_div(height, DOWNSAMPLING), ceil_div(width, DOWNSAMPLING)
-
-
-def context_tiles(height: int, width: int):
-    """(rows, cols) slices of the independently coded context tiles, in coding order."""
-    for top in range(0, height, CONTEXT_TILE):
-        for left in range(0, width, CONTEXT_TILE):
-            yield slice(top, min(height, top + CONTEXT_TILE)), slice(left, min(width, left + CONTEXT_TILE))
-
-
-def qualities(config: dict | CpmConfig) -> Qualities:
-    targets = config.targets if isinstance(config, CpmConfig) else config.get("targets", CpmConfig().targets)
-    listed = ", ".join(f"{t:g}" for t in targets)
-    return Qualities(len(targets), len(targets) // 2, f"{len(targets)} (MS-SSIM; symbol-rate targets {listed} bpp)")
+from ..core import precision
+from ..core.geometry import pad_to_multiple, to_uint8, unit_float
+from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
+from .coding import SymbolCoder
+from .importance_coding import channel_mask
+from .layout import context_tiles, latent_size, qualities  # noqa: F401 (re-exported)
+from .network import DECODER_TILES, DOWNSAMPLING, ENCODER_TILES, ConditionalProbabilityModel, CpmConfig, quantize
+from .wavefront import FixedContext
 
 
 class CpmCodec:
@@ -59,7 +30,7 @@ class CpmCodec:
         self.compute = precision.resolve(compute, self.device)
         self.qualities = qualities(model.config)
         self.channels = model.config.latent_channels
-        self.context = FixedContext(model)
+        self.symbol_coder = SymbolCoder(FixedContext.of_model(model), self.channels)
 
     @torch.inference_mode()
     def analyse(self, image: torch.Tensor, quality: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,34 +51,7 @@ class CpmCodec:
         self.qualities.check(quality)
         check_refine(self.capabilities, options, "this model")
         counts, symbols = self.analyse(image, quality)
-        return {"latent": self.encode_symbols(counts, symbols, quality)}
-
-    def encode_symbols(self, counts: np.ndarray, symbols: np.ndarray, quality: int) -> bytes:
-        import constriction
-        coded, probabilities = self.coding_order(counts, symbols, quality)
-        coder = constriction.stream.stack.AnsCoder()
-        if coded.size:
-            family = constriction.stream.model.Categorical(perfect=False)
-            coder.encode_reverse(coded.astype(np.int32), family, probabilities / TOTAL)
-        push_importance(coder, counts, self.channels)
-        return words_to_bytes(coder.get_compressed())
-
-    def coding_order(self, counts: np.ndarray, symbols: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
-        """(coded symbols, their counts (n, L)) in decoding order, the context model run in parallel."""
-        mask = channel_mask(counts, self.channels)
-        coded, tables = [], []
-        for rows, cols in context_tiles(*counts.shape):
-            tile_mask, tile_symbols = mask[:, rows, cols], symbols[:, rows, cols]
-            volume = self.context.volume(tile_mask.shape, tile_mask, quality)
-            known = np.flatnonzero(tile_mask.ravel())
-            self.context.set_symbols(volume, known, tile_symbols.ravel()[known])
-            logits = np.zeros((tile_mask.size, len(self.context.values)))
-            logits[known] = self.context.all_logits(volume)
-            order, _ = wavefront_steps(tile_mask.shape)
-            order = order[tile_mask.ravel()[order]]
-            coded.append(tile_symbols.ravel()[order])
-            tables.append(fixedpoint.integer_softmax(logits[order]))
-        return np.concatenate(coded), np.concatenate(tables)
+        return {"latent": self.symbol_coder.encode_symbols(counts, symbols, quality)}
 
     @torch.inference_mode()
     def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
@@ -130,40 +74,8 @@ class CpmCodec:
 
     def _decode_symbols(self, sections: dict[str, bytes], geometry: Geometry,
                         quality: int) -> tuple[np.ndarray, np.ndarray]:
-        import constriction
         self.qualities.check(quality)
-        height, width = latent_size(geometry.height, geometry.width)
-        coder = stack_from_bytes(sections["latent"])
-        budget = InformationBudget(coder)
-        counts = pop_importance(coder, budget, height, width, self.channels)
-        mask = channel_mask(counts, self.channels)
-        symbols = np.full((self.channels, height, width), -1, dtype=np.int64)
-        family = constriction.stream.model.Categorical(perfect=False)
-        for rows, cols in context_tiles(height, width):
-            symbols[:, rows, cols] = self.decode_tile(coder, budget, family, mask[:, rows, cols], quality)
-        if not coder.is_empty():
-            raise FormatError("entropy-coded stream has data left over (corrupted file?)")
-        return counts, symbols
-
-    def decode_tile(self, coder, budget: InformationBudget, family, mask: np.ndarray, quality: int) -> np.ndarray:
-        """One context tile's symbols (-1 where not coded), wavefront by wavefront."""
-        volume = self.context.volume(mask.shape, mask, quality)
-        coded_flags = mask.ravel()
-        symbols = np.full(coded_flags.size, -1, dtype=np.int64)
-        order, starts = wavefront_steps(mask.shape)
-        for step in range(len(starts) - 1):
-            positions = order[starts[step]:starts[step + 1]]
-            logits = self.context.logits(volume, positions)
-            wanted = coded_flags[positions]
-            if not wanted.any():
-                continue
-            tables = fixedpoint.integer_softmax(logits)
-            decoded = np.asarray(coder.decode(family, tables / TOTAL), dtype=np.int64)
-            budget.spend(symbol_costs(np.take_along_axis(tables, decoded[:, None], axis=1)).sum())
-            self.context.set_symbols(volume, positions[wanted], decoded)
-            symbols[positions[wanted]] = decoded
-        return symbols.reshape(mask.shape)
-
+        return self.symbol_coder.decode(sections["latent"], geometry.height, geometry.width, quality)
 
 def build(config: dict) -> ConditionalProbabilityModel:
     return ConditionalProbabilityModel(CpmConfig(**{**config, "targets": tuple(config.get("targets",

@@ -11,29 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core import fixedpoint
-
-# Kernel offsets (depth, row, column) of a 2x3x3 masked kernel that a layer may read, besides the
-# full previous channel slice: the rows above and the positions to the left in the current slice.
-CAUSAL = ((1, 0, 0), (1, 0, 1), (1, 0, 2), (1, 1, 0))
-CENTRE = (1, 1, 1)
-INPUT_PLANES = 3  # causal symbol values, importance mask (all of it known), quality
+from .layout import INPUT_PLANES  # noqa: F401 (re-exported)
+from .layout import context_masks as mask_arrays
+from .layout import quality_values as quality_value_array
 
 
 def context_masks(width: int, centres: int, layers: int) -> list[torch.Tensor]:
     """The weight masks (out, in, 2, 3, 3) of the context model's layers."""
-    masks = []
-    for layer in range(layers):
-        cin = INPUT_PLANES if layer == 0 else width
-        cout = centres if layer == layers - 1 else width
-        mask = torch.zeros(cout, cin, 2, 3, 3)
-        mask[:, :, 0] = 1
-        for offset in CAUSAL + (() if layer == 0 else (CENTRE,)):
-            mask[(slice(None), slice(None)) + offset] = 1
-        if layer == 0:
-            mask[:, 1:] = 1  # the importance mask and the quality are known everywhere before decoding
-        masks.append(mask)
-    return masks
+    return [torch.from_numpy(mask) for mask in mask_arrays(width, centres, layers)]
 
 
 class ContextModel(nn.Module):
@@ -68,5 +53,4 @@ def context_planes(coded_values: torch.Tensor, mask: torch.Tensor, quality_value
 
 def quality_values(count: int) -> torch.Tensor:
     """The quality plane's value of each quality: q / (count - 1) on the fixed-point grid."""
-    values = torch.arange(count, dtype=torch.float64) / max(1, count - 1)
-    return fixedpoint.snap_activation(values)
+    return torch.from_numpy(quality_value_array(count))

@@ -7,7 +7,7 @@ from bitstream.coders import InformationBudget, symbol_costs
 from bitstream.container import FormatError
 from bitstream.tables import TOTAL
 
-from ..core import fixedpoint
+from ..runtime import fixed
 
 # ---------------------------------------------------------------------------------------------
 # The importance map: how many channels each position codes
@@ -23,7 +23,7 @@ def residual_counts(spread: int, channels: int) -> np.ndarray:
     for _ in range(channels):
         weights.append(weights[-1] * SPREADS[spread] >> 16)
     one_side = np.array(weights, dtype=np.int64)
-    return fixedpoint.counts_from_weights(np.concatenate([one_side[:0:-1], one_side]))
+    return fixed.counts_from_weights(np.concatenate([one_side[:0:-1], one_side]))
 
 
 def med_prediction(counts: np.ndarray, rows: np.ndarray, cols: np.ndarray, channels: int) -> np.ndarray:

@@ -8,19 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.geometry import Tiles
 from ..core.similarity import ms_ssim_batch
 from .context_model import ContextModel, context_planes, quality_values
+from .layout import CONTEXT_TILE, DECODER_TILES, DEFAULT_TARGETS, DOWNSAMPLING, ENCODER_TILES, WAVEFRONT  # noqa: F401 (re-exported)
 
-DOWNSAMPLING = 8
 # Photo statistics for the input normalisation (the paper normalises by its dataset's mean/variance).
 PIXEL_MEAN = (0.45, 0.43, 0.39)
 PIXEL_STD = (0.27, 0.26, 0.28)
-# The encoder sees +-70 pixels, the decoder +-9 latents: margins cover both (tiles meet without seams).
-ENCODER_TILES = Tiles(core=1024, margin=96)
-DECODER_TILES = Tiles(core=64, margin=16)
-CONTEXT_TILE = 128  # latents per side of an independently coded context volume (bounds memory)
-WAVEFRONT = (4, 2, 1)  # t = 4c + 2h + w: see the module docstring
 DISTORTION_SCALE = 100.0  # loss = 100 * d + beta * max(bpp - target, 0) + context cross-entropy
 # d = 1 - MS-SSIM + 10 * MSE of 16x-downsampled images: MS-SSIM barely sees a global colour cast (only
 # its coarsest luminance term does), and training on MS-SSIM alone drifts the colours
@@ -40,7 +34,7 @@ class CpmConfig:
     centres: int = 6  # L
     context_width: int = 24
     context_layers: int = 4
-    targets: tuple[float, ...] = (0.12, 0.25, 0.45, 0.8)  # H_target per quality, bits per pixel of the symbols
+    targets: tuple[float, ...] = DEFAULT_TARGETS  # H_target per quality, bits per pixel of the symbols
     beta: float = 50.0
 
 

@@ -5,9 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core import fixedpoint
-from .context_model import INPUT_PLANES, quality_values
-from .network import WAVEFRONT, ConditionalProbabilityModel
+from ..runtime import fixed
+from .layout import INPUT_PLANES, WAVEFRONT, context_masks, quality_values
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,25 +39,35 @@ class FixedContextLayer:
 
 
 class FixedContext:
-    """The context model in exact fixed point (see models/core/fixedpoint.py), evaluated at any set of
+    """The context model in exact fixed point (models/runtime/fixed.py), evaluated at any set of
     volume positions by gathering their 2x3x3 neighbourhoods: one parallel pass for the encoder,
     one wavefront step at a time for the decoder, with identical arithmetic."""
 
     CHUNK = 8192  # positions per gather in a parallel pass (bounds its memory)
 
-    def __init__(self, model: ConditionalProbabilityModel):
+    def __init__(self, network: dict[str, np.ndarray], quality_count: int):
+        """network: the model's parameters by name (a weight file's, or a torch model's state);
+        quality_count: its number of qualities (they set the quality plane's values)."""
+        count = sum(1 for name in network if name.startswith("context.layers.") and name.endswith(".weight"))
+        weights = [network[f"context.layers.{i}.weight"] for i in range(count)]
+        masks = context_masks(weights[0].shape[0], weights[-1].shape[0], count)
         self.layers = []
-        for i, (layer, mask) in enumerate(zip(model.context.layers, model.context.masks(), strict=True)):
-            weight = fixedpoint.integer_weight(layer.weight * mask)
-            bias = fixedpoint.integer_bias(layer.bias)
-            fixedpoint.check_exactness(weight, bias)
+        for i, (weight, mask) in enumerate(zip(weights, masks, strict=True)):
+            integer = fixed.integer_weight_array(weight.astype(np.float32) * mask)
+            bias = fixed.integer_bias_array(network[f"context.layers.{i}.bias"])
+            fixed.check_exactness_array(integer, bias)
             # (out, in, d, r, c) -> (d, r, c, in, out): rows match a gathered (position, offset, channel) block.
-            matrix = weight.permute(2, 3, 4, 1, 0).reshape(-1, weight.shape[0]) * 2.0**-fixedpoint.WEIGHT_FRAC_BITS
-            self.layers.append(FixedContextLayer(matrix.numpy(), bias.numpy() * 2.0**-fixedpoint.PRODUCT_FRAC_BITS,
-                                                 relu=i < len(model.context.layers) - 1))
-        self.values = fixedpoint.snap_activation(model.centres.detach().double().cpu()).numpy()
-        self.quality_values = quality_values(model.num_qualities).numpy()
+            matrix = integer.transpose(2, 3, 4, 1, 0).reshape(-1, integer.shape[0]) * 2.0**-fixed.WEIGHT_FRAC_BITS
+            self.layers.append(FixedContextLayer(matrix, bias * 2.0**-fixed.PRODUCT_FRAC_BITS, relu=i < count - 1))
+        self.values = fixed.snap_array(network["centres"].astype(np.float64))
         self.widths = [INPUT_PLANES] + [layer.bias.shape[0] for layer in self.layers[:-1]]
+        self.quality_values = quality_values(quality_count)
+
+    @classmethod
+    def of_model(cls, model) -> FixedContext:
+        """The fixed-point context model of a torch ConditionalProbabilityModel."""
+        return cls({name: value.detach().cpu().numpy() for name, value in model.state_dict().items()
+                    if name.startswith("context.layers.") or name == "centres"}, model.num_qualities)
 
     def volume(self, shape: tuple[int, int, int], mask: np.ndarray, quality: int) -> ContextVolume:
         """A volume whose importance mask and quality planes are filled, symbols not yet known."""
@@ -102,7 +111,7 @@ class FixedContext:
         x = neighbourhoods.reshape(len(flat), -1).astype(np.float64) @ layer.weight + layer.bias
         if layer.relu:
             np.maximum(x, 0, out=x)
-        x = fixedpoint.snap_array(x)
+        x = fixed.snap_array(x)
         if index + 1 < len(self.layers):
             volume.activations[index + 1][flat] = x
         return x

@@ -66,8 +66,10 @@ class Graph:
 
 
 def parameters(network: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    """The arrays of a weight file's network whose names start with `prefix` (one graph's)."""
-    return {name: array for name, array in network.items() if name.startswith(prefix)}
+    """The arrays of a weight file's network whose names start with `prefix` (one graph's), less
+    batch-norm bookkeeping that no graph computes with."""
+    return {name: array for name, array in network.items()
+            if name.startswith(prefix) and not name.endswith(".num_batches_tracked")}
 
 
 def export_graph(module, example, prefix: str, path: Path) -> Path:
