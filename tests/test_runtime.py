@@ -47,7 +47,7 @@ def test_numpy_fixed_point_equals_the_torch_layers_bit_for_bit():
     assert np.array_equal(fixed.run([as_runtime_layer(layer) for layer in layers], x[0].numpy()), expected)
 
 
-@pytest.fixture(scope="module", params=["hyper", "hyper-ctx", "gc-c4", "gc-c4-sc", "cpm"])
+@pytest.fixture(scope="module", params=["hyper", "hyper-ctx", "gc-c4", "gc-c4-sc", "cpm", "flow"])
 def tiny(request, tmp_path_factory):
     """(model name, torch session, weight file, runtime) of a tiny random network."""
     name, folder = request.param, tmp_path_factory.mktemp(request.param)
@@ -120,6 +120,22 @@ def test_files_the_runtime_encodes_decode_on_the_torch_path(tiny, fraction):
     assert abs(sum(map(len, ours.values())) - sum(map(len, theirs.values()))) <= 0.02 * sum(map(len, theirs.values()))
 
 
+def test_a_prefix_of_a_progressive_file_decodes_as_on_the_torch_path(tiny):
+    name, session, _, runtime = tiny
+    if not runtime.capabilities.progressive:
+        pytest.skip("a progressive model")
+    loaded = session.get(name)
+    quality = quality_at(runtime, 0.5)
+    sections = loaded.codec.encode(torch.from_numpy(smooth_image(48, 64)).permute(2, 0, 1), quality)
+    geometry = Geometry(48, 64)
+    for prefix in ({"latent": sections["latent"]}, {k: sections[k] for k in ("latent", "detail1")}):
+        assert all(np.array_equal(a, b) for a, b in zip(runtime.decode_symbols(prefix, geometry, quality),
+                                                         loaded.codec.decode_symbols(prefix, geometry, quality),
+                                                         strict=True))
+        pixels = runtime.decode(prefix, geometry, quality).astype(int)
+        assert np.abs(pixels - loaded.codec.decode(prefix, geometry, quality).numpy().astype(int)).max() <= 1
+
+
 def test_selective_files_the_runtime_encodes_keep_the_same_latents(tiny):
     name, session, _, runtime = tiny
     if not runtime.capabilities.selective:
@@ -141,9 +157,10 @@ def test_selective_files_the_runtime_encodes_keep_the_same_latents(tiny):
 
 def test_a_graph_refuses_weights_of_another_shape(tiny, tmp_path):
     name, _, weights, _ = tiny
-    size = zoo.entry(name).training.sizes["channels"]
     tiny_config = zoo.entry(name).tiny_config
-    wider = zoo.export_weights(zoo.build_trainable(name, {**tiny_config, size: 2 * tiny_config[size]}), name,
+    size = zoo.entry(name).training.sizes.get("channels", "widths")
+    wider_sizes = [2 * width for width in tiny_config[size]] if size == "widths" else 2 * tiny_config[size]
+    wider = zoo.export_weights(zoo.build_trainable(name, {**tiny_config, size: wider_sizes}), name,
                                tmp_path / "wider.pt")
     with pytest.raises(GraphMismatch):
         runtime_class(name)(read_weight_arrays(wider, encoder_prefixes), graphs(name, Path(weights).parent))
@@ -179,7 +196,7 @@ with Image.open(source) as image:
 @pytest.mark.slow
 @pytest.mark.parametrize("name, model, quality", [
     ("hyper-ctx-q2.lic", "hyper-ctx", "2"), ("hyper-q3.5.lic", "hyper", "2"),
-    ("gc-c4-sc-preserve.lic", "gc-c4-sc", "1"), ("cpm-q4.lic", "cpm", "3")])
+    ("gc-c4-sc-preserve.lic", "gc-c4-sc", "1"), ("cpm-q4.lic", "cpm", "3"), ("flow-q12.lic", "flow", "4")])
 def test_lic_decode_encode_and_the_pillow_plugin_work_where_torch_cannot_be_imported(name, model, quality, tmp_path):
     source = CONFORMANCE / name
     result = subprocess.run([sys.executable, "-c", DECODE_WITHOUT_TORCH, str(source), str(tmp_path / "out.png"), model,

@@ -1,46 +1,27 @@
-"""flow's codec: the bijective transform in tiles, escaped latents, progressive sections."""
+"""flow's codec on torch: the bijective transform in tiles; the latents are coded by
+models.flow.coding, and the coding tensors frozen here."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from bitstream.coders import TableCoder
-from bitstream.container import FormatError
-from bitstream.tables import TOTAL, quantize_pmfs
+from bitstream.tables import quantize_pmfs
 
-from ..core import fixedpoint, precision
-from ..core.entropy import (
-    channel_table_ids,
-    gaussian_pmfs,
-    gaussian_scale_table,
-    tables_from_tensors,
-    tables_to_tensors,
-)
-from ..core.geometry import Tiles, ceil_div, pad_to_multiple, to_uint8
+from ..core import precision
+from ..core.entropy import gaussian_pmfs, gaussian_scale_table, tables_to_tensors
+from ..core.geometry import pad_to_multiple, to_uint8
 from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
-from .network import (
+from .coding import SECTIONS, LatentCoding, Latents
+from .layout import (
     DOWNSAMPLING,
+    FORWARD_TILES,
+    INVERSE_TILES,
     LATENT_CHANNELS,
-    PRIOR_INPUT_SCALE,
-    FlowCompression,
-    flow_to_unit,
-    pixels_to_flow,
-    qualities,
+    SEARCH_RADIUS,
+    pack_latents,
+    unpack_latents,
 )
-
-# ---------------------------------------------------------------------------------------------
-# Coding: frozen integer tables, fixed-point priors, the flow in float.
-# ---------------------------------------------------------------------------------------------
-SEARCH_RADIUS = 4096  # z0 values (pixel units) beyond this are escaped
-PREVIEW_PROBABILITY = 0.9  # a latent whose table gives its mean more than this is not coded
-# The flow's receptive field is ±64 z0 positions (6 steps of six 3x3 convolutions at 1/8, 1/4
-# and 1/2, plus the squeezes), so tiles overlap by more than that; φ reaches ±3 positions.
-FORWARD_TILES = Tiles(core=1024, margin=576)
-INVERSE_TILES = Tiles(core=128, margin=72)
-PRIOR_TILES = Tiles(core=64, margin=8)
+from .network import FlowCompression, flow_to_unit, pixels_to_flow, qualities
 
 
 def freeze_coding_tensors(model: FlowCompression) -> dict[str, torch.Tensor]:
@@ -57,31 +38,11 @@ def freeze_coding_tensors(model: FlowCompression) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def pack_latents(z0: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """(z0, z1, z2) as one (B, 192, H/8, W/8) tensor, so that tiles cut all three alike."""
-    return torch.cat([z0, F.pixel_unshuffle(z1, 2), F.pixel_unshuffle(z2, 4)], dim=1)
-
-
-def unpack_latents(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    c0, c1, _ = LATENT_CHANNELS
-    return (packed[:, :c0], F.pixel_shuffle(packed[:, c0:c0 + 4 * c1], 2),
-            F.pixel_shuffle(packed[:, c0 + 4 * c1:], 4))
-
-
-@dataclass
-class Latents:
-    """One image's coded integers and the exact latents they stand for."""
-
-    symbols: list[np.ndarray]  # k0 (48, h, w), k1 (12, 2h, 2w), k2 (6, 4h, 4w); 0 where not coded
-    table_ids: list[np.ndarray]  # of z1 and z2, shaped like k1 and k2
-    values: list[torch.Tensor]  # ẑ0, ẑ1, ẑ2 as (1, C, ...) float64
-
-
 class FlowCodec:
     """Codes z0, z1, z2 in sections "latent", "detail1", "detail2"; a prefix of them decodes to a
     preview (the missing levels at their predicted means)."""
 
-    section_names = ("latent", "detail1", "detail2")
+    section_names = SECTIONS
     optional_sections: tuple[str, ...] = ()
     capabilities = Capabilities(progressive=True)
 
@@ -91,112 +52,46 @@ class FlowCodec:
         # The flow is exact only up to its arithmetic: near-lossless points need float32.
         self.compute = precision.resolve("fp32" if compute == "auto" else compute, self.device)
         self.qualities = qualities(model.config)
-        self.steps = coding["steps"].to(torch.float64)
-        if self.steps.shape != (self.qualities.count, LATENT_CHANNELS[0] + 2):
-            raise ValueError("coding steps do not match the network")
-        self.priors = (fixedpoint.freeze(model.prior1), fixedpoint.freeze(model.prior2))
-        self.detail_scales = coding["detail_scales"].numpy().astype(np.float64)
-        if len(self.detail_scales) > 256:  # table ids are 8-bit
-            raise ValueError("coding tables do not match the network")
-        detail_tables = tables_from_tensors(coding, "detail_tables")
-        self.detail_coder = TableCoder(detail_tables)
-        zero = -detail_tables.offsets
-        self.predicted_tables = detail_tables.counts[np.arange(len(zero)), zero] > PREVIEW_PROBABILITY * TOTAL
-        self.coding = coding
-        self._z0_coders: dict[int, TableCoder] = {}
-        self._table_indices: dict[tuple[int, int], fixedpoint.TableIndex] = {}
+        network = {name: value.detach().cpu().numpy() for name, value in model.state_dict().items()
+                   if name.startswith(("prior1.", "prior2."))}
+        self.latent_coding = LatentCoding(network, {name: value.numpy() for name, value in coding.items()},
+                                          self.qualities.count)
 
-    def z0_coder(self, quality: int) -> TableCoder:
-        if quality not in self._z0_coders:
-            self._z0_coders[quality] = TableCoder(tables_from_tensors(self.coding, f"z0_tables.{quality}"))
-        return self._z0_coders[quality]
+    @property
+    def steps(self) -> torch.Tensor:
+        """The exact steps (Q, 48 + 2) of every operating point, float64."""
+        return torch.from_numpy(self.latent_coding.steps)
 
-    def level_steps(self, quality: int) -> tuple[torch.Tensor, float, float]:
-        """(Δ0 (1, 48, 1, 1), Δ1, Δ2) of an operating point, float64."""
-        c0 = LATENT_CHANNELS[0]
-        steps = self.steps[quality]
-        return steps[:c0].reshape(1, c0, 1, 1), float(steps[c0]), float(steps[c0 + 1])
-
-    def table_index(self, level: int, quality: int) -> fixedpoint.TableIndex:
-        """Scale -> table of z1 (level 1) or z2 (level 2): the first entry with scale / Δ <= entry."""
-        key = (level, quality)
-        if key not in self._table_indices:
-            step = self.level_steps(quality)[level]
-            self._table_indices[key] = fixedpoint.TableIndex(self.detail_scales * step)
-        return self._table_indices[key]
-
-    def detail_distribution(self, level: int, coarser: torch.Tensor, quality: int) -> tuple[torch.Tensor, np.ndarray]:
-        """Bit-exact means (float64) and table ids of z1 (level 1) or z2 (level 2) given the exact
-        coarser latent: the fixed-point φ that encoder and decoder both run."""
-        layers, index = self.priors[level - 1], self.table_index(level, quality)
-
-        def prior(tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            means, scales = fixedpoint.run(layers, tile).chunk(2, dim=1)
-            return means.contiguous(), torch.from_numpy(index(scales.numpy()).astype(np.uint8))
-
-        means, table_ids = PRIOR_TILES.run(prior, coarser * PRIOR_INPUT_SCALE, up=2)
-        return means, table_ids.numpy()[0]
+    @property
+    def predicted_tables(self) -> np.ndarray:
+        return self.latent_coding.predicted_tables
 
     @torch.inference_mode()
-    def analyse(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def analyse(self, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The continuous latents (z0, z1, z2) of a (3, H, W) uint8 image (sides padded to 8)."""
         def forward(tile: torch.Tensor) -> torch.Tensor:
             pixels = pixels_to_flow(tile.to(self.device).float() / 255)
-            return pack_latents(*self.model.flow(pixels)).float().cpu()
+            z0, z1, z2 = (z.float().cpu().numpy() for z in self.model.flow(pixels))
+            return torch.from_numpy(pack_latents(z0, z1, z2))
 
         with precision.autocast(self.compute, self.device):
             packed = FORWARD_TILES.run(forward, pad_to_multiple(image[None], DOWNSAMPLING), down=DOWNSAMPLING)
-        return unpack_latents(packed)
+        return unpack_latents(packed.numpy())
 
-    def quantise(self, z: tuple[torch.Tensor, torch.Tensor, torch.Tensor], quality: int) -> Latents:
-        """What the encoder codes: z0 rounded to its grid, z1 and z2 rounded around their exact
-        predicted means (or left at them, where the table says the mean is likely enough)."""
+    def quantise(self, z: tuple[np.ndarray, np.ndarray, np.ndarray], quality: int) -> Latents:
         self.qualities.check(quality)
-        step0, *detail_steps = self.level_steps(quality)
-        k0 = torch.round(z[0].double() / step0)
-        latents = Latents([k0.to(torch.int64).numpy()[0]], [], [k0 * step0])
-        for level in (1, 2):
-            means, table_ids = self.detail_distribution(level, latents.values[-1], quality)
-            coded = torch.from_numpy(~self.predicted_tables[table_ids])[None]
-            k = torch.round((z[level].double() - means) / detail_steps[level - 1]) * coded
-            latents.values.append(means + detail_steps[level - 1] * k)
-            latents.symbols.append(k.to(torch.int64).numpy()[0])
-            latents.table_ids.append(table_ids)
-        return latents
+        return self.latent_coding.quantise(z, quality)
 
     def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
         check_refine(self.capabilities, options, "this model")
         return self.encode_latents(self.quantise(self.analyse(image), quality), quality)
 
     def encode_latents(self, latents: Latents, quality: int) -> dict[str, bytes]:
-        k0 = latents.symbols[0]
-        sections = {"latent": self.z0_coder(quality).encode(k0, channel_table_ids(k0.shape))}
-        for name, k, table_ids in zip(self.section_names[1:], latents.symbols[1:], latents.table_ids, strict=True):
-            coded = ~self.predicted_tables[table_ids]
-            sections[name] = self.detail_coder.encode(k[coded], table_ids[coded])
-        return sections
+        return self.latent_coding.encode(latents, quality)
 
     def decode_latents(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> Latents:
-        """The latents of a file's sections; a missing "detail2" (or both details) leaves those
-        levels at their predicted means."""
         self.qualities.check(quality)
-        if "detail2" in sections and "detail1" not in sections:
-            raise FormatError("a flow file's detail2 section needs its detail1 section")
-        height, width = ceil_div(geometry.height, DOWNSAMPLING), ceil_div(geometry.width, DOWNSAMPLING)
-        shape = (LATENT_CHANNELS[0], height, width)
-        step0, *detail_steps = self.level_steps(quality)
-        k0 = self.z0_coder(quality).decode(sections["latent"], channel_table_ids(shape)).reshape(shape)
-        latents = Latents([k0], [], [torch.from_numpy(k0)[None] * step0])
-        for level, name in ((1, "detail1"), (2, "detail2")):
-            means, table_ids = self.detail_distribution(level, latents.values[-1], quality)
-            k = np.zeros(table_ids.shape, dtype=np.int64)
-            if name in sections:
-                coded = ~self.predicted_tables[table_ids]
-                k[coded] = self.detail_coder.decode(sections[name], table_ids[coded])
-            latents.values.append(means + detail_steps[level - 1] * torch.from_numpy(k)[None])
-            latents.symbols.append(k)
-            latents.table_ids.append(table_ids)
-        return latents
+        return self.latent_coding.decode(sections, geometry.height, geometry.width, quality)
 
     @torch.inference_mode()
     def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
@@ -208,13 +103,14 @@ class FlowCodec:
         return self.decode_latents(sections, geometry, quality).symbols
 
     @torch.inference_mode()
-    def synthesise(self, values: list[torch.Tensor], geometry: Geometry) -> torch.Tensor:
+    def synthesise(self, values: list[np.ndarray], geometry: Geometry) -> torch.Tensor:
         """The inverse flow of exact latents, as 8-bit pixels cropped to the image."""
-        def inverse(tile: torch.Tensor) -> torch.Tensor:
-            pixels = self.model.flow.inverse(*unpack_latents(tile.to(self.device)))
-            return to_uint8(flow_to_unit(pixels.float()).clamp_(0, 1)).cpu()
+        def inverse(tile: np.ndarray) -> np.ndarray:
+            z = (torch.from_numpy(np.ascontiguousarray(level)).to(self.device) for level in unpack_latents(tile))
+            pixels = self.model.flow.inverse(*z)
+            return to_uint8(flow_to_unit(pixels.float()).clamp_(0, 1)).cpu().numpy()
 
-        packed = pack_latents(*(v.to(torch.float32) for v in values))
+        packed = pack_latents(*(value.astype(np.float32) for value in values))
         with precision.synthesis_threads(self.device), precision.autocast(self.compute, self.device):
             pixels = INVERSE_TILES.run(inverse, packed, up=DOWNSAMPLING)
-        return pixels[0, :, :geometry.height, :geometry.width]
+        return torch.from_numpy(np.ascontiguousarray(pixels[0, :, :geometry.height, :geometry.width]))

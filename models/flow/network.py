@@ -14,16 +14,19 @@ from ..core.entropy import (
     gaussian_likelihood,
 )
 from ..core.layers import deconv, ste_round
-from ..interface import Qualities
+from .layout import (  # noqa: F401 (re-exported)
+    DEFAULT_LADDER,
+    DOWNSAMPLING,
+    LATENT_CHANNELS,
+    LEVELS,
+    PIXEL_OFFSET,
+    PIXEL_SCALE,
+    PRIOR_INPUT_SCALE,
+    SQUEEZE,
+    qualities,
+)
 
-LEVELS = 3
-SQUEEZE = 2
-DOWNSAMPLING = SQUEEZE**LEVELS  # pixels per z0 position along each side
-PIXEL_SCALE = 255.0  # latents are in 8-bit pixel units: a step of 1 is one grey level of noise
-PIXEL_OFFSET = 127.5
 COUPLING_INPUT_SCALE = 1 / 64  # pixel-unit activations into the translation nets at a unit scale
-PRIOR_INPUT_SCALE = 1 / 16  # a power of two: exact in fixed point
-LATENT_CHANNELS = (48, 12, 6)  # z0, z1, z2
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class FlowConfig:
     prior_width: int = 64  # channels of φ1, φ2
     # Quantization steps of the operating points, coarse to fine (users' -q 1 is the coarsest). The
     # per-level steps start at these and are fitted after training (fit_steps).
-    ladder: tuple[float, ...] = (160.0, 112.0, 80.0, 56.0, 40.0, 28.0, 20.0, 14.0, 10.0, 6.0, 3.0, 1.0)
+    ladder: tuple[float, ...] = DEFAULT_LADDER
     noise_range: tuple[float, float] = (0.7, 64.0)  # training draws s log-uniformly in this range
     # 3 pixel values per pixel, each costing about log2(1/s) bits: at the slope of a uniform
     # quantizer, d(bits)/d(MSE) = 3 * 6 / (ln 2 * s^2) per pixel.
@@ -254,8 +257,3 @@ def build(config: dict) -> FlowCompression:
             fields[key] = tuple(fields[key])
     return FlowCompression(FlowConfig(**fields))
 
-
-def qualities(config: dict | FlowConfig) -> Qualities:
-    ladder = config.ladder if isinstance(config, FlowConfig) else config.get("ladder", FlowConfig().ladder)
-    return Qualities(len(ladder), len(ladder) // 2,
-                     f"1-{len(ladder)} (quantization step {max(ladder):g} down to {min(ladder):g} grey levels)")

@@ -30,7 +30,7 @@ def graph_path(model: str, part: str, folder: Path | None = None) -> Path:
 
 class Graph:
     """An ONNX Runtime session of a weightless graph, its initializers bound from `arrays`
-    (name -> array; fp16 ones are widened to the graph's fp32)."""
+    (name -> array; floats as the graph's fp32, fp16 ones widened; integers as int64)."""
 
     def __init__(self, graph: bytes, arrays: dict[str, np.ndarray], threads: int | None = None):
         import json
@@ -48,8 +48,9 @@ class Graph:
         # Threads sleep between operators instead of spinning: the synthesis runs on a fixed thread
         # count (pixels must not depend on the machine), often more than the cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-                        for array in arrays.values()]  # kept alive as long as the session
+        self._values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(
+            array, dtype=np.float32 if array.dtype.kind == "f" else np.int64))
+            for array in arrays.values()]  # kept alive as long as the session (integers: e.g. permutations)
         options.add_external_initializers(list(arrays), self._values)
         try:
             self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
