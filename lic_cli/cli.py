@@ -466,7 +466,7 @@ def decode(inputs, output, fmt, force, side_info_out, weights, levels, engine, d
         from . import codec
         batch = engine == "auto" and len(jobs) > 1 and importlib.util.find_spec("torch") is not None
         return codec.CodecSession(_decoding_weights(weights), _device(device), precision,
-                                  "torch" if levels is not None or batch else engine, threads,
+                                  "torch" if batch else engine, threads,
                                   functools.partial(load_torch, threads))
 
     def work(job: files.Job) -> str:

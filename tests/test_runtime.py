@@ -184,6 +184,8 @@ def lic(*arguments):
 lic("decode", source, "-o", target)
 lic("encode", target, "-o", target + ".lic", "--model", model, "-q", quality)
 lic("decode", target + ".lic", "-o", target + ".again.png")
+if model == "flow":  # a progressive file's preview
+    lic("decode", source, "-o", target + ".preview.png", "--levels", "1")
 import lic_cli
 from PIL import Image
 lic_cli.register_lic_opener()
