@@ -58,7 +58,7 @@ def main() -> None:
     means, table_ids = report("hyper-synthesis (fixed point)", lambda: codec.latent_distribution(z_hat, quality))
     residuals = torch.round(y.to(torch.float64) - means).to(torch.int64)
     sections = report("entropy encode (z and y)", lambda: codec.encode_latents(z_hat, residuals, quality, table_ids))
-    report("entropy decode (y)", lambda: codec.y_coder.decode(sections["latent"], table_ids))
+    report("entropy decode (y)", lambda: codec.exact.y_coder.decode(sections["latent"], table_ids))
     report("synthesis transform", lambda: codec.synthesise(residuals, means, quality, height, width))
     report("whole encode", lambda: codec.encode(image, quality))
     report("whole decode", lambda: codec.decode(sections, Geometry(height, width), quality))

@@ -8,9 +8,10 @@ from click.testing import CliRunner
 
 from lic_cli.cli import main
 from models import zoo
-from models.hyper import context_codec
+from models.core.tiles import Tiles
+from models.hyper import exact
 from models.hyper.context import ContextHyperprior, anchor_mask
-from models.hyper.context_codec import cross_context, padded_latents
+from models.hyper.exact import cross_context
 from models.interface import PLAIN, Geometry
 
 from .conftest import png_folder, smooth_image
@@ -49,11 +50,11 @@ def test_context_passes_round_trip_and_every_pass_is_used(tmp_path):
     y, z = codec.analyse(pixels, 5)
     assert np.array_equal(z_hat, torch.round(z).numpy().astype(np.int64))
     # The decoder's residuals are the encoder's: y rounded around the exact means, pass by pass.
-    latents = y.double().flatten(2)[0]
-    _, means = codec.traverse(codec.hyper_features(torch.from_numpy(z_hat), 5),
-                              lambda m, ids, channels, positions: torch.round(latents[slice(*channels), positions] - m)
-                              .long())
-    assert np.array_equal(residuals, torch.round(y.double() - means).long().numpy())
+    latents = y.double().flatten(2)[0].numpy()
+    _, means = codec.exact.traverse(codec.exact.hyper_features(z_hat, 5)[0],
+                                    lambda m, ids, channels, positions: np.round(latents[slice(*channels), positions]
+                                                                                 - m).astype(np.int64))
+    assert np.array_equal(residuals, np.round(y.double().numpy() - means).astype(np.int64))
     assert decoded.shape == (3, 96, 160) and decoded.dtype == torch.uint8
 
 
@@ -78,26 +79,27 @@ def test_bands_of_latent_rows_code_as_the_whole_image(tmp_path, monkeypatch):
     pixels = image(150, 40)  # 10 latent rows
     whole = codec.encode(pixels, 3, PLAIN)
     decoded = codec.decode(whole, Geometry(150, 40), 3)
-    monkeypatch.setattr(context_codec, "BAND_ROWS", 3)
-    monkeypatch.setattr(context_codec, "POSITION_CHUNK", 7)
+    monkeypatch.setattr(exact, "NEIGHBOUR_TILES", Tiles(core=3, margin=exact.SPATIAL_REACH))
+    monkeypatch.setattr(exact, "POSITION_CHUNK", 7)
     assert codec.encode(pixels, 3, PLAIN) == whole
     assert torch.equal(codec.decode(whole, Geometry(150, 40), 3), decoded)
 
 
 def test_the_cross_taps_give_the_spatial_convolution_exactly():
-    from models.core import fixedpoint
+    from models.runtime import fixed
 
     torch.manual_seed(4)
     conv = torch.nn.Conv2d(5, 3, 3, padding=1)
-    layer = fixedpoint.freeze(torch.nn.Sequential(conv))
+    layer = fixed.layer_from({"c.weight": conv.weight.detach().numpy(), "c.bias": conv.bias.detach().numpy()}, "c",
+                             padding=1)
     height, width = 7, 6
-    latents = torch.round(torch.randn(5, height * width, dtype=torch.float64) * 3 * 256) / 256
-    anchors = anchor_mask(height, width).flatten()
+    latents = np.round(np.random.default_rng(4).normal(size=(5, height * width)) * 3 * 256) / 256
+    anchors = anchor_mask(height, width).flatten().numpy()
     latents[:, ~anchors] = 0  # what a decoder holds before the second pass
-    full = fixedpoint.run(layer, latents.reshape(1, 5, height, width))[0].flatten(1)
-    others = torch.nonzero(~anchors).flatten()
-    padded = padded_latents(latents, height, width)
-    assert torch.equal(cross_context(layer[0], padded, others, width), full[:, others])
+    full = fixed.run([layer], latents.reshape(5, height, width)).reshape(3, -1)
+    others = np.flatnonzero(~anchors)
+    padded = fixed.snap_array(np.pad(latents.reshape(5, height, width), ((0, 0), (1, 1), (1, 1))))
+    assert np.array_equal(cross_context(layer, padded, others, width), full[:, others])
 
 
 def test_the_float_model_predicts_what_the_coder_pays(tmp_path):

@@ -17,7 +17,7 @@ from lic_cli.codec import CodecSession, coded_sections, encode_image
 from lic_cli.imageio import ImageData
 from models import zoo
 from models.core import fixedpoint
-from models.hyper.runtime import hyper_synthesis_layers
+from models.hyper.exact import hyper_synthesis_layers
 from models.interface import EncodeOptions, Geometry
 from models.runtime import fixed
 from models.runtime.export import export_model_graphs

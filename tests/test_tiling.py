@@ -7,8 +7,8 @@ from torch import nn
 from models import zoo
 from models.core.geometry import Tiles
 from models.gc import codec as gc_codec
-from models.hyper import codec as hyper_codec
 from models.hyper import coding as hyper_coding
+from models.hyper import exact as hyper_exact
 from models.interface import PLAIN, Geometry
 
 from .conftest import smooth_image
@@ -43,7 +43,7 @@ def test_a_tiled_codec_codes_the_same_symbols_and_nearly_the_same_pixels(tmp_pat
     if name == "hyper":
         small_tiles(monkeypatch, hyper_coding, ANALYSIS_TILES=Tiles(64, 64), HYPER_ANALYSIS_TILES=Tiles(4, 16),
                     SYNTHESIS_TILES=Tiles(3, 4))
-        small_tiles(monkeypatch, hyper_codec, HYPER_SYNTHESIS_TILES=Tiles(1, 4))
+        small_tiles(monkeypatch, hyper_exact, HYPER_SYNTHESIS_TILES=Tiles(1, 4))
     else:
         small_tiles(monkeypatch, gc_codec, ENCODER_TILES=Tiles(64, 64), GENERATOR_TILES=Tiles(3, 24))
     tiled_sections = codec.encode(image, 0, PLAIN)
@@ -59,6 +59,6 @@ def test_the_fixed_point_hyper_synthesis_is_exact_in_tiles(tmp_path, monkeypatch
     codec = zoo.load_codec("hyper", zoo.export_weights(model, "hyper", tmp_path / "h.pt")).codec
     z_hat = torch.randint(-6, 7, (1, model.config.channels, 5, 7))
     means, ids = codec.latent_distribution(z_hat, 2)
-    monkeypatch.setattr(hyper_codec, "HYPER_SYNTHESIS_TILES", Tiles(2, 4))
+    monkeypatch.setattr(hyper_exact, "HYPER_SYNTHESIS_TILES", Tiles(2, 4))
     tiled_means, tiled_ids = codec.latent_distribution(z_hat, 2)
     assert torch.equal(means, tiled_means) and np.array_equal(ids, tiled_ids)

@@ -93,7 +93,7 @@ def timed_synthesis(codec, item: dict, quality: int, height: int, width: int, va
 
 def centroid_rows(codec, arrays: list[np.ndarray], latents: list[dict], quality: int) -> dict[str, float]:
     """latents: quantized_latents of every image in arrays, with the encoder in bf16."""
-    offsets = fit_centroid_offsets(latents[0::2], len(codec.y_table_scales))
+    offsets = fit_centroid_offsets(latents[0::2], len(codec.exact.y_table_scales))
     centre, centroid = [], []
     for pixels, item in zip(arrays[1::2], latents[1::2]):
         height, width = pixels.shape[:2]

@@ -108,7 +108,7 @@ class FixedContext:
             return np.zeros((0, layer.bias.size))
         flat = volume.flat[positions]
         neighbourhoods = volume.activations[index][flat[:, None] + volume.offsets[None, :]]
-        x = neighbourhoods.reshape(len(flat), -1).astype(np.float64) @ layer.weight + layer.bias
+        x = fixed.exact_matmul(neighbourhoods.reshape(len(flat), -1), layer.weight) + layer.bias
         if layer.relu:
             np.maximum(x, 0, out=x)
         x = fixed.snap_array(x)

@@ -4,10 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..core import fixedpoint
-from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
+from ..interface import PLAIN, Capabilities, EncodeOptions, check_refine
 from .coding import HyperpriorCoding, Quantised
-from .network import DOWNSAMPLING, HYPER_SYNTHESIS_TILES, LATENT_STRIDE
 
 
 class HyperCodec(HyperpriorCoding):
@@ -49,32 +47,14 @@ class HyperCodec(HyperpriorCoding):
         table_ids may be passed when the caller already ran the hyper-synthesis for z_hat."""
         if table_ids is None:
             _, table_ids = self.latent_distribution(z_hat, quality)
-        return {
-            "hyperlatent": self.z_coder.encode(z_hat.numpy(), self.z_table_ids(z_hat.shape)),
-            "latent": self.y_coder.encode(residuals.numpy(), table_ids),
-        }
+        return self.exact.encode_residuals(z_hat.numpy(), residuals.numpy(), table_ids)
 
     def latent_means(self, z_hat: torch.Tensor, quality: int) -> torch.Tensor:
         """The bit-exact means of y given integer z_hat (what the decoder will add back)."""
         return self.latent_distribution(z_hat, quality)[0]
 
-    def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(z_hat, residuals, exact means) of a file's two sections."""
-        z_hat = self.decode_hyperlatents(sections, geometry, quality)
-        means, table_ids = self.latent_distribution(z_hat, quality)
-        residuals = torch.from_numpy(self.y_coder.decode(sections["latent"], table_ids).reshape(means.shape))
-        return z_hat, residuals, means
-
     def latent_distribution(self, z_hat: torch.Tensor, quality: int) -> tuple[torch.Tensor, np.ndarray]:
         """Bit-exact means (float64, CPU) and scale-table indices of y given integer z_hat: the
-        fixed-point hyper-synthesis that both encoder and decoder run."""
-        scaled = z_hat.to(torch.float64) * self.inv_gain_z_at(quality)[None, :, None, None]
-        id_type = np.uint8 if len(self.y_table_scales) <= 256 else np.int64
-
-        def hyper_synthesis(tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            means, scales = fixedpoint.run(self.hyper_synthesis, tile).chunk(2, dim=1)
-            return means.contiguous(), torch.from_numpy(self.scale_index(scales.numpy()).astype(id_type))
-
-        means, table_ids = HYPER_SYNTHESIS_TILES.run(hyper_synthesis, scaled, up=DOWNSAMPLING // LATENT_STRIDE)
-        return means, table_ids.numpy().ravel()
+        fixed-point hyper-synthesis that both encoder and decoder run (exact.py)."""
+        means, table_ids = self.exact.latent_distribution(z_hat.numpy(), quality)
+        return torch.from_numpy(means), table_ids

@@ -2,26 +2,25 @@
 (fixed-point) hyper-synthesis that selects the Gaussian tables."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from bitstream.coders import TableCoder
-from bitstream.container import QUALITY_STEPS
 from bitstream.tables import quantize_pmfs
 
-from ..core import fixedpoint, precision
+from ..core import precision
 from ..core.entropy import (
     channel_table_ids,
     gaussian_pmfs,
     gaussian_scale_table,
-    tables_from_tensors,
     tables_to_tensors,
 )
 from ..core.geometry import ceil_div, pad_to_multiple, to_uint8, unit_float
 from ..core.layers import run_decoder
 from ..interface import Geometry
+from .exact import HyperCoding
 from .layout import GAIN_FRAC_BITS, ladder_qualities
 from .network import (
     ANALYSIS_TILES,
@@ -141,19 +140,19 @@ class LatentSynthesis:
 
 
 class HyperpriorCoding(LatentSynthesis):
-    """A trained hyperprior ready to code: its integer tables, the fixed-point hyper-synthesis,
-    and the analysis; what `hyper` and the codecs built on its latents share."""
+    """A trained hyperprior ready to code: its exact coding (``exact.py``, the numpy that the
+    torch-free runtime runs too) and the analysis; what `hyper` and the codecs built on its latents
+    share."""
+
+    exact_class = HyperCoding
 
     def __init__(self, model: MeanScaleHyperprior, coding: dict[str, torch.Tensor], device: torch.device | str = "cpu",
                  compute: str = "auto"):
         super().__init__(model, device, compute)
-        self.y_table_scales = coding["y_table_scales"].numpy().astype(np.float64)
-        self.scale_index = fixedpoint.TableIndex(self.y_table_scales)
-        self.inv_gain_z_grid = coding["inv_gain_z"].numpy().astype(np.int64)
-        self.hyper_synthesis = fixedpoint.freeze(model.h_s)
-        self.z_coder = TableCoder(tables_from_tensors(coding, "z_tables"))
-        self.y_coder = TableCoder(tables_from_tensors(coding, "y_tables"))
-        if len(self.z_coder.tables) != model.config.channels or len(self.y_coder.tables) != len(self.y_table_scales):
+        network = {name: value.detach().cpu().numpy() for name, value in model.state_dict().items()}
+        self.exact = self.exact_class(network, {name: value.numpy() for name, value in coding.items()},
+                                      dataclasses.asdict(model.config))
+        if len(self.exact.z_coder.tables) != model.config.channels:
             raise ValueError("coding tables do not match the network")
 
     @torch.inference_mode()
@@ -177,18 +176,6 @@ class HyperpriorCoding(LatentSynthesis):
     def encode_analysed(self, y: torch.Tensor, z: torch.Tensor, quality: float) -> dict[str, bytes]:
         """The coded sections of continuous latents y and hyperlatents z (each family's coding)."""
         raise NotImplementedError
-
-    def inv_gain_z_at(self, quality: float) -> torch.Tensor:
-        """(N,) float64: the inverse hyperlatent gains on the 2^-12 grid that the fixed-point
-        hyper-synthesis takes; between two trained qualities, their geometric interpolation in
-        exact decimal arithmetic, so that every machine selects the same tables."""
-        if float(quality).is_integer():
-            grid = self.inv_gain_z_grid[int(quality)]
-        else:
-            low = min(int(quality), self.qualities.count - 2)
-            grid = fixedpoint.geometric_interpolation(self.inv_gain_z_grid[low], self.inv_gain_z_grid[low + 1],
-                                                      round((quality - low) * QUALITY_STEPS), QUALITY_STEPS)
-        return torch.from_numpy(grid).to(torch.float64) * 2.0**-GAIN_FRAC_BITS
 
     @torch.inference_mode()
     def hyper_analyse(self, y: torch.Tensor, quality: float) -> torch.Tensor:
@@ -214,17 +201,12 @@ class HyperpriorCoding(LatentSynthesis):
         z_hat, residuals, _ = self.entropy_decode(sections, geometry, quality)
         return [z_hat.numpy(), residuals.numpy()]
 
-    def decode_hyperlatents(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
-        """The integer hyperlatents of a file's `hyperlatent` section (the quality checked first)."""
-        self.qualities.check(quality)
-        z_shape = self.latent_shape(geometry, self.model.config.channels, DOWNSAMPLING)
-        return torch.from_numpy(self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(z_shape))
-                                .reshape(z_shape))
-
     def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(z_hat, residuals, exact means) of a file's two sections: each codec's own latent coding."""
-        raise NotImplementedError
+        """(z_hat, residuals, exact means) of a file's two sections (the quality checked first)."""
+        self.qualities.check(quality)
+        arrays = self.exact.entropy_decode(sections, geometry.height, geometry.width, quality)
+        return tuple(torch.from_numpy(array) for array in arrays)
 
 
 @dataclass

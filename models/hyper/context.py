@@ -35,7 +35,6 @@ from .network import (
 )
 
 SPATIAL_REACH = 1  # the 3×3 spatial context convolution sees ±1 latent
-BAND_ROWS = 64  # latent rows per band of the coding-time passes, which bounds their memory
 
 
 @dataclass(frozen=True)

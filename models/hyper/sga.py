@@ -68,8 +68,8 @@ class RateDistortion:
         """What coding (z_hat, residuals) really costs: integer-table bits and the decoder's pixels."""
         codec = self.codec
         means, table_ids = codec.latent_distribution(z_hat, self.quality)
-        bits = codec.z_coder.tables.bits(z_hat.numpy().ravel(), codec.z_table_ids(z_hat.shape))
-        bits += codec.y_coder.tables.bits(residuals.numpy().ravel(), table_ids)
+        bits = codec.exact.z_coder.tables.bits(z_hat.numpy().ravel(), codec.z_table_ids(z_hat.shape))
+        bits += codec.exact.y_coder.tables.bits(residuals.numpy().ravel(), table_ids)
         x_hat = codec.synthesise(residuals, means, self.quality, self.height, self.width)
         x_hat = torch.round(x_hat * 255) / 255  # the 8-bit pixels the decoder writes
         return float(self._loss(torch.tensor(bits), x_hat[None]))

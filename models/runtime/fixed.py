@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import decimal
 import math
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,7 +49,10 @@ def check_exactness_array(weight: np.ndarray, bias: np.ndarray, output_axis: int
 def snap_array(x: np.ndarray) -> np.ndarray:
     """snap_activation for a float64 numpy array (in place where it can)."""
     np.clip(x, -ACT_LIMIT, ACT_LIMIT, out=x)
-    return np.round(x * 2.0**ACT_FRAC_BITS) * 2.0**-ACT_FRAC_BITS
+    x *= 2.0**ACT_FRAC_BITS  # exact: a power of two
+    np.round(x, out=x)
+    x *= 2.0**-ACT_FRAC_BITS
+    return x
 
 
 
@@ -140,6 +144,7 @@ class FixedConv:
         self.kernel = weight.shape[2:]
         self.matrix = weight.reshape(weight.shape[0], -1)
         self.float_bias = (self.bias * 2.0**-PRODUCT_FRAC_BITS)[:, None]  # (outputs, 1)
+        self.phases = self.phase_matrices() if self.transposed else []
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = self.linear(x)
@@ -159,25 +164,35 @@ class FixedConv:
         exact sums as the convolution of the dilated input, a stride² of its work."""
         kh, kw = self.kernel
         s, low = self.stride, kh - 1 - self.padding
-        channels, height, width = x.shape
+        height, width = x.shape[1:]
         out_h = (height - 1) * s + 1 + 2 * low + self.output_padding - kh + 1
         out_w = (width - 1) * s + 1 + 2 * (kw - 1 - self.padding) + self.output_padding - kw + 1
+        out = np.empty((self.matrix.shape[0], out_h, out_w))
+        for phase_r, phase_c, taps_r, taps_c, sub in self.phases:
+            rows, cols = len(range(phase_r, out_h, s)), len(range(phase_c, out_w, s))
+            if not rows or not cols:
+                continue
+            first_r = (phase_r + taps_r[0] - low) // s  # input row of the first tap at output row phase_r
+            first_c = (phase_c + taps_c[0] - (kw - 1 - self.padding)) // s
+            padded = pad_window(x, first_r, rows + len(taps_r) - 1, first_c, cols + len(taps_c) - 1)
+            out[:, phase_r::s, phase_c::s] = correlate(padded, sub, (len(taps_r), len(taps_c)), 1, (0, 0))
+        return out + self.float_bias[:, :, None]
+
+    def phase_matrices(self) -> list[tuple[int, int, list[int], list[int], np.ndarray]]:
+        """Per output phase (row, column) of a transposed convolution: the kernel taps that meet
+        input positions and their weights as a matrix (outputs, channels · taps)."""
+        kh, kw = self.kernel
+        channels = self.matrix.shape[1] // (kh * kw)
+        s, low = self.stride, kh - 1 - self.padding
         weight = self.matrix.reshape(-1, channels, kh, kw)
-        out = np.empty((weight.shape[0], out_h, out_w))
+        phases = []
         for phase_r in range(s):
             taps_r = [k for k in range(kh) if (phase_r + k - low) % s == 0]
             for phase_c in range(s):
                 taps_c = [k for k in range(kw) if (phase_c + k - (kw - 1 - self.padding)) % s == 0]
-                rows, cols = len(range(phase_r, out_h, s)), len(range(phase_c, out_w, s))
-                if not rows or not cols:
-                    continue
-                first_r = (phase_r + taps_r[0] - low) // s  # input row of the first tap at output row phase_r
-                first_c = (phase_c + taps_c[0] - (kw - 1 - self.padding)) // s
-                sub = weight[:, :, taps_r][:, :, :, taps_c]
-                padded = pad_window(x, first_r, rows + len(taps_r) - 1, first_c, cols + len(taps_c) - 1)
-                out[:, phase_r::s, phase_c::s] = correlate(padded, sub.reshape(sub.shape[0], -1),
-                                                           (len(taps_r), len(taps_c)), 1, (0, 0))
-        return out + self.float_bias[:, :, None]
+                sub = np.ascontiguousarray(weight[:, :, taps_r][:, :, :, taps_c])
+                phases.append((phase_r, phase_c, taps_r, taps_c, sub.reshape(sub.shape[0], -1)))
+        return phases
 
     def activate(self, y: np.ndarray) -> np.ndarray:
         if self.relu and self.negative_slope:
@@ -192,10 +207,27 @@ def layer_from(network: dict[str, np.ndarray], name: str, **kind) -> FixedConv:
                      **kind)
 
 
+def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b of float64 fixed-point matrices (exact in any summation order, module docstring).
+    Where the process has already imported torch (the torch codecs), torch multiplies them: the
+    same bits, and numpy's BLAS threads then do not compete with torch's for the cores. Never
+    imports torch itself."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return a @ b
+    a, b = (np.ascontiguousarray(m, dtype=np.float64) for m in (a, b))
+    a, b = (m if m.flags.writeable else m.copy() for m in (a, b))  # torch takes writable arrays only
+    return torch.matmul(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+
+
 def correlate(x: np.ndarray, matrix: np.ndarray, kernel: tuple[int, int], stride: int,
               padding: tuple[int, int]) -> np.ndarray:
     """(outputs, H', W'): the convolution (cross-correlation) of x (C, H, W) with weights given as
-    a matrix (outputs, C·kh·kw), zero padding on every side, as one exact matrix product."""
+    a matrix (outputs, C·kh·kw), zero padding on every side, as one exact matrix product.
+
+    Where the process has already imported torch (the torch codecs), its float64 convolution does
+    the same sums faster; every partial sum is exact (module docstring), so the result is the same
+    bits. Never imports torch itself."""
     channels = x.shape[0]
     kh, kw = kernel
     if any(padding):
@@ -203,7 +235,7 @@ def correlate(x: np.ndarray, matrix: np.ndarray, kernel: tuple[int, int], stride
     windows = sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]
     out_h, out_w = windows.shape[1:3]
     columns = windows.transpose(0, 3, 4, 1, 2).reshape(channels * kh * kw, out_h * out_w)
-    return (matrix @ columns).reshape(-1, out_h, out_w)
+    return exact_matmul(matrix, columns).reshape(-1, out_h, out_w)
 
 
 def pad_window(x: np.ndarray, top: int, height: int, left: int, width: int) -> np.ndarray:
@@ -237,5 +269,5 @@ def run_pointwise(layers: list[FixedConv], x: np.ndarray) -> np.ndarray:
     for layer in layers:
         if layer.transposed or layer.kernel != (1, 1) or layer.stride != 1 or layer.padding:
             raise ValueError("run_pointwise takes 1×1 convolutions only")
-        x = snap_array(layer.activate(layer.matrix @ x + layer.float_bias))
+        x = snap_array(layer.activate(exact_matmul(layer.matrix, x) + layer.float_bias))
     return x
