@@ -21,7 +21,7 @@ from models import zoo
 from models.core import precision
 from models.core.cse import ConditionalSourceModel
 
-from . import distributed
+from . import augment, distributed
 from .distributed import Ranks
 from .imageio import list_images, load_rgb_array
 
@@ -49,6 +49,7 @@ class TrainOptions:
     precision: str = "auto"  # auto | bf16 | fp32 (for the transforms; entropy models are always fp32)
     mix: Path | None = None  # a second image folder (e.g. illustrations and screenshots) ...
     mix_share: float = 0.2  # ... that this share of the crops comes from
+    augment: tuple[str, ...] = ()  # lic_cli/augment.py: "colours", "compositions"
     # The family's own options: an instance of its Training.options (models.interface); None: their defaults.
     family: Any = None
     regularizer: str | None = None  # "cse": the conditional source entropy regularizer
@@ -115,8 +116,9 @@ class CropSampler:
     rank is given its own shard of both pools."""
 
     def __init__(self, paths: list[Path], crop: int, device: torch.device, log, mix_paths: list[Path] = (),
-                 mix_share: float = 0.0):
+                 mix_share: float = 0.0, augmentations: tuple[str, ...] = ()):
         self.crop = crop
+        self.augmentations = augmentations
         self.device = device
         self.images = self._load(paths, log)
         self.mixed = self._load(mix_paths, log) if mix_paths else []
@@ -126,6 +128,8 @@ class CropSampler:
             raise ValueError(f"no training image is at least {crop}x{crop} pixels")
         if mix_paths:
             log(f"mixing in {len(self.mixed)} images of {len(mix_paths)} ({mix_share:.0%} of the crops)")
+        if augmentations:
+            log(f"augmentations: {', '.join(augmentations)} (lic_cli/augment.py)")
 
     def _load(self, paths: list[Path], log) -> list[torch.Tensor]:
         images = []
@@ -150,6 +154,9 @@ class CropSampler:
     def batch(self, size: int, rng: random.Random) -> torch.Tensor:
         crops = []
         for _ in range(size):
+            if "compositions" in self.augmentations and rng.random() < augment.COMPOSITION_SHARE:
+                crops.append(torch.from_numpy(augment.flat_composition(self.crop, rng)))
+                continue
             pool = self.mixed if self.mix_share and rng.random() < self.mix_share else self.images
             image = self._next_image(pool, rng)
             top = rng.randrange(image.shape[0] - self.crop + 1)
@@ -157,6 +164,8 @@ class CropSampler:
             patch = image[top : top + self.crop, left : left + self.crop]
             if rng.random() < 0.5:
                 patch = patch.flip(1)
+            if pool is self.mixed and "colours" in self.augmentations:
+                patch = torch.from_numpy(augment.permute_colours(patch.numpy(), rng).copy())
             crops.append(patch)
         batch = torch.stack(crops).to(self.device).permute(0, 3, 1, 2).float().div_(255)
         return batch.contiguous(memory_format=torch.channels_last)
@@ -273,7 +282,8 @@ def make_sampler(options: TrainOptions, run: RunSetup, log) -> CropSampler:
     mix_paths = list_images(options.mix) if options.mix is not None else []
     if options.mix is not None and not mix_paths:
         raise ValueError(f"no images found in --mix {options.mix}")
-    return CropSampler(run.paths, options.crop, run.device, log, shard(mix_paths, options.ranks), options.mix_share)
+    return CropSampler(run.paths, options.crop, run.device, log, shard(mix_paths, options.ranks), options.mix_share,
+                       options.augment)
 
 
 def shard(paths: list[Path], ranks: Ranks) -> list[Path]:

@@ -72,6 +72,9 @@ class QuietReporter:
               "illustrations and screenshots: a model trained on photos alone codes flat colours and text badly.")
 @click.option("--mix-share", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="Share of the crops drawn from --mix.")
+@click.option("--augment", metavar="LIST", help="Augmentations besides crops and flips, comma-separated: colours "
+              "(permute the RGB channels of --mix crops), compositions (one crop in ten a synthetic flat-colour "
+              "composition: shapes, gradients, thin lines). For models that must code illustrations too.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/train"),
               show_default=True, help="Run folder: last.pt checkpoint and the exported weight file.")
 @click.option("--minutes", type=float, default=60.0, show_default=True,
@@ -105,8 +108,9 @@ class QuietReporter:
 @click.option("--compile", "compile_mode", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Rate-distortion models: torch.compile the training pass (faster steps after a one-off "
               "compilation). auto: for runs of 1000+ --steps or 10+ --minutes.")
-def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, crop, lr, device, resume, precision, seed,
-          threads, eval_every, channels, latent_channels, init_weights, regularizer, alpha, compile_mode, **family):
+def train(model, data, val, mix, mix_share, augment, out, minutes, steps, batch_size, crop, lr, device, resume,
+          precision, seed, threads, eval_every, channels, latent_channels, init_weights, regularizer, alpha,
+          compile_mode, **family):
     """Train a zoo model and export its weight file (OUT/<model>.pt).
 
     \b
@@ -132,6 +136,7 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
     from models import zoo
 
     from . import distributed
+    from .augment import parse_augmentations
     from .cli import load_torch
     from .train import TrainOptions, check_family_options
 
@@ -159,11 +164,16 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
     family_options, sized = split_values(training.options, family)
     given = {"channels": channels, "latent_channels": latent_channels}
     overrides = {training.sizes[option]: value for option, value in given.items() if value and option in training.sizes}
+    try:
+        augmentations = parse_augmentations(augment)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--augment") from None
     options = TrainOptions(model=model, data=data, out=out, val=val, mix=mix, mix_share=mix_share, minutes=minutes,
                            max_steps=steps, batch_size=batch_size, crop=crop, lr=lr, device=device, resume=resume,
                            seed=seed, threads=threads, eval_every=eval_every, config_overrides={**overrides, **sized},
                            init_weights=init_weights, precision=precision, family=family_options,
-                           regularizer=regularizer, alpha=alpha, ranks=ranks, compile=compile_mode)
+                           regularizer=regularizer, alpha=alpha, ranks=ranks, compile=compile_mode,
+                           augment=augmentations)
     try:
         check_family_options(options)
     except ValueError as error:
@@ -184,7 +194,8 @@ def train(model, data, val, mix, mix_share, out, minutes, steps, batch_size, cro
         distributed.finish(ranks)
     reporter.close()
     if ranks.is_main:
-        data_note = f"{data}" + (f" + {mix} in {mix_share:.0%} of the crops" if mix else "")
+        data_note = f"{data}" + (f" + {mix} in {mix_share:.0%} of the crops" if mix else "") + (
+            f"; augmentations: {', '.join(augmentations)}" if augmentations else "")
         path = export_checkpoint(result, out / f"{model}.pt", data_note, init_weights)
         click.echo(f"exported {path}", err=True)
 
