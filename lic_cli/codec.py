@@ -1,6 +1,7 @@
 """Wires image files, zoo models and the container together (pixels <-> .lic bytes)."""
 from __future__ import annotations
 
+import importlib.util
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 
 
 ENGINES = ("auto", "onnx", "torch")
+# Above this many pixels `--engine auto` decodes with torch where it is installed: one Kodak photo
+# (0.4 MP) decodes faster without it (no import), a 2.9 MP one already faster with it, and an 8 MP
+# one in 0.6x of the runtime's time (docs/results.md, "Speed: whole commands").
+AUTO_TORCH_PIXELS = 2_000_000
 
 
 class CodecSession:
@@ -88,10 +93,13 @@ class CodecSession:
         return (self.engine != "torch" and name not in self.weights and self.device in ("cpu", "auto")
                 and self.compute != "bf16")
 
-    def decoder_for(self, name: str, weights_id: bytes) -> LoadedCodec | None:
+    def decoder_for(self, name: str, weights_id: bytes, pixels: int = 0) -> LoadedCodec | None:
         """The codec that decodes files naming these weights: the torch-free one where it applies,
-        the installed (or --weights) one, or a kept one; None if this lic has neither."""
-        runtime = self.runtime_decoder(name, weights_id)
+        the installed (or --weights) one, or a kept one; None if this lic has neither. pixels: the
+        image's size; with engine "auto", an image over AUTO_TORCH_PIXELS goes to torch where it is
+        installed (it decodes large images faster)."""
+        large = self.engine == "auto" and pixels > AUTO_TORCH_PIXELS and importlib.util.find_spec("torch") is not None
+        runtime = None if large else self.runtime_decoder(name, weights_id)
         if runtime is not None:
             return runtime
         loaded = self.get(name)
@@ -227,7 +235,7 @@ def decode_symbols(data: bytes, session: CodecSession) -> list[np.ndarray]:
 
 def _codec_for(container: Container, session: CodecSession) -> LoadedCodec:
     try:
-        loaded = session.decoder_for(container.model_id, container.weights_id)
+        loaded = session.decoder_for(container.model_id, container.weights_id, container.width * container.height)
     except KeyError:
         raise FormatError(f"file needs model {container.model_id!r}, which this lic does not have") from None
     if loaded is None:

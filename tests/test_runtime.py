@@ -210,3 +210,17 @@ def test_lic_decode_encode_and_the_pillow_plugin_work_where_torch_cannot_be_impo
     reference = np.asarray(Image.open(CONFORMANCE / name.replace(".lic", "-0.png"))).astype(int)
     assert np.abs(np.asarray(Image.open(tmp_path / "out.png")).astype(int) - reference).max() <= 1
     assert np.asarray(Image.open(tmp_path / "out.png.again.png")).shape == reference.shape
+
+
+@pytest.mark.slow
+def test_auto_decodes_large_images_with_torch_where_it_is_installed():
+    from lic_cli import codec
+
+    container = unpack((CONFORMANCE / "hyper-ctx-q2.lic").read_bytes())
+    session = CodecSession()
+    small = session.decoder_for(container.model_id, container.weights_id, 768 * 512)
+    large = session.decoder_for(container.model_id, container.weights_id, codec.AUTO_TORCH_PIXELS + 1)
+    assert small.codec.capabilities.arrays and not large.codec.capabilities.arrays  # the runtime, then torch
+    forced = CodecSession(engine="onnx").decoder_for(container.model_id, container.weights_id,
+                                                     codec.AUTO_TORCH_PIXELS + 1)
+    assert forced.codec.capabilities.arrays
