@@ -205,7 +205,8 @@ def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: boo
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one (without --model: "
               "for the model it holds).")
 @click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
-              help="auto or onnx: a plain encode (a quality, no --refine or --target-*) of a model that has it runs on "
+              help="auto or onnx: a plain encode (a quality or --preserve; no --refine or --target-*) of a model that "
+              "has it runs on "
               "numpy and ONNX Runtime, without loading torch; torch: always PyTorch.")
 @runtime_options
 def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr, target_ms_ssim, force, refine, steps,
@@ -239,7 +240,7 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
     from .imageio import read_image
 
     plain = (target is None and refine == "none" and model != AUTO_MODEL
-             and not (comment or side_info or bbvi_steps is not None or preserve))
+             and not (comment or side_info or bbvi_steps is not None))
     if not plain:
         load_torch(threads)
     try:
@@ -264,10 +265,8 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
             raise ValueError(f"--refine {refine} is not available for {model} "
                              f"(it offers: {', '.join(capabilities.refine) or 'none'})")
         if preserve and not capabilities.selective:
-            from models import zoo
-
             raise ValueError(f"--preserve needs a model with selective generation; {model} has none "
-                             f"(models with it: {', '.join(zoo.models_with(selective=True))})")
+                             f"({_models_with_selective_generation()})")
         mask_bytes = Path(preserve).read_bytes() if preserve else None
         album_target = output if capabilities.carries_data and len(inputs) > 1 and _is_file_target(output) else None
         if album_target and target:
@@ -311,6 +310,14 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
         return f"{job.source} -> {job.target}: {len(data):,} bytes, {bpp:.4f} bpp, {seconds:.2f} s"
 
     run_batch(jobs, work, quiet, "encoding", verbose or (target is not None and not quiet))
+
+
+def _models_with_selective_generation() -> str:
+    try:
+        from models import zoo
+    except ImportError:  # no torch: the registry cannot load; lic models lists them
+        return "lic models lists them"
+    return "models with it: " + ", ".join(zoo.models_with(selective=True))
 
 
 def _preservation_mask(data: bytes | None, path: str | None, image):

@@ -186,6 +186,12 @@ lic("encode", target, "-o", target + ".lic", "--model", model, "-q", quality)
 lic("decode", target + ".lic", "-o", target + ".again.png")
 if model == "flow":  # a progressive file's preview
     lic("decode", source, "-o", target + ".preview.png", "--levels", "1")
+if model == "gc-c4-sc":  # selective coding of a mask's white part
+    from PIL import Image
+    with Image.open(target) as decoded:
+        Image.new("L", decoded.size, 255).crop((0, 0, decoded.width // 2, decoded.height)).save(target + ".mask.png")
+    lic("encode", target, "-o", target + ".kept.lic", "--model", model, "--preserve", target + ".mask.png")
+    lic("decode", target + ".kept.lic", "-o", target + ".kept.png")
 import lic_cli
 from PIL import Image
 lic_cli.register_lic_opener()
