@@ -229,7 +229,7 @@ class HyperCtxCoding(HyperCoding):
                     if padded is not None:
                         parts.append(cross_context(self.spatial[group], padded, chunk, width))
                     layers = self.aggregate[group] if padded is not None else self.anchor_aggregate[group]
-                    correction = fixed.run_pointwise(layers, np.concatenate(parts))
+                    correction = fixed.run_pointwise(layers, np.concatenate(parts), on_grid=True)
                     pass_means = parts[0] + correction[: stop - start]
                     pass_scales = parts[1] + correction[stop - start :]
                     table_ids = self.scale_index(pass_scales.ravel()).astype(self.id_type)

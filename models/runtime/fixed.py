@@ -263,9 +263,11 @@ def run(layers: list[FixedConv], x: np.ndarray) -> np.ndarray:
     return x
 
 
-def run_pointwise(layers: list[FixedConv], x: np.ndarray) -> np.ndarray:
-    """run() for a stack of 1×1 convolutions on a (channels, N) matrix."""
-    x = snap_array(np.array(x, dtype=np.float64))
+def run_pointwise(layers: list[FixedConv], x: np.ndarray, on_grid: bool = False) -> np.ndarray:
+    """run() for a stack of 1×1 convolutions on a (channels, N) matrix. on_grid: the caller
+    guarantees x is float64 on the activation grid already (outputs of fixed-point layers, integer
+    residuals plus such means), which saves a copy and a pass over it."""
+    x = x if on_grid else snap_array(np.array(x, dtype=np.float64))
     for layer in layers:
         if layer.transposed or layer.kernel != (1, 1) or layer.stride != 1 or layer.padding:
             raise ValueError("run_pointwise takes 1×1 convolutions only")
