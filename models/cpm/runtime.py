@@ -33,10 +33,14 @@ class CpmRuntime:
         self.channels = int(network["log_gain"].shape[1])
         self.centres = network["centres"].astype(np.float32)
         self.symbol_coder = SymbolCoder(FixedContext(network, self.qualities.count), self.channels)
-        # Pixels must not depend on the thread count: the decoder always runs on SYNTHESIS_THREADS.
-        self.synthesis = Graph(graphs["synthesis"], graph_parameters(network, "decoder."), SYNTHESIS_THREADS)
         self.can_encode = "encoder.0.weight" in network and "analysis" in graphs
         self.network, self.graphs, self.threads = network, graphs, threads
+
+    @functools.cached_property
+    def synthesis(self) -> Graph:
+        """The decoder graph, built on first use (an encoder never needs it). It always runs on
+        SYNTHESIS_THREADS, whatever `threads` says: pixels must not depend on the thread count."""
+        return Graph(self.graphs["synthesis"], graph_parameters(self.network, "decoder."), SYNTHESIS_THREADS)
 
     @functools.cached_property
     def analysis(self) -> Graph:

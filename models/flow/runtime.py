@@ -36,10 +36,14 @@ class FlowRuntime:
         network = weights.network
         self.qualities = qualities(weights.config)
         self.latent_coding = LatentCoding(network, weights.coding, self.qualities.count)
-        # Pixels must not depend on the thread count: the inverse always runs on SYNTHESIS_THREADS.
-        self.synthesis = Graph(graphs["synthesis"], flow_parameters(network, inverse=True), SYNTHESIS_THREADS)
         self.can_encode = "analysis" in graphs
         self.network, self.graphs, self.threads = network, graphs, threads
+
+    @functools.cached_property
+    def synthesis(self) -> Graph:
+        """The inverse graph, built on first use (an encoder never needs it). It always runs on
+        SYNTHESIS_THREADS, whatever `threads` says: pixels must not depend on the thread count."""
+        return Graph(self.graphs["synthesis"], flow_parameters(self.network, inverse=True), SYNTHESIS_THREADS)
 
     @functools.cached_property
     def analysis(self) -> Graph:

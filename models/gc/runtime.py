@@ -34,10 +34,14 @@ class GcRuntime:
         self.optional_sections = ("preserve",) if self.selective else ()
         self.capabilities = Capabilities(selective=self.selective, arrays=True)
         self.latent_coder = LatentCoder(context_layers(network))
-        # Pixels must not depend on the thread count: the generator always runs on SYNTHESIS_THREADS.
-        self.synthesis = Graph(graphs["synthesis"], parameters(network, "generator."), SYNTHESIS_THREADS)
         self.can_encode = "encoder.0.weight" in network and "analysis" in graphs
         self.network, self.graphs, self.threads = network, graphs, threads
+
+    @functools.cached_property
+    def synthesis(self) -> Graph:
+        """The generator graph, built on first use (an encoder never needs it). It always runs on
+        SYNTHESIS_THREADS, whatever `threads` says: pixels must not depend on the thread count."""
+        return Graph(self.graphs["synthesis"], parameters(self.network, "generator."), SYNTHESIS_THREADS)
 
     @functools.cached_property
     def analysis(self) -> Graph:

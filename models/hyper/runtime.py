@@ -38,11 +38,14 @@ class HyperRuntime:
         network = weights.network
         self.exact = self.coding_class(network, weights.coding, weights.config)
         self.qualities = self.exact.qualities
-        # The synthesis always runs on SYNTHESIS_THREADS, whatever `threads` says, as on the torch
-        # path: the pixels must not depend on the thread count.
-        self.synthesis = Graph(graphs["synthesis"], parameters(network, "g_s."), SYNTHESIS_THREADS)
         self.can_encode = "g_a.0.weight" in network and {"analysis", "hyper_analysis"} <= graphs.keys()
-        self.network, self.graphs, self.threads = network, graphs, threads  # the encoder's, built on first use
+        self.network, self.graphs, self.threads = network, graphs, threads  # for the graphs, built on first use
+
+    @functools.cached_property
+    def synthesis(self) -> Graph:
+        """The synthesis graph, built on first use (an encoder never needs it). It always runs on
+        SYNTHESIS_THREADS, whatever `threads` says: pixels must not depend on the thread count."""
+        return Graph(self.graphs["synthesis"], parameters(self.network, "g_s."), SYNTHESIS_THREADS)
 
     @functools.cached_property
     def analysis(self) -> Graph:

@@ -85,7 +85,7 @@ def decoder_for(model: str, weights_id: bytes, threads: int | None = None) -> Lo
     if not has_graphs(model):
         return None
     path = weights_for(model, weights_id)
-    return None if path is None else loaded_or_none(model, path, threads)
+    return None if path is None else loaded_or_none(model, path, threads, decoding=True)
 
 
 def encoder_for(model: str, threads: int | None = None) -> LoadedCodec | None:
@@ -104,8 +104,13 @@ def has_graphs(model: str, encoding: bool = False) -> bool:
                                                                     for part in graph_parts(model, encoding))
 
 
-def loaded_or_none(model: str, path: Path, threads: int | None) -> LoadedCodec | None:
+def loaded_or_none(model: str, path: Path, threads: int | None, decoding: bool = False) -> LoadedCodec | None:
+    """The runtime codec, or None where the graphs do not take these weights. decoding: build the
+    synthesis graph now (codecs build graphs on first use), so that a mismatch falls back here."""
     try:
-        return load(model, path, threads)
+        loaded = load(model, path, threads)
+        if decoding:
+            loaded.codec.synthesis  # noqa: B018 (built for its check)
+        return loaded
     except GraphMismatch:  # e.g. kept weights of another configuration: torch codes them
         return None
