@@ -75,10 +75,9 @@ def quality_at(runtime, fraction: float) -> float:
     return quality if runtime.qualities.continuous else round(quality)
 
 
+@pytest.mark.parametrize("tiny", ["hyper", "hyper-ctx"], indirect=True)
 def test_the_runtime_hyper_synthesis_is_the_torch_one(tiny):
     name, session, _, _ = tiny
-    if not name.startswith("hyper"):
-        pytest.skip("a hyperprior's layers")
     torch_layers = fixedpoint.freeze(session.get(name).codec.model.h_s)
     network = {key: value.numpy() for key, value in session.get(name).codec.model.state_dict().items()}
     for ours, theirs in zip(hyper_synthesis_layers(network), torch_layers, strict=True):
@@ -120,10 +119,10 @@ def test_files_the_runtime_encodes_decode_on_the_torch_path(tiny, fraction):
     assert abs(sum(map(len, ours.values())) - sum(map(len, theirs.values()))) <= 0.02 * sum(map(len, theirs.values()))
 
 
+@pytest.mark.parametrize("tiny", ["flow"], indirect=True)
 def test_a_prefix_of_a_progressive_file_decodes_as_on_the_torch_path(tiny):
     name, session, _, runtime = tiny
-    if not runtime.capabilities.progressive:
-        pytest.skip("a progressive model")
+    assert runtime.capabilities.progressive
     loaded = session.get(name)
     quality = quality_at(runtime, 0.5)
     sections = loaded.codec.encode(torch.from_numpy(smooth_image(48, 64)).permute(2, 0, 1), quality)
@@ -136,10 +135,10 @@ def test_a_prefix_of_a_progressive_file_decodes_as_on_the_torch_path(tiny):
         assert np.abs(pixels - loaded.codec.decode(prefix, geometry, quality).numpy().astype(int)).max() <= 1
 
 
+@pytest.mark.parametrize("tiny", ["gc-c4-sc"], indirect=True)
 def test_selective_files_the_runtime_encodes_keep_the_same_latents(tiny):
     name, session, _, runtime = tiny
-    if not runtime.capabilities.selective:
-        pytest.skip("a selective model")
+    assert runtime.capabilities.selective
     loaded = session.get(name)
     image = smooth_image(70, 90)
     preserve = np.zeros((70, 90), bool)
