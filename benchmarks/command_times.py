@@ -42,6 +42,7 @@ def main() -> None:
         print(markdown(json.loads(args.markdown.read_text())))
         return
     lic = str(Path(sys.executable).with_name("lic"))
+    import_torch = [measured([sys.executable, "-c", "import torch"], os.environ)[0] for _ in range(3)]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for kernels, extra in (("native", {}), ("AVX2", AVX2)):
@@ -66,7 +67,8 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     result = {"command": "python " + " ".join(sys.argv), "cpu": cpu_name(), "cores": os.cpu_count(),
-              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "images": args.images, "rows": rows}
+              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "images": args.images,
+              "import_torch_seconds": import_torch, "rows": rows}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 
@@ -91,7 +93,10 @@ def markdown(result: dict) -> str:
              f"median over {', '.join(result['images'])}. One process per command: start-up, imports, weight "
              "loading, networks, entropy coding and file I/O. AVX2: the same CPU with its kernels capped "
              "(`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`), fp32, as on an "
-             "AVX2-only CPU (numpy's OpenBLAS too: `OPENBLAS_CORETYPE=Haswell`; ONNX Runtime has no such switch).",
+             "AVX2-only CPU (numpy's OpenBLAS too: `OPENBLAS_CORETYPE=Haswell`; ONNX Runtime has no such switch)."
+             + (f" `python -c \"import torch\"` alone, same run: "
+                f"{statistics.median(result['import_torch_seconds']):.2f} s (median of "
+                f"{len(result['import_torch_seconds'])})." if result.get("import_torch_seconds") else ""),
              "",
              "| model | kernels | `lic encode` (s) | with `--engine torch` (s) | `lic decode` (s) | with "
              "`--engine torch` (s) | peak RSS encode / decode / decode with torch (MB) |",
