@@ -21,7 +21,7 @@ from models.hyper.exact import hyper_synthesis_layers
 from models.interface import EncodeOptions, Geometry
 from models.runtime import fixed
 from models.runtime.export import export_model_graphs
-from models.runtime.graphs import GraphMismatch, graph_path
+from models.runtime.graphs import Graph, GraphMismatch, graph_path
 from models.runtime.registry import encoder_prefixes, graph_parts, runtime_class
 from models.weight_reader import read_weight_arrays
 
@@ -117,6 +117,22 @@ def test_files_the_runtime_encodes_decode_on_the_torch_path(tiny, fraction):
                                                      strict=True))
     # float analysis on another library: a latent may round the other way, rarely
     assert abs(sum(map(len, ours.values())) - sum(map(len, theirs.values()))) <= 0.02 * sum(map(len, theirs.values()))
+
+
+def test_the_synthesis_gives_the_same_pixels_on_any_thread_count(tiny):
+    """What lets the runtime use no more threads than cores (graphs.synthesis_threads)."""
+    name, session, _, runtime = tiny
+    quality = quality_at(runtime, 0.5)
+    sections = session.get(name).codec.encode(torch.from_numpy(smooth_image(48, 64)).permute(2, 0, 1), quality)
+    arrays = runtime.synthesis.arrays
+    pixels = {}
+    try:
+        for threads in (1, 4):
+            runtime.__dict__["synthesis"] = Graph(runtime.graphs["synthesis"], arrays, threads)
+            pixels[threads] = runtime.decode(sections, Geometry(48, 64), quality)
+    finally:
+        del runtime.__dict__["synthesis"]  # the fixture's own, built again on next use
+    assert np.array_equal(pixels[1], pixels[4])
 
 
 @pytest.mark.parametrize("tiny", ["flow"], indirect=True)

@@ -7,9 +7,8 @@ import functools
 import numpy as np
 
 from ..core.padding import cropped_pixels, padded_unit_image
-from ..defaults import SYNTHESIS_THREADS
 from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
-from ..runtime.graphs import Graph, parameters
+from ..runtime.graphs import Graph, parameters, synthesis_threads
 from ..weight_reader import WeightArrays
 from .coding import SymbolCoder
 from .importance_coding import channel_mask
@@ -38,9 +37,9 @@ class CpmRuntime:
 
     @functools.cached_property
     def synthesis(self) -> Graph:
-        """The decoder graph, built on first use (an encoder never needs it). It always runs on
-        SYNTHESIS_THREADS, whatever `threads` says: pixels must not depend on the thread count."""
-        return Graph(self.graphs["synthesis"], graph_parameters(self.network, "decoder."), SYNTHESIS_THREADS)
+        """The decoder graph, built on first use (an encoder never needs it), on synthesis_threads()
+        whatever `threads` says."""
+        return Graph(self.graphs["synthesis"], graph_parameters(self.network, "decoder."), synthesis_threads())
 
     @functools.cached_property
     def analysis(self) -> Graph:

@@ -7,9 +7,8 @@ import functools
 import numpy as np
 
 from ..core.padding import cropped_pixels, padded_unit_image
-from ..defaults import SYNTHESIS_THREADS
 from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
-from ..runtime.graphs import Graph, parameters
+from ..runtime.graphs import Graph, parameters, synthesis_threads
 from ..weight_reader import WeightArrays
 from .coding import LatentCoder, context_layers, decode_sections, encode_sections, symbols_of, synthesis_input
 from .layout import DOWNSAMPLING, ENCODER_TILES, GENERATOR_TILES, MIN_LATENT, MODELS
@@ -39,9 +38,9 @@ class GcRuntime:
 
     @functools.cached_property
     def synthesis(self) -> Graph:
-        """The generator graph, built on first use (an encoder never needs it). It always runs on
-        SYNTHESIS_THREADS, whatever `threads` says: pixels must not depend on the thread count."""
-        return Graph(self.graphs["synthesis"], parameters(self.network, "generator."), SYNTHESIS_THREADS)
+        """The generator graph, built on first use (an encoder never needs it), on synthesis_threads()
+        whatever `threads` says."""
+        return Graph(self.graphs["synthesis"], parameters(self.network, "generator."), synthesis_threads())
 
     @functools.cached_property
     def analysis(self) -> Graph:

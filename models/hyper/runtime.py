@@ -9,9 +9,8 @@ import numpy as np
 
 from ..core.padding import cropped_pixels, padded_unit_image
 from ..core.tiles import Tiles
-from ..defaults import SYNTHESIS_THREADS
 from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
-from ..runtime.graphs import Graph, parameters
+from ..runtime.graphs import Graph, parameters, synthesis_threads
 from ..weight_reader import WeightArrays
 from .exact import HyperCoding, HyperCtxCoding, interpolated
 from .layout import ANALYSIS_TILES, DOWNSAMPLING, HYPER_ANALYSIS_TILES, LATENT_STRIDE, SYNTHESIS_TILES
@@ -43,9 +42,9 @@ class HyperRuntime:
 
     @functools.cached_property
     def synthesis(self) -> Graph:
-        """The synthesis graph, built on first use (an encoder never needs it). It always runs on
-        SYNTHESIS_THREADS, whatever `threads` says: pixels must not depend on the thread count."""
-        return Graph(self.graphs["synthesis"], parameters(self.network, "g_s."), SYNTHESIS_THREADS)
+        """The synthesis graph, built on first use (an encoder never needs it), on synthesis_threads()
+        whatever `threads` says."""
+        return Graph(self.graphs["synthesis"], parameters(self.network, "g_s."), synthesis_threads())
 
     @functools.cached_property
     def analysis(self) -> Graph:

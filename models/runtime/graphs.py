@@ -9,15 +9,25 @@ so the weights exist once, in the weight file, and the network is defined once, 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 
+from ..defaults import SYNTHESIS_THREADS
 from ..weight_reader import WEIGHTS_DIR
 
 GRAPHS_DIR = WEIGHTS_DIR / "graphs"
 EXTERNAL = "lic-weight-file"  # the location every initializer names: the weight file, bound at load
 SHAPES_KEY = "lic.initializer_shapes"  # metadata: {name: shape} of the initializers the graph expects
+
+
+def synthesis_threads() -> int:
+    """The thread count of every synthesis graph: SYNTHESIS_THREADS as on the torch path, but no
+    more threads than cores (oversubscribed, they cost ~10% of the synthesis on 2 cores). ONNX
+    Runtime's kernels as these graphs use them (no NCHWc layouts) give the same outputs on any
+    thread count: tests/test_runtime.py checks each family's graph on 1 and 4 threads."""
+    return max(1, min(SYNTHESIS_THREADS, os.cpu_count() or 1))
 
 
 class GraphMismatch(ValueError):
@@ -48,6 +58,7 @@ class Graph:
         # Threads sleep between operators instead of spinning: the synthesis runs on a fixed thread
         # count (pixels must not depend on the machine), often more than the cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.arrays = arrays  # what it was built with (another thread count: Graph(graph, g.arrays, n))
         self._values = [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(
             array, dtype=np.float32 if array.dtype.kind == "f" else np.int64))
             for array in arrays.values()]  # kept alive as long as the session (integers: e.g. permutations)
