@@ -34,8 +34,8 @@ from lic_cli.metrics import ms_ssim, psnr
 from models import zoo
 from models.core import fixedpoint
 from models.core.geometry import pad_to_multiple, unit_float
-from models.cpm import codec as cpm_codec
-from models.cpm.codec import CpmCodec, context_tiles
+from models.cpm import coding as cpm_coding
+from models.cpm.codec import CpmCodec
 from models.cpm.importance_coding import (
     SPREADS,
     antidiagonals,
@@ -43,7 +43,7 @@ from models.cpm.importance_coding import (
     med_prediction,
     residual_counts,
 )
-from models.cpm.network import DOWNSAMPLING
+from models.cpm.layout import DOWNSAMPLING, context_tiles
 from models.cpm.wavefront import wavefront_steps
 from models.interface import Geometry
 
@@ -116,12 +116,12 @@ def measure(codec: CpmCodec, path: Path, quality: int) -> dict:
     context = codec.symbol_coder.context
     timed_context = watch.timed("wavefront network", context.logits)
     context.logits = timed_context
-    pop = cpm_codec.pop_importance
-    cpm_codec.pop_importance = watch.timed("importance map", pop)
+    pop = cpm_coding.pop_importance
+    cpm_coding.pop_importance = watch.timed("importance map", pop)
     started = time.perf_counter()
     decoded_counts, decoded = codec.decode_symbols({"latent": data}, Geometry(height, width), quality)
     symbols_seconds = time.perf_counter() - started
-    cpm_codec.pop_importance = pop
+    cpm_coding.pop_importance = pop
     del context.logits
     started = time.perf_counter()  # the whole decode again, without the stopwatches
     decoded_pixels = codec.decode({"latent": data}, Geometry(height, width), quality)

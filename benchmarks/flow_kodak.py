@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/results-flow.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    session = CodecSession({"flow": args.weights} if args.weights else {})
+    session = CodecSession({"flow": args.weights} if args.weights else {}, engine="torch")
     images = [(p.name, read_image(p.read_bytes())) for p in list_images(args.kodak)][: args.images]
     rows = (progressive_and_speed(images, session, "flow", levels=True)
             + progressive_and_speed(images, session, "hyper", levels=False))

@@ -31,7 +31,7 @@ KEYS = ("bpp", "bpp_static", "bpp_context", "bpp_bound", "psnr", "ms_ssim", "haa
 
 def measure(kodak: Path, model: str, weights: Path | None, threads: int, limit: int | None) -> dict:
     torch.set_num_threads(threads)
-    session = CodecSession({model: weights} if weights else {})
+    session = CodecSession({model: weights} if weights else {}, engine="torch")
     loaded = session.get(model)
     codec = loaded.codec
     paths = list_images(kodak)[:limit]
@@ -48,8 +48,8 @@ def measure(kodak: Path, model: str, weights: Path | None, threads: int, limit: 
         symbols = codec.symbols(rgb_tensor(image))
         rows.append({
             "image": name, "bytes": len(data), "bpp": 8 * len(data) / pixels,
-            "bpp_static": 8 * len(codec.encode_static(symbols)) / pixels,
-            "bpp_context": 8 * len(codec.encode_context(symbols)) / pixels,
+            "bpp_static": 8 * len(codec.latent_coder.encode_static(symbols)) / pixels,
+            "bpp_context": 8 * len(codec.latent_coder.encode_context(symbols)) / pixels,
             "bpp_bound": bound_bits(image.height, image.width, codec.model.config.bottleneck) / pixels,
             "psnr": psnr(image.pixels, decoded), "ms_ssim": ms_ssim(image.pixels, decoded),
             "haarpsi": haarpsi(image.pixels, decoded),

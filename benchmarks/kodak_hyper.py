@@ -25,7 +25,7 @@ from lic_cli.metrics import ms_ssim, psnr
 def measure(kodak: Path, model: str, weights: Path | None, qualities: list[int], threads: int,
             compute: str = "auto") -> dict:
     torch.set_num_threads(threads)
-    session = CodecSession({model: weights} if weights else {}, compute=compute)
+    session = CodecSession({model: weights} if weights else {}, compute=compute, engine="torch")
     loaded = session.get(model)
     images = [(p.name, read_image(p.read_bytes())) for p in list_images(kodak)]
     decode_file(encode_image(images[0][1], loaded, 0), session)  # warm-up: allocator, oneDNN kernels

@@ -33,7 +33,7 @@ def centre_crop(pixels: np.ndarray, size: int | None) -> np.ndarray:
 
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
-    session = CodecSession({args.model: args.weights} if args.weights else {})
+    session = CodecSession({args.model: args.weights} if args.weights else {}, engine="torch")
     loaded = session.get(args.model)
     images = [(p.name, centre_crop(load_rgb_array(p), args.crop)) for p in list_images(args.kodak)[: args.images]]
     qualities = [int(q) for q in args.qualities.split(",")]

@@ -12,9 +12,10 @@ from bitstream.tables import TOTAL
 from models import zoo
 from models.core import fixedpoint
 from models.cpm import layout as cpm_layout
-from models.cpm.codec import CpmCodec, build, context_tiles
+from models.cpm.codec import CpmCodec, build
 from models.cpm.context_model import context_planes, quality_values
 from models.cpm.importance_coding import SPREADS, channel_mask, pop_importance, push_importance, residual_counts
+from models.cpm.layout import context_tiles
 from models.cpm.network import channel_masks, importance_map_bits
 from models.cpm.wavefront import FixedContext, wavefront_steps
 from models.interface import Geometry

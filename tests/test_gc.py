@@ -12,7 +12,7 @@ from bitstream.tables import TOTAL
 from lic_cli.cli import main
 from models import zoo
 from models.core import fixedpoint
-from models.gc.codec import static_counts
+from models.gc.coding import static_counts
 from models.gc.context import quantize
 from models.gc.network import ChannelNorm2d, GcConfig, GenerativeCompression, latent_size
 from models.interface import Geometry

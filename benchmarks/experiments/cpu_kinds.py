@@ -65,7 +65,7 @@ def encode_files(args, session: CodecSession, work: Path) -> list[str]:
 
 def decode_all(work: Path, names: list[str], precision_name: str, dump: Path) -> None:
     """The child process: decode every file and run BBVI on the saved latents; results to dump."""
-    session = CodecSession(compute=precision_name)
+    session = CodecSession(compute=precision_name, engine="torch")
     results = {"capability": torch.backends.cpu.get_cpu_capability(), "errors": {}}
     arrays = {}
     for name in names:
@@ -139,7 +139,7 @@ def main() -> None:
         parser.error("--out is required")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        session = CodecSession(compute=args.precision)
+        session = CodecSession(compute=args.precision, engine="torch")
         q_scales = session.get("hyper-bb").codec.q_scales
         names = encode_files(args, session, work)
         info, native = run_cap("native", work, names, args)

@@ -102,7 +102,7 @@ def main() -> None:
         return
     if args.caller_threads:
         precision.synthesis_threads = lambda device: nullcontext()  # before any codec is built
-    session = CodecSession(compute=args.precision)
+    session = CodecSession(compute=args.precision, engine="torch")
     images = [load_rgb_array(p) for p in sorted(args.kodak.glob("*.png"))[: args.images]]
     rows = []
     for model, quality in cases(args):

@@ -49,7 +49,7 @@ def lic_codec(model: str, weights, threads: int) -> Codec:
     torch.set_num_threads(threads)
     if model == AUTO_MODEL:
         return _auto_codec(weights, threads)
-    session = CodecSession({model: weights} if weights else {})
+    session = CodecSession({model: weights} if weights else {}, engine="torch")  # the torch codec, both ways
     loaded = session.get(model)
 
     def encode(pixels: np.ndarray, setting: str) -> bytes:
@@ -70,7 +70,7 @@ def _auto_codec(weights: dict[str, Path] | None, threads: int) -> Codec:
     from ..codec import CodecSession, decode_file
     from ..imageio import ImageData
 
-    session = CodecSession(dict(weights or {}))
+    session = CodecSession(dict(weights or {}), engine="torch")
     candidates = model_choice.candidates(session)
 
     def encode(pixels: np.ndarray, setting: str) -> bytes:

@@ -10,7 +10,7 @@ from ..core.geometry import pad_to_multiple, to_uint8, unit_float
 from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
 from .coding import SymbolCoder
 from .importance_coding import channel_mask
-from .layout import context_tiles, latent_size, qualities  # noqa: F401 (re-exported)
+from .layout import qualities
 from .network import DECODER_TILES, DOWNSAMPLING, ENCODER_TILES, ConditionalProbabilityModel, CpmConfig, quantize
 from .wavefront import FixedContext
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from ..interface import QualitySubset, Training, ZooEntry
-from .codec import CpmCodec, build, freeze_coding_tensors, qualities
-from .layout import ENCODER_PREFIXES
+from .codec import CpmCodec, build, freeze_coding_tensors
+from .layout import ENCODER_PREFIXES, qualities
 from .network import CpmConfig
 
 

@@ -7,14 +7,7 @@ import torch
 from ..core import precision
 from ..core.geometry import pad_to_multiple, to_uint8, unit_float
 from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
-from .coding import (  # noqa: F401 (static_counts: API)
-    LatentCoder,
-    context_layers,
-    decode_sections,
-    encode_sections,
-    static_counts,
-    synthesis_input,
-)
+from .coding import LatentCoder, context_layers, decode_sections, encode_sections, synthesis_input
 from .context import quantize
 from .network import (
     DOWNSAMPLING,

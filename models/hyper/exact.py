@@ -203,9 +203,10 @@ class HyperCtxCoding(HyperCoding):
             raise FormatError("entropy-coded stream has data left over (corrupted file?)")
         return z_hat, residuals, means
 
-    def traverse(self, features: np.ndarray, choose) -> tuple[np.ndarray, np.ndarray]:
-        """The 2 x groups passes in decoding order (context_codec.HyperCtxCodec.traverse); `choose`
-        (means, table ids, channels, positions) supplies each chunk's residuals."""
+    def traverse(self, features: np.ndarray, choose: Choose) -> tuple[np.ndarray, np.ndarray]:
+        """The 2 x groups passes in decoding order over the hyper features (2M, h, w); `choose`
+        supplies each chunk's residuals. Returns (residuals int64, exact means float64), each
+        (1, M, h, w)."""
         m = self.latent_channels
         _, height, width = features.shape
         flat_features = features.reshape(2 * m, -1)

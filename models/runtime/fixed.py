@@ -55,7 +55,6 @@ def snap_array(x: np.ndarray) -> np.ndarray:
     return x
 
 
-
 def geometric_interpolation(low: np.ndarray, high: np.ndarray, step: int, steps: int) -> np.ndarray:
     """low^(1 - t) · high^t for t = step / steps, elementwise on integers (at least 1), rounded to the
     nearest integer: in decimal arithmetic, whose logarithm and exponential are correctly rounded,
@@ -223,11 +222,8 @@ def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def correlate(x: np.ndarray, matrix: np.ndarray, kernel: tuple[int, int], stride: int,
               padding: tuple[int, int]) -> np.ndarray:
     """(outputs, H', W'): the convolution (cross-correlation) of x (C, H, W) with weights given as
-    a matrix (outputs, C·kh·kw), zero padding on every side, as one exact matrix product.
-
-    Where the process has already imported torch (the torch codecs), its float64 convolution does
-    the same sums faster; every partial sum is exact (module docstring), so the result is the same
-    bits. Never imports torch itself."""
+    a matrix (outputs, C·kh·kw), zero padding on every side, as one exact matrix product
+    (exact_matmul)."""
     channels = x.shape[0]
     kh, kw = kernel
     if any(padding):

@@ -1,8 +1,9 @@
 """Which models decode without torch: every family package whose ``runtime.py`` lists
-``RUNTIMES`` (model name -> decoder class) and ``ENCODER_PREFIXES`` (model name -> the parameters
-only its encoder reads, for the weight id). A model decodes here when its class, the graphs it
-names (``decode_graphs``: ``models/weights/graphs/<model>.<part>.onnx``) and the weights a file names (installed
-or kept in ``models/weights/archive/``) are all present, and ONNX Runtime is installed."""
+``RUNTIMES`` (model name -> codec class) and ``ENCODER_PREFIXES`` (model name -> the parameters
+only its encoder reads, for the weight id). A model decodes here when its class, the
+graphs it names (``decode_graphs``: ``models/weights/graphs/<model>.<part>.onnx``) and the
+weights a file names (installed or kept in ``models/weights/archive/``) are all present, and ONNX
+Runtime is installed."""
 from __future__ import annotations
 
 import functools
