@@ -5,6 +5,11 @@ I/O), on the CPU's own kernels and with the kernels capped to AVX2 (as on an AVX
 `--engine torch`; and once over all the Kodak files in one command (batch throughput).
 
     python benchmarks/command_times.py --out docs/results-command-times.json
+
+Imported models name their weight files (`lic import compressai`):
+
+    python benchmarks/command_times.py --models mbt2018-mean,mbt2018 --batch-models none \
+        --weights mbt2018-mean=runs/cai/mbt2018-mean-lic.pt --weights mbt2018=runs/cai/mbt2018-lic.pt
 """
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ def main() -> None:
     parser.add_argument("--images", nargs="+", default=["kodim01.png", "kodim05.png", "kodim23.png"])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--batch-models", default="hyper-ctx", help="models whose whole-Kodak decode is timed")
+    parser.add_argument("--weights", action="append", default=[], metavar="MODEL=FILE",
+                        help="a weight file for a model (imported models have none installed)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--markdown", type=Path, metavar="JSON", help="print the table of an earlier run")
     args = parser.parse_args()
@@ -42,6 +49,9 @@ def main() -> None:
         print(markdown(json.loads(args.markdown.read_text())))
         return
     lic = str(Path(sys.executable).with_name("lic"))
+    weights = dict(value.split("=", 1) for value in args.weights)
+    for model, path in weights.items():
+        MODELS[model] = [*MODELS.get(model, []), "--weights", path]
     import_torch = [measured([sys.executable, "-c", "import torch"], os.environ)[0] for _ in range(3)]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -55,7 +65,8 @@ def main() -> None:
                               *MODELS.get(model, []), "--force"]
                     runs["encode_torch"].append(measured([*encode, "--engine", "torch"], env))
                     runs["encode"].append(measured(encode, env))
-                    decode = [lic, "decode", str(coded), "-o", str(decoded), "--force"]
+                    decode = [lic, "decode", str(coded), "-o", str(decoded), "--force",
+                              *(["--weights", weights[model]] if model in weights else [])]
                     runs["decode"].append(measured(decode, env))  # one file: the torch-free runtime where it applies
                     runs["decode_torch"].append(measured([*decode, "--engine", "torch"], env))
                 row = {"kernels": kernels, "model": model}
@@ -68,7 +79,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     result = {"command": "python " + " ".join(sys.argv), "cpu": cpu_name(), "cores": os.cpu_count(),
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "images": args.images,
-              "import_torch_seconds": import_torch, "rows": rows}
+              "import_torch_seconds": import_torch, "weights": weights, "rows": rows}
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 

@@ -187,8 +187,8 @@ def transform_differences(net, codec, quality: int, image_path: Path, pad) -> di
     """Largest |lic - CompressAI| of each stage's output on one image, fp32, same inputs: the
     transforms as lic's modules, and the two that lic runs differently when coding (the fixed-point
     hyper-synthesis that selects tables, the synthesis as lic's decoder runs it)."""
-    from models.core import fixedpoint
     from models.core.layers import run_decoder
+    from models.runtime import fixed as fixed_point
 
     model, hyper = codec.model, hyper_part(net)
     x = pad(torch.from_numpy(load_rgb_array(image_path)).permute(2, 0, 1)[None].float() / 255, 64)
@@ -197,17 +197,17 @@ def transform_differences(net, codec, quality: int, image_path: Path, pad) -> di
     z = hyper.h_a(y if mean else torch.abs(y))
     z_hat = hyper.entropy_bottleneck.decompress(hyper.entropy_bottleneck.compress(z), z.shape[-2:])
     y_hat = torch.round(y)
-    fixed = fixedpoint.run(codec.hyper_synthesis[quality], z_hat).float()
+    fixed = torch.from_numpy(fixed_point.run(codec.exact.hyper_synthesis[quality], z_hat[0].double().numpy()))[None]
     decoder_input = y_hat.contiguous(memory_format=torch.channels_last)
     differences = {
         "g_a": float((model.g_a[quality](x) - y).abs().max()),
         "h_a": float((model.h_a[quality](y if mean else y.abs()) - z).abs().max()),
         "h_s": float((model.h_s[quality](z_hat) - hyper.h_s(z_hat)).abs().max()),
-        "h_s fixed point": float((fixed - hyper.h_s(z_hat)).abs().max()),
+        "h_s fixed point": float((fixed.float() - hyper.h_s(z_hat)).abs().max()),
         "g_s": float((model.g_s[quality](y_hat) - net.g_s(y_hat)).abs().max()),
         "g_s decoder": float((run_decoder(model.g_s[quality], decoder_input) - net.g_s(y_hat)).abs().max()),
     }
-    if hasattr(codec, "traverse"):  # ELIC: the fixed-point passes against CompressAI's context model
+    if hasattr(codec.exact, "traverse"):  # ELIC: the fixed-point passes against CompressAI's context model
         differences.update(elic_pass_differences(net, codec, quality, y, z_hat))
     return differences
 
@@ -215,7 +215,8 @@ def transform_differences(net, codec, quality: int, image_path: Path, pad) -> di
 def elic_pass_differences(net, codec, quality: int, y: torch.Tensor, z_hat: torch.Tensor) -> dict[str, float]:
     """Largest |lic - CompressAI| of the means, and the share of latents whose scale selects another
     table, over all passes, on the latents lic's encoder codes (CompressAI's modules fed with them)."""
-    symbols = torch.round(z_hat.double() - codec.medians[quality][None, :, None, None]).to(torch.int64)
+    medians = torch.from_numpy(codec.exact.medians[quality])
+    symbols = torch.round(z_hat.double() - medians[None, :, None, None]).to(torch.int64)
     passes = elic_passes_against_compressai(net, codec, quality, y, symbols)
     worst = max(float(np.abs(means - reference).max()) for means, reference, _, _ in passes)
     other_table = sum(int(np.sum(ids != reference_ids)) for _, _, ids, reference_ids in passes)

@@ -632,8 +632,7 @@ def _model_and_weights(values: tuple[str, ...], model: str) -> tuple[str, dict[s
     mapping = parse_weights(values)
     if "" in mapping:
         if click.get_current_context().get_parameter_source("model") == click.core.ParameterSource.DEFAULT:
-            from models import zoo
-            model = zoo.weight_file_model(mapping[""])
+            model = _weight_file_model(mapping[""])
         mapping[model] = mapping.pop("")
     return model, mapping
 
@@ -642,14 +641,31 @@ def _decoding_weights(values: tuple[str, ...]) -> dict[str, Path]:
     """lic decode's weight files by model: a bare --weights FILE is for the model the file holds."""
     mapping = parse_weights(values)
     if "" in mapping:
-        from models import zoo
+        from models.weight_reader import WeightsError
 
         path = mapping.pop("")
         try:
-            mapping[zoo.weight_file_model(path)] = path
-        except zoo.WeightsError as error:
+            mapping[_weight_file_model(path)] = path
+        except WeightsError as error:
             fail(str(error))
     return mapping
+
+
+def _weight_file_model(path: Path) -> str:
+    """The model a weight file holds: read without torch where the torch-free runtime codes it."""
+    from models import weight_reader
+    from models.runtime import registry
+
+    if Path(path).is_file() and registry.available():
+        try:
+            model = registry.weight_file_model(path)
+        except weight_reader.WeightsError:
+            model = None  # the zoo's reader says what is wrong, in one line
+        if model is not None:
+            return model
+    from models import zoo
+
+    return zoo.weight_file_model(path)
 
 
 def _device(name: str) -> str:

@@ -44,8 +44,8 @@ class CodecSession:
     that names other weights, the kept decoder of a replaced weight file (models/weights/archive/).
 
     Decoding prefers the torch-free runtime (models/runtime: numpy and ONNX Runtime) where the
-    file's model has one and nothing asks otherwise (engine "torch", --weights for that model, a
-    device or precision other than CPU fp32); torch is imported only when a codec needs it,
+    file's model has one and nothing asks otherwise (engine "torch", a device or precision other
+    than CPU fp32, a --weights file its graphs do not take); torch is imported only when a codec needs it,
     after load_torch() (the CLI's one-line error where torch cannot work)."""
 
     def __init__(self, weights: dict[str, Path] | None = None, device: str = "cpu", compute: str = "auto",
@@ -74,7 +74,7 @@ class CodecSession:
         if self.may_use_runtime(name):
             from models.runtime import registry
 
-            runtime = registry.encoder_for(name, self.threads)
+            runtime = registry.encoder_for(name, self.threads, self.weights.get(name))
             if runtime is not None:
                 return runtime
         return self.get(name)
@@ -85,13 +85,13 @@ class CodecSession:
             return None
         from models.runtime import registry
 
-        return registry.decoder_for(name, weights_id, self.threads)
+        return registry.decoder_for(name, weights_id, self.threads, self.weights.get(name))
 
     def may_use_runtime(self, name: str) -> bool:
-        """Nothing asks for torch: not the engine, a --weights file for this model, the device or a
-        bf16 precision (the runtime computes in fp32 on the CPU)."""
-        return (self.engine != "torch" and name not in self.weights and self.device in ("cpu", "auto")
-                and self.compute != "bf16")
+        """Nothing asks for torch: not the engine, the device or a bf16 precision (the runtime
+        computes in fp32 on the CPU). A --weights file is coded there too where the model's graphs
+        take its tensors (imported models' graphs take any width)."""
+        return self.engine != "torch" and self.device in ("cpu", "auto") and self.compute != "bf16"
 
     def decoder_for(self, name: str, weights_id: bytes, pixels: int = 0) -> LoadedCodec | None:
         """The codec that decodes files naming these weights: the torch-free one where it applies,

@@ -100,10 +100,11 @@ def elic_passes_against_compressai(net, codec, quality: int, y, z_symbols):
         passes.append((channels, positions, means, table_ids))
         return np.round(flat[:, positions] - means).astype(np.int64)
 
-    residuals, means = codec.traverse(z_symbols, quality, latents.shape[1:], round_latents)
-    z_hat = (z_symbols.double() + codec.medians[quality][None, :, None, None]).float()
+    exact = codec.exact
+    residuals, means = exact.traverse(z_symbols.numpy(), quality, latents.shape[1:], round_latents)
+    z_hat = (z_symbols.double() + torch.from_numpy(exact.medians[quality])[None, :, None, None]).float()
     scales, want = (t[0].flatten(1).double().numpy()
                     for t in elic_parameters(net, torch.from_numpy(residuals + means)[None].float(), z_hat))
     return [(pass_means, want[start:stop, positions], table_ids,
-             codec.scale_index(scales[start:stop, positions]).ravel())
+             exact.scale_index(scales[start:stop, positions]).ravel())
             for (start, stop), positions, pass_means, table_ids in passes]

@@ -1,26 +1,30 @@
-"""The codec of an imported CompressAI hyperprior: CompressAI's transforms, lic's exact coding."""
+"""The codec of an imported CompressAI model: CompressAI's transforms on torch, lic's exact coding
+(``coding.py``, the numpy that the torch-free runtime runs too)."""
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
 
-from bitstream.coders import TableCoder
 from bitstream.tables import quantize_pmfs
 
 from ..core import fixedpoint, precision
-from ..core.entropy import gaussian_pmfs, gaussian_scale_table, tables_from_tensors, tables_to_tensors
-from ..core.geometry import ceil_div, pad_to_multiple, to_uint8, unit_float
+from ..core.entropy import gaussian_pmfs, gaussian_scale_table, tables_to_tensors
+from ..core.geometry import pad_to_multiple, to_uint8, unit_float
 from ..core.layers import run_decoder
-from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, Qualities, check_refine
-from .network import (
+from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
+from .coding import coding_class
+from .elic import ElicConfig
+from .layout import (
     ANALYSIS_TILES,
     DOWNSAMPLING,
     HYPER_ANALYSIS_TILES,
-    HYPER_SYNTHESIS_TILES,
     LATENT_STRIDE,
     SYNTHESIS_TILES,
-    ImportedHyperprior,
+    Architecture,
 )
+from .network import ImportedHyperprior
 
 
 def snapped_medians(model: ImportedHyperprior, quality: int) -> torch.Tensor:
@@ -45,14 +49,14 @@ def freeze_coding_tensors(model: ImportedHyperprior) -> dict[str, torch.Tensor]:
     }
 
 
-def qualities(config: dict) -> Qualities:
-    count = len(config.get("widths", ((128, 192),)))
-    return Qualities(count, count // 2, f"1-{count} (a network per imported checkpoint)" if count > 1
-                     else "one per imported checkpoint")
+def architecture_of(model: ImportedHyperprior) -> Architecture:
+    config = model.config
+    return Architecture(config.mean, config.context, config.residual, elic=isinstance(config, ElicConfig))
 
 
 class ImportedCodec:
-    """Encodes images with one of the imported networks (the quality picks which)."""
+    """Encodes images with one of the imported networks (the quality picks which); the exact
+    coding is ``self.exact`` (coding.py), the transforms run on torch."""
 
     section_names = ("hyperlatent", "latent")
     optional_sections: tuple[str, ...] = ()
@@ -63,20 +67,16 @@ class ImportedCodec:
         self.model = model.eval().to(device)
         self.device = torch.device(device)
         self.compute = precision.resolve(compute, self.device)
-        self.qualities = qualities({"widths": model.config.widths})
+        architecture = architecture_of(model)
+        network = {name: value.detach().cpu().numpy() for name, value in model.state_dict().items()}
+        self.exact = coding_class(architecture)(network, {name: value.numpy() for name, value in coding.items()},
+                                                dataclasses.asdict(model.config), architecture)
+        self.qualities = self.exact.qualities
         self.mean = model.config.mean
         self.lambdas = model.config.lambdas  # the trade-off each network was trained for, if known
         if self.lambdas and not model.config.context:
             self.capabilities = Capabilities(refine=("sga",))
-        self.hyper_synthesis = [fixedpoint.freeze(stack) for stack in model.h_s]
-        self.medians = [snapped_medians(model, q) for q in range(model.num_qualities)]
-        self.first_table = np.cumsum([0] + [n for n, _ in model.config.widths]).tolist()
-        self.scale_index = fixedpoint.TableIndex(coding["y_table_scales"].numpy().astype(np.float64))
-        z_tables = tables_from_tensors(coding, "z_tables")
-        if len(z_tables) != self.first_table[-1]:
-            raise ValueError("coding tables do not match the network")
-        self.z_coder = TableCoder(z_tables)
-        self.y_coder = TableCoder(tables_from_tensors(coding, "y_tables"))
+        self.z_coder, self.y_coder = self.exact.z_coder, self.exact.y_coder
 
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
@@ -88,17 +88,14 @@ class ImportedCodec:
 
             z_symbols, residuals = refine(self, image, quality, options.refine, options.on_progress)
             _, table_ids = self.latent_distribution(z_symbols, quality)
-        else:
-            y, z = self.analyse(image, quality)
-            z_symbols = self.hyperlatent_symbols(z, quality)
-            means, table_ids = self.latent_distribution(z_symbols, quality)
-            residuals = torch.round(y.double() - means).to(torch.int64)
-        return {"hyperlatent": self.z_coder.encode(z_symbols.numpy(), self.z_table_ids(z_symbols.shape, quality)),
-                "latent": self.y_coder.encode(residuals.numpy(), table_ids)}
+            return {"hyperlatent": self.exact.encode_hyperlatents(z_symbols.numpy(), quality),
+                    "latent": self.y_coder.encode(residuals.numpy(), table_ids)}
+        y, z = self.analyse(image, quality)
+        return self.exact.encode(y.numpy(), self.exact.hyperlatent_symbols(z.numpy(), quality), quality)
 
     def hyperlatent_symbols(self, z: torch.Tensor, quality: int) -> torch.Tensor:
         """The coded symbols of continuous hyperlatents: round(z - median), as CompressAI rounds them."""
-        return torch.round(z.double() - self.medians[quality][None, :, None, None]).to(torch.int64)
+        return torch.from_numpy(self.exact.hyperlatent_symbols(z.numpy(), quality))
 
     @torch.inference_mode()
     def analyse(self, image: torch.Tensor, quality: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,62 +115,29 @@ class ImportedCodec:
             z = HYPER_ANALYSIS_TILES.run(hyper_analysis, y, down=DOWNSAMPLING // LATENT_STRIDE)
         return y, z
 
-    # -- what both sides compute exactly ----------------------------------------------------
-    @torch.inference_mode()
+    # -- what both sides compute exactly (coding.py) ------------------------------------------
     def latent_distribution(self, z_symbols: torch.Tensor, quality: int) -> tuple[torch.Tensor, np.ndarray]:
-        """(means, table ids) of y given the hyperlatent symbols: the fixed-point hyper-synthesis
-        on z_hat = symbols + medians. Means are float64 on the activation grid (zeros for a
-        scale-only model); ids index the scale table, flat in y's order."""
-        z_hat = z_symbols.to(torch.float64) + self.medians[quality][None, :, None, None]
-        layers = self.hyper_synthesis[quality]
-
-        def hyper_synthesis(tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            out = fixedpoint.run(layers, tile)
-            scales, means = out.chunk(2, dim=1) if self.mean else (out, torch.zeros_like(out))
-            return means.contiguous(), torch.from_numpy(self.scale_index(scales.numpy()).astype(np.uint8))
-
-        means, table_ids = HYPER_SYNTHESIS_TILES.run(hyper_synthesis, z_hat, up=DOWNSAMPLING // LATENT_STRIDE)
-        return means, table_ids.numpy().ravel()
-
-    def hyper_parameters(self, z_symbols: torch.Tensor, quality: int) -> np.ndarray:
-        """(C, h, w): the fixed-point hyper-synthesis of z_hat = symbols + medians, whole (C = 2M
-        means and scales for mbt2018's context model, 2N features for ELIC's)."""
-        z_hat = z_symbols.to(torch.float64) + self.medians[quality][None, :, None, None]
-        layers = self.hyper_synthesis[quality]
-        out = HYPER_SYNTHESIS_TILES.run(lambda tile: fixedpoint.run(layers, tile), z_hat,
-                                        up=DOWNSAMPLING // LATENT_STRIDE)
-        return out[0].numpy()
+        """(means, table ids) of y given the hyperlatent symbols: means float64 on the activation
+        grid (zeros for a scale-only model), ids flat in y's order."""
+        means, table_ids = self.exact.latent_distribution(z_symbols.numpy(), quality)
+        return torch.from_numpy(means), table_ids
 
     def z_table_ids(self, shape: tuple[int, ...], quality: int) -> np.ndarray:
-        channels = shape[1]
-        ids = np.arange(self.first_table[quality], self.first_table[quality] + channels, dtype=np.int64)
-        return np.broadcast_to(ids[:, None, None], shape[1:]).ravel()
+        return self.exact.z_table_ids(shape, quality)
 
     # -- decoding ---------------------------------------------------------------------------
     def decode_symbols(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> list[np.ndarray]:
-        z_symbols, residuals, _ = self.entropy_decode(sections, geometry, quality)
-        return [z_symbols.numpy(), residuals.numpy()]
-
-    def decode_hyperlatents(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
-        """The hyperlatent symbols of a file (the quality checked first)."""
         self.qualities.check(quality)
-        n = self.model.config.widths[quality][0]
-        z_shape = (1, n, ceil_div(geometry.height, DOWNSAMPLING), ceil_div(geometry.width, DOWNSAMPLING))
-        return torch.from_numpy(self.z_coder.decode(sections["hyperlatent"], self.z_table_ids(z_shape, quality))
-                                .reshape(z_shape))
-
-    def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        z_symbols = self.decode_hyperlatents(sections, geometry, quality)
-        means, table_ids = self.latent_distribution(z_symbols, quality)
-        residuals = torch.from_numpy(self.y_coder.decode(sections["latent"], table_ids).reshape(means.shape))
-        return z_symbols, residuals, means
+        z_symbols, residuals, _ = self.exact.entropy_decode(sections, geometry.height, geometry.width, quality)
+        return [z_symbols, residuals]
 
     @torch.inference_mode()
     def decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int) -> torch.Tensor:
         """The (3, height, width) uint8 reconstruction."""
-        _, residuals, means = self.entropy_decode(sections, geometry, quality)
-        return self.synthesise(residuals, means, quality, geometry.height, geometry.width)
+        self.qualities.check(quality)
+        _, residuals, means = self.exact.entropy_decode(sections, geometry.height, geometry.width, quality)
+        return self.synthesise(torch.from_numpy(residuals), torch.from_numpy(means), quality, geometry.height,
+                               geometry.width)
 
     @torch.inference_mode()
     def synthesise(self, residuals: torch.Tensor, means: torch.Tensor, quality: int, height: int,

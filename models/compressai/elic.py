@@ -25,10 +25,8 @@ from torch import nn
 
 from ..core.entropy import FactorizedDensity
 from ..core.layers import conv, deconv
+from .layout import CONTEXT_KERNEL, default_groups
 from .network import DENSITY_FILTERS, ImportedConfig
-
-CONTEXT_KERNEL = 5
-CHANNEL_CONTEXT_REACH = 3 * (CONTEXT_KERNEL // 2)  # three 5x5 convolutions
 
 
 @dataclass(frozen=True)
@@ -36,10 +34,6 @@ class ElicConfig(ImportedConfig):
     groups: tuple[tuple[int, ...], ...] = ((16, 16, 32, 64, 64),)  # each quality's channel groups
     channel_context_widths: tuple[tuple[int, int], ...] = ((224, 128),)  # hidden widths of g_ch, per quality
 
-
-def default_groups(m: int) -> tuple[int, ...]:
-    """CompressAI's default split of M latent channels."""
-    return (16, 16, 32, 64, m - 128)
 
 
 def conv1x1(cin: int, cout: int) -> nn.Conv2d:

@@ -9,19 +9,11 @@ import torch
 from torch import nn
 
 from ..core.entropy import FactorizedDensity
-from ..core.geometry import Tiles
 from ..core.layers import GDN, conv, deconv
 from .blocks import cheng_analysis, cheng_hyper_analysis, cheng_hyper_synthesis, cheng_synthesis
+from .layout import CONTEXT_KERNEL
 
-DOWNSAMPLING = 64  # g_a then h_a
-LATENT_STRIDE = 16
 DENSITY_FILTERS = (3, 3, 3, 3)  # CompressAI's EntropyBottleneck default
-# Margins over twice the receptive fields (those of lic's own hyperprior; cheng2020-anchor's residual
-# synthesis reaches ±5 latents, hence its margin of 12), so that tiles meet without seams.
-ANALYSIS_TILES = Tiles(core=1024, margin=64)
-HYPER_ANALYSIS_TILES = Tiles(core=64, margin=16)
-HYPER_SYNTHESIS_TILES = Tiles(core=16, margin=4)
-SYNTHESIS_TILES = Tiles(core=64, margin=12)
 
 
 @dataclass(frozen=True)
@@ -53,8 +45,6 @@ def hyper_synthesis(n: int, m: int, mean: bool) -> nn.Sequential:
                              conv(m * 3 // 2, m * 2, 3, 1))
     return nn.Sequential(deconv(n, n), nn.ReLU(), deconv(n, n), nn.ReLU(), conv(n, m, 3, 1), nn.ReLU())
 
-
-CONTEXT_KERNEL = 5
 
 
 def causal_mask(channels_out: int, channels_in: int) -> torch.Tensor:

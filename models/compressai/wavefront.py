@@ -1,4 +1,4 @@
-"""mbt2018's context model in exact fixed point, decoded in wavefronts.
+"""mbt2018's context model in exact fixed point, decoded in wavefronts (numpy only).
 
 The masked 5x5 convolution reads, for latent (r, c), the rows r-2 and r-1 from c-2 to c+2 and
 (r, c-2), (r, c-1). With t = 3r + c every one of them has a smaller t (the largest, (r-1, c+2),
@@ -6,18 +6,20 @@ has t - 1), so all positions of one t depend only on earlier waves: a Kodak late
 decodes in 3·31 + 48 = 141 waves instead of 1,536 positions one at a time. Encoder and decoder
 both run the waves (the means of a wave depend on the latents decoded before it).
 
-The context convolution and the entropy-parameter network run in numpy float64 on lic's fixed-point
-grid (``models.core.fixedpoint``: weights on 2^-14, activations on 2^-8), where every sum is exact
+The context convolution and the entropy-parameter network run in float64 on lic's fixed-point
+grid (``models.runtime.fixed``: weights on 2^-14, activations on 2^-8), where every sum is exact
 whatever the order: the table and mean of each latent are the same on every machine.
 """
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
 
-from ..core import fixedpoint
-from .network import CONTEXT_KERNEL
+from bitstream.coders import InformationBudget, stack_from_bytes
+from bitstream.container import FormatError
+
+from ..runtime import fixed
+from .coding import ImportedCoding
+from .layout import CONTEXT_KERNEL, ENTROPY_PARAMETER_LAYERS, LEAKY_SLOPE
 
 REACH = CONTEXT_KERNEL // 2
 # (row, column) offsets of the causal taps, in the order of the flattened weights
@@ -35,14 +37,15 @@ def wavefronts(height: int, width: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 class FixedPointLayer:
-    """A 1x1 (or gathered) linear layer on the fixed-point grid, in numpy."""
+    """A 1x1 (or gathered) linear layer on the fixed-point grid: weight (outputs, ...) and bias
+    as the float layer stores them."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, negative_slope: float | None):
-        integer = fixedpoint.integer_weight(weight.reshape(weight.shape[0], -1))
-        bias = fixedpoint.integer_bias(bias)
-        fixedpoint.check_exactness(integer, bias)
-        self.weight = integer.numpy() * 2.0**-fixedpoint.WEIGHT_FRAC_BITS
-        self.bias = bias.numpy()[:, None] * 2.0**-fixedpoint.PRODUCT_FRAC_BITS
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, negative_slope: float | None):
+        integer = fixed.integer_weight_array(np.asarray(weight).reshape(weight.shape[0], -1))
+        integer_bias = fixed.integer_bias_array(bias)
+        fixed.check_exactness_array(integer, integer_bias)
+        self.weight = integer * 2.0**-fixed.WEIGHT_FRAC_BITS
+        self.bias = integer_bias[:, None] * 2.0**-fixed.PRODUCT_FRAC_BITS
         self.negative_slope = negative_slope  # None: no activation
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -50,31 +53,88 @@ class FixedPointLayer:
         y = self.weight @ x + self.bias
         if self.negative_slope is not None:
             y = np.where(y < 0, y * self.negative_slope, y)
-        return fixedpoint.snap_array(y)
+        return fixed.snap_array(y)
+
+
+def gathered_taps(weight: np.ndarray, taps: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """(outputs, inputs, taps): the weights of a 5x5 convolution at the (row, column) offsets `taps`."""
+    weight = np.asarray(weight, dtype=np.float64)
+    return np.stack([weight[:, :, REACH + dr, REACH + dc] for dr, dc in taps], axis=2)
 
 
 class FixedContextModel:
-    """The masked convolution and the entropy-parameter network of one quality, exact."""
+    """The masked convolution and the entropy-parameter network of one quality, exact, from a
+    weight file's arrays (context_prediction.<q>.*, entropy_parameters.<q>.*)."""
 
-    def __init__(self, context: nn.Conv2d, parameters: nn.Sequential):
-        taps = [(dr + REACH, dc + REACH) for dr, dc in TAPS]
-        weight = context.weight.detach().double()
-        gathered = torch.stack([weight[:, :, kr, kc] for kr, kc in taps], dim=2)  # (2M, M, taps)
-        self.context = FixedPointLayer(gathered, context.bias.detach(), None)
-        layers = [module for module in parameters if isinstance(module, nn.Conv2d)]
-        slopes = [float(getattr(module, "negative_slope", 0.0)) for module in parameters
-                  if isinstance(module, (nn.ReLU, nn.LeakyReLU))]
-        self.parameters = [FixedPointLayer(layer.weight.detach(), layer.bias.detach(),
-                                           slopes[i] if i < len(slopes) else None) for i, layer in enumerate(layers)]
+    def __init__(self, network: dict[str, np.ndarray], quality: int):
+        prefix = f"context_prediction.{quality}"
+        self.context = FixedPointLayer(gathered_taps(network[f"{prefix}.weight"], TAPS), network[f"{prefix}.bias"],
+                                       None)
+        self.parameters = [
+            FixedPointLayer(network[f"entropy_parameters.{quality}.{layer.name}.weight"],
+                            network[f"entropy_parameters.{quality}.{layer.name}.bias"],
+                            LEAKY_SLOPE if layer.activation == "leaky" else None)
+            for layer in ENTROPY_PARAMETER_LAYERS]
 
     def distribution(self, hyper: np.ndarray, padded: np.ndarray, rows: np.ndarray, cols: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
         """(scales, means), each (M, positions), of the latents at (rows, cols): hyper is the
         hyper-synthesis output (2M, h, w), padded the decoded latents (M, h + 4, w + 4)."""
         patches = np.stack([padded[:, rows + REACH + dr, cols + REACH + dc] for dr, dc in TAPS], axis=1)
-        np.clip(patches, -fixedpoint.ACT_LIMIT, fixedpoint.ACT_LIMIT, out=patches)  # the bound check_exactness assumes
+        np.clip(patches, -fixed.ACT_LIMIT, fixed.ACT_LIMIT, out=patches)  # the bound check_exactness assumes
         x = np.concatenate([hyper[:, rows, cols], self.context(patches.reshape(-1, len(rows)))], axis=0)
         for layer in self.parameters:
             x = layer(x)
         scales, means = np.split(x, 2, axis=0)
         return scales, means
+
+
+class WavefrontCoding(ImportedCoding):
+    """mbt2018's and cheng2020-anchor's coding: the hyperprior's, then the latents in wavefronts,
+    each wave's Gaussian parameters from the hyper-synthesis and the latents decoded before it;
+    one stream, the waves in decoding order."""
+
+    def __init__(self, network: dict[str, np.ndarray], coding: dict[str, np.ndarray], config: dict, architecture):
+        super().__init__(network, coding, config, architecture)
+        self.context_models = [FixedContextModel(network, q) for q in range(len(self.widths))]
+
+    def encode(self, y: np.ndarray, z_symbols: np.ndarray, quality: int) -> dict[str, bytes]:
+        latents = np.asarray(y[0], dtype=np.float64)
+        waves, _ = self.waves(z_symbols, quality, latents.shape[1:], latents)
+        return {"hyperlatent": self.encode_hyperlatents(z_symbols, quality),
+                "latent": self.y_coder.encode_chunks(waves)}
+
+    def waves(self, z_symbols: np.ndarray, quality: int, size: tuple[int, int], latents: np.ndarray | None = None,
+              coder=None, budget: InformationBudget | None = None
+              ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        """([(residuals, table ids) of each wave in decoding order], the latents y_hat (M, h, w)).
+        Encoding: `latents` given, residuals = round(y - mean); decoding: residuals popped from
+        `coder` with each wave's tables."""
+        height, width = size
+        hyper = self.hyper_parameters(z_symbols, quality)
+        context = self.context_models[quality]
+        padded = np.zeros((hyper.shape[0] // 2, height + 2 * REACH, width + 2 * REACH))
+        coded = []
+        for rows, cols in wavefronts(height, width):
+            scales, means = context.distribution(hyper, padded, rows, cols)
+            table_ids = self.scale_index(scales).astype(np.uint8)
+            if latents is not None:
+                residuals = np.round(latents[:, rows, cols] - means).astype(np.int64)
+            else:
+                residuals = self.y_coder.pop(coder, table_ids, budget).reshape(means.shape)
+            padded[:, rows + REACH, cols + REACH] = residuals + means
+            coded.append((residuals, table_ids))
+        return coded, padded[:, REACH : REACH + height, REACH : REACH + width]
+
+    def entropy_decode(self, sections: dict[str, bytes], height: int, width: int, quality: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        z_symbols = self.decode_hyperlatents(sections, height, width, quality)
+        size = self.latent_size(z_symbols)
+        coder = stack_from_bytes(sections["latent"])
+        waves, y_hat = self.waves(z_symbols, quality, size, coder=coder, budget=InformationBudget(coder))
+        if not coder.is_empty():
+            raise FormatError("entropy-coded stream has data left over (corrupted file?)")
+        residuals = np.zeros((self.widths[quality][1], *size), dtype=np.int64)
+        for (rows, cols), (decoded, _) in zip(wavefronts(*size), waves, strict=True):
+            residuals[:, rows, cols] = decoded
+        return z_symbols, residuals[None], y_hat[None] - residuals[None]

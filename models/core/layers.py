@@ -157,6 +157,27 @@ class SubpixelDecoder(nn.Module):
         return x
 
 
+class SubpixelConvolution(nn.Module):
+    """A transposed convolution of kernel 5, stride 2 as a 3x3 convolution and a pixel shuffle, its
+    parameters stored rearranged (subpixel_weight): the form a graph that takes parameters of any
+    width exports (models/runtime/graphs.py rearranges a weight file's arrays the same way)."""
+
+    def __init__(self, layer: nn.ConvTranspose2d):
+        super().__init__()
+        self.weight = nn.Parameter(subpixel_weight(layer).detach().clone())
+        self.bias = nn.Parameter(layer.bias.detach().repeat_interleave(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(F.conv2d(x, self.weight, self.bias, padding=1), 2)
+
+
+def with_subpixel_convolutions(layers: nn.Sequential) -> nn.Sequential:
+    """A copy of a synthesis whose transposed convolutions of kernel 5, stride 2 (at its top level)
+    are SubpixelConvolutions, under the same names."""
+    return nn.Sequential(*(SubpixelConvolution(layer) if is_subpixel_compatible(layer) else layer
+                           for layer in layers))
+
+
 def ste_round(x: torch.Tensor) -> torch.Tensor:
     """Round in the forward pass, identity gradient in the backward pass."""
     return x + (torch.round(x) - x).detach()

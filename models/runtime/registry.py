@@ -80,22 +80,37 @@ def load(model: str, path: Path, threads: int | None = None) -> LoadedCodec:
                        aliases=arrays.aliases)
 
 
-def decoder_for(model: str, weights_id: bytes, threads: int | None = None) -> LoadedCodec | None:
+def decoder_for(model: str, weights_id: bytes, threads: int | None = None, path: Path | None = None
+                ) -> LoadedCodec | None:
     """A torch-free decoder of files naming these weights, or None where this model has none here
-    (the caller falls back to torch)."""
+    (the caller falls back to torch). path: a weight file the user named (--weights), used where
+    it holds these weights."""
     if not has_graphs(model):
         return None
-    path = weights_for(model, weights_id)
-    return None if path is None else loaded_or_none(model, path, threads, decoding=True)
+    if path is None or not holds(path, weights_id):
+        path = weights_for(model, weights_id)
+    return None if path is None else loaded_or_none(model, path, threads)
 
 
-def encoder_for(model: str, threads: int | None = None) -> LoadedCodec | None:
-    """A torch-free encoder with the installed weights of `model`, or None where it has none."""
-    installed = WEIGHTS_DIR / f"{model}.pt"
-    if not has_graphs(model, encoding=True) or not installed.is_file():
+def encoder_for(model: str, threads: int | None = None, path: Path | None = None) -> LoadedCodec | None:
+    """A torch-free encoder with the installed weights of `model` (or the file `path`), or None
+    where it has none."""
+    path = Path(path) if path is not None else WEIGHTS_DIR / f"{model}.pt"
+    if not has_graphs(model, encoding=True) or not path.is_file():
         return None
-    loaded = loaded_or_none(model, installed, threads)
+    loaded = loaded_or_none(model, path, threads, encoding=True)
     return None if loaded is None or loaded.decoder_only else loaded
+
+
+def holds(path: Path, weights_id: bytes) -> bool:
+    arrays = weight_arrays(Path(path))
+    return weights_id == arrays.weight_id or weights_id in arrays.aliases
+
+
+def weight_file_model(path: Path) -> str | None:
+    """The model a weight file holds, read without torch, if this runtime codes it (else None)."""
+    model = weight_arrays(Path(path)).model
+    return model if runtime_class(model) is not None else None
 
 
 def has_graphs(model: str, encoding: bool = False) -> bool:
@@ -105,13 +120,23 @@ def has_graphs(model: str, encoding: bool = False) -> bool:
                                                                     for part in graph_parts(model, encoding))
 
 
-def loaded_or_none(model: str, path: Path, threads: int | None, decoding: bool = False) -> LoadedCodec | None:
-    """The runtime codec, or None where the graphs do not take these weights. decoding: build the
-    synthesis graph now (codecs build graphs on first use), so that a mismatch falls back here."""
+def loaded_or_none(model: str, path: Path, threads: int | None, encoding: bool = False) -> LoadedCodec | None:
+    """The runtime codec, or None where its graphs do not take these weights: the graphs it decodes
+    (encoding: encodes) with are built now (codecs build them on first use), so that a mismatch
+    falls back here."""
     try:
-        loaded = load(model, path, threads)
-        if decoding:
-            loaded.codec.synthesis  # noqa: B018 (built for its check)
+        loaded = load(model, Path(path), threads)
+        check_graphs(loaded.codec, encoding and not loaded.decoder_only)
         return loaded
-    except GraphMismatch:  # e.g. kept weights of another configuration: torch codes them
+    except GraphMismatch:  # e.g. weights of another configuration: torch codes them
         return None
+
+
+def check_graphs(codec, encoding: bool) -> None:
+    """Build the graphs a codec decodes (encoding: encodes) with; its own check_graphs where it has
+    one (e.g. a graph per quality)."""
+    if hasattr(codec, "check_graphs"):
+        codec.check_graphs(encoding)
+        return
+    for part in codec.encode_graphs if encoding else codec.decode_graphs:
+        getattr(codec, part)

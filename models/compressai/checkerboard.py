@@ -1,6 +1,6 @@
-"""The codec of an imported ELIC: the hyperprior's coding, then 2 x groups passes (each group's
-anchors, then the rest) whose Gaussian parameters are computed in lic's exact fixed point
-(``models.core.fixedpoint``), so that encoder and decoder agree on every machine. All passes share
+"""ELIC's coding (``elic2022-official``): the hyperprior's, then 2 x groups passes (each channel
+group's anchors, then the rest) whose Gaussian parameters are computed in lic's exact fixed point
+(``models.runtime.fixed``), so that encoder and decoder agree on every machine. All passes share
 one ANS stream, each pass's latents channel-major, in decoding order."""
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ import dataclasses
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from bitstream.coders import InformationBudget, stack_from_bytes
 from bitstream.container import FormatError
 
-from ..core import fixedpoint
-from ..interface import PLAIN, EncodeOptions, Geometry, check_refine
-from .codec import ImportedCodec
-from .elic import CHANNEL_CONTEXT_REACH, CONTEXT_KERNEL, ImportedElic
-from .network import DOWNSAMPLING, LATENT_STRIDE
-from .wavefront import FixedPointLayer
+from ..runtime import fixed
+from .coding import ImportedCoding, fixed_layers
+from .layout import AGGREGATION_LAYERS, CHANNEL_CONTEXT_LAYERS, CHANNEL_CONTEXT_REACH, CONTEXT_KERNEL, default_groups
+from .wavefront import FixedPointLayer, gathered_taps
 
 REACH = CONTEXT_KERNEL // 2
 # The spatial context's taps that can meet an anchor (odd row + column offset), row-major.
@@ -32,11 +29,11 @@ Choose = Callable[[np.ndarray, np.ndarray, tuple[int, int], np.ndarray], np.ndar
 positions) -> the (c, P) int64 residuals: rounded by the encoder, popped by the decoder."""
 
 
-def without_first_inputs(layers: list[fixedpoint.FixedLayer], count: int) -> list[fixedpoint.FixedLayer]:
+def without_first_inputs(layers: list[fixed.FixedConv], count: int) -> list[fixed.FixedConv]:
     """The same network for inputs whose first `count` channels are zero (the anchors' spatial
     context): exactly the same outputs, fewer products."""
     first = layers[0]
-    return [dataclasses.replace(first, weight=first.weight[:, count:].contiguous()), *layers[1:]]
+    return [dataclasses.replace(first, weight=np.ascontiguousarray(first.weight[:, count:])), *layers[1:]]
 
 
 def anchor_positions(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,19 +43,26 @@ def anchor_positions(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(anchors), np.flatnonzero(~anchors)
 
 
-class GroupContext:
-    """One quality's context model in fixed point."""
+def quality_groups(config: dict, widths: list[tuple[int, int]]) -> list[tuple[int, ...]]:
+    """Each quality's channel groups: the configuration's, or CompressAI's default split."""
+    groups = config.get("groups") or [default_groups(m) for _, m in widths]
+    return [tuple(int(v) for v in g) for g in groups]
 
-    def __init__(self, modules: torch.nn.ModuleDict, groups: tuple[int, ...]):
+
+class GroupContext:
+    """One quality's context model in fixed point, from a weight file's context.<q>.* arrays."""
+
+    def __init__(self, network: dict[str, np.ndarray], quality: int, groups: tuple[int, ...]):
+        prefix = f"context.{quality}"
         self.bounds = [(sum(groups[:k]), sum(groups[: k + 1])) for k in range(len(groups))]
-        self.spatial = []
-        for k in range(len(groups)):
-            layer = modules["spatial_context"][f"y{k}"]
-            weight = layer.weight.detach().double()
-            gathered = torch.stack([weight[:, :, REACH + dr, REACH + dc] for dr, dc in CHECKERBOARD_TAPS], dim=2)
-            self.spatial.append(FixedPointLayer(gathered, layer.bias.detach(), None))
-        self.channel = [None] + [fixedpoint.freeze(modules["channel_context"][f"y{k}"]) for k in range(1, len(groups))]
-        self.aggregation = [fixedpoint.freeze(modules["param_aggregation"][f"y{k}"]) for k in range(len(groups))]
+        self.spatial = [FixedPointLayer(gathered_taps(network[f"{prefix}.spatial_context.y{k}.weight"],
+                                                      CHECKERBOARD_TAPS),
+                                        network[f"{prefix}.spatial_context.y{k}.bias"], None)
+                        for k in range(len(groups))]
+        self.channel = [None] + [fixed_layers(network, f"{prefix}.channel_context.y{k}", CHANNEL_CONTEXT_LAYERS)
+                                 for k in range(1, len(groups))]
+        self.aggregation = [fixed_layers(network, f"{prefix}.param_aggregation.y{k}", AGGREGATION_LAYERS)
+                            for k in range(len(groups))]
         self.anchor_aggregation = [without_first_inputs(layers, 2 * size)
                                    for layers, size in zip(self.aggregation, groups, strict=True)]
 
@@ -68,14 +72,13 @@ class GroupContext:
         if layers is None:
             return None
         start = self.bounds[group][0]
-        grid = torch.from_numpy(latents[None, :start])
-        height = grid.shape[2]
+        height = latents.shape[1]
         bands = []
         for top in range(0, height, BAND_ROWS):
             bottom = min(height, top + BAND_ROWS)
             low, high = max(0, top - CHANNEL_CONTEXT_REACH), min(height, bottom + CHANNEL_CONTEXT_REACH)
-            bands.append(fixedpoint.run(layers, grid[:, :, low:high])[0, :, top - low : bottom - low])
-        return torch.cat(bands, dim=1).numpy()
+            bands.append(fixed.run(layers, latents[:start, low:high])[:, top - low : bottom - low])
+        return np.concatenate(bands, axis=1)
 
     def spatial_features(self, group: int, padded: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """(2c, P): the checkerboard convolution of the group's decoded anchors, padded (c, h + 4,
@@ -86,26 +89,20 @@ class GroupContext:
     def parameters(self, group: int, inputs: list[np.ndarray], first_pass: bool) -> tuple[np.ndarray, np.ndarray]:
         """(scales, means), each (c, P), from the aggregation's inputs in CompressAI's order."""
         layers = self.anchor_aggregation[group] if first_pass else self.aggregation[group]
-        out = fixedpoint.run_pointwise(layers, torch.from_numpy(np.concatenate(inputs, axis=0))).numpy()
+        out = fixed.run_pointwise(layers, np.concatenate(inputs, axis=0))
         return np.split(out, 2, axis=0)
 
 
-class ElicCodec(ImportedCodec):
+class ElicCoding(ImportedCoding):
     """ELIC (He et al. 2022), imported from CompressAI's `elic2022-official`."""
 
-    def __init__(self, model: ImportedElic, coding: dict[str, torch.Tensor], device: torch.device | str = "cpu",
-                 compute: str = "auto"):
-        super().__init__(model, coding, device, compute)
-        self.contexts = [GroupContext(modules, groups) for modules, groups
-                         in zip(model.context, model.config.groups, strict=True)]
+    def __init__(self, network: dict[str, np.ndarray], coding: dict[str, np.ndarray], config: dict, architecture):
+        super().__init__(network, coding, config, architecture)
+        self.contexts = [GroupContext(network, q, groups)
+                         for q, groups in enumerate(quality_groups(config, self.widths))]
 
-    @torch.inference_mode()
-    def encode(self, image: torch.Tensor, quality: int, options: EncodeOptions = PLAIN) -> dict[str, bytes]:
-        check_refine(self.capabilities, options, "an imported model")
-        self.qualities.check(quality)
-        y, z = self.analyse(image, quality)
-        z_symbols = self.hyperlatent_symbols(z, quality)
-        latents = y[0].double().numpy()
+    def encode(self, y: np.ndarray, z_symbols: np.ndarray, quality: int) -> dict[str, bytes]:
+        latents = np.asarray(y[0], dtype=np.float64)
         chunks: list[tuple[np.ndarray, np.ndarray]] = []
 
         def round_latents(means, table_ids, channels, positions):
@@ -115,30 +112,29 @@ class ElicCodec(ImportedCodec):
             return residuals
 
         self.traverse(z_symbols, quality, latents.shape[1:], round_latents)
-        return {"hyperlatent": self.z_coder.encode(z_symbols.numpy(), self.z_table_ids(z_symbols.shape, quality)),
+        return {"hyperlatent": self.encode_hyperlatents(z_symbols, quality),
                 "latent": self.y_coder.encode_chunks(chunks)}
 
-    def entropy_decode(self, sections: dict[str, bytes], geometry: Geometry, quality: int
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        z_symbols = self.decode_hyperlatents(sections, geometry, quality)
-        size = (z_symbols.shape[2] * DOWNSAMPLING // LATENT_STRIDE, z_symbols.shape[3] * DOWNSAMPLING // LATENT_STRIDE)
+    def entropy_decode(self, sections: dict[str, bytes], height: int, width: int, quality: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        z_symbols = self.decode_hyperlatents(sections, height, width, quality)
         coder = stack_from_bytes(sections["latent"])
         budget = InformationBudget(coder)  # one for the whole stream, however many passes pop it
 
         def pop_latents(means, table_ids, channels, positions):
             return self.y_coder.pop(coder, table_ids, budget).reshape(means.shape)
 
-        residuals, means = self.traverse(z_symbols, quality, size, pop_latents)
+        residuals, means = self.traverse(z_symbols, quality, self.latent_size(z_symbols), pop_latents)
         if not coder.is_empty():
             raise FormatError("entropy-coded stream has data left over (corrupted file?)")
-        return z_symbols, torch.from_numpy(residuals[None]), torch.from_numpy(means[None])
+        return z_symbols, residuals[None], means[None]
 
-    def traverse(self, z_symbols: torch.Tensor, quality: int, size: tuple[int, int], choose: Choose
+    def traverse(self, z_symbols: np.ndarray, quality: int, size: tuple[int, int], choose: Choose
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Run the passes in decoding order; (residuals int64, exact means float64), each (M, h, w).
         `choose` supplies each pass's residuals."""
         height, width = size
-        m = self.model.config.widths[quality][1]
+        m = self.widths[quality][1]
         context = self.contexts[quality]
         hyper = self.hyper_parameters(z_symbols, quality).reshape(-1, height * width)
         residuals = np.zeros((m, height * width), dtype=np.int64)
@@ -150,7 +146,7 @@ class ElicCodec(ImportedCodec):
             channel = None if channel is None else channel.reshape(-1, height * width)
             for first_pass, positions in ((True, anchors), (False, others)):
                 padded = None if first_pass else np.pad(
-                    fixedpoint.snap_array(latents[start:stop].copy()), ((0, 0), (REACH, REACH), (REACH, REACH)))
+                    fixed.snap_array(latents[start:stop].copy()), ((0, 0), (REACH, REACH), (REACH, REACH)))
                 for first in range(0, len(positions), POSITION_CHUNK):
                     chunk = positions[first : first + POSITION_CHUNK]
                     inputs = [] if first_pass else [context.spatial_features(group, padded, *np.divmod(chunk, width))]
