@@ -101,9 +101,27 @@ def runtime_options(command):
     return command
 
 
+# Commands whose modules are imported only when they run (or --help lists them): a decode does not
+# pay for the benchmark's and training's imports (about 35 ms).
+LAZY_COMMANDS = {"bench": "lic_cli.bench.command:bench", "import": "lic_cli.import_cli:import_weights",
+                 "train": "lic_cli.train_cli:train", "export": "lic_cli.train_cli:export",
+                 "tune": "lic_cli.train_cli:tune"}
+
+
 class CommandLine(click.Group):
     """The `lic` group: Ctrl-C inside any command is one line and exit status 130 (click would print
-    "Aborted!" and exit 1)."""
+    "Aborted!" and exit 1); LAZY_COMMANDS are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name in LAZY_COMMANDS and name not in self.commands:
+            import importlib
+
+            module, attribute = LAZY_COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -677,14 +695,3 @@ def _device(name: str) -> str:
         return str(select_device(name))
     except ValueError as error:
         fail(str(error))
-
-
-from .bench.command import bench
-from .import_cli import import_weights
-from .train_cli import export, train, tune
-
-main.add_command(train)
-main.add_command(import_weights)
-main.add_command(export)
-main.add_command(tune)
-main.add_command(bench)
