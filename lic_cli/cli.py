@@ -156,28 +156,62 @@ def check_numpy_bridge(torch) -> None:
 
 
 def run_batch(jobs: list[files.Job], work, quiet: bool, label: str, verbose: bool = False) -> None:
-    """Run work(job) for each job; report each failure in one line and exit non-zero if any failed."""
+    """Run work(job) for each job; report each failure in one line and exit non-zero if any failed.
+
+    work returns the job's one-line summary, or a function that finishes the job (writes its
+    output) and returns the summary: that runs on one background thread while the next job works,
+    so that writing image i (PNG's compression releases the GIL) overlaps decoding image i + 1.
+    Summaries and errors are reported in job order."""
     show_progress = len(jobs) > 1 and not quiet and stderr.is_terminal
     failures = 0
     progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=stderr, transient=True) if show_progress else nullcontext()
-    with progress:
+
+    def report(job: files.Job, outcome) -> None:
+        """Say how a job went; outcome() returns its summary or raises its error."""
+        nonlocal failures
+        try:
+            summary = outcome()
+            if verbose or (not quiet and (stderr.is_terminal or len(jobs) > 1)):
+                say(summary)
+        except KeyboardInterrupt:
+            interrupted()
+        except USER_ERRORS as error:
+            failures += 1
+            name = "<stdin>" if job.source == files.STDIO else job.source
+            say(f"lic: error: {name}: {describe(error)}")
+        if show_progress:
+            progress.advance(task)
+
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    with progress, ThreadPoolExecutor(max_workers=1) as finisher:
         task = progress.add_task(label, total=len(jobs)) if show_progress else None
+        pending: list[tuple[files.Job, Future]] = []  # at most one job, finishing in the background
         for job in jobs:
             try:
-                summary = work(job)
-                if verbose or (not quiet and (stderr.is_terminal or len(jobs) > 1)):
-                    say(summary)
+                result = work(job)
             except KeyboardInterrupt:
                 interrupted()
             except USER_ERRORS as error:
-                failures += 1
-                name = "<stdin>" if job.source == files.STDIO else job.source
-                say(f"lic: error: {name}: {describe(error)}")
-            if show_progress:
-                progress.advance(task)
+                result = failed(error)
+            future = finisher.submit(result) if callable(result) else None
+            for earlier, earlier_future in pending:
+                report(earlier, earlier_future.result)
+            pending = [(job, future)] if future is not None else []
+            if future is None:
+                report(job, lambda summary=result: summary)
+        for earlier, earlier_future in pending:
+            report(earlier, earlier_future.result)
     if failures:
         sys.exit(EXIT_FAILURE)
+
+
+def failed(error: BaseException):
+    """A job's finishing step that reports `error`."""
+    def finish():
+        raise error
+    return finish
 
 
 @main.command()
@@ -505,20 +539,25 @@ def decode(inputs, output, fmt, force, side_info_out, weights, levels, engine, d
             targets = _album_targets(job, output, decoded.names, fmt, force)
         else:
             targets = [job.target]
-        for target, image in zip(targets, decoded.images, strict=True):
-            suffix = "." + fmt if target == files.STDIO else Path(target).suffix or "." + fmt
-            files.write_output(target, encode_image_file(image, suffix))
-        if side_info_out:
-            if decoded.side_info is None:
-                say(f"lic: warning: {job.source}: carries no side information; {side_info_out} not written")
-            else:
-                files.write_output(side_info_out, decoded.side_info)
-        seconds = time.perf_counter() - started
-        c = decoded.container
-        where = job.target if len(targets) == 1 else f"{len(targets)} images in {Path(targets[0]).parent}"
-        note = f", comment: {decoded.comment!r}" if decoded.comment else ""
-        return (f"{job.source} -> {where}: {c.width}x{c.height}, {c.model_id} q{c.quality_value + 1:.6g}, "
-                f"{seconds:.2f} s{note}")
+
+        def write() -> str:
+            """The job's outputs (run_batch may write them while the next file decodes)."""
+            for target, image in zip(targets, decoded.images, strict=True):
+                suffix = "." + fmt if target == files.STDIO else Path(target).suffix or "." + fmt
+                files.write_output(target, encode_image_file(image, suffix))
+            if side_info_out:
+                if decoded.side_info is None:
+                    say(f"lic: warning: {job.source}: carries no side information; {side_info_out} not written")
+                else:
+                    files.write_output(side_info_out, decoded.side_info)
+            seconds = time.perf_counter() - started
+            c = decoded.container
+            where = job.target if len(targets) == 1 else f"{len(targets)} images in {Path(targets[0]).parent}"
+            note = f", comment: {decoded.comment!r}" if decoded.comment else ""
+            return (f"{job.source} -> {where}: {c.width}x{c.height}, {c.model_id} q{c.quality_value + 1:.6g}, "
+                    f"{seconds:.2f} s{note}")
+
+        return write
 
     run_batch(jobs, work, quiet, "decoding", verbose)
 
