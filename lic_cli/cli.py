@@ -255,7 +255,8 @@ def failed(error: BaseException):
 @click.option("--frame", type=click.IntRange(0), help="Which frame of an animation or multi-page input to code "
               "(0 = the first); such inputs are refused without it.")
 @click.option("--weights", multiple=True, help="Use this weight file instead of the shipped one (without --model: "
-              "for the model it holds).")
+              "for the model it holds; with --model auto: one more candidate, a variant of the default model "
+              "such as one trained with lic train).")
 @click.option("--engine", type=click.Choice(["auto", "onnx", "torch"]), default="auto", show_default=True,
               help="auto or onnx: a plain encode (a quality or --preserve; no --refine or --target-*) of a model that "
               "has it runs on "
@@ -296,8 +297,8 @@ def encode(inputs, output, model, quality, target_size, target_bpp, target_psnr,
     if not plain:
         load_torch(threads)
     try:
-        if model == AUTO_MODEL and (weights or refine != "none"):
-            raise ValueError("--model auto chooses among the shipped models; not with --weights or --refine")
+        if model == AUTO_MODEL and refine != "none":
+            raise ValueError("--model auto chooses among the default model and its variants; not with --refine")
         model, weight_files = _model_and_weights(weights, model)
         session = codec.CodecSession(weight_files, _device(device), precision, engine, threads,
                                      functools.partial(load_torch, threads))
@@ -690,7 +691,11 @@ def _model_and_weights(values: tuple[str, ...], model: str) -> tuple[str, dict[s
     if "" in mapping:
         if click.get_current_context().get_parameter_source("model") == click.core.ParameterSource.DEFAULT:
             model = _weight_file_model(mapping[""])
-        mapping[model] = mapping.pop("")
+        if model == AUTO_MODEL:  # a candidate of its own, e.g. a variant trained with lic train
+            path = mapping.pop("")
+            mapping[_weight_file_model(path)] = path
+        else:
+            mapping[model] = mapping.pop("")
     return model, mapping
 
 

@@ -33,10 +33,16 @@ class Choice:
 
 def candidates(session: codec.CodecSession) -> list[zoo.LoadedCodec]:
     """The loaded candidates of --model auto (with the session's weight files, which may add a
-    variant not shipped yet); each must weigh rate against distortion."""
+    variant not shipped, e.g. one trained with `lic train`); each must weigh rate against
+    distortion."""
     names = zoo.auto_candidates(DEFAULT_MODEL)
-    names += [name for name in session.weights if name not in names and name in zoo.ZOO
-              and zoo.entry(name).variant_of == DEFAULT_MODEL]
+    for name in session.weights:
+        if name != DEFAULT_MODEL and (name not in zoo.ZOO or zoo.entry(name).variant_of != DEFAULT_MODEL):
+            variants = [item for item, entry in zoo.ZOO.items() if entry.variant_of == DEFAULT_MODEL]
+            raise ValueError(f"--model auto chooses among {DEFAULT_MODEL} and its variants "
+                             f"({', '.join(variants) or 'none'}); --weights holds {name}")
+        if name not in names:
+            names.append(name)
     loaded = [session.get(name) for name in names]
     for item in loaded:
         if not isinstance(item.codec, TradeOffCodec):

@@ -94,3 +94,16 @@ def test_the_python_api_takes_model_auto(session, candidates, monkeypatch):
     assert np.asarray(lic_cli.decode(data, weights={name: item.path for name, item in
                                                     (("hyper-ctx", candidates[0]), (VARIANT, candidates[1]))})).shape \
         == (64, 96, 3)
+
+
+def test_lic_encode_model_auto_takes_a_variant_from_weights(session, tmp_path):
+    source = tmp_path / "a.png"
+    source.write_bytes(png_bytes(smooth_image(64, 96)))
+    default, variant = session.weights["hyper-ctx"], session.weights[VARIANT]
+    result = CliRunner().invoke(main, ["encode", str(source), "-o", str(tmp_path / "a.lic"), "--model", "auto",
+                                       "--weights", f"hyper-ctx={default}", "--weights", str(variant), "-v"])
+    assert result.exit_code == 0, result.output
+    assert f"{VARIANT} " in result.output.split("R-D cost")[1] and "hyper-ctx " in result.output.split("R-D cost")[1]
+    refused = CliRunner().invoke(main, ["encode", str(source), "-o", str(tmp_path / "b.lic"), "--model", "auto",
+                                        "--weights", f"gc-c4={zoo.default_weights_path('gc-c4')}"])
+    assert refused.exit_code == 2 and "variants" in refused.output and "gc-c4" in refused.output

@@ -109,8 +109,9 @@ ENTRIES = [
     HYPER_CTX,
     HYPER_CTX.variant(
         "hyper-ctx-graphics", "hyper-ctx tuned for illustrations and screenshots, same qualities (lic encode "
-        "--model auto would pick it per image); not shipped: no recipe tried yet beat hyper-ctx on held-out "
-        "illustrations (docs/notes/2026-12-07-graphics-finetune.md)", shipped=False),
+        "--model auto --weights hyper-ctx-graphics=FILE picks it per image); not shipped: none of four CPU "
+        "fine-tuning recipes beat hyper-ctx on held-out illustrations (docs/notes/2026-12-07-graphics-finetune.md)",
+        shipped=False),
     ZooEntry(
         "hyper", "mean-scale hyperprior (Minnen et al. 2018), MSE, 6 qualities in one network",
         build=_hyper, codec=HyperCodec, weight_file="hyper.pt", config=dataclasses.asdict(HyperConfig()),
