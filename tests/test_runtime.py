@@ -182,11 +182,10 @@ def test_a_graph_refuses_weights_of_another_shape(tiny, tmp_path):
         runtime.synthesis  # noqa: B018
 
 
-DECODE_WITHOUT_TORCH = """
+WITHOUT_TORCH = """
 import sys
 sys.modules["torch"] = None  # importing torch fails, as in an install without it
 from lic_cli.cli import main
-source, target, model, quality = sys.argv[1:5]
 
 
 def lic(*arguments):
@@ -196,7 +195,11 @@ def lic(*arguments):
     except SystemExit as end:
         assert not end.code, end.code
 
+"""
+"""A script's start: lic(...) runs a command in a process where torch cannot be imported."""
 
+DECODE_WITHOUT_TORCH = WITHOUT_TORCH + """
+source, target, model, quality = sys.argv[1:5]
 lic("decode", source, "-o", target)
 lic("encode", target, "-o", target + ".lic", "--model", model, "-q", quality)
 lic("decode", target + ".lic", "-o", target + ".again.png")

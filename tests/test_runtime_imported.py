@@ -22,6 +22,7 @@ from models.runtime.registry import encoder_prefixes, graph_parts, runtime_class
 from models.weight_reader import read_weight_arrays
 
 from .conftest import smooth_image
+from .test_runtime import WITHOUT_TORCH
 
 pytest.importorskip("onnxruntime")
 REPO = Path(__file__).resolve().parents[1]
@@ -101,21 +102,8 @@ def test_a_session_with_weights_codes_imported_models_on_the_runtime(imported):
     assert session.decoder_for(name, loaded.weights_id).codec.capabilities.arrays
 
 
-CODE_WITHOUT_TORCH = """
-import sys
-sys.modules["torch"] = None  # importing torch fails, as in an install without it
-from lic_cli.cli import main
+CODE_WITHOUT_TORCH = WITHOUT_TORCH + """
 image, weights, target = sys.argv[1:4]
-
-
-def lic(*arguments):
-    sys.argv = ["lic", *arguments, "--quiet"]
-    try:
-        main()
-    except SystemExit as end:
-        assert not end.code, end.code
-
-
 lic("encode", image, "-o", target + ".lic", "--weights", weights, "-q", "2")
 lic("decode", target + ".lic", "-o", target + ".png", "--weights", weights)
 """
