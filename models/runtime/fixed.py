@@ -25,6 +25,10 @@ ACT_FRAC_BITS = 8
 PRODUCT_FRAC_BITS = WEIGHT_FRAC_BITS + ACT_FRAC_BITS
 ACT_LIMIT = 2.0**12
 EXACT_LIMIT = 2.0**53
+# Elements of an im2col copy above which a stride-1 convolution runs tap by tap instead: one large
+# product is faster on small inputs; on large ones the copy (flow's priors: hundreds of MB) costs
+# more than it saves.
+IM2COL_LIMIT = 2**22
 
 
 def integer_weight_array(weight: np.ndarray) -> np.ndarray:
@@ -214,24 +218,49 @@ def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     torch = sys.modules.get("torch")
     if torch is None:
         return a @ b
-    a, b = (np.ascontiguousarray(m, dtype=np.float64) for m in (a, b))
-    a, b = (m if m.flags.writeable else m.copy() for m in (a, b))  # torch takes writable arrays only
+    a, b = (m if m.dtype == np.float64 and m.flags.writeable and m.strides[-1] == m.itemsize
+            else np.array(m, dtype=np.float64, order="C") for m in (a, b))  # (torch takes writable arrays only)
     return torch.matmul(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
 
 def correlate(x: np.ndarray, matrix: np.ndarray, kernel: tuple[int, int], stride: int,
               padding: tuple[int, int]) -> np.ndarray:
     """(outputs, H', W'): the convolution (cross-correlation) of x (C, H, W) with weights given as
-    a matrix (outputs, C·kh·kw), zero padding on every side, as one exact matrix product
-    (exact_matmul)."""
+    a matrix (outputs, C·kh·kw), zero padding on every side, in exact matrix products
+    (exact_matmul): one over an im2col copy, or, at stride 1 where that copy would be large, one per
+    tap (correlate_by_taps)."""
     channels = x.shape[0]
     kh, kw = kernel
+    if stride == 1 and channels * kh * kw * x.shape[1] * x.shape[2] > IM2COL_LIMIT:
+        return correlate_by_taps(x, matrix, kernel, padding)
     if any(padding):
         x = np.pad(x, ((0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
     windows = sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::stride, ::stride]
     out_h, out_w = windows.shape[1:3]
     columns = windows.transpose(0, 3, 4, 1, 2).reshape(channels * kh * kw, out_h * out_w)
     return exact_matmul(matrix, columns).reshape(-1, out_h, out_w)
+
+
+def correlate_by_taps(x: np.ndarray, matrix: np.ndarray, kernel: tuple[int, int],
+                      padding: tuple[int, int]) -> np.ndarray:
+    """correlate() at stride 1 without an im2col copy: the padded input flattened row by row, the
+    product of each tap's (outputs, C) weights with a view of it shifted by the tap (every output
+    row then runs on into the padding columns, which are cropped away). The sums are the same exact
+    numbers in another order; the memory is the padded input and the output, where an im2col copy
+    is kh·kw times the input (hundreds of MB for flow's priors, most of a decode's time to touch)."""
+    kh, kw = kernel
+    padded = np.pad(x, ((0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
+    channels, rows, cols = padded.shape
+    out_h, out_w = rows - kh + 1, cols - kw + 1
+    flat = padded.reshape(channels, rows * cols)
+    span = (out_h - 1) * cols + out_w  # from the first output to the last, along the flattened rows
+    weight = matrix.reshape(matrix.shape[0], channels, kh, kw)
+    out = np.zeros((matrix.shape[0], out_h * cols))
+    for i in range(kh):
+        for j in range(kw):
+            start = i * cols + j
+            out[:, :span] += exact_matmul(np.ascontiguousarray(weight[:, :, i, j]), flat[:, start : start + span])
+    return out.reshape(-1, out_h, cols)[:, :, :out_w]
 
 
 def pad_window(x: np.ndarray, top: int, height: int, left: int, width: int) -> np.ndarray:
