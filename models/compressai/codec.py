@@ -9,12 +9,12 @@ import torch
 
 from bitstream.tables import quantize_pmfs
 
-from ..core import fixedpoint, precision
+from ..core import precision
 from ..core.entropy import gaussian_pmfs, gaussian_scale_table, tables_to_tensors
 from ..core.geometry import pad_to_multiple, to_uint8, unit_float
 from ..core.layers import run_decoder
 from ..interface import PLAIN, Capabilities, EncodeOptions, Geometry, check_refine
-from .coding import coding_class
+from .coding import coding_class, snapped_medians
 from .elic import ElicConfig
 from .layout import (
     ANALYSIS_TILES,
@@ -27,18 +27,13 @@ from .layout import (
 from .network import ImportedHyperprior
 
 
-def snapped_medians(model: ImportedHyperprior, quality: int) -> torch.Tensor:
-    """(N,) float64: the entropy bottleneck's medians on the fixed-point activation grid, so that
-    z_hat = symbol + median enters the fixed-point hyper-synthesis exactly."""
-    return fixedpoint.snap_activation(model.medians[quality].detach().double().cpu())
-
-
 def freeze_coding_tensors(model: ImportedHyperprior) -> dict[str, torch.Tensor]:
     """The integer tables: each quality's hyperlatent densities around its snapped medians (one
     table per channel, the qualities one after the other) and the Gaussian scale table."""
     offsets, rows = [], []
     for quality, density in enumerate(model.density):
-        low, masses = density.tabulate(shift=snapped_medians(model, quality).numpy())
+        medians = {f"medians.{quality}": model.medians[quality].detach().cpu().numpy()}
+        low, masses = density.tabulate(shift=snapped_medians(medians, quality))
         offsets.extend(low.tolist())
         rows.extend(masses)
     scales = gaussian_scale_table()
