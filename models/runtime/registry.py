@@ -128,7 +128,7 @@ def loaded_or_none(model: str, path: Path, threads: int | None, encoding: bool =
         loaded = load(model, Path(path), threads)
         check_graphs(loaded.codec, encoding and not loaded.decoder_only)
         return loaded
-    except GraphMismatch:  # e.g. weights of another configuration: torch codes them
+    except (GraphMismatch, KeyError):  # e.g. a --weights file of another configuration: torch codes it
         return None
 
 
