@@ -37,7 +37,7 @@ def candidates(session: codec.CodecSession) -> list[zoo.LoadedCodec]:
     distortion."""
     names = zoo.auto_candidates(DEFAULT_MODEL)
     for name in session.weights:
-        if name != DEFAULT_MODEL and (name not in zoo.ZOO or zoo.entry(name).variant_of != DEFAULT_MODEL):
+        if not is_candidate(name):
             variants = [item for item, entry in zoo.ZOO.items() if entry.variant_of == DEFAULT_MODEL]
             raise ValueError(f"--model auto chooses among {DEFAULT_MODEL} and its variants "
                              f"({', '.join(variants) or 'none'}); --weights holds {name}")
@@ -49,6 +49,11 @@ def candidates(session: codec.CodecSession) -> list[zoo.LoadedCodec]:
             raise ValueError(  # noqa: TRY004 (a user's error: one line, exit status 2)
                 f"--model auto needs models with rate-distortion trade-offs; {item.name} has none")
     return loaded
+
+
+def is_candidate(name: str) -> bool:
+    """Whether --model auto may code with model `name`: the default model or one of its variants."""
+    return name == DEFAULT_MODEL or (name in zoo.ZOO and zoo.entry(name).variant_of == DEFAULT_MODEL)
 
 
 def colour(pixels: np.ndarray) -> np.ndarray:

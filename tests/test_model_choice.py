@@ -107,3 +107,9 @@ def test_lic_encode_model_auto_takes_a_variant_from_weights(session, tmp_path):
     refused = CliRunner().invoke(main, ["encode", str(source), "-o", str(tmp_path / "b.lic"), "--model", "auto",
                                         "--weights", f"gc-c4={zoo.default_weights_path('gc-c4')}"])
     assert refused.exit_code == 2 and "variants" in refused.output and "gc-c4" in refused.output
+
+
+def test_auto_takes_the_default_model_and_its_variants_only():
+    # lic bench hands auto every --weights file and keeps only these (bench/runner.py)
+    assert model_choice.is_candidate("hyper-ctx") and model_choice.is_candidate(VARIANT)
+    assert not model_choice.is_candidate("flow") and not model_choice.is_candidate("no-such-model")

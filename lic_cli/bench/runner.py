@@ -70,7 +70,9 @@ def _auto_codec(weights: dict[str, Path] | None, threads: int) -> Codec:
     from ..codec import CodecSession, decode_file
     from ..imageio import ImageData
 
-    session = CodecSession(dict(weights or {}), engine="torch")
+    # lic bench hands auto every --weights file; those of the other benchmarked models are not its
+    own = {name: path for name, path in (weights or {}).items() if model_choice.is_candidate(name)}
+    session = CodecSession(own, engine="torch")
     candidates = model_choice.candidates(session)
 
     def encode(pixels: np.ndarray, setting: str) -> bytes:
