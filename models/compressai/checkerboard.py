@@ -14,8 +14,8 @@ from bitstream.container import FormatError
 
 from ..runtime import fixed
 from .coding import ImportedCoding, fixed_layers
-from .layout import AGGREGATION_LAYERS, CHANNEL_CONTEXT_LAYERS, CHANNEL_CONTEXT_REACH, CONTEXT_KERNEL, default_groups
-from .wavefront import FixedPointLayer, gathered_taps
+from .layout import AGGREGATION_LAYERS, CHANNEL_CONTEXT_LAYERS, CHANNEL_CONTEXT_REACH, CONTEXT_KERNEL, elic_groups
+from .wavefront import gathered_layer
 
 REACH = CONTEXT_KERNEL // 2
 # The spatial context's taps that can meet an anchor (odd row + column offset), row-major.
@@ -43,21 +43,14 @@ def anchor_positions(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(anchors), np.flatnonzero(~anchors)
 
 
-def quality_groups(config: dict, widths: list[tuple[int, int]]) -> list[tuple[int, ...]]:
-    """Each quality's channel groups: the configuration's, or CompressAI's default split."""
-    groups = config.get("groups") or [default_groups(m) for _, m in widths]
-    return [tuple(int(v) for v in g) for g in groups]
-
-
 class GroupContext:
     """One quality's context model in fixed point, from a weight file's context.<q>.* arrays."""
 
     def __init__(self, network: dict[str, np.ndarray], quality: int, groups: tuple[int, ...]):
         prefix = f"context.{quality}"
         self.bounds = [(sum(groups[:k]), sum(groups[: k + 1])) for k in range(len(groups))]
-        self.spatial = [FixedPointLayer(gathered_taps(network[f"{prefix}.spatial_context.y{k}.weight"],
-                                                      CHECKERBOARD_TAPS),
-                                        network[f"{prefix}.spatial_context.y{k}.bias"], None)
+        self.spatial = [gathered_layer(network[f"{prefix}.spatial_context.y{k}.weight"],
+                                       network[f"{prefix}.spatial_context.y{k}.bias"], CHECKERBOARD_TAPS)
                         for k in range(len(groups))]
         self.channel = [None] + [fixed_layers(network, f"{prefix}.channel_context.y{k}", CHANNEL_CONTEXT_LAYERS)
                                  for k in range(1, len(groups))]
@@ -84,7 +77,7 @@ class GroupContext:
         """(2c, P): the checkerboard convolution of the group's decoded anchors, padded (c, h + 4,
         w + 4) with zeros elsewhere, at P non-anchor positions."""
         patches = np.stack([padded[:, rows + REACH + dr, cols + REACH + dc] for dr, dc in CHECKERBOARD_TAPS], axis=1)
-        return self.spatial[group](patches.reshape(-1, len(rows)))
+        return fixed.run_pointwise([self.spatial[group]], patches.reshape(-1, len(rows)), on_grid=True)
 
     def parameters(self, group: int, inputs: list[np.ndarray], first_pass: bool) -> tuple[np.ndarray, np.ndarray]:
         """(scales, means), each (c, P), from the aggregation's inputs in CompressAI's order."""
@@ -99,7 +92,7 @@ class ElicCoding(ImportedCoding):
     def __init__(self, network: dict[str, np.ndarray], coding: dict[str, np.ndarray], config: dict, architecture):
         super().__init__(network, coding, config, architecture)
         self.contexts = [GroupContext(network, q, groups)
-                         for q, groups in enumerate(quality_groups(config, self.widths))]
+                         for q, groups in enumerate(elic_groups(config, self.widths))]
 
     def encode(self, y: np.ndarray, z_symbols: np.ndarray, quality: int) -> dict[str, bytes]:
         latents = np.asarray(y[0], dtype=np.float64)

@@ -47,7 +47,6 @@ class ImportedCoding:
 
     def __init__(self, network: dict[str, np.ndarray], coding: dict[str, np.ndarray], config: dict,
                  architecture: Architecture):
-        self.architecture = architecture
         self.qualities = qualities(config)
         self.widths = [tuple(int(v) for v in pair) for pair in config.get("widths", ((128, 192),))]
         self.mean = architecture.mean

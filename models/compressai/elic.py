@@ -25,7 +25,7 @@ from torch import nn
 
 from ..core.entropy import FactorizedDensity
 from ..core.layers import conv, deconv
-from .layout import CONTEXT_KERNEL, default_groups
+from .layout import CONTEXT_KERNEL, elic_groups
 from .network import DENSITY_FILTERS, ImportedConfig
 
 
@@ -174,7 +174,7 @@ class ImportedElic(nn.Module):
 
 def build(config: dict) -> ImportedElic:
     widths = tuple(tuple(int(v) for v in pair) for pair in config.get("widths", ((192, 320),)))
-    groups = tuple(tuple(int(v) for v in g) for g in config.get("groups") or [default_groups(m) for _, m in widths])
+    groups = elic_groups(config, widths)
     hidden = tuple(tuple(int(v) for v in pair) for pair in config.get("channel_context_widths") or
                    [(224, 128)] * len(widths))
     lambdas = tuple(float(v) for v in config.get("lambdas") or ())

@@ -105,3 +105,9 @@ CHANNEL_CONTEXT_REACH = 3 * (CONTEXT_KERNEL // 2)  # ELIC's g_ch: three 5x5 conv
 def default_groups(m: int) -> tuple[int, ...]:
     """CompressAI's default split of ELIC's M latent channels."""
     return (16, 16, 32, 64, m - 128)
+
+
+def elic_groups(config: dict, widths) -> tuple[tuple[int, ...], ...]:
+    """Each quality's channel groups: the configuration's, or CompressAI's default split of its M."""
+    groups = config.get("groups") or [default_groups(m) for _, m in widths]
+    return tuple(tuple(int(v) for v in g) for g in groups)

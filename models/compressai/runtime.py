@@ -48,7 +48,6 @@ class ImportedRuntime:
         architecture = ARCHITECTURES[weights.model]
         self.exact = coding_class(architecture)(weights.network, weights.coding, weights.config, architecture)
         self.qualities = self.exact.qualities
-        self.mean = architecture.mean
         self.can_encode = any(name.startswith("g_a.") for name in weights.network) and \
             set(self.encode_graphs) <= graphs.keys()
         self.network, self.graphs, self.threads = weights.network, graphs, threads
@@ -80,7 +79,7 @@ class ImportedRuntime:
         """(y, z): the analysis and hyper-analysis outputs (float32), as the torch codec's analyse."""
         y = ANALYSIS_TILES.run(self.graph("analysis", quality), padded_unit_image(image, DOWNSAMPLING),
                                down=LATENT_STRIDE)
-        z = HYPER_ANALYSIS_TILES.run(self.graph("hyper_analysis", quality), y if self.mean else np.abs(y),
+        z = HYPER_ANALYSIS_TILES.run(self.graph("hyper_analysis", quality), y if self.exact.mean else np.abs(y),
                                      down=DOWNSAMPLING // LATENT_STRIDE)
         return y, z
 

@@ -18,8 +18,8 @@ from bitstream.coders import InformationBudget, stack_from_bytes
 from bitstream.container import FormatError
 
 from ..runtime import fixed
-from .coding import ImportedCoding
-from .layout import CONTEXT_KERNEL, ENTROPY_PARAMETER_LAYERS, LEAKY_SLOPE
+from .coding import ImportedCoding, fixed_layers
+from .layout import CONTEXT_KERNEL, ENTROPY_PARAMETER_LAYERS
 
 REACH = CONTEXT_KERNEL // 2
 # (row, column) offsets of the causal taps, in the order of the flattened weights
@@ -36,30 +36,14 @@ def wavefronts(height: int, width: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(rows[part], cols[part]) for part in np.split(order, bounds)]
 
 
-class FixedPointLayer:
-    """A 1x1 (or gathered) linear layer on the fixed-point grid: weight (outputs, ...) and bias
-    as the float layer stores them."""
-
-    def __init__(self, weight: np.ndarray, bias: np.ndarray, negative_slope: float | None):
-        integer = fixed.integer_weight_array(np.asarray(weight).reshape(weight.shape[0], -1))
-        integer_bias = fixed.integer_bias_array(bias)
-        fixed.check_exactness_array(integer, integer_bias)
-        self.weight = integer * 2.0**-fixed.WEIGHT_FRAC_BITS
-        self.bias = integer_bias[:, None] * 2.0**-fixed.PRODUCT_FRAC_BITS
-        self.negative_slope = negative_slope  # None: no activation
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """x: (inputs, positions) on the activation grid -> (outputs, positions) on it."""
-        y = self.weight @ x + self.bias
-        if self.negative_slope is not None:
-            y = np.where(y < 0, y * self.negative_slope, y)
-        return fixed.snap_array(y)
-
-
-def gathered_taps(weight: np.ndarray, taps: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """(outputs, inputs, taps): the weights of a 5x5 convolution at the (row, column) offsets `taps`."""
+def gathered_layer(weight: np.ndarray, bias: np.ndarray, taps: tuple[tuple[int, int], ...]) -> fixed.FixedConv:
+    """A 5x5 convolution's weights at the (row, column) offsets `taps` as one 1x1 fixed-point layer
+    over the gathered patches (inputs·taps channels, no activation): what fixed.run_pointwise runs
+    on the (inputs·taps, positions) stack of those patches."""
     weight = np.asarray(weight, dtype=np.float64)
-    return np.stack([weight[:, :, REACH + dr, REACH + dc] for dr, dc in taps], axis=2)
+    gathered = np.stack([weight[:, :, REACH + dr, REACH + dc] for dr, dc in taps], axis=2)
+    return fixed.FixedConv(fixed.integer_weight_array(gathered.reshape(weight.shape[0], -1, 1, 1)),
+                           fixed.integer_bias_array(bias))
 
 
 class FixedContextModel:
@@ -68,13 +52,8 @@ class FixedContextModel:
 
     def __init__(self, network: dict[str, np.ndarray], quality: int):
         prefix = f"context_prediction.{quality}"
-        self.context = FixedPointLayer(gathered_taps(network[f"{prefix}.weight"], TAPS), network[f"{prefix}.bias"],
-                                       None)
-        self.parameters = [
-            FixedPointLayer(network[f"entropy_parameters.{quality}.{layer.name}.weight"],
-                            network[f"entropy_parameters.{quality}.{layer.name}.bias"],
-                            LEAKY_SLOPE if layer.activation == "leaky" else None)
-            for layer in ENTROPY_PARAMETER_LAYERS]
+        self.context = gathered_layer(network[f"{prefix}.weight"], network[f"{prefix}.bias"], TAPS)
+        self.parameters = fixed_layers(network, f"entropy_parameters.{quality}", ENTROPY_PARAMETER_LAYERS)
 
     def distribution(self, hyper: np.ndarray, padded: np.ndarray, rows: np.ndarray, cols: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -82,9 +61,9 @@ class FixedContextModel:
         hyper-synthesis output (2M, h, w), padded the decoded latents (M, h + 4, w + 4)."""
         patches = np.stack([padded[:, rows + REACH + dr, cols + REACH + dc] for dr, dc in TAPS], axis=1)
         np.clip(patches, -fixed.ACT_LIMIT, fixed.ACT_LIMIT, out=patches)  # the bound check_exactness assumes
-        x = np.concatenate([hyper[:, rows, cols], self.context(patches.reshape(-1, len(rows)))], axis=0)
-        for layer in self.parameters:
-            x = layer(x)
+        # on the grid already: decoded latents (integers plus exact means) and the network's outputs
+        context = fixed.run_pointwise([self.context], patches.reshape(-1, len(rows)), on_grid=True)
+        x = fixed.run_pointwise(self.parameters, np.concatenate([hyper[:, rows, cols], context], axis=0), on_grid=True)
         scales, means = np.split(x, 2, axis=0)
         return scales, means
 
