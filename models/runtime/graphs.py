@@ -76,10 +76,10 @@ class Graph:
         except Exception as error:  # ONNX Runtime's own error types: e.g. weights of another shape
             raise GraphMismatch(f"the graph does not take these weights ({error})") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
-        if any_widths:
-            self._values = ort_values(subpixel_arrays(arrays, json.loads(metadata.get(SUBPIXEL_KEY, "[]"))))
         if (metadata.get(ANY_WIDTHS_KEY) == "1") != any_widths:
             raise GraphMismatch("the graph binds its parameters otherwise")
+        if any_widths:
+            self._values = ort_values(subpixel_arrays(arrays, json.loads(metadata.get(SUBPIXEL_KEY, "[]"))))
         expected = json.loads(metadata.get(SHAPES_KEY, "{}"))
         if any_widths:  # the names and ranks; the sizes are the weights' own
             expected = {name: len(shape) for name, shape in expected.items()}
@@ -180,8 +180,10 @@ def export_graph(module, example, prefix: str, path: Path, any_widths: bool = Fa
     graph.metadata_props.add(key=SHAPES_KEY, value=json.dumps(shapes, sort_keys=True))
     if any_widths:
         parameters_as_inputs(graph)
+        from ..core.layers import SubpixelConvolution
+
         subpixel = [[prefix + name + ".weight", prefix + name + ".bias"] for name, child in module.named_modules()
-                    if type(child).__name__ == "SubpixelConvolution"]
+                    if isinstance(child, SubpixelConvolution)]
         graph.metadata_props.add(key=SUBPIXEL_KEY, value=json.dumps(subpixel))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
