@@ -204,7 +204,7 @@ def cpm_bench_block(folder: Path) -> str:
     curves, anchor = summary["curves"], summary["anchor"]
     lines = [f"Command: `{summary['command']}` — {summary['images']} images, {summary['date']}, "
              f"{summary['machine']} ({summary['cpu_count']} cores), lic one job at a time with "
-             f"{summary['lic_threads']} torch thread(s), torch {summary['torch']}.", "",
+             f"{summary['lic_threads']} torch thread(s), torch {summary['torch']}.{_run_note(summary)}", "",
              "| codec | BD-rate MS-SSIM vs " + anchor + " | BD-rate PSNR vs " + anchor
              + " | BD-rate MS-SSIM vs hyper | BD-rate PSNR vs hyper |", "|---|---|---|---|---|"]
     against_anchor, against_hyper = bd_rates(curves, anchor), bd_rates(curves, "lic-hyper")
@@ -273,7 +273,7 @@ def flow_bench_block(folder: Path) -> str:
     curves, anchor = summary["curves"], summary["anchor"]
     lines = [f"Command: `{summary['command']}` — {summary['images']} images, {summary['date']}, "
              f"{summary['machine']} ({summary['cpu_count']} cores), lic one job at a time with "
-             f"{summary['lic_threads']} torch thread(s), torch {summary['torch']}.", "",
+             f"{summary['lic_threads']} torch thread(s), torch {summary['torch']}.{_run_note(summary)}", "",
              f"| codec | BD-rate PSNR vs {anchor} | BD-rate PSNR vs hyper | top point |", "|---|---|---|---|"]
     against_anchor, against_hyper = bd_rates(curves, anchor), bd_rates(curves, "lic-hyper")
     for codec, points in curves.items():
@@ -289,6 +289,23 @@ def flow_bench_block(folder: Path) -> str:
                      f"| {_rate_at(curves.get('lic-hyper', []), point['psnr'], 'psnr')} "
                      f"| {point['encode_s']:.2f} | {point['decode_s']:.2f} |")
     lines += ["", "![flow on Kodak](rd-flow.png)"]
+    return "\n".join(lines)
+
+
+def continued_block(path: Path) -> str:
+    """A continued training run's weight file against the one it replaced (benchmarks/weights_compare.py)."""
+    result = json.loads(path.read_text())
+    key = f"lic-{result['model']}"
+    commands = " and ".join(f"`{command}`" for command in result["commands"])
+    lines = [f"Runs: {commands} ({result['images']} images), compared with `python benchmarks/weights_compare.py "
+             f"{result['model']} REPLACED NEW`.", "",
+             "| BD-rate of | against | PSNR | MS-SSIM |", "|---|---|---|---|"]
+    for anchor, rates in result["bd_rate"].items():
+        for name in (f"{key} (shipped)", f"{key} (candidate)"):
+            if name != anchor:
+                label = name.replace("(shipped)", "(replaced file)").replace("(candidate)", "(this file)")
+                lines.append(f"| {label} | {anchor.replace('(shipped)', '(replaced file)')} "
+                             f"| {_pct(rates[name]['psnr'])} | {_pct(rates[name]['ms_ssim'])} |")
     return "\n".join(lines)
 
 
@@ -377,6 +394,11 @@ def _rate_at(points: list[dict], quality_db: float, metric: str = "ms_ssim") -> 
     return "n/a (outside its range)"
 
 
+def _run_note(summary: dict) -> str:
+    """How a run differed from its command (e.g. the candidate weights it ran with before they shipped)."""
+    return f" Note: {summary['note']}." if summary.get("note") else ""
+
+
 def _pct(value) -> str:
     return "n/a (no overlap)" if value is None else f"{value:+.1f}%"
 
@@ -401,6 +423,8 @@ def main() -> None:
     parser.add_argument("--cpm-bench", type=Path, help="output folder of `lic bench --models cpm,hyper`")
     parser.add_argument("--flow", type=Path, help="JSON written by benchmarks/flow_kodak.py")
     parser.add_argument("--flow-bench", type=Path, help="output folder of `lic bench --models flow,hyper`")
+    parser.add_argument("--flow-continued", type=Path, help="JSON written by benchmarks/weights_compare.py (flow)")
+    parser.add_argument("--cpm-continued", type=Path, help="JSON written by benchmarks/weights_compare.py (cpm)")
     parser.add_argument("--throughput", type=Path, help="JSON written by benchmarks/train_throughput.py")
     parser.add_argument("--cse", type=Path, help="JSON written by benchmarks/cse_pairs.py")
     parser.add_argument("--rate-control", type=Path, help="JSON written by benchmarks/rate_control_kodak.py")
@@ -414,6 +438,7 @@ def main() -> None:
                  "gallery": gallery_block, "selective": selective_block,
                  "large": large_block, "fuzz": fuzz_block, "cpm": cpm_block, "cpm_bench": cpm_bench_block,
                  "large_cpm": large_block, "flow": flow_block, "flow_bench": flow_bench_block,
+                 "flow_continued": continued_block, "cpm_continued": continued_block,
                  "throughput": throughput_block, "cse": cse_block, "rate_control": rate_control_block}
     for name, render in renderers.items():
         path = getattr(args, name)

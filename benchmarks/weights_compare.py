@@ -1,6 +1,7 @@
-"""A candidate weight file against the shipped one, from two `lic bench` runs on the same images
-(same run, same machine): BD-rates of both against the classical codecs and of the candidate
-against the shipped file, PSNR and MS-SSIM. What decides whether a continued training run ships.
+"""A candidate weight file against the shipped one, from two `lic bench` runs on the same images:
+BD-rates of both against the classical codecs and of the candidate against the shipped file, PSNR
+and MS-SSIM. What decides whether a continued training run ships. Bytes do not depend on the day,
+so the shipped file's run may be an earlier one (its `summary.json`, e.g. docs/results-*-bench.json).
 
     lic bench IMAGES --models flow --codecs jpeg,heic --out bench-out/flow-old
     lic bench IMAGES --models flow --codecs jpeg,heic --weights flow=runs/flow2/flow.pt --out bench-out/flow-new
@@ -25,7 +26,9 @@ def compare(model: str, shipped: Path, candidate: Path) -> dict:
     if old["images"] != new["images"]:
         raise SystemExit(f"the runs coded different images ({old['images']} and {new['images']})")
     key = f"lic-{model}"
-    curves = {name: points for name, points in old["curves"].items() if name != key}
+    # The other codecs' bytes do not depend on the weights: a shipped-file run from an earlier
+    # day may be reused, and the candidate's run may add codecs (its curves win where both have one).
+    curves = {name: points for run in (old, new) for name, points in run["curves"].items() if name != key}
     curves[f"{key} (shipped)"] = old["curves"][key]
     curves[f"{key} (candidate)"] = new["curves"][key]
     anchors = [name for name in ("jpeg", "heic") if name in curves] + [f"{key} (shipped)"]
