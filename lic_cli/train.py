@@ -223,6 +223,12 @@ def centre_crop_multiple(array: np.ndarray, multiple: int, limit: int = 512) -> 
     return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255
 
 
+def data_note(options: TrainOptions) -> str:
+    """The training data as a model card states it (kept in the checkpoint for `lic export`)."""
+    note = f"{options.data}" + (f" + {options.mix} in {options.mix_share:.0%} of the crops" if options.mix else "")
+    return note + (f"; augmentations: {', '.join(options.augment)}" if options.augment else "")
+
+
 def save_checkpoint(path: Path, model, others: dict, step: int, elapsed: float, options: TrainOptions,
                     hardware: str, **extra) -> None:
     """Write last.pt atomically: the model, `others` (checkpoint key -> object with a state dict, as
@@ -237,6 +243,7 @@ def save_checkpoint(path: Path, model, others: dict, step: int, elapsed: float, 
         "hardware": hardware,
         "batch_size": options.batch_size,
         "crop": options.crop,
+        "data": data_note(options),
         **extra,
     }
     tmp = path.with_suffix(".tmp")

@@ -194,9 +194,7 @@ def train(model, data, val, mix, mix_share, augment, out, minutes, steps, batch_
         distributed.finish(ranks)
     reporter.close()
     if ranks.is_main:
-        data_note = f"{data}" + (f" + {mix} in {mix_share:.0%} of the crops" if mix else "") + (
-            f"; augmentations: {', '.join(augmentations)}" if augmentations else "")
-        path = export_checkpoint(result, out / f"{model}.pt", data_note, init_weights)
+        path = export_checkpoint(result, out / f"{model}.pt", None, init_weights)
         click.echo(f"exported {path}", err=True)
 
 
@@ -220,7 +218,8 @@ def _driver(name: str):
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--data-note", default="", help="Training data description for the model card.")
+@click.option("--data-note", default="", help="Training data description for the model card (default: the "
+              "data the run recorded in its checkpoint).")
 @click.option("-m", "--model", help="Export as this model instead of the checkpoint's: a variant of it or the model "
               "it is a variant of (the same network), e.g. a hyper-ctx run tuned for illustrations as "
               "hyper-ctx-graphics.")
@@ -233,7 +232,7 @@ def export(checkpoint, output, data_note, model):
     click.echo(f"exported {path}", err=True)
 
 
-def export_checkpoint(checkpoint: Path, output: Path, data_note, init: Path | None = None,
+def export_checkpoint(checkpoint: Path, output: Path, data_note: str | None, init: Path | None = None,
                       model: str | None = None) -> Path:
     """A weight file of a checkpoint. A run that took no steps from --init weights (a conversion,
     e.g. a model with an extra input folded into one without) keeps the training record of those weights."""
@@ -250,7 +249,7 @@ def export_checkpoint(checkpoint: Path, output: Path, data_note, init: Path | No
     model.load_state_dict(state["model"])
     card = {
         "steps": int(state["step"]), "train_minutes": round(float(state["elapsed_seconds"]) / 60, 1),
-        "hardware": state.get("hardware", "unknown"), "data": str(data_note),
+        "hardware": state.get("hardware", "unknown"), "data": data_note or state.get("data", ""),
         "exported": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "batch_size": state.get("batch_size"), "crop": state.get("crop"),
     }

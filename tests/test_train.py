@@ -32,7 +32,11 @@ def test_tiny_training_run_resumes_and_exports_usable_weights(tmp_path):
     assert resumed.exit_code == 0 and "resumed" in resumed.output
     assert torch.load(out / "last.pt", weights_only=True)["step"] == 3
     loaded = zoo.load_codec("hyper", out / "hyper.pt")
-    assert loaded.card["steps"] == 3
+    assert loaded.card["steps"] == 3 and loaded.card["data"] == str(data)
+    exported = runner.invoke(main, ["export", str(out / "last.pt"), "-o", str(tmp_path / "again.pt")],
+                             catch_exceptions=False)
+    assert exported.exit_code == 0, exported.output
+    assert zoo.load_codec("hyper", tmp_path / "again.pt").card["data"] == str(data)  # recorded in last.pt
     encoded = runner.invoke(main, ["encode", str(data / "0.png"), "-o", str(tmp_path / "0.lic"),
                                    "--weights", str(out / "hyper.pt")], catch_exceptions=False)
     assert encoded.exit_code == 0
