@@ -19,8 +19,12 @@ import json
 import math
 import re
 import shutil
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.weights_compare import bd_table
 from lic_cli.bench.bdrate import ms_ssim_db
 from lic_cli.bench.report import bd_rates
 
@@ -295,18 +299,10 @@ def flow_bench_block(folder: Path) -> str:
 def continued_block(path: Path) -> str:
     """A continued training run's weight file against the one it replaced (benchmarks/weights_compare.py)."""
     result = json.loads(path.read_text())
-    key = f"lic-{result['model']}"
     commands = " and ".join(f"`{command}`" for command in result["commands"])
-    lines = [f"Runs: {commands} ({result['images']} images), compared with `python benchmarks/weights_compare.py "
-             f"{result['model']} REPLACED NEW`.", "",
-             "| BD-rate of | against | PSNR | MS-SSIM |", "|---|---|---|---|"]
-    for anchor, rates in result["bd_rate"].items():
-        for name in (f"{key} (shipped)", f"{key} (candidate)"):
-            if name != anchor:
-                label = name.replace("(shipped)", "(replaced file)").replace("(candidate)", "(this file)")
-                lines.append(f"| {label} | {anchor.replace('(shipped)', '(replaced file)')} "
-                             f"| {_pct(rates[name]['psnr'])} | {_pct(rates[name]['ms_ssim'])} |")
-    return "\n".join(lines)
+    return "\n".join([f"Runs: {commands} ({result['images']} images), compared with `python "
+                      f"benchmarks/weights_compare.py {result['model']} REPLACED NEW`.", "",
+                      *bd_table(result, shipped="replaced file", candidate="this file")])
 
 
 VARIANT_WORDS = {
@@ -424,7 +420,6 @@ def main() -> None:
     parser.add_argument("--flow", type=Path, help="JSON written by benchmarks/flow_kodak.py")
     parser.add_argument("--flow-bench", type=Path, help="output folder of `lic bench --models flow,hyper`")
     parser.add_argument("--flow-continued", type=Path, help="JSON written by benchmarks/weights_compare.py (flow)")
-    parser.add_argument("--cpm-continued", type=Path, help="JSON written by benchmarks/weights_compare.py (cpm)")
     parser.add_argument("--throughput", type=Path, help="JSON written by benchmarks/train_throughput.py")
     parser.add_argument("--cse", type=Path, help="JSON written by benchmarks/cse_pairs.py")
     parser.add_argument("--rate-control", type=Path, help="JSON written by benchmarks/rate_control_kodak.py")
@@ -438,7 +433,7 @@ def main() -> None:
                  "gallery": gallery_block, "selective": selective_block,
                  "large": large_block, "fuzz": fuzz_block, "cpm": cpm_block, "cpm_bench": cpm_bench_block,
                  "large_cpm": large_block, "flow": flow_block, "flow_bench": flow_bench_block,
-                 "flow_continued": continued_block, "cpm_continued": continued_block,
+                 "flow_continued": continued_block,
                  "throughput": throughput_block, "cse": cse_block, "rate_control": rate_control_block}
     for name, render in renderers.items():
         path = getattr(args, name)

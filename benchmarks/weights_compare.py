@@ -37,15 +37,24 @@ def compare(model: str, shipped: Path, candidate: Path) -> dict:
             "bd_rate": {anchor: bd_rates(curves, anchor) for anchor in anchors}}
 
 
-def markdown(result: dict) -> str:
+def bd_table(result: dict, shipped: str = "shipped", candidate: str = "candidate") -> list[str]:
+    """The BD-rate rows of a comparison, both lic curves against each anchor, the two files called
+    `shipped` and `candidate` (docs/results.md calls them "replaced file" and "this file")."""
     key = f"lic-{result['model']}"
+    labels = {f"{key} (shipped)": f"{key} ({shipped})", f"{key} (candidate)": f"{key} ({candidate})"}
     lines = ["| BD-rate of | against | PSNR | MS-SSIM |", "|---|---|---|---|"]
     for anchor, rates in result["bd_rate"].items():
-        for name in (f"{key} (shipped)", f"{key} (candidate)"):
+        for name, label in labels.items():
             if name == anchor:
                 continue
             psnr, ms_ssim = rates[name]["psnr"], rates[name]["ms_ssim"]
-            lines.append(f"| {name} | {anchor} | {_pct(psnr)} | {_pct(ms_ssim)} |")
+            lines.append(f"| {label} | {labels.get(anchor, anchor)} | {_pct(psnr)} | {_pct(ms_ssim)} |")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    key = f"lic-{result['model']}"
+    lines = bd_table(result)
     lines += ["", "| curve | setting | bpp | PSNR (dB) | MS-SSIM |", "|---|---|---|---|---|"]
     for name in (f"{key} (shipped)", f"{key} (candidate)"):
         for point in result["curves"][name]:
